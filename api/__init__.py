@@ -1,0 +1,1 @@
+"""ConvLens HTTP API (FastAPI)."""

@@ -1,0 +1,1 @@
+"""ConvLens engine: pure PyTorch models and visualisation methods (no I/O)."""

@@ -1,0 +1,47 @@
+"""Errors the engine raises for bad requests; each carries a stable machine code.
+
+The API maps them onto HTTP statuses (unknown things -> 404, bad params -> 422);
+anything else escaping the engine is a bug.
+"""
+
+
+class EngineError(Exception):
+    code = "engine_error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownModel(EngineError):
+    code = "unknown_model"
+
+
+class UnknownLayer(EngineError):
+    code = "unknown_layer"
+
+
+class UnknownClass(EngineError):
+    code = "unknown_class"
+
+
+class UnknownChannel(EngineError):
+    code = "unknown_channel"
+
+
+class UnknownMethod(EngineError):
+    code = "unknown_method"
+
+
+class InvalidParams(EngineError):
+    code = "invalid_params"
+
+
+class UnsupportedModel(EngineError):
+    """The method cannot run faithfully on this model (e.g. no classifier head)."""
+
+    code = "unsupported_model"
+
+
+class Cancelled(Exception):
+    """Raised through the engine when the caller's progress callback asks to stop."""

@@ -1,0 +1,68 @@
+"""Hooks as context managers that always undo themselves.
+
+Every hook registered here is removed in ``finally``, whatever happens inside
+the ``with`` block: a long-lived worker must never accumulate hooks.
+"""
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+class StopForward(Exception):
+    """Raised by a capture hook to end a forward pass after its deepest layer."""
+
+
+@contextmanager
+def capture(modules: dict[str, nn.Module], stop_after: str | None = None, detach: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of ``modules`` (name -> module) during forward passes.
+
+    With ``stop_after`` the forward pass is cut short (``StopForward``) right
+    after that module has produced its output; wrap the call in
+    :func:`run_until` to swallow it. Outputs are kept attached to the graph
+    unless ``detach``.
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            outputs[name] = output.detach() if detach else output
+            if name == stop_after:
+                raise StopForward
+
+        return hook
+
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_until(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """Call ``model(x)``; returns its output, or None if a capture hook stopped it early."""
+    try:
+        return model(x)
+    except StopForward:
+        return None
+
+
+def hook_count(model: nn.Module) -> int:
+    """How many hooks of any kind are attached to ``model`` (for leak tests)."""
+    total = 0
+    for module in model.modules():
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+            "_forward_hooks_with_kwargs",
+            "_state_dict_hooks",
+        ):
+            total += len(getattr(module, attr, {}) or {})
+    return total

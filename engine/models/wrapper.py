@@ -1,0 +1,178 @@
+"""The model every method receives: pixels in, the network's outputs out.
+
+Methods work in one space for every network: RGB images in [0, 1], NCHW.
+:class:`ConvLensModel` applies the network's own preprocessing (channel order,
+scale, mean/std) as its first step, so gradients, clipping and 8-bit
+quantisation mean the same thing for EfficientNet and for Caffe-style VGG19.
+Layer names are those of the wrapped network (``net.named_modules()``).
+"""
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from engine.errors import UnknownChannel, UnknownClass, UnknownLayer
+
+if TYPE_CHECKING:
+    from engine.models.zoo import ModelSpec
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How RGB pixels in [0, 1] become the network's input."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: str = "RGB"  # or "BGR"; mean/std are given in this order
+    scale: float = 1.0  # 255.0 for networks trained on 0-255 pixels
+
+    def as_dict(self) -> dict:
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channel_order": self.channel_order,
+            "scale": self.scale,
+            "input_space": "RGB in [0, 1]",
+        }
+
+
+class Normalize(nn.Module):
+    """RGB [0, 1] -> the network's input space (differentiable)."""
+
+    def __init__(self, pre: Preprocessing):
+        super().__init__()
+        self.bgr = pre.channel_order == "BGR"
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1) / pre.scale)
+        self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1) / pre.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    type: str
+    shape: tuple[int, ...]  # (channels, height, width), or (features,) for vectors, at the catalogue's input size
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "shape": list(self.shape), "channels": self.channels}
+
+
+class ConvLensModel(nn.Module):
+    """A network from the zoo, in eval mode, with its preprocessing in front.
+
+    ``lock`` serialises methods that attach hooks to this shared instance: a
+    forward hook registered by one request would otherwise fire for another
+    request's forward pass running in a second thread.
+    """
+
+    def __init__(self, spec: "ModelSpec", net: nn.Module):
+        super().__init__()
+        self.spec = spec
+        self.normalize = Normalize(spec.preprocessing)
+        self.net = net
+        self.lock = threading.RLock()
+        self._catalogues: dict[tuple[int, int], tuple[LayerInfo, ...]] = {}
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        return self.spec.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.spec.input_size
+
+    # -- layers ---------------------------------------------------------------------------
+
+    def layer(self, name: str) -> nn.Module:
+        """The module called ``name`` (as listed in the layer catalogue)."""
+        known = dict(self.net.named_modules())
+        if not name or name not in known:
+            hint = ", ".join(info.name for info in self.catalogue()[:8])
+            raise UnknownLayer(f"model {self.spec.name!r} has no layer {name!r}; e.g. {hint} (see GET /v1/models/{self.spec.name})")
+        return known[name]
+
+    def catalogue(self, size: tuple[int, int] | None = None) -> tuple[LayerInfo, ...]:
+        """Every module whose output is a feature map or vector, in order of completion, with its shape."""
+        size = tuple(size or self.input_size)
+        if size not in self._catalogues:
+            self._catalogues[size] = self._trace_shapes(size)
+        return self._catalogues[size]
+
+    def _trace_shapes(self, size: tuple[int, int]) -> tuple[LayerInfo, ...]:
+        found: dict[str, LayerInfo] = {}
+        handles = []
+
+        def watch(name: str, module: nn.Module):
+            def hook(_module, _inputs, output):
+                if isinstance(output, torch.Tensor) and output.dim() in (2, 4) and name not in found:
+                    found[name] = LayerInfo(name, type(module).__name__, tuple(output.shape[1:]))
+
+            return hook
+
+        with self.lock:
+            try:
+                for name, module in self.net.named_modules():
+                    if name:
+                        handles.append(module.register_forward_hook(watch(name, module)))
+                with torch.inference_mode():
+                    self(torch.zeros(1, 3, *size, device=self.device))
+            finally:
+                for h in handles:
+                    h.remove()
+        return tuple(found.values())
+
+    def layer_info(self, name: str, size: tuple[int, int] | None = None) -> LayerInfo:
+        self.layer(name)
+        for info in self.catalogue(size):
+            if info.name == name:
+                return info
+        raise UnknownLayer(f"layer {name!r} of model {self.spec.name!r} outputs no feature map or vector")
+
+    def check_channel(self, layer: str, channel: int, size: tuple[int, int] | None = None) -> None:
+        channels = self.layer_info(layer, size).channels
+        if not 0 <= channel < channels:
+            raise UnknownChannel(f"layer {layer!r} has {channels} channels (0..{channels - 1}); got {channel}")
+
+    def first_conv(self) -> str:
+        return self.spec.first_conv
+
+    # -- classes --------------------------------------------------------------------------
+
+    def class_index(self, target: int | str) -> int:
+        """Resolve a class given as an index or an (exact, case-insensitive) label."""
+        labels = self.labels
+        if labels is None:
+            raise UnknownClass(f"model {self.spec.name!r} has no classifier head, so it has no classes")
+        if isinstance(target, bool):
+            raise UnknownClass(f"class must be an index or a label, not {target!r}")
+        if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+            index = int(target)
+            if not 0 <= index < len(labels):
+                raise UnknownClass(f"class index {index} is out of range 0..{len(labels) - 1}")
+            return index
+        wanted = str(target).strip().lower()
+        for index, label in enumerate(labels):
+            if label.lower() == wanted:
+                return index
+        raise UnknownClass(f"model {self.spec.name!r} has no class labelled {target!r}")

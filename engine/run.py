@@ -1,0 +1,70 @@
+"""Run a registered method: the single entry point shared by the API and the worker."""
+
+import time
+
+from pydantic import BaseModel, ValidationError
+
+from engine.errors import InvalidParams, UnsupportedModel
+from engine.models import load_model
+from engine.progress import Progress, no_progress
+from engine.registry import Inputs, Method, get_method
+from engine.result import Result
+
+
+def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
+    """Validate raw params against the method's model (raises InvalidParams)."""
+    if isinstance(params, method.params):
+        return params
+    try:
+        return method.params.model_validate(params or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
+        raise InvalidParams(f"invalid params for {method.name}: {problems}") from exc
+
+
+def check_inputs(method: Method, inputs: Inputs) -> None:
+    for slot in method.inputs:
+        value = inputs.get(slot.name)
+        if value is None:
+            if slot.optional:
+                continue
+            raise InvalidParams(f"method {method.name!r} needs input {slot.name!r}")
+        count = len(value) if isinstance(value, list) else 1
+        if slot.many and not slot.min_count <= count <= slot.max_count:
+            raise InvalidParams(
+                f"input {slot.name!r} takes {slot.min_count}..{slot.max_count} images, got {count}"
+            )
+        if not slot.many and isinstance(value, list):
+            raise InvalidParams(f"input {slot.name!r} takes one image, got {count}")
+    unknown = set(inputs) - {slot.name for slot in method.inputs}
+    if unknown:
+        raise InvalidParams(f"method {method.name!r} takes no input named {', '.join(sorted(unknown))}")
+
+
+def run_method(
+    name: str,
+    model_name: str,
+    inputs: Inputs,
+    params: dict | BaseModel | None = None,
+    progress: Progress = no_progress,
+    device: str | None = None,
+) -> Result:
+    """Validate everything, load the (cached) model and run the method.
+
+    ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]``
+    name what ran.
+    """
+    method = get_method(name)
+    parsed = parse_params(method, params)
+    check_inputs(method, inputs)
+    model = load_model(model_name, device)
+    if method.needs_classifier and model.labels is None:
+        raise UnsupportedModel(f"method {name!r} needs a classifier; model {model_name!r} has no classifier head")
+    start = time.perf_counter()
+    with model.lock:
+        result = method.run(model, inputs, parsed, progress)
+    result.data.setdefault("method", name)
+    result.data.setdefault("model", model_name)
+    result.data.setdefault("params", parsed.model_dump(mode="json"))
+    result.data.setdefault("timings", {})["total_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    return result

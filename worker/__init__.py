@@ -1,0 +1,1 @@
+"""ConvLens worker side: Celery app and task, job records (Redis), object storage."""
