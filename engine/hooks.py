@@ -16,13 +16,14 @@ class StopForward(Exception):
 
 
 @contextmanager
-def capture(modules: dict[str, nn.Module], stop_after: str | None = None, detach: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+def capture(modules: dict[str, nn.Module], stop_early: bool = False, detach: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of ``modules`` (name -> module) during forward passes.
 
-    With ``stop_after`` the forward pass is cut short (``StopForward``) right
-    after that module has produced its output; wrap the call in
-    :func:`run_until` to swallow it. Outputs are kept attached to the graph
-    unless ``detach``.
+    With ``stop_early`` the forward pass is cut short (``StopForward``) as soon
+    as every module has produced its output, so no layer deeper than needed
+    runs; call the model through :func:`run_until` to swallow it. Outputs stay
+    attached to the autograd graph unless ``detach``. When one ``with`` block
+    runs several passes, clear the yielded dict before each one.
     """
     outputs: dict[str, torch.Tensor] = {}
     handles = []
@@ -30,7 +31,7 @@ def capture(modules: dict[str, nn.Module], stop_after: str | None = None, detach
     def make_hook(name: str):
         def hook(_module, _inputs, output):
             outputs[name] = output.detach() if detach else output
-            if name == stop_after:
+            if stop_early and len(outputs) == len(modules):
                 raise StopForward
 
         return hook

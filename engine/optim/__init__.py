@@ -1,0 +1,3 @@
+"""One optimisation loop for every synthesis method: composable objectives,
+transforms ``(config) -> (tensor) -> tensor`` and image parameterisations
+``(config) -> (params, image_fn)``."""

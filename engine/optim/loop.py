@@ -1,0 +1,114 @@
+"""The render loop shared by class visualisation, DeepDream, inversion, texture,
+style transfer and adversarial images.
+
+Each step runs the network only as deep as the objective needs (a capture
+hook stops the forward pass once every needed layer has produced its output),
+takes one optimiser step on the image parameters, and reports progress with
+the current loss; a preview picture is made every ``preview_every`` steps.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from engine.hooks import capture, run_until
+from engine.imaging import to_image
+from engine.models import ConvLensModel
+from engine.optim.objectives import OUTPUT, Objective
+from engine.progress import Progress, no_progress
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+StepHook = Callable[[int, list[torch.Tensor]], None]
+
+
+@dataclass
+class ImageParam:
+    """Tensors the optimiser changes, and how they become an RGB image in [0, 1]."""
+
+    params: list[torch.Tensor]
+    image_fn: Callable[[], torch.Tensor]
+
+
+@dataclass
+class Rendered:
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1], detached
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+def features_of(model: ConvLensModel, objective: Objective, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The features ``objective`` reads, from one (possibly truncated) forward pass."""
+    layers = objective.layers - {OUTPUT}
+    modules = {name: model.layer(name) for name in layers}
+    with capture(modules, stop_early=OUTPUT not in objective.layers) as feats:
+        output = run_until(model, image)
+        found = dict(feats)
+    if OUTPUT in objective.layers:
+        found[OUTPUT] = output
+    return found
+
+
+def render(
+    model: ConvLensModel,
+    param: ImageParam,
+    objective: Objective,
+    steps: int,
+    optimizer: str = "adam",
+    lr: float = 0.05,
+    transforms: Sequence[Transform] = (),
+    step_hook: StepHook | None = None,
+    progress: Progress = no_progress,
+    preview_every: int = 0,
+    stop_when: Callable[[int, float], bool] | None = None,
+) -> Rendered:
+    """Minimise ``objective`` over ``param`` for ``steps`` steps (Adam or L-BFGS).
+
+    ``transforms`` are applied to the image before the network sees it (jitter,
+    scaling...), ``step_hook(step, params)`` runs after each optimiser step under
+    ``no_grad`` (blur, clipping regularisers), ``stop_when(step, loss)`` ends
+    early.
+    """
+    layers = objective.layers - {OUTPUT}
+    modules = {name: model.layer(name) for name in layers}
+    wants_output = OUTPUT in objective.layers
+    if optimizer == "adam":
+        opt = torch.optim.Adam(param.params, lr=lr)
+    elif optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(param.params, lr=lr, max_iter=1, history_size=50)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    losses: list[float] = []
+    step = 0
+    with capture(modules, stop_early=not wants_output) as feats:
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            image = param.image_fn()
+            for transform in transforms:
+                image = transform(image)
+            feats.clear()
+            output = run_until(model, image)
+            found = dict(feats)
+            if wants_output:
+                found[OUTPUT] = output
+            loss = objective(found, image)
+            loss.backward()
+            return loss
+
+        for step in range(1, steps + 1):
+            loss = float(opt.step(closure).detach())
+            losses.append(loss)
+            if step_hook is not None:
+                with torch.no_grad():
+                    step_hook(step, param.params)
+            preview = None
+            if preview_every and (step % preview_every == 0 or step == steps):
+                with torch.no_grad():
+                    preview = to_image(param.image_fn())
+            progress(step, steps, preview, loss=loss)
+            if stop_when is not None and stop_when(step, loss):
+                break
+    with torch.no_grad():
+        image = param.image_fn().detach().clone()
+    return Rendered(image=image, losses=losses, steps=step)
