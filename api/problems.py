@@ -1,0 +1,78 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``) with a stable code.
+
+Every error the API returns has the same shape:
+``{"type", "title", "status", "detail", "code", ...extra}``.
+"""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import EngineError
+
+PROBLEM_JSON = "application/problem+json"
+
+ENGINE_STATUS = {
+    "unknown_model": 404,
+    "unknown_layer": 404,
+    "unknown_class": 404,
+    "unknown_channel": 404,
+    "unknown_method": 404,
+    "invalid_params": 422,
+    "unsupported_model": 422,
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in the API to answer with a problem document."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    from http import HTTPStatus
+
+    body = {
+        "type": f"https://convlens.dev/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_request: Request, exc: Problem):
+        return problem_response(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(EngineError)
+    async def _engine(_request: Request, exc: EngineError):
+        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        errors = [
+            {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", ""), "type": error.get("type", "")}
+            for error in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        return problem_response(422, "invalid_request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception):
+        return problem_response(500, "internal_error", "the server failed to handle this request; it has been logged")
