@@ -4,6 +4,7 @@ Every error the API returns has the same shape:
 ``{"type", "title", "status", "detail", "code", ...extra}``.
 """
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,10 +37,8 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    from http import HTTPStatus
-
-    body = {
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
         "type": f"https://convlens.dev/problems/{code}",
         "title": HTTPStatus(status).phrase,
         "status": status,
@@ -47,7 +46,10 @@ def problem_response(status: int, code: str, detail: str, headers: dict[str, str
         "code": code,
         **extra,
     }
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(problem_body(status, code, detail, **extra), status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

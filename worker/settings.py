@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     inline_threads: int = 4
+    inline_backlog: int = 16  # inline calls that may wait for a thread; more are answered 429
+    warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
     device: str | None = None  # None: CUDA when present, else CPU
 
 
