@@ -17,7 +17,6 @@ from engine.encoding import NPY, PNG, encode_artifact, encode_result, has_artifa
 from engine.result import Result
 
 JSON = "application/json"
-INLINE_PNG_LEVEL = 1  # fast zlib level: encoding time is latency here
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,18 @@ def _choose(accept: str | None, offers: list[str]) -> str | None:
 
 
 def render(result: Result, wanted: Wanted) -> tuple[bytes, str]:
-    """The response body and its media type."""
+    """The response body and its media type; ``data["timings"]["encode_ms"]`` gets the encoding time."""
+    start = time.perf_counter()
     if wanted.artifact is not None:
-        return _artifact(result, wanted)
-    if wanted.media_type == PNG:
+        content, media_type = _artifact(result, wanted)
+    elif wanted.media_type == PNG:
         if not result.images:
             raise Problem(406, "not_acceptable", "this result has no picture; ask for application/json")
-        return encode_artifact(result, _main(result), INLINE_PNG_LEVEL).content, PNG
-    return _json(result), JSON
+        content, media_type = encode_artifact(result, _main(result), fast=True).content, PNG
+    else:
+        return _json(result), JSON
+    _record_encode_time(result, start)
+    return content, media_type
 
 
 def _artifact(result: Result, wanted: Wanted) -> tuple[bytes, str]:
@@ -77,7 +80,7 @@ def _artifact(result: Result, wanted: Wanted) -> tuple[bytes, str]:
     if not has_artifact(result, name):
         names = [*result.images, *result.arrays]
         raise Problem(404, "unknown_artifact", f"no artifact {name!r}; this result has {', '.join(names) or 'none'}")
-    artifact = encode_artifact(result, name, INLINE_PNG_LEVEL)
+    artifact = encode_artifact(result, name, fast=True)
     if _choose(wanted.accept, [artifact.media_type]) is None:
         raise Problem(406, "not_acceptable", f"artifact {name!r} is {artifact.media_type}, not {wanted.accept}")
     return artifact.content, artifact.media_type
@@ -87,14 +90,18 @@ def _main(result: Result) -> str | None:
     return result.main if result.main is not None else next(iter(result.images), None)
 
 
+def _record_encode_time(result: Result, start: float) -> None:
+    result.data.setdefault("timings", {})["encode_ms"] = round((time.perf_counter() - start) * 1000, 3)
+
+
 def _json(result: Result) -> bytes:
     start = time.perf_counter()
     artifacts = [
         {**artifact.describe(), "data_base64": base64.b64encode(artifact.content).decode("ascii")}
-        for artifact in encode_result(result, INLINE_PNG_LEVEL)
+        for artifact in encode_result(result, fast=True)
     ]
+    _record_encode_time(result, start)
     data = result.data
-    data.setdefault("timings", {})["encode_ms"] = round((time.perf_counter() - start) * 1000, 3)
     body = {
         "method": data.get("method"),
         "model": data.get("model"),

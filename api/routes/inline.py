@@ -83,10 +83,10 @@ def _endpoint(method: Method):
     ) -> Response:
         wanted = negotiate(request.headers.get("accept"), artifact)
         body = await receive(request, method)
-        content, media_type = await pool.run(
+        content, media_type, timings = await pool.run(
             answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
         )
-        return Response(content, media_type=media_type)
+        return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
 
     endpoint.__name__ = f"inline_{method.name}"
     return endpoint
@@ -94,16 +94,27 @@ def _endpoint(method: Method):
 
 def answer(
     method: Method, body: Form | bytes, wanted: Wanted, max_pixels: int, device: str | None, resolve: ImageResolver
-) -> tuple[bytes, str]:
-    """Validate, decode, run and encode (in the inline pool, off the event loop)."""
+) -> tuple[bytes, str, dict]:
+    """Validate, decode, run and encode (in the inline pool, off the event loop).
+
+    Returns the body, its media type and the timings (ms).
+    """
     call = parse(method, body)
     get_spec(call.model)  # an unknown model fails before any decoding
     start = time.perf_counter()
     inputs = decode_inputs(method, call, max_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
     result = run_method(method.name, call.model, inputs, call.params, device=device)
-    result.data["timings"]["decode_ms"] = decode_ms
-    return render(result, wanted)
+    timings = result.data["timings"]
+    timings["decode_ms"] = decode_ms
+    content, media_type = render(result, wanted)
+    return content, media_type, timings
+
+
+def server_timing(timings: dict) -> str:
+    """``Server-Timing`` header (engine, decode, encode), readable by browsers' dev tools."""
+    names = {"total_ms": "engine", "decode_ms": "decode", "encode_ms": "encode"}
+    return ", ".join(f"{names[key]};dur={timings[key]}" for key in names if key in timings)
 
 
 async def _not_inline(name: str) -> Response:
@@ -138,6 +149,12 @@ def _responses(result_ref: dict, problem_ref: dict) -> dict:
     return {
         200: {
             "description": "the result: JSON, or one picture / array itself",
+            "headers": {
+                "Server-Timing": {
+                    "description": "engine, decode and encode durations (ms)",
+                    "schema": {"type": "string"},
+                }
+            },
             "content": {"application/json": {"schema": result_ref}, PNG: binary, NPY: binary},
         },
         "4XX": {"description": "bad input (problem details with a stable code)", **problem},

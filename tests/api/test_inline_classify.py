@@ -51,6 +51,8 @@ def test_accept_png_returns_the_main_picture(client, coffee):
     assert response.headers["content-type"] == "image/png"
     picture = Image.open(io.BytesIO(response.content))
     assert picture.format == "PNG" and picture.size == (224, 224)
+    timing = dict(part.strip().split(";dur=") for part in response.headers["server-timing"].split(","))
+    assert set(timing) == {"engine", "decode", "encode"} and float(timing["engine"]) > 0
 
 
 def test_artifact_by_name_and_unknown_artifact(client, coffee):

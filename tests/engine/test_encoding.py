@@ -13,7 +13,11 @@ from engine.result import Result
 @pytest.fixture
 def result(astronaut) -> Result:
     return Result(
-        images={"photo": astronaut.resize((48, 32)), "grey": Image.new("L", (5, 7), 9)},
+        images={
+            "photo": astronaut.resize((48, 32)),
+            "grey": Image.effect_noise((5, 7), 50),
+            "clear": astronaut.resize((6, 4)).convert("RGBA"),
+        },
         arrays={"map": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "ids": np.arange(3, dtype=np.int64)},
         data={"note": "ok"},
         main="photo",
@@ -22,7 +26,7 @@ def result(astronaut) -> Result:
 
 def test_every_artifact_round_trips_exactly(result):
     artifacts = {artifact.name: artifact for artifact in encode_result(result)}
-    assert list(artifacts) == ["photo", "grey", "map", "ids"]
+    assert list(artifacts) == ["photo", "grey", "clear", "map", "ids"]
     for name, image in result.images.items():
         decoded = Image.open(io.BytesIO(artifacts[name].content))
         assert artifacts[name].media_type == PNG and decoded.format == "PNG"
@@ -42,8 +46,8 @@ def test_descriptions_carry_sizes_shapes_and_dtypes(result):
     }
 
 
-def test_compression_level_changes_size_not_pixels(result):
-    fast, small = encode_artifact(result, "photo", 1), encode_artifact(result, "photo", 9)
+def test_fast_and_small_png_hold_the_same_pixels(result):
+    fast, small = encode_artifact(result, "photo", fast=True), encode_artifact(result, "photo", fast=False)
     assert len(small.content) <= len(fast.content)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(fast.content))), np.asarray(Image.open(io.BytesIO(small.content))))
 
@@ -57,3 +61,9 @@ def test_unknown_artifact(result):
 def test_object_arrays_are_refused():
     with pytest.raises(ValueError):
         encode_result(Result(arrays={"bad": np.array([{"a": 1}], dtype=object)}))
+
+
+def test_other_modes_are_converted(astronaut):
+    palette = astronaut.resize((8, 8)).convert("P")
+    decoded = Image.open(io.BytesIO(encode_artifact(Result(images={"p": palette}), "p").content))
+    assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), np.asarray(palette.convert("RGB")))
