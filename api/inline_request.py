@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.images import decode_base64, decode_image
 from api.problems import Problem
 from api.schemas import DEFAULT_MODEL, Base64Image, Envelope
-from engine.registry import Inputs, Method
+from engine.registry import Inputs, InputSlot, Method
 from engine.run import parse_params
 
 ImageResolver = Callable[[str], bytes]  # image id -> the stored file's bytes
@@ -82,7 +82,7 @@ async def _read_form(request: Request, method: Method) -> Form:
         await form.close()
 
 
-async def _form_contents(form, method: Method, slots: dict) -> Form:
+async def _form_contents(form: FormData, method: Method, slots: dict[str, InputSlot]) -> Form:
     unknown = sorted(set(form.keys()) - {"model", "params", *slots})
     if unknown:
         raise Problem(

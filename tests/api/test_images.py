@@ -1,15 +1,12 @@
 """Untrusted upload bytes -> RGB pictures, or the right problem."""
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
 from api.images import decode_base64, decode_image
 from api.problems import Problem
-from tests.api.conftest import encode
+from tests.api.conftest import encode, png_claiming
 
 LIMIT = 40_000_000
 
@@ -18,16 +15,6 @@ def problem_of(data: bytes, max_pixels: int = LIMIT) -> tuple[int, str]:
     with pytest.raises(Problem) as caught:
         decode_image(data, max_pixels)
     return caught.value.status, caught.value.code
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A real 1x1 PNG whose header is rewritten to claim ``width`` x ``height`` pixels."""
-    data = bytearray(encode(Image.new("RGB", (1, 1))))
-    ihdr = bytearray(data[12:29])  # chunk type + 13 bytes of IHDR fields
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    return bytes(data)
 
 
 @pytest.mark.parametrize("format", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from tests.api.conftest import encode, make_settings
+from tests.api.conftest import encode, make_settings, png_claiming
 
 PHOTO = encode(Image.new("RGB", (48, 32), (90, 140, 200)))
 B64 = base64.b64encode(PHOTO).decode()
@@ -27,6 +27,8 @@ CLASSIFY_CASES = {
     "not-an-image-json": (inputs(image={"base64": base64.b64encode(b"plain text").decode()}), 400, "not_an_image"),
     "truncated": (upload(encode(Image.effect_noise((64, 64), 40).convert("RGB"), "JPEG")[:700]), 400, "bad_image"),
     "zero-bytes": (upload(b""), 400, "empty_image"),
+    "decompression-bomb": (upload(png_claiming(50_000, 50_000)), 413, "image_too_large"),
+    "decompression-bomb-json": (inputs(image={"base64": base64.b64encode(png_claiming(9_000, 9_000)).decode()}), 413, "image_too_large"),
     "zero-bytes-json": (inputs(image={"base64": ""}), 400, "empty_image"),
     "unsupported-format": (upload(PPM), 415, "unsupported_image_format"),
     "bad-base64": (inputs(image={"base64": "%%% not base64 %%%"}), 400, "bad_base64"),
