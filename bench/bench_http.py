@@ -9,7 +9,9 @@ image/png``), so both see the same machine load. Prints medians of:
 - overhead = round trip - the engine time of that same call (from the
   ``Server-Timing`` header), which is what HTTP adds: upload parsing, decoding,
   encoding, the thread hand-off and transport;
-- the server-side decode and encode times.
+- the server-side decode and encode times;
+- the floor: the same upload refused in the pool before decoding (unknown
+  model), i.e. transport + multipart parsing + the thread hand-off alone.
 
 Uses ``saliency`` when it is registered, else ``classify``.
 
@@ -86,6 +88,7 @@ def main() -> None:
     port = free_port()
     server = start_server(port)
     engine_ms: list[float] = []
+    floor_ms: list[float] = []
     trips = {name: {"trip": [], "overhead": [], "decode": [], "encode": []} for name in variants}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
@@ -97,9 +100,14 @@ def main() -> None:
                     name: round_trip(client, f"/v1/{method}", files=files, headers=headers)
                     for name, headers in variants.items()
                 }
+                start = time.perf_counter()
+                refused = client.post(f"/v1/{method}", files=files, data={"model": "no_such_model"})
+                floor = (time.perf_counter() - start) * 1000
+                assert refused.status_code == 404, refused.text
                 if run < WARMUP:
                     continue
                 engine_ms.append(engine)
+                floor_ms.append(floor)
                 for name, (trip, timing) in measured.items():
                     trips[name]["trip"].append(trip)
                     trips[name]["overhead"].append(trip - timing["engine"])
@@ -117,6 +125,7 @@ def main() -> None:
             f"{'HTTP, ' + name:28s} {median(values['trip']):8.2f} ms   overhead {median(values['overhead']):6.2f} ms"
             f"   (of which decode {median(values['decode']):.2f}, encode {median(values['encode']):.2f})"
         )
+    print(f"{'HTTP floor (refused upload)':28s} {median(floor_ms):8.2f} ms")
 
 
 if __name__ == "__main__":
