@@ -5,15 +5,13 @@ channel's mean, max and fraction of exact zeros (dead after a ReLU)."""
 
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
 from engine.errors import InvalidParams
 from engine.hooks import capture, run_until
 from engine.imaging import Fit, fit_image, tile_grid, to_tensor
-from engine.inspect.display import normalise_tiles, to_uint8, upscale, zoom_for
-from engine.inspect.filters import pick_channels
+from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.registry import Method, register
 from engine.result import Result

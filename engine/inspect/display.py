@@ -1,10 +1,21 @@
-"""Drawing shared by the inspect methods: normalised tiles, nearest-neighbour
+"""Drawing shared by the inspect methods: which channels to draw, normalised tiles, nearest-neighbour
 upscaling (a 3x3 filter stays nine crisp squares) and captioned thumbnails."""
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from engine.errors import UnknownChannel
 from engine.imaging import normalize_map
+
+def pick_channels(requested: list[int] | None, available: int, limit: int) -> list[int]:
+    """The channels to draw: ``requested`` (checked, duplicates dropped, order kept) or the first ones, at most ``limit``."""
+    if requested is None:
+        return list(range(min(available, limit)))
+    bad = [c for c in requested if not 0 <= c < available]
+    if bad:
+        raise UnknownChannel(f"the layer has {available} channels (0..{available - 1}); got {bad}")
+    return list(dict.fromkeys(requested))[:limit]
+
 
 def normalise_tiles(values: np.ndarray, each: bool) -> np.ndarray:
     """Min-max scale each item (first axis) on its own, or all items together, to [0, 1]."""

@@ -18,9 +18,9 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from engine.errors import InvalidParams, UnknownChannel
+from engine.errors import InvalidParams
 from engine.imaging import tile_grid
-from engine.inspect.display import normalise_tiles, to_uint8, upscale, zoom_for
+from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.registry import Method, register
 from engine.result import Result
@@ -41,15 +41,6 @@ def conv_layer(model: ConvLensModel, name: str) -> nn.Conv2d:
         convs = [n for n, m in model.net.named_modules() if isinstance(m, nn.Conv2d)]
         raise InvalidParams(f"layer {name!r} is a {type(module).__name__}, not a convolution; e.g. {', '.join(convs[:6])}")
     return module
-
-
-def pick_channels(requested: list[int] | None, available: int, limit: int) -> list[int]:
-    if requested is None:
-        return list(range(min(available, limit)))
-    bad = [c for c in requested if not 0 <= c < available]
-    if bad:
-        raise UnknownChannel(f"the layer has {available} filters (0..{available - 1}); got {bad}")
-    return list(dict.fromkeys(requested))[:limit]
 
 
 def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarray:

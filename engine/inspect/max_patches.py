@@ -13,7 +13,7 @@ from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, layer_outputs
 from engine.inspect.display import captioned
-from engine.inspect.receptive_field import ReceptiveField, receptive_field
+from engine.inspect.receptive_field import receptive_field
 from engine.models import ConvLensModel
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
@@ -58,7 +58,7 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
     if len(info.shape) != 3:
         raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
     model.check_channel(layer, params.channel, size)
-    field: ReceptiveField = receptive_field(model, layer, size)
+    field = receptive_field(model, layer, size)
     images = fit_all(inputs["images"], size, params.fit)
     maps = layer_outputs(model, images, layer, params.batch_size, progress, lambda x: x[:, params.channel]).numpy()
     width = maps.shape[2]

@@ -85,7 +85,7 @@ def test_bad_layers_and_channels_raise_clear_errors(vgg19):
         run_method("filters", "vgg19", {}, {"layer": "nope"}, device="cpu")
     with pytest.raises(InvalidParams, match="block1_relu1.*not a convolution"):
         run_method("filters", "vgg19", {}, {"layer": "block1_relu1"}, device="cpu")
-    with pytest.raises(UnknownChannel, match="64 filters"):
+    with pytest.raises(UnknownChannel, match="64 channels"):
         run_method("filters", "vgg19", {}, {"channels": [3, 64]}, device="cpu")
     with pytest.raises(InvalidParams):
         run_method("filters", "vgg19", {}, {"max_filters": 0}, device="cpu")
