@@ -2,3 +2,4 @@
 
 from engine.methods import classify  # noqa: F401
 from engine.inspect import activations, embedding, filters, max_patches, neighbours  # noqa: F401
+from engine.synthesis import fast_style  # noqa: F401
