@@ -116,11 +116,11 @@ def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, p
         torch.manual_seed(params.seed)
         net = Transformer(params.width, params.residual_blocks).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=params.lr)
-    order = np.random.default_rng(params.seed)
+    rng = np.random.default_rng(params.seed)
     losses, parts = [], {"content": [], "style": [], "tv": []}
     with capture(modules, stop_early=True) as found:
         for step in range(1, params.steps + 1):
-            batch = crops[torch.from_numpy(order.integers(0, len(crops), params.batch_size)).to(device)]
+            batch = crops[torch.from_numpy(rng.integers(0, len(crops), params.batch_size)).to(device)]
             out = net(batch)
             found.clear()
             run_until(model, torch.cat([out, batch]))
