@@ -90,7 +90,7 @@ if state == 'running' then
   redis.call('PUBLISH', ARGV[2], 'progress')
   return 'requested'
 end
-return state
+return 'finished'
 """
 
 
@@ -269,7 +269,7 @@ class JobStore:
     # -- API side ------------------------------------------------------------
 
     def cancel(self, job_id: str) -> str:
-        """"cancelled" (was queued), "requested" (running; stops at its next step), "missing", or the final state."""
+        """"cancelled" (was queued), "requested" (running; stops at its next step), "missing" or "finished"."""
         return _text(self._cancel(keys=[self.key(job_id)], args=[repr(time.time()), self.channel(job_id)]))
 
 

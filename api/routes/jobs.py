@@ -149,7 +149,7 @@ def cancel_job(job_id: str, service: JobsDep, response: Response) -> dict:
     job = _found(job, job_id)
     if outcome == "requested":
         response.status_code = 202
-    elif outcome != "cancelled":
+    elif outcome == "finished":
         raise Problem(409, "job_finished", f"job {job_id} already finished ({job.state}); nothing to cancel")
     return job_body(job, service.storage)
 

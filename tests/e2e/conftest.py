@@ -66,10 +66,13 @@ class Stack:
         return self.client.post("/v1/jobs", json={"method": method, "model": model, "inputs": {"image": image_id}, "params": params})
 
     def wait(self, job_id: str, timeout: float = 60, until=FINISHED) -> dict:
+        return self.poll(job_id, lambda job: job["state"] in until, timeout)
+
+    def poll(self, job_id: str, predicate, timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.client.get(f"/v1/jobs/{job_id}").json()
-            if job["state"] in until:
+            if predicate(job):
                 return job
             time.sleep(0.05)
         raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s:\n{self.worker.log()[-3000:]}")
