@@ -8,7 +8,7 @@ worker. No result backend: job records live in :mod:`worker.jobs`.
 """
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker.settings import Settings
 from worker.tasks import TASK_NAME, JobTask, run_job
@@ -22,7 +22,7 @@ def create_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="gpu",
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -86,6 +86,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "inputs": job.inputs,
         "content_hash": job.content_hash,
         "deliveries": job.deliveries,
+        "worker": job.worker,
         "cancel_requested": job.cancel_requested,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
