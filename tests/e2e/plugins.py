@@ -2,7 +2,7 @@
 
 ``probe_steps`` is a small, honest iterative method: each step is a real
 forward pass of the model on the image (the mean activation of a layer is the
-reported "loss"), then a progress report with a preview; an optional sleep
+reported "loss"; the pass stops at that layer), then a progress report with a preview; an optional sleep
 per step makes jobs long enough to cancel or kill mid-run.
 ``crash_worker`` ends its own process, like a job that segfaults its worker.
 """
@@ -14,7 +14,7 @@ import time
 import torch
 from pydantic import BaseModel, Field
 
-from engine.hooks import capture
+from engine.hooks import capture, run_until
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.registry import Method, register
 from engine.result import Result
@@ -23,7 +23,7 @@ from engine.result import Result
 class ProbeParams(BaseModel):
     steps: int = Field(5, ge=1, le=1000, description="forward passes")
     sleep: float = Field(0.0, ge=0, le=5, description="seconds to wait after each step")
-    layer: str | None = Field(None, description="layer whose mean activation is reported; None: the output")
+    layer: str | None = Field(None, description="layer whose mean activation is reported (the pass stops there); None: the output")
     size: int = Field(64, ge=16, le=256, description="square input size")
 
 
@@ -33,8 +33,8 @@ def probe_steps(model, inputs, params: ProbeParams, progress) -> Result:
     modules = {params.layer: model.layer(params.layer)} if params.layer else {}
     losses = []
     for step in range(1, params.steps + 1):
-        with torch.inference_mode(), capture(modules) as seen:
-            output = model(x * (1 - 0.01 * step))
+        with torch.inference_mode(), capture(modules, stop_early=True) as seen:
+            output = run_until(model, x * (1 - 0.01 * step))
         value = next(iter(seen.values())) if modules else output
         losses.append(float(value.float().mean()))
         progress(step, params.steps, preview=to_image(x[0] * (1 - 0.01 * step)), loss=losses[-1])
