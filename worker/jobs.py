@@ -18,6 +18,7 @@ import redis
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at")
 

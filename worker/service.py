@@ -12,21 +12,20 @@ import json
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from kombu.exceptions import OperationalError
 
 from engine.errors import UnsupportedModel
 from engine.models import get_spec
 from engine.registry import get_method
 from engine.run import check_inputs, parse_params
-from worker.jobs import Job, JobStore, connect, new_job_id
+from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
 from worker.plugins import load_plugins
 from worker.queue_app import create_celery, send_job
 from worker.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
 
-BROKER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)
+BROKER_ERRORS = (*REDIS_ERRORS, OperationalError)
 
 
 class BrokerUnavailable(Exception):

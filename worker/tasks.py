@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from PIL import Image
 
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
 from worker.artifacts import store_preview, store_result
-from worker.jobs import Job, JobStore, connect
+from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
-from worker.storage import Storage, make_storage
+from worker.storage import Storage, StorageUnavailable, make_storage
 from worker.uploads import ImageRejected, UnknownImage, load_image
 
 TASK_NAME = "convlens.run_job"
@@ -60,11 +60,7 @@ def run_job(task: JobTask, job_id: str) -> str:
     job = jobs.get(job_id)
     log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries)
     try:
-        inputs = {
-            slot: [load_image(task.storage, i, settings.max_image_pixels) for i in ids] if isinstance(ids, list)
-            else load_image(task.storage, ids, settings.max_image_pixels)
-            for slot, ids in job.inputs.items()
-        }
+        inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
         artifacts = store_result(task.storage, job.id, result)
@@ -77,6 +73,13 @@ def run_job(task: JobTask, job_id: str) -> str:
         jobs.fail(job, "bad_input", str(exc))
     except SoftTimeLimitExceeded:
         jobs.fail(job, "time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
+    except StorageUnavailable as exc:
+        jobs.fail(job, "storage_unavailable", str(exc))
+    except REDIS_ERRORS as exc:
+        # The records are unreachable, so nothing can be recorded: requeue the
+        # message (or, with the broker down too, leave it unacknowledged to be
+        # redelivered); the delivery count still bounds the retries.
+        raise Reject(exc, requeue=True) from exc
     except Exception as exc:  # a bug in a method: record it, never leave the job running
         log.exception("job %s failed", job_id)
         jobs.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -84,6 +87,13 @@ def run_job(task: JobTask, job_id: str) -> str:
         jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
         return "succeeded"
     return "failed"
+
+
+def _load_inputs(storage: Storage, inputs: dict, max_pixels: int) -> dict:
+    def load(image_id: str) -> Image.Image:
+        return load_image(storage, image_id, max_pixels)
+
+    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in inputs.items()}
 
 
 @dataclass

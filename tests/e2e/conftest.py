@@ -41,7 +41,7 @@ def stack_env(redis_url: str, storage: str, tmp_dir, s3: S3Server | None, **extr
     return env
 
 
-def settings_from(env: dict[str, str], monkeypatch=None) -> Settings:
+def settings_from(env: dict[str, str]) -> Settings:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)

@@ -5,7 +5,6 @@ import json
 
 import httpx
 import redis
-import numpy as np
 from PIL import Image
 
 from tests.e2e.servers import wait_for
