@@ -4,7 +4,8 @@
 forward pass of the model on the image (the mean activation of a layer is the
 reported "loss"; the pass stops at that layer), then a progress report with a preview; an optional sleep
 per step makes jobs long enough to cancel or kill mid-run.
-``crash_worker`` ends its own process, like a job that segfaults its worker.
+``crash_worker`` ends its own process, like a job that segfaults its worker;
+``ignore_soft_limit`` swallows Celery's soft time limit, like a job stuck in native code.
 """
 
 import os
@@ -12,6 +13,7 @@ import signal
 import time
 
 import torch
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, Field
 
 from engine.hooks import capture, run_until
@@ -52,5 +54,14 @@ def crash_worker(model, inputs, params: CrashParams, progress) -> Result:
     raise AssertionError("unreachable")
 
 
+def ignore_soft_limit(model, inputs, params: CrashParams, progress) -> Result:
+    while True:
+        try:
+            time.sleep(0.1)
+        except SoftTimeLimitExceeded:
+            pass
+
+
 register(Method("probe_steps", "Test: N forward passes with progress", "inspect", ProbeParams, probe_steps, inline=False))
 register(Method("crash_worker", "Test: kills its worker process", "inspect", CrashParams, crash_worker, inline=False, queue="cpu"))
+register(Method("ignore_soft_limit", "Test: never ends by itself", "inspect", CrashParams, ignore_soft_limit, inline=False, queue="cpu"))
