@@ -7,7 +7,7 @@ add, subtract, negate and scale, so a recipe such as
 ``-class_logit(281) + 1e-3 * l2()`` is one line (after Lucent's ``optvis``).
 """
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -56,9 +56,15 @@ def class_logit(index: int) -> Objective:
     return Objective(lambda f, x: -f[OUTPUT][:, index].mean(), {OUTPUT}, f"class_logit({index})")
 
 
-def class_log_prob(index: int) -> Objective:
-    """Maximise the log-softmax probability of class ``index``."""
-    return Objective(lambda f, x: -f[OUTPUT].log_softmax(-1)[:, index].mean(), {OUTPUT}, f"class_log_prob({index})")
+def class_log_prob(index: int | Sequence[int]) -> Objective:
+    """Maximise the log-softmax probability of class ``index`` (or of one class per image)."""
+
+    def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
+        log_probs = f[OUTPUT].log_softmax(-1)
+        rows = torch.as_tensor(index, device=log_probs.device).expand(log_probs.shape[0])
+        return -log_probs.gather(1, rows.view(-1, 1)).mean()
+
+    return Objective(fn, {OUTPUT}, f"class_log_prob({index})")
 
 
 def layer_mean(layer: str) -> Objective:

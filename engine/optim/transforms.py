@@ -59,7 +59,7 @@ def random_scale(scales: Sequence[float], generator: torch.Generator | None = No
 
 
 def random_rotate(degrees: Sequence[float], generator: torch.Generator | None = None) -> Transform:
-    """Rotate about the centre by an angle drawn from ``degrees`` (bilinear, border pixels repeated)."""
+    """Rotate about the centre by an angle drawn from ``degrees`` (positive: counter-clockwise; bilinear, border repeated)."""
 
     def transform(image: torch.Tensor) -> torch.Tensor:
         angle = math.radians(degrees[_pick(len(degrees), generator)])
