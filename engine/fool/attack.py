@@ -84,8 +84,9 @@ def attack(
 
 def norms(delta: torch.Tensor) -> dict:
     """L-infinity and L2 norms of a perturbation, in 1/255 units and in [0, 1] units."""
-    linf, l2 = float(delta.abs().max()), float(delta.norm())
-    return {"linf_255": round(linf * 255, 4), "l2_255": round(l2 * 255, 4), "linf": linf, "l2": l2}
+    levels = delta * 255
+    linf, l2 = round(float(levels.abs().max()), 4), round(float(levels.norm()), 4)
+    return {"linf_255": linf, "l2_255": l2, "linf": linf / 255, "l2": l2 / 255}
 
 
 def perturbation_picture(delta: torch.Tensor, eps: int) -> Image.Image:
