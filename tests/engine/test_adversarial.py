@@ -92,7 +92,7 @@ def test_universal_perturbation_fools_most_of_a_collection(efficientnet, chelsea
         with torch.inference_mode():
             fooled += int(efficientnet(attacked).argmax() != efficientnet(original).argmax())
     assert fooled / len(pictures) == pytest.approx(result.data["fooling_rate"])
-    assert result.data["fooling_rate"] >= 0.6
+    assert result.data["fooling_rate"] >= 0.8
     assert [entry["fooled"] for entry in result.data["images"]].count(True) == fooled
     assert result.images["perturbation"].size == (224, 224)
     assert hook_count(efficientnet) == 0

@@ -8,8 +8,8 @@ from engine.hooks import capture, hook_count, run_until
 from engine.imaging import to_tensor
 from engine.run import run_method
 
-# Simonyan et al.'s plain recipe (score minus L2, no jitter or blur), small and short.
-PLAIN = {"size": 96, "steps": 60, "jitter": 0, "blur_every": 0, "preview_every": 20}
+# Simonyan et al.'s plain recipe (score minus L2, no transforms or blur), small and short.
+PLAIN = {"size": 96, "steps": 60, "l2": 0.5, "jitter": 0, "pad": 0, "scale": 0, "rotate": 0, "blur_every": 0, "preview_every": 20}
 
 
 def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet):

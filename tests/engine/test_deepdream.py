@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from engine.errors import InvalidParams, UnknownLayer
 from engine.hooks import capture, hook_count, run_until
