@@ -1,0 +1,1 @@
+"""Synthesis methods: images made by optimising what a network responds to."""
