@@ -20,9 +20,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from api.images import decode_base64, decode_image
 from api.problems import Problem
 from api.schemas import DEFAULT_MODEL, Base64Image, Envelope
+from engine.decoding import decode_base64, decode_image
 from engine.registry import Inputs, InputSlot, Method
 from engine.run import parse_params
 

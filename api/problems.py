@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import EngineError
+from engine.errors import EngineError, ImageRejected
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -24,6 +24,15 @@ ENGINE_STATUS = {
     "unknown_method": 404,
     "invalid_params": 422,
     "unsupported_model": 422,
+}
+
+IMAGE_STATUS = {
+    "empty_image": 400,
+    "not_an_image": 400,
+    "bad_image": 400,
+    "bad_base64": 400,
+    "image_too_large": 413,
+    "unsupported_image_format": 415,
 }
 
 
@@ -60,6 +69,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def _engine(_request: Request, exc: EngineError):
         return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+    @app.exception_handler(ImageRejected)
+    async def _image(_request: Request, exc: ImageRejected):
+        return problem_response(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message, input=exc.input)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

@@ -23,7 +23,7 @@ from worker.artifacts import store_preview, store_result
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
-from worker.uploads import ImageRejected, UnknownImage, load_image
+from worker.uploads import UnknownImage, load_image
 
 TASK_NAME = "convlens.run_job"
 log = logging.getLogger(__name__)
@@ -67,10 +67,10 @@ def run_job(task: JobTask, job_id: str) -> str:
     except Cancelled:
         jobs.finish(job, "cancelled")
         return "cancelled"
-    except EngineError as exc:
+    except EngineError as exc:  # ImageRejected included: a stored input that no longer decodes
         jobs.fail(job, exc.code, exc.message)
-    except (UnknownImage, ImageRejected) as exc:
-        jobs.fail(job, "bad_input", str(exc))
+    except UnknownImage as exc:
+        jobs.fail(job, "unknown_image", str(exc))
     except SoftTimeLimitExceeded:
         jobs.fail(job, "time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
     except StorageUnavailable as exc:

@@ -6,11 +6,10 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import SettingsDep
 from api.problems import Problem
 from api.routes.jobs import JobsDep, unavailable_as_problem
-from worker.uploads import ImageRejected, UnknownImage, read_image, store_image
+from worker.uploads import UnknownImage, read_image, store_image
 
 router = APIRouter(prefix="/v1", tags=["images"], dependencies=[Depends(unavailable_as_problem)])
 
-REJECTED_STATUS = {"bad_image": 400, "image_too_large": 413, "unsupported_image": 415}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -33,10 +32,7 @@ _UPLOAD_BODY = {
 )
 async def upload_image(request: Request, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
     data = await _upload_bytes(request, settings.max_upload_bytes)
-    try:
-        stored, created = await run_in_threadpool(store_image, service.storage, data, settings.max_image_pixels)
-    except ImageRejected as exc:
-        raise Problem(REJECTED_STATUS[exc.code], exc.code, exc.message) from exc
+    stored, created = await run_in_threadpool(store_image, service.storage, data, settings.max_image_pixels)
     response.headers["Location"] = f"/v1/images/{stored.id}"
     if not created:
         response.status_code = 200

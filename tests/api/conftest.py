@@ -1,14 +1,10 @@
-"""The real app (real weights, real photos) behind httpx, plus helpers to make upload bytes."""
+"""The real app (real weights, real photos) behind httpx."""
 
-import io
-import struct
 import threading
-import zlib
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from api.app import create_app
@@ -16,22 +12,6 @@ from engine import registry
 from engine.registry import InputSlot, Method
 from engine.result import Result
 from worker.settings import Settings
-
-
-def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A real 1x1 PNG whose header is rewritten to claim ``width`` x ``height`` pixels."""
-    data = bytearray(encode(Image.new("RGB", (1, 1))))
-    ihdr = bytearray(data[12:29])  # chunk type + 13 bytes of IHDR fields
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    return bytes(data)
 
 
 def make_settings(**overrides) -> Settings:
@@ -42,11 +22,6 @@ def make_settings(**overrides) -> Settings:
 def client():
     with TestClient(create_app(make_settings())) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-def small_chelsea(chelsea) -> Image.Image:
-    return chelsea.resize((96, 64))
 
 
 class ProbeParams(BaseModel):

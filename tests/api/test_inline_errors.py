@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from tests.api.conftest import encode, make_settings, png_claiming
+from tests.api.conftest import make_settings
+from tests.pictures import encode, png_claiming
 
 PHOTO = encode(Image.new("RGB", (48, 32), (90, 140, 200)))
 B64 = base64.b64encode(PHOTO).decode()
