@@ -31,7 +31,7 @@ _UPLOAD_BODY = {
     responses={200: {"description": "already stored (same bytes)"}, 201: {"description": "stored"}},
 )
 async def upload_image(request: Request, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    data = await _upload_bytes(request, settings.max_upload_bytes)
+    data = await _upload_bytes(request)
     stored, created = await run_in_threadpool(store_image, service.storage, data, settings.max_image_pixels)
     response.headers["Location"] = f"/v1/images/{stored.id}"
     if not created:
@@ -48,20 +48,16 @@ def get_image(image_id: str, service: JobsDep) -> Response:
     return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
-async def _upload_bytes(request: Request, limit: int) -> bytes:
-    too_large = Problem(413, "upload_too_large", f"uploads are limited to {limit} bytes")
-    if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
-        raise too_large
+async def _upload_bytes(request: Request) -> bytes:
+    """The uploaded file's bytes; the body-size middleware has already refused bodies over the limit."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=4)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise Problem(400, "missing_file", "send the image in a multipart field named 'file'")
-        data = await upload.read(limit + 1)
+        data = await upload.read()
     else:
         data = await request.body()
-    if len(data) > limit:
-        raise too_large
     if not data:
         raise Problem(400, "missing_file", "the upload is empty")
     return data

@@ -14,6 +14,15 @@ from engine.result import Result
 from worker.settings import Settings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_store(tmp_path_factory):
+    """Uploaded images go to a temporary directory, never to the checkout's var/storage."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("storage")
+        patch.setenv("CONVLENS_STORAGE_DIR", str(path))
+        yield path
+
+
 def make_settings(**overrides) -> Settings:
     return Settings(**{"inline_threads": 2, "inline_backlog": 8, "device": "cpu", **overrides})
 
