@@ -1,12 +1,16 @@
 """Dependencies declared once as ``Annotated`` aliases."""
 
+import threading
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from api.inline_pool import InlinePool
 from api.inline_request import ImageResolver, refuse_image_refs
+from worker.service import JobService
 from worker.settings import Settings
+
+_SERVICE_LOCK = threading.Lock()
 
 
 def app_settings(request: Request) -> Settings:
@@ -20,6 +24,20 @@ def inline_pool(request: Request) -> InlinePool:
     return pool
 
 
+def job_service(request: Request) -> JobService:
+    """One JobService per app (Redis pool, storage client, Celery producer), made on first use.
+
+    Making it connects to nothing, so an app without Redis still answers
+    everything but jobs; a broker or storage that is down surfaces as 503
+    (api.problems) when a route uses it.
+    """
+    with _SERVICE_LOCK:
+        service = getattr(request.app.state, "job_service", None)
+        if service is None:
+            service = request.app.state.job_service = JobService(request.app.state.settings)
+    return service
+
+
 def image_resolver(request: Request) -> ImageResolver:
     """How an ``image_id`` in an inline request becomes bytes.
 
@@ -31,4 +49,5 @@ def image_resolver(request: Request) -> ImageResolver:
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
+JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]

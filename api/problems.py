@@ -13,6 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
+from worker.service import BrokerUnavailable
+from worker.storage import StorageUnavailable
+from worker.uploads import UnknownImage
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -74,6 +77,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _image(_request: Request, exc: ImageRejected):
         return problem_response(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message, input=exc.input)
 
+    @app.exception_handler(UnknownImage)
+    async def _unknown_image(_request: Request, exc: UnknownImage):
+        return problem_response(404, "unknown_image", str(exc))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(request: Request, exc: BrokerUnavailable):
+        return problem_response(503, "broker_unavailable", str(exc), _retry_after(request))
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable):
+        return problem_response(503, "storage_unavailable", str(exc), _retry_after(request))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
         errors = [
@@ -91,3 +106,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, _exc: Exception):
         return problem_response(500, "internal_error", "the server failed to handle this request; it has been logged")
+
+
+def _retry_after(request: Request) -> dict[str, str]:
+    return {"Retry-After": str(request.app.state.settings.retry_after_seconds)}

@@ -19,7 +19,6 @@ from engine.models import get_spec
 from engine.registry import get_method
 from engine.run import check_inputs, parse_params
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
-from worker.plugins import load_plugins
 from worker.queue_app import create_celery, send_job
 from worker.settings import Settings
 from worker.storage import make_storage
@@ -39,7 +38,6 @@ def content_hash(method: str, model: str, params: dict, inputs: dict) -> str:
 
 class JobService:
     def __init__(self, settings: Settings):
-        load_plugins(settings)
         self.settings = settings
         self.redis = connect(settings)
         self.jobs = JobStore(self.redis, settings.job_ttl_seconds)

@@ -1,14 +1,13 @@
 """Uploaded images: stored once under their content hash, referenced by jobs through that id."""
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep
+from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
-from api.routes.jobs import JobsDep, unavailable_as_problem
-from worker.uploads import UnknownImage, read_image, store_image
+from worker.uploads import read_image, store_image
 
-router = APIRouter(prefix="/v1", tags=["images"], dependencies=[Depends(unavailable_as_problem)])
+router = APIRouter(prefix="/v1", tags=["images"])
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -41,10 +40,7 @@ async def upload_image(request: Request, service: JobsDep, settings: SettingsDep
 
 @router.get("/images/{image_id}", summary="The bytes of an uploaded image")
 def get_image(image_id: str, service: JobsDep) -> Response:
-    try:
-        data, media_type = read_image(service.storage, image_id)
-    except UnknownImage as exc:
-        raise Problem(404, "unknown_image", str(exc)) from exc
+    data, media_type = read_image(service.storage, image_id)
     return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 

@@ -2,47 +2,21 @@
 
 import asyncio
 import json
-import threading
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep
+from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
 from worker.jobs import STATES, Job
-from worker.service import BROKER_ERRORS, BrokerUnavailable, JobService
-from worker.storage import ObjectNotFound, Storage, StorageUnavailable
-from worker.uploads import UnknownImage
+from worker.service import BROKER_ERRORS, JobService
+from worker.storage import ObjectNotFound, Storage
 
-_SERVICE_LOCK = threading.Lock()
-
-
-def job_service(request: Request) -> JobService:
-    """One JobService per app (Redis pool, storage client, Celery producer), made on first use."""
-    with _SERVICE_LOCK:
-        service = getattr(request.app.state, "job_service", None)
-        if service is None:
-            service = request.app.state.job_service = JobService(request.app.state.settings)
-    return service
-
-
-def unavailable_as_problem(settings: SettingsDep):
-    """Broker or storage down: 503 with Retry-After instead of a 500."""
-    retry = {"Retry-After": str(settings.retry_after_seconds)}
-    try:
-        yield
-    except BrokerUnavailable as exc:
-        raise Problem(503, "broker_unavailable", str(exc), retry) from exc
-    except StorageUnavailable as exc:
-        raise Problem(503, "storage_unavailable", str(exc), retry) from exc
-
-
-JobsDep = Annotated[JobService, Depends(job_service)]
-router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(unavailable_as_problem)])
+router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
 class JobRequest(BaseModel):
@@ -112,10 +86,7 @@ def _found(job: Job | None, job_id: str) -> Job:
     responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
 )
 def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    try:
-        job, _created = service.submit(request.method, request.model, request.inputs, request.params)
-    except UnknownImage as exc:
-        raise Problem(404, "unknown_image", str(exc)) from exc
+    job, _created = service.submit(request.method, request.model, request.inputs, request.params)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200
