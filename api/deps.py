@@ -6,9 +6,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.inline_pool import InlinePool
-from api.inline_request import ImageResolver, refuse_image_refs
+from api.inline_request import ImageResolver
 from worker.service import JobService
 from worker.settings import Settings
+from worker.uploads import image_bytes
 
 _SERVICE_LOCK = threading.Lock()
 
@@ -39,12 +40,17 @@ def job_service(request: Request) -> JobService:
 
 
 def image_resolver(request: Request) -> ImageResolver:
-    """How an ``image_id`` in an inline request becomes bytes.
+    """How an ``image_id`` in an inline request becomes bytes: read from the jobs' image store.
 
-    The one place to wire inline requests to image storage; until then ids are
-    refused with 422 ``image_refs_unavailable``.
+    Called in the inline pool (storage I/O stays off the event loop) and only
+    for ids, so pictures sent inline never touch storage. Unknown or malformed
+    ids raise UnknownImage (404 ``unknown_image``).
     """
-    return refuse_image_refs
+
+    def resolve(image_id: str) -> bytes:
+        return image_bytes(job_service(request).storage, image_id)
+
+    return resolve
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]

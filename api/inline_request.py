@@ -202,15 +202,6 @@ def check_counts(method: Method, uploads: dict[str, list[Upload]]) -> None:
             )
 
 
-def refuse_image_refs(image_id: str) -> bytes:
-    """The resolver until inline routes are wired to image storage."""
-    raise Problem(
-        422,
-        "image_refs_unavailable",
-        f"image ids (here {image_id!r}) cannot be used inline yet; send the picture itself (base64 or multipart)",
-    )
-
-
 def decode_inputs(method: Method, call: InlineCall, max_pixels: int, resolve: ImageResolver) -> Inputs:
     """Every upload -> a safe RGB picture, shaped as the method's slots expect."""
     inputs: Inputs = {}
