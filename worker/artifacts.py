@@ -36,6 +36,12 @@ def store_result(storage: Storage, job_id: str, result: Result) -> list[dict]:
     return artifacts
 
 
+def discard_result(storage: Storage, artifacts: list[dict]) -> None:
+    """Delete stored artifacts that no job record points to (the job was cancelled meanwhile)."""
+    for artifact in artifacts:
+        storage.delete(artifact["key"])
+
+
 def store_preview(storage: Storage, job_id: str, image: Image.Image) -> str:
     """Overwrite the job's latest preview; returns its key."""
     key = check_key(f"previews/{job_id}.png")

@@ -4,6 +4,11 @@ The message carries only the job id; method, model, params and input image
 ids come from the job record, which the API wrote before sending. The task is
 idempotent (a redelivered job whose record is final does nothing), so late
 acknowledgement is safe: a job killed with its worker runs again.
+
+Cancelling is cooperative (the progress callback raises Cancelled); a job whose
+cancel was requested never ends ``succeeded``, even when its method returns
+without reporting progress, and one that ignores it past the grace period has
+its process killed by the API (:func:`worker.queue_app.terminate_job`).
 """
 
 import logging
@@ -19,7 +24,7 @@ from PIL import Image
 
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
-from worker.artifacts import store_preview, store_result
+from worker.artifacts import discard_result, store_preview, store_result
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
@@ -84,8 +89,10 @@ def run_job(task: JobTask, job_id: str) -> str:
         log.exception("job %s failed", job_id)
         jobs.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
     else:
-        jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
-        return "succeeded"
+        ended = jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
+        if ended != "succeeded":  # cancelled while its method ran on without reporting progress
+            discard_result(task.storage, artifacts)
+        return ended or "not running"
     return "failed"
 
 

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import math
+import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -62,6 +64,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "deliveries": job.deliveries,
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
+        "cancel_requested_at": _iso(job.cancel_requested_at),
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
@@ -114,13 +117,21 @@ def get_job(job_id: str, service: JobsDep) -> dict:
 @router.delete(
     "/jobs/{job_id}",
     summary="Cancel a job",
-    responses={200: {"description": "was queued: cancelled, never runs"}, 202: {"description": "running: stops at its next step"}},
+    description="A queued job is cancelled at once. A running job is asked to stop at its next step (202); "
+    "one still running `cancel_grace_seconds` after that first request is killed by a repeated DELETE "
+    "(its worker process is terminated) and ends cancelled.",
+    responses={
+        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)"},
+        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it"},
+    },
 )
-def cancel_job(job_id: str, service: JobsDep, response: Response) -> dict:
+def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
     outcome, job = service.cancel(job_id)
     job = _found(job, job_id)
     if outcome == "requested":
         response.status_code = 202
+        grace_left = job.cancel_requested_at + settings.cancel_grace_seconds - time.time()
+        response.headers["Retry-After"] = str(max(1, math.ceil(grace_left)))
     elif outcome == "finished":
         raise Problem(409, "job_finished", f"job {job_id} already finished ({job.state}); nothing to cancel")
     return job_body(job, service.storage)
