@@ -12,6 +12,7 @@ from api.problems import install_problem_handlers
 from api.routes import ROUTERS
 from api.routes.inline import inline_router
 from engine.models import load_model
+from worker.plugins import load_plugins
 from worker.settings import Settings, get_settings
 
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)
     for router in ROUTERS:

@@ -20,9 +20,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from api.images import decode_base64, decode_image
 from api.problems import Problem
 from api.schemas import DEFAULT_MODEL, Base64Image, Envelope
+from engine.decoding import decode_base64, decode_image
 from engine.registry import Inputs, InputSlot, Method
 from engine.run import parse_params
 
@@ -200,15 +200,6 @@ def check_counts(method: Method, uploads: dict[str, list[Upload]]) -> None:
             raise Problem(
                 422, "wrong_image_count", f"input {slot.name!r} takes {wanted}, got {count}", input=slot.name
             )
-
-
-def refuse_image_refs(image_id: str) -> bytes:
-    """The resolver until inline routes are wired to image storage."""
-    raise Problem(
-        422,
-        "image_refs_unavailable",
-        f"image ids (here {image_id!r}) cannot be used inline yet; send the picture itself (base64 or multipart)",
-    )
 
 
 def decode_inputs(method: Method, call: InlineCall, max_pixels: int, resolve: ImageResolver) -> Inputs:

@@ -12,7 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import EngineError
+from engine.errors import EngineError, ImageRejected
+from worker.service import BrokerUnavailable
+from worker.storage import StorageUnavailable
+from worker.uploads import UnknownImage
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -24,6 +27,15 @@ ENGINE_STATUS = {
     "unknown_method": 404,
     "invalid_params": 422,
     "unsupported_model": 422,
+}
+
+IMAGE_STATUS = {
+    "empty_image": 400,
+    "not_an_image": 400,
+    "bad_image": 400,
+    "bad_base64": 400,
+    "image_too_large": 413,
+    "unsupported_image_format": 415,
 }
 
 
@@ -61,6 +73,22 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _engine(_request: Request, exc: EngineError):
         return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message)
 
+    @app.exception_handler(ImageRejected)
+    async def _image(_request: Request, exc: ImageRejected):
+        return problem_response(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message, input=exc.input)
+
+    @app.exception_handler(UnknownImage)
+    async def _unknown_image(_request: Request, exc: UnknownImage):
+        return problem_response(404, "unknown_image", str(exc))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(request: Request, exc: BrokerUnavailable):
+        return problem_response(503, "broker_unavailable", str(exc), _retry_after(request))
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable):
+        return problem_response(503, "storage_unavailable", str(exc), _retry_after(request))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
         errors = [
@@ -78,3 +106,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, _exc: Exception):
         return problem_response(500, "internal_error", "the server failed to handle this request; it has been logged")
+
+
+def _retry_after(request: Request) -> dict[str, str]:
+    return {"Retry-After": str(request.app.state.settings.retry_after_seconds)}

@@ -22,7 +22,7 @@ class Base64Image(BaseModel):
 
 class StoredImage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_id: str = Field(description="the id of an image uploaded earlier")
+    image_id: str = Field(description="the id of an image uploaded earlier (POST /v1/images)")
 
 
 ImageInput = Annotated[Base64Image | StoredImage, Field(description="one picture, inline or by reference")]

@@ -1,25 +1,19 @@
-"""Turn a Result into stored artifacts: PNG images, .npy arrays and the JSON data."""
+"""Turn a Result into stored artifacts: PNG images, .npy arrays and the JSON data.
 
-import io
+Encoding is :mod:`engine.encoding`'s, as for inline answers: stored artifacts
+use its smaller PNGs (``fast=False``, written once, downloaded many times);
+previews, overwritten every few steps while a job runs, use its fast ones.
+"""
+
 import json
 
-import numpy as np
 from PIL import Image
 
+from engine.encoding import encode_result, png_bytes
 from engine.result import Result
 from worker.storage import Storage, check_key
 
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
+SUFFIX = {"image": ".png", "array": ".npy"}
 
 
 def artifact_key(job_id: str, name: str) -> str:
@@ -29,8 +23,10 @@ def artifact_key(job_id: str, name: str) -> str:
 def store_result(storage: Storage, job_id: str, result: Result) -> list[dict]:
     """Store every image, array and the data of ``result``; returns the artifact descriptions."""
     main = result.main or next(iter(result.images), None)
-    files = [(f"{name}.png", "image", "image/png", png_bytes(image), name == main) for name, image in result.images.items()]
-    files += [(f"{name}.npy", "array", "application/x-npy", npy_bytes(array), False) for name, array in result.arrays.items()]
+    files = [
+        (item.name + SUFFIX[item.kind], item.kind, item.media_type, item.content, item.kind == "image" and item.name == main)
+        for item in encode_result(result, fast=False)
+    ]
     files.append(("result.json", "data", "application/json", json.dumps(result.data, indent=1).encode(), False))
     artifacts = []
     for name, kind, media_type, data, is_main in files:
@@ -40,8 +36,14 @@ def store_result(storage: Storage, job_id: str, result: Result) -> list[dict]:
     return artifacts
 
 
+def discard_result(storage: Storage, artifacts: list[dict]) -> None:
+    """Delete stored artifacts that no job record points to (the job was cancelled meanwhile)."""
+    for artifact in artifacts:
+        storage.delete(artifact["key"])
+
+
 def store_preview(storage: Storage, job_id: str, image: Image.Image) -> str:
     """Overwrite the job's latest preview; returns its key."""
     key = check_key(f"previews/{job_id}.png")
-    storage.put(key, png_bytes(image), "image/png")
+    storage.put(key, png_bytes(image, fast=True), "image/png")
     return key

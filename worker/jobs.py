@@ -20,7 +20,7 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result")
-_TIME_FIELDS = ("created_at", "started_at", "finished_at")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at")
 
 _CREATE = """
 local existing = redis.call('GET', KEYS[3])
@@ -68,28 +68,40 @@ return 0
 """
 
 _FINISH = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
+local fields = {'state', ARGV[3], 'finished_at', ARGV[4]}
+if ARGV[3] == 'succeeded' and redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+  fields[2] = 'cancelled'
+else
+  for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if redis.call('GET', KEYS[2]) == redis.call('HGET', KEYS[1], 'id') then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 redis.call('PUBLISH', ARGV[2], 'state')
-return 1
+return fields[2]
 """
 
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'cancel_requested', '1')
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'cancel_requested', '1', 'cancel_requested_at', ARGV[1])
   redis.call('PUBLISH', ARGV[2], 'state')
   return 'cancelled'
 end
 if state == 'running' then
-  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
-  redis.call('PUBLISH', ARGV[2], 'progress')
-  return 'requested'
+  local asked = redis.call('HGET', KEYS[1], 'cancel_requested_at')
+  if not asked then
+    redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'cancel_requested_at', ARGV[1])
+    redis.call('PUBLISH', ARGV[2], 'progress')
+    return 'requested'
+  end
+  local grace = tonumber(ARGV[3])
+  if grace < 0 or tonumber(ARGV[1]) - tonumber(asked) < grace then return 'requested' end
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', ARGV[2], 'state')
+  return 'terminate'
 end
 return 'finished'
 """
@@ -112,6 +124,7 @@ class Job:
     state: str = "queued"
     deliveries: int = 0
     cancel_requested: bool = False
+    cancel_requested_at: float | None = None
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -256,22 +269,35 @@ class JobStore:
         payload = json.dumps(progress, separators=(",", ":"))
         return bool(self._progress(keys=[self.key(job_id)], args=[payload, "1" if store else "0", self.channel(job_id)]))
 
-    def finish(self, job: Job, state: str, **fields: Any) -> bool:
-        """Move a running job to a final state; False when it was not running any more."""
-        assert state in FINISHED
-        values = {"state": state, "finished_at": time.time(), **fields}
-        flat = _flat({name: _dump(name, value) for name, value in values.items()})
-        keys = [self.key(job.id), self._dedup_key(job.content_hash)]
-        return bool(self._finish(keys=keys, args=[self.ttl, self.channel(job.id), *flat]))
+    def finish(self, job: Job, state: str, **fields: Any) -> str | None:
+        """Move a running job to a final state; returns the state it ended in, None when it was not running any more.
 
-    def fail(self, job: Job, code: str, message: str) -> bool:
+        A job whose cancel was requested never ends ``succeeded``: it ends
+        ``cancelled`` (without ``fields``), even though its method returned.
+        """
+        assert state in FINISHED
+        flat = _flat({name: _dump(name, value) for name, value in fields.items()})
+        keys = [self.key(job.id), self._dedup_key(job.content_hash)]
+        ended = self._finish(keys=keys, args=[self.ttl, self.channel(job.id), state, repr(time.time()), *flat])
+        return _text(ended) if ended else None
+
+    def fail(self, job: Job, code: str, message: str) -> str | None:
         return self.finish(job, "failed", error={"code": code, "message": message})
 
     # -- API side ------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> str:
-        """"cancelled" (was queued), "requested" (running; stops at its next step), "missing" or "finished"."""
-        return _text(self._cancel(keys=[self.key(job_id)], args=[repr(time.time()), self.channel(job_id)]))
+    def cancel(self, job_id: str, grace_seconds: float = -1) -> str:
+        """Cancel a job, or ask it to stop; returns what happened.
+
+        - ``cancelled``: it was queued, and now never runs;
+        - ``requested``: it is running and is asked to stop at its next
+          progress report (the first request starts the grace period);
+        - ``terminate``: it was asked at least ``grace_seconds`` ago (negative:
+          never) and still runs; it is now recorded cancelled, and the caller
+          must end its process;
+        - ``finished`` or ``missing``.
+        """
+        return _text(self._cancel(keys=[self.key(job_id)], args=[repr(time.time()), self.channel(job_id), grace_seconds]))
 
 
 def _text(value: bytes | str) -> str:

@@ -47,11 +47,21 @@ def create_celery(settings: Settings) -> Celery:
 
 
 def send_job(app: Celery, job_id: str, queue: str) -> None:
-    """Publish a job id; fails fast (one reconnect attempt) when the broker is down."""
+    """Publish a job id, as the task id too (so it can be revoked by job id); fails fast when the broker is down."""
     app.send_task(
         TASK_NAME,
         args=[job_id],
+        task_id=job_id,
         queue=queue,
         retry=True,
         retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
     )
+
+
+def terminate_job(app: Celery, job_id: str) -> None:
+    """Kill the worker process running a job (SIGKILL; the worker starts a fresh one) and drop its message.
+
+    The last resort for a job that ignores cancellation: it dies wherever it
+    is, so the job must already be recorded cancelled.
+    """
+    app.control.revoke(job_id, terminate=True, signal="SIGKILL")

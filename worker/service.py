@@ -19,8 +19,7 @@ from engine.models import get_spec
 from engine.registry import get_method
 from engine.run import check_inputs, parse_params
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
-from worker.plugins import load_plugins
-from worker.queue_app import create_celery, send_job
+from worker.queue_app import create_celery, send_job, terminate_job
 from worker.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
@@ -39,7 +38,6 @@ def content_hash(method: str, model: str, params: dict, inputs: dict) -> str:
 
 class JobService:
     def __init__(self, settings: Settings):
-        load_plugins(settings)
         self.settings = settings
         self.redis = connect(settings)
         self.jobs = JobStore(self.redis, settings.job_ttl_seconds)
@@ -86,8 +84,13 @@ class JobService:
             return self.jobs.list(state, limit, cursor)
 
     def cancel(self, job_id: str) -> tuple[str, Job | None]:
+        """Cancel a queued job, ask a running one to stop, or, asked before and past the grace
+        period, end its process: returns "cancelled", "requested", "terminated", "finished" or "missing"."""
         with broker_errors():
-            outcome = self.jobs.cancel(job_id)
+            outcome = self.jobs.cancel(job_id, self.settings.cancel_grace_seconds)
+            if outcome == "terminate":
+                terminate_job(self.celery, job_id)
+                outcome = "terminated"
             return outcome, self.jobs.get(job_id)
 
     def ping(self) -> None:

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(4 * 3600, ge=1, description="seconds before an unacknowledged job is redelivered; longer than the longest job")
     redelivery_check_seconds: int = Field(60, ge=1, description="how often a worker looks for jobs abandoned by dead workers")
     max_deliveries: int = Field(3, ge=1, description="a job delivered more often (it keeps killing workers) fails as a poison pill")
+    cancel_grace_seconds: float = Field(
+        30.0, ge=0, description="a running job asked to cancel that is still running this long after: a repeated DELETE kills its process"
+    )
     progress_interval_seconds: float = Field(0.1, ge=0, description="minimum time between stored progress updates")
     preview_interval_seconds: float = Field(2.0, ge=0, description="minimum time between stored preview images")
     worker_max_memory_per_child_kb: int = Field(8_000_000, ge=100_000, description="recycle a worker child above this resident memory")

@@ -4,6 +4,11 @@ The message carries only the job id; method, model, params and input image
 ids come from the job record, which the API wrote before sending. The task is
 idempotent (a redelivered job whose record is final does nothing), so late
 acknowledgement is safe: a job killed with its worker runs again.
+
+Cancelling is cooperative (the progress callback raises Cancelled); a job whose
+cancel was requested never ends ``succeeded``, even when its method returns
+without reporting progress, and one that ignores it past the grace period has
+its process killed by the API (:func:`worker.queue_app.terminate_job`).
 """
 
 import logging
@@ -19,11 +24,11 @@ from PIL import Image
 
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
-from worker.artifacts import store_preview, store_result
+from worker.artifacts import discard_result, store_preview, store_result
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
-from worker.uploads import ImageRejected, UnknownImage, load_image
+from worker.uploads import UnknownImage, load_image
 
 TASK_NAME = "convlens.run_job"
 log = logging.getLogger(__name__)
@@ -67,10 +72,10 @@ def run_job(task: JobTask, job_id: str) -> str:
     except Cancelled:
         jobs.finish(job, "cancelled")
         return "cancelled"
-    except EngineError as exc:
+    except EngineError as exc:  # ImageRejected included: a stored input that no longer decodes
         jobs.fail(job, exc.code, exc.message)
-    except (UnknownImage, ImageRejected) as exc:
-        jobs.fail(job, "bad_input", str(exc))
+    except UnknownImage as exc:
+        jobs.fail(job, "unknown_image", str(exc))
     except SoftTimeLimitExceeded:
         jobs.fail(job, "time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
     except StorageUnavailable as exc:
@@ -84,8 +89,10 @@ def run_job(task: JobTask, job_id: str) -> str:
         log.exception("job %s failed", job_id)
         jobs.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
     else:
-        jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
-        return "succeeded"
+        ended = jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
+        if ended != "succeeded":  # cancelled while its method ran on without reporting progress
+            discard_result(task.storage, artifacts)
+        return ended or "not running"
     return "failed"
 
 

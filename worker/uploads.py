@@ -1,30 +1,21 @@
-"""Uploaded images: one safe decoder, content-hash ids, storage under ``images/<id>``.
+"""Uploaded images: content-hash ids, storage under ``images/<id>``.
 
-An image is stored once as the client sent it (after it decodes safely) and
-named by the hash of its bytes, so the same upload twice is the same id and
-identical jobs can be recognised by their input ids.
+An image is stored once as the client sent it (after it decodes safely with
+:func:`engine.decoding.decode_image`) and named by the hash of its bytes, so
+the same upload twice is the same id and identical jobs can be recognised by
+their input ids.
 """
 
 import hashlib
-import io
 import re
-import warnings
 from dataclasses import asdict, dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from engine.decoding import MEDIA_TYPES, decode_image, image_format
 from worker.storage import ObjectNotFound, Storage
 
-FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
 _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class ImageRejected(Exception):
-    """An upload that is not a safe, decodable image; ``code`` says why."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 class UnknownImage(Exception):
@@ -46,34 +37,6 @@ class StoredImage:
         return asdict(self)
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode an untrusted upload into an upright RGB image, or raise ImageRejected.
-
-    The header is checked first (format whitelist, pixel count) so a
-    decompression bomb is refused before any pixel is decoded; ``verify`` then
-    walks the file for corruption, and the real decode runs with Pillow's
-    bomb warning raised as an error.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
-                if probe.format not in FORMATS:
-                    raise ImageRejected("unsupported_image", f"image format {probe.format} is not accepted; use one of {', '.join(FORMATS)}")
-                if probe.width * probe.height > max_pixels:
-                    raise ImageRejected("image_too_large", f"{probe.width}x{probe.height} exceeds the limit of {max_pixels} pixels")
-                probe.verify()
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                return ImageOps.exif_transpose(image).convert("RGB")
-    except UnidentifiedImageError:
-        raise ImageRejected("unsupported_image", "the upload is not an image in a supported format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("image_too_large", str(exc)) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected("bad_image", f"the image could not be decoded: {exc}") from None
-
-
 def image_key(image_id: str) -> str:
     if not _IMAGE_ID.fullmatch(image_id or ""):
         raise UnknownImage(image_id)
@@ -81,11 +44,13 @@ def image_key(image_id: str) -> str:
 
 
 def store_image(storage: Storage, data: bytes, max_pixels: int) -> tuple[StoredImage, bool]:
-    """Validate and store an upload; returns its description and whether it was new."""
+    """Validate and store an upload (ImageRejected when it is no safe picture).
+
+    Returns its description and whether it was new.
+    """
     image = decode_image(data, max_pixels)
-    with Image.open(io.BytesIO(data)) as probe:
-        kind = probe.format
-    stored = StoredImage(hashlib.sha256(data).hexdigest()[:32], image.width, image.height, kind, FORMATS[kind], len(data))
+    kind = image_format(data)
+    stored = StoredImage(hashlib.sha256(data).hexdigest()[:32], image.width, image.height, kind, MEDIA_TYPES[kind], len(data))
     key = image_key(stored.id)
     if storage.exists(key):
         return stored, False
@@ -93,19 +58,22 @@ def store_image(storage: Storage, data: bytes, max_pixels: int) -> tuple[StoredI
     return stored, True
 
 
-def read_image(storage: Storage, image_id: str) -> tuple[bytes, str]:
-    """The stored bytes of an image and their media type."""
+def image_bytes(storage: Storage, image_id: str) -> bytes:
+    """The stored bytes of an image (UnknownImage for an id never uploaded, or malformed)."""
     try:
-        data = storage.get(image_key(image_id))
+        return storage.get(image_key(image_id))
     except ObjectNotFound:
         raise UnknownImage(image_id) from None
-    with Image.open(io.BytesIO(data)) as probe:
-        return data, FORMATS[probe.format]
+
+
+def read_image(storage: Storage, image_id: str) -> tuple[bytes, str]:
+    """The stored bytes of an image and their media type."""
+    data = image_bytes(storage, image_id)
+    return data, MEDIA_TYPES[image_format(data, image_id)]
 
 
 def load_image(storage: Storage, image_id: str, max_pixels: int) -> Image.Image:
-    data, _ = read_image(storage, image_id)
-    return decode_image(data, max_pixels)
+    return decode_image(image_bytes(storage, image_id), max_pixels, image_id)
 
 
 def require_images(storage: Storage, image_ids: list[str]) -> None:

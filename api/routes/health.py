@@ -2,9 +2,8 @@
 
 from fastapi import APIRouter
 
-from api.deps import SettingsDep
+from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
-from api.routes.jobs import JobsDep
 from worker.service import BrokerUnavailable
 from worker.storage import StorageUnavailable
 

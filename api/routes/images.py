@@ -1,16 +1,14 @@
 """Uploaded images: stored once under their content hash, referenced by jobs through that id."""
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep
+from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
-from api.routes.jobs import JobsDep, unavailable_as_problem
-from worker.uploads import ImageRejected, UnknownImage, read_image, store_image
+from worker.uploads import read_image, store_image
 
-router = APIRouter(prefix="/v1", tags=["images"], dependencies=[Depends(unavailable_as_problem)])
+router = APIRouter(prefix="/v1", tags=["images"])
 
-REJECTED_STATUS = {"bad_image": 400, "image_too_large": 413, "unsupported_image": 415}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -32,11 +30,8 @@ _UPLOAD_BODY = {
     responses={200: {"description": "already stored (same bytes)"}, 201: {"description": "stored"}},
 )
 async def upload_image(request: Request, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    data = await _upload_bytes(request, settings.max_upload_bytes)
-    try:
-        stored, created = await run_in_threadpool(store_image, service.storage, data, settings.max_image_pixels)
-    except ImageRejected as exc:
-        raise Problem(REJECTED_STATUS[exc.code], exc.code, exc.message) from exc
+    data = await _upload_bytes(request)
+    stored, created = await run_in_threadpool(store_image, service.storage, data, settings.max_image_pixels)
     response.headers["Location"] = f"/v1/images/{stored.id}"
     if not created:
         response.status_code = 200
@@ -45,27 +40,20 @@ async def upload_image(request: Request, service: JobsDep, settings: SettingsDep
 
 @router.get("/images/{image_id}", summary="The bytes of an uploaded image")
 def get_image(image_id: str, service: JobsDep) -> Response:
-    try:
-        data, media_type = read_image(service.storage, image_id)
-    except UnknownImage as exc:
-        raise Problem(404, "unknown_image", str(exc)) from exc
+    data, media_type = read_image(service.storage, image_id)
     return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
-async def _upload_bytes(request: Request, limit: int) -> bytes:
-    too_large = Problem(413, "upload_too_large", f"uploads are limited to {limit} bytes")
-    if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
-        raise too_large
+async def _upload_bytes(request: Request) -> bytes:
+    """The uploaded file's bytes; the body-size middleware has already refused bodies over the limit."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=4)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise Problem(400, "missing_file", "send the image in a multipart field named 'file'")
-        data = await upload.read(limit + 1)
+        data = await upload.read()
     else:
         data = await request.body()
-    if len(data) > limit:
-        raise too_large
     if not data:
         raise Problem(400, "missing_file", "the upload is empty")
     return data

@@ -28,7 +28,7 @@ USAGE = """
 - `multipart/form-data`: fields `model`, `params` (a JSON object, optional) and one file field per
   input ({inputs});
 - `application/json`: `{{"model": ..., "params": {{...}}, "inputs": {{...}}}}`, each picture as
-  `{{"base64": "..."}}` (or `{{"image_id": "..."}}` for an uploaded image).
+  `{{"base64": "..."}}` or `{{"image_id": "..."}}` (an image uploaded with `POST /v1/images`).
 
 Pictures may be PNG, JPEG, WEBP, GIF, BMP or TIFF; EXIF orientation is applied and transparency
 is composited on white. Where the method has a `fit` param, it says how a picture is resized to the

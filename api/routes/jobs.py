@@ -2,47 +2,23 @@
 
 import asyncio
 import json
-import threading
+import math
+import time
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep
+from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
 from worker.jobs import STATES, Job
-from worker.service import BROKER_ERRORS, BrokerUnavailable, JobService
-from worker.storage import ObjectNotFound, Storage, StorageUnavailable
-from worker.uploads import UnknownImage
+from worker.service import BROKER_ERRORS, JobService
+from worker.storage import ObjectNotFound, Storage
 
-_SERVICE_LOCK = threading.Lock()
-
-
-def job_service(request: Request) -> JobService:
-    """One JobService per app (Redis pool, storage client, Celery producer), made on first use."""
-    with _SERVICE_LOCK:
-        service = getattr(request.app.state, "job_service", None)
-        if service is None:
-            service = request.app.state.job_service = JobService(request.app.state.settings)
-    return service
-
-
-def unavailable_as_problem(settings: SettingsDep):
-    """Broker or storage down: 503 with Retry-After instead of a 500."""
-    retry = {"Retry-After": str(settings.retry_after_seconds)}
-    try:
-        yield
-    except BrokerUnavailable as exc:
-        raise Problem(503, "broker_unavailable", str(exc), retry) from exc
-    except StorageUnavailable as exc:
-        raise Problem(503, "storage_unavailable", str(exc), retry) from exc
-
-
-JobsDep = Annotated[JobService, Depends(job_service)]
-router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(unavailable_as_problem)])
+router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
 class JobRequest(BaseModel):
@@ -88,6 +64,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "deliveries": job.deliveries,
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
+        "cancel_requested_at": _iso(job.cancel_requested_at),
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
@@ -112,10 +89,7 @@ def _found(job: Job | None, job_id: str) -> Job:
     responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
 )
 def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    try:
-        job, _created = service.submit(request.method, request.model, request.inputs, request.params)
-    except UnknownImage as exc:
-        raise Problem(404, "unknown_image", str(exc)) from exc
+    job, _created = service.submit(request.method, request.model, request.inputs, request.params)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200
@@ -143,13 +117,21 @@ def get_job(job_id: str, service: JobsDep) -> dict:
 @router.delete(
     "/jobs/{job_id}",
     summary="Cancel a job",
-    responses={200: {"description": "was queued: cancelled, never runs"}, 202: {"description": "running: stops at its next step"}},
+    description="A queued job is cancelled at once. A running job is asked to stop at its next step (202); "
+    "one still running `cancel_grace_seconds` after that first request is killed by a repeated DELETE "
+    "(its worker process is terminated) and ends cancelled.",
+    responses={
+        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)"},
+        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it"},
+    },
 )
-def cancel_job(job_id: str, service: JobsDep, response: Response) -> dict:
+def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
     outcome, job = service.cancel(job_id)
     job = _found(job, job_id)
     if outcome == "requested":
         response.status_code = 202
+        grace_left = job.cancel_requested_at + settings.cancel_grace_seconds - time.time()
+        response.headers["Retry-After"] = str(max(1, math.ceil(grace_left)))
     elif outcome == "finished":
         raise Problem(409, "job_finished", f"job {job_id} already finished ({job.state}); nothing to cancel")
     return job_body(job, service.storage)

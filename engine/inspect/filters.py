@@ -38,7 +38,7 @@ class FiltersParams(BaseModel):
 def conv_layer(model: ConvLensModel, name: str) -> nn.Conv2d:
     module = model.layer(name)
     if not isinstance(module, nn.Conv2d):
-        convs = [n for n, m in model.net.named_modules() if isinstance(m, nn.Conv2d)]
+        convs = [n for n, m in model.layers.items() if isinstance(m, nn.Conv2d)]
         raise InvalidParams(f"layer {name!r} is a {type(module).__name__}, not a convolution; e.g. {', '.join(convs[:6])}")
     return module
 

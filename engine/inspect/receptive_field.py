@@ -84,7 +84,7 @@ def receptive_field(model: ConvLensModel, layer: str, size: tuple[int, int]) -> 
     order: list[nn.Module] = []
     handles = []
     try:
-        for module in model.net.modules():
+        for module in model.layers.values():
             if isinstance(module, SPATIAL):
                 handles.append(module.register_forward_hook(lambda m, _i, _o: order.append(m)))
         with torch.inference_mode(), capture({layer: target}, stop_early=True):

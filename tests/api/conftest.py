@@ -1,14 +1,10 @@
-"""The real app (real weights, real photos) behind httpx, plus helpers to make upload bytes."""
+"""The real app (real weights, real photos) behind httpx."""
 
-import io
-import struct
 import threading
-import zlib
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from api.app import create_app
@@ -18,20 +14,13 @@ from engine.result import Result
 from worker.settings import Settings
 
 
-def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A real 1x1 PNG whose header is rewritten to claim ``width`` x ``height`` pixels."""
-    data = bytearray(encode(Image.new("RGB", (1, 1))))
-    ihdr = bytearray(data[12:29])  # chunk type + 13 bytes of IHDR fields
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    return bytes(data)
+@pytest.fixture(scope="session", autouse=True)
+def image_store(tmp_path_factory):
+    """Uploaded images go to a temporary directory, never to the checkout's var/storage."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("storage")
+        patch.setenv("CONVLENS_STORAGE_DIR", str(path))
+        yield path
 
 
 def make_settings(**overrides) -> Settings:
@@ -42,11 +31,6 @@ def make_settings(**overrides) -> Settings:
 def client():
     with TestClient(create_app(make_settings())) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-def small_chelsea(chelsea) -> Image.Image:
-    return chelsea.resize((96, 64))
 
 
 class ProbeParams(BaseModel):

@@ -9,7 +9,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from engine.registry import Method, all_methods
-from tests.api.conftest import encode
+from tests.pictures import encode
 
 INLINE = [method for method in all_methods() if method.inline]
 JOBS_ONLY = [method for method in all_methods() if not method.inline]

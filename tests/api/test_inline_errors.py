@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from tests.api.conftest import encode, make_settings, png_claiming
+from tests.api.conftest import make_settings
+from tests.pictures import encode, png_claiming
 
 PHOTO = encode(Image.new("RGB", (48, 32), (90, 140, 200)))
 B64 = base64.b64encode(PHOTO).decode()
@@ -32,7 +33,8 @@ CLASSIFY_CASES = {
     "zero-bytes-json": (inputs(image={"base64": ""}), 400, "empty_image"),
     "unsupported-format": (upload(PPM), 415, "unsupported_image_format"),
     "bad-base64": (inputs(image={"base64": "%%% not base64 %%%"}), 400, "bad_base64"),
-    "image-id": (inputs(image={"image_id": "img_123"}), 422, "image_refs_unavailable"),
+    "malformed-image-id": (inputs(image={"image_id": "img_123"}), 404, "unknown_image"),
+    "unknown-image-id": (inputs(image={"image_id": "0" * 32}), 404, "unknown_image"),
     "unknown-model": ({**upload(), "data": {"model": "resnet9000"}}, 404, "unknown_model"),
     "unknown-model-json": ({"json": {"model": "resnet9000", "inputs": {"image": {"base64": B64}}}}, 404, "unknown_model"),
     "model-without-classifier": ({**upload(), "data": {"model": "vgg19"}}, 422, "unsupported_model"),

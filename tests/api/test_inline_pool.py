@@ -11,7 +11,8 @@ from PIL import Image
 from api.app import create_app
 from api.inline_pool import InlinePool
 from api.problems import Problem
-from tests.api.conftest import PROBE_GATE, Gate, encode, make_settings
+from tests.api.conftest import PROBE_GATE, Gate, make_settings
+from tests.pictures import encode
 
 B64 = base64.b64encode(encode(Image.new("RGB", (40, 30), (30, 60, 90)))).decode()
 PROBE_BODY = {"inputs": {"images": [{"base64": B64}, {"base64": B64}]}}

@@ -5,7 +5,9 @@ forward pass of the model on the image (the mean activation of a layer is the
 reported "loss"; the pass stops at that layer), then a progress report with a preview; an optional sleep
 per step makes jobs long enough to cancel or kill mid-run.
 ``crash_worker`` ends its own process, like a job that segfaults its worker;
-``ignore_soft_limit`` swallows Celery's soft time limit, like a job stuck in native code.
+``ignore_soft_limit`` swallows Celery's soft time limit, like a job stuck in native code;
+``sleep_silently`` sleeps without reporting progress, like one long native call, so only
+the last resort (killing its process) cancels it before it returns.
 """
 
 import os
@@ -62,6 +64,16 @@ def ignore_soft_limit(model, inputs, params: CrashParams, progress) -> Result:
             pass
 
 
+class SleepParams(BaseModel):
+    seconds: float = Field(5.0, ge=0, le=120, description="how long to sleep")
+
+
+def sleep_silently(model, inputs, params: SleepParams, progress) -> Result:
+    time.sleep(params.seconds)
+    return Result(images={"input": inputs["image"]}, data={"slept": params.seconds}, main="input")
+
+
 register(Method("probe_steps", "Test: N forward passes with progress", "inspect", ProbeParams, probe_steps, inline=False))
 register(Method("crash_worker", "Test: kills its worker process", "inspect", CrashParams, crash_worker, inline=False, queue="cpu"))
 register(Method("ignore_soft_limit", "Test: never ends by itself", "inspect", CrashParams, ignore_soft_limit, inline=False, queue="cpu"))
+register(Method("sleep_silently", "Test: sleeps, never reports progress", "inspect", SleepParams, sleep_silently, inline=False, queue="cpu"))

@@ -73,6 +73,38 @@ def test_cancel_queued_running_and_finished(store, redis_client):
     assert store.cancel("0" * 24) == "missing"
 
 
+def test_a_repeated_cancel_past_the_grace_period_terminates(store):
+    job, _ = store.create(make_job("t"))
+    store.start(job.id, 3, "w:1")
+    assert store.cancel(job.id, grace_seconds=60) == "requested"
+    asked = store.get(job.id).cancel_requested_at
+    assert asked and store.get(job.id).state == "running"
+    assert store.cancel(job.id, grace_seconds=60) == "requested"  # within the grace period: still asking
+    assert store.get(job.id).cancel_requested_at == asked  # the grace period runs from the first request
+    assert store.cancel(job.id, grace_seconds=-1) == "requested"  # negative: never terminate
+    time.sleep(0.05)
+    assert store.cancel(job.id, grace_seconds=0.01) == "terminate"
+    killed = store.get(job.id)
+    assert killed.state == "cancelled" and killed.finished_at >= asked
+    assert store.start(job.id, 3, "w:2") == ("finished", 0)  # redelivered after the kill: not run again
+    assert store.finish(job, "succeeded", result={"top": []}) is None  # its late ending is ignored
+    assert store.cancel(job.id, grace_seconds=0) == "finished"
+
+
+def test_a_job_asked_to_cancel_never_ends_succeeded(store):
+    job, _ = store.create(make_job("c"))
+    store.start(job.id, 3, "w:1")
+    store.cancel(job.id)
+    assert store.finish(job, "succeeded", artifacts=[{"name": "x.png"}], result={"top": []}) == "cancelled"
+    done = store.get(job.id)
+    assert (done.state, done.artifacts, done.result) == ("cancelled", [], None)
+
+    failing, _ = store.create(make_job("f"))
+    store.start(failing.id, 3, "w:1")
+    store.cancel(failing.id)
+    assert store.fail(failing, "internal_error", "boom") == "failed"  # a failure is still reported as one
+
+
 def test_finish_only_moves_a_running_job_and_publishes(store, redis_client):
     job, _ = store.create(make_job())
     pubsub = redis_client.pubsub()

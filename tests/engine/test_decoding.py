@@ -1,26 +1,35 @@
-"""Untrusted upload bytes -> RGB pictures, or the right problem."""
+"""Untrusted picture bytes -> upright RGB pictures, or ImageRejected with the right code."""
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from api.images import decode_base64, decode_image
-from api.problems import Problem
-from tests.api.conftest import encode, png_claiming
+from engine.decoding import decode_base64, decode_image, image_format
+from engine.errors import EngineError, ImageRejected
+from tests.pictures import encode, png_claiming
 
 LIMIT = 40_000_000
 
 
-def problem_of(data: bytes, max_pixels: int = LIMIT) -> tuple[int, str]:
-    with pytest.raises(Problem) as caught:
+def rejected(data: bytes, max_pixels: int = LIMIT) -> str:
+    with pytest.raises(ImageRejected) as caught:
         decode_image(data, max_pixels)
-    return caught.value.status, caught.value.code
+    return caught.value.code
 
 
 @pytest.mark.parametrize("format", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
 def test_every_whitelisted_format_decodes_to_rgb(small_chelsea, format):
-    image = decode_image(encode(small_chelsea, format), LIMIT)
+    data = encode(small_chelsea, format)
+    image = decode_image(data, LIMIT)
     assert image.mode == "RGB" and image.size == small_chelsea.size
+    assert image_format(data) == format
+
+
+def test_photos_decode_exactly(chelsea):
+    image = decode_image(encode(chelsea.convert("RGBA")), 1_000_000)  # opaque alpha is dropped, pixels kept
+    assert image.mode == "RGB" and image.size == chelsea.size
+    assert np.array_equal(np.asarray(image), np.asarray(chelsea))
+    assert decode_image(encode(chelsea, "JPEG", quality=90), 1_000_000).size == chelsea.size
 
 
 @pytest.mark.parametrize("orientation, transpose", [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_270), (8, Image.Transpose.ROTATE_90)])
@@ -67,29 +76,45 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped():
 def test_base64_and_data_urls():
     assert decode_base64("aGVsbG8=") == b"hello"
     assert decode_base64("data:image/png;base64,aGVsbG8=") == b"hello"
-    with pytest.raises(Problem) as caught:
-        decode_base64("not base64!!")
-    assert (caught.value.status, caught.value.code) == (400, "bad_base64")
+    with pytest.raises(ImageRejected) as caught:
+        decode_base64("not base64!!", "style[1]")
+    assert (caught.value.code, caught.value.input) == ("bad_base64", "style[1]")
 
 
-def test_bad_bytes_answer_400(small_chelsea):
-    assert problem_of(b"") == (400, "empty_image")
-    assert problem_of(b"this is a text file, not a picture") == (400, "not_an_image")
-    assert problem_of(encode(small_chelsea, "JPEG")[:600]) == (400, "bad_image")
-    assert problem_of(encode(small_chelsea, "PNG")[:-300]) == (400, "bad_image")
+def test_bad_bytes_have_their_own_codes(small_chelsea):
+    assert rejected(b"") == "empty_image"
+    assert rejected(b"this is a text file, not a picture") == "not_an_image"
+    assert rejected(encode(small_chelsea, "JPEG")[:600]) == "bad_image"
+    assert rejected(encode(small_chelsea, "PNG")[:-300]) == "bad_image"
+    png = encode(small_chelsea)
+    assert rejected(png[: len(png) // 2]) == "bad_image"
 
 
-def test_other_image_formats_answer_415(small_chelsea):
-    assert problem_of(encode(small_chelsea, "PPM")) == (415, "unsupported_image_format")
-    assert problem_of(encode(small_chelsea, "ICO")) == (415, "unsupported_image_format")
+def test_other_image_formats_are_unsupported(small_chelsea):
+    assert rejected(encode(small_chelsea, "PPM")) == "unsupported_image_format"
+    assert rejected(encode(small_chelsea, "ICO")) == "unsupported_image_format"
+    with pytest.raises(ImageRejected) as caught:
+        image_format(encode(small_chelsea, "PPM"))
+    assert caught.value.code == "unsupported_image_format"
+
+
+def test_rejections_name_their_input_and_are_engine_errors():
+    with pytest.raises(EngineError) as caught:
+        decode_image(b"not a picture", LIMIT, "images[2]")
+    assert isinstance(caught.value, ImageRejected)
+    assert caught.value.input == "images[2]" and caught.value.message.startswith("images[2]: ")
 
 
 @pytest.mark.parametrize("width, height, limit", [(3000, 3000, 1_000_000), (100_000, 100_000, LIMIT)])
-def test_decompression_bombs_answer_413_without_decoding(monkeypatch, width, height, limit):
+def test_decompression_bombs_are_refused_without_decoding(monkeypatch, width, height, limit):
     decoded = []
     real_load = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size) or real_load(image))
-    assert problem_of(png_claiming(width, height), limit) == (413, "image_too_large")
+    assert rejected(png_claiming(width, height), limit) == "image_too_large"
     assert decoded == []  # refused from the header: no pixel buffer was ever allocated
     decode_image(encode(Image.new("RGB", (20, 10))), limit)
     assert set(decoded) == {(20, 10)}  # the spy does see real decodes
+
+
+def test_a_real_picture_over_the_pixel_limit_is_too_large():
+    assert rejected(encode(Image.new("RGB", (4000, 3000))), max_pixels=1_000_000) == "image_too_large"
