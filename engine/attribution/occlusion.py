@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from engine.attribution.baselines import mean_colour
 from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
@@ -58,13 +59,6 @@ def window_grid(height: int, width: int, window: int, stride: int) -> list[Windo
     rows = [i * stride for i in range(math.ceil((height - window) / stride) + 1)]
     cols = [j * stride for j in range(math.ceil((width - window) / stride) + 1)]
     return [(y, min(y + window, height), x, min(x + window, width)) for y in rows for x in cols]
-
-
-def mean_fill(model: ConvLensModel) -> tuple[float, float, float]:
-    """The preprocessing mean as an RGB colour in [0, 1]."""
-    pre = model.spec.preprocessing
-    mean = [m / pre.scale for m in pre.mean]
-    return tuple(mean[::-1] if pre.channel_order == "BGR" else mean)
 
 
 def in_batches(run: Callable[[np.ndarray], torch.Tensor], count: int, batch_size: int, progress: Progress) -> torch.Tensor:
@@ -140,7 +134,7 @@ def occlusion_drops(
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
-    fill = mean_fill(model) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
+    fill = mean_colour(model) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
     clock = Stopwatch()
     found = occlusion_drops(
         model, to_tensor(image, model.device), index, params.window, params.stride, fill,
