@@ -157,16 +157,19 @@ def _check_inplace_alias(node: fx.Node, source: fx.Node, order: dict[fx.Node, in
 
 
 def _check_opaque_leaves(graph: fx.Graph, root: nn.Module) -> None:
-    """Leaf modules fx does not trace into must not hide activations of their own."""
+    """Leaf modules fx does not trace into (TorchScript, composite torch.nn layers such as
+    TransformerEncoderLayer, ReLU RNNs) could apply ReLUs the rewrite never sees."""
     for node in graph.nodes:
         if node.op != "call_module":
             continue
         module = root.get_submodule(node.target)
         if isinstance(module, torch.jit.ScriptModule):
             raise UnsupportedModel(f"module {node.target!r} is TorchScript; its ReLUs cannot be rewritten")
-        hidden = [name for name, sub in module.named_modules() if name and isinstance(sub, (nn.ReLU, nn.Hardtanh))]
-        if hidden:
-            raise UnsupportedModel(f"module {node.target!r} hides activations ({', '.join(hidden)}) from tracing")
+        if any(True for _ in module.children()) or getattr(module, "nonlinearity", None) == "relu":
+            raise UnsupportedModel(
+                f"module {node.target!r} ({type(module).__name__}) hides its computation from tracing; "
+                "ReLUs inside it could not be rewritten"
+            )
 
 
 def build_rule_copy(model: nn.Module, rule: Rule) -> RuleCopy:
