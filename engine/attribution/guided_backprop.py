@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
+from engine.attribution.folding import folded
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, UnitTarget, pick_class, requested_class
@@ -49,7 +50,7 @@ def relu_rule_gradient(
     model: ConvLensModel, x: torch.Tensor, rule: Rule, index: int | None = None, unit: UnitTarget | None = None
 ) -> tuple[torch.Tensor, dict]:
     """(gradient (1, 3, H, W) under ``rule``, target description) for a class or a unit."""
-    copy = rule_copy(model, rule)
+    copy = rule_copy(folded(model) if unit is None else model, rule)  # layer outputs need the unfolded graph
     xg = x.detach().clone().requires_grad_(True)
     if unit is None:
         logits = copy.module(xg)

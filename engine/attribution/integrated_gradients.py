@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from engine.attribution.baselines import baseline_picture
+from engine.attribution.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
@@ -63,18 +64,19 @@ def integrated_gradients(
     method: str = "gausslegendre", batch_size: int = 16, progress: Progress = no_progress,
 ) -> tuple[torch.Tensor, float]:
     """(attributions (1, 3, H, W), convergence delta) for class ``index``."""
+    net = folded(model)
     alphas, weights = quadrature(method, steps)
     alphas_t = torch.tensor(alphas, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
     weights_t = torch.tensor(weights, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
     total = torch.zeros_like(x)
     for start in range(0, steps, batch_size):
         a = alphas_t[start : start + batch_size]
-        grad, _, _ = class_gradient(model, baseline + a * (x - baseline), index)
+        grad, _, _ = class_gradient(net, baseline + a * (x - baseline), index)
         total += (grad * weights_t[start : start + batch_size]).sum(0, keepdim=True)
         progress(min(steps, start + batch_size), steps)
     attributions = (x - baseline) * total
     with torch.inference_mode():
-        ends = model(torch.cat([x, baseline]))[:, index]
+        ends = net(torch.cat([x, baseline]))[:, index]
     delta = float(attributions.sum() - (ends[0] - ends[1]))
     return attributions, delta
 

@@ -9,7 +9,9 @@ clipped at the border so every pixel is covered.
 The ``auto`` strategy recomputes only each window's receptive-field cone
 (:mod:`engine.attribution.incremental`), same numbers as ``brute_force``.
 Windows are evaluated ``batch_size`` at a time; a CUDA out-of-memory error
-halves the batch and retries. Neither changes the map.
+halves the batch and retries. Neither changes the map. Both strategies run
+the network with its batch norms folded into the convs
+(:mod:`engine.attribution.folding`).
 """
 
 import math
@@ -20,6 +22,7 @@ import torch
 from pydantic import Field
 
 from engine.attribution.baselines import mean_colour
+from engine.attribution.folding import folded
 from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
@@ -92,16 +95,17 @@ def occlusion_drops(
     progress: Progress = no_progress,
 ) -> dict:
     """Per-pixel mean drop of the class probability and logit, with the clean logits and what ran."""
+    net = folded(model)
     height, width = x.shape[-2:]
     windows = window_grid(height, width, window, stride)
     colour = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     with torch.inference_mode():
-        clean = model(x)
+        clean = net(x)
         index = pick_class(clean, index)
         evaluate, used = None, "brute_force"
         if strategy == "auto":
             try:
-                fast = IncrementalOcclusion(model, x, windows)
+                fast = IncrementalOcclusion(net, x, windows)
                 evaluate, used = (lambda chosen: fast.outputs(chosen, colour)), "receptive_field"
             except Unsupported:
                 pass
@@ -111,7 +115,7 @@ def occlusion_drops(
                 for i, k in enumerate(chosen):
                     y0, y1, x0, x1 = windows[k]
                     batch[i, :, y0:y1, x0:x1] = colour[0]
-                return model(batch)
+                return net(batch)
 
         logits = in_batches(lambda chosen: evaluate(chosen)[:, :].float(), len(windows), batch_size, progress)
         clean = clean.float()

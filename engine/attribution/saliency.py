@@ -1,5 +1,6 @@
 """Saliency: |d class score / d pixel|, max over RGB (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034)."""
 
+from engine.attribution.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
@@ -19,7 +20,7 @@ def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> 
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
     clock = Stopwatch()
-    grad, logits, index = class_gradient(model, to_tensor(image, model.device), index)
+    grad, logits, index = class_gradient(folded(model), to_tensor(image, model.device), index)
     clock.lap("attribution_ms")
     target = ClassTarget.of(model, logits, index)
     return attribution_result(

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
+from engine.attribution.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
@@ -57,7 +58,7 @@ def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progr
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
     clock = Stopwatch()
-    grad, logits, index = class_gradient(model, to_tensor(image, model.device), index)
+    grad, logits, index = class_gradient(folded(model), to_tensor(image, model.device), index)
     values = max_abs_over_channels(grad)
     clock.lap("saliency_ms")
     picture = np.asarray(image)

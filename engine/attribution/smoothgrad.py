@@ -10,6 +10,7 @@ so ``batch_size`` never changes the map.
 import torch
 from pydantic import Field
 
+from engine.attribution.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
@@ -40,7 +41,7 @@ def smoothgrad_gradient(
     noise = torch.normal(0.0, torch.full((samples, *x.shape[1:]), std, device=x.device), generator=generator)
     total = torch.zeros_like(x)
     for start in range(0, samples, batch_size):
-        grad, _, _ = class_gradient(model, x + noise[start : start + batch_size], index)
+        grad, _, _ = class_gradient(folded(model), x + noise[start : start + batch_size], index)
         total += (grad * grad if squared else grad).sum(0, keepdim=True)
         progress(min(samples, start + batch_size), samples)
     return total / samples

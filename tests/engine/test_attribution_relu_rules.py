@@ -64,7 +64,8 @@ def test_rule_matches_a_hand_rewritten_efficientnet(efficientnet, chelsea, rule)
     plain, _, _ = class_gradient(efficientnet, x, 285)
     assert target["label"] == "Egyptian cat"
     assert not torch.allclose(expected, plain, atol=1e-4)
-    assert torch.allclose(ours, expected, atol=1e-6, rtol=1e-4)
+    # ours runs with batch norms folded into the convs: equal up to float rounding
+    assert torch.allclose(ours, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4)
     assert hook_count(efficientnet) == 0
 
 
