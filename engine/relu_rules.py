@@ -53,12 +53,12 @@ class _RuleGate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         grad = grad.clamp(min=0.0)
-        if ctx.guided:
+        if ctx.guided:  # the ordinary ReLU/clamp gate, as one native kernel
             (x,) = ctx.saved_tensors
-            gate = x > 0
-            if ctx.cap is not None:
-                gate &= x < ctx.cap
-            grad = grad * gate
+            if ctx.cap is None:
+                grad = torch.ops.aten.threshold_backward(grad, x, 0.0)
+            else:
+                grad = torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.cap)
         return grad, None, None
 
 
