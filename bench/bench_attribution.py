@@ -8,8 +8,9 @@ EfficientNet-Lite0, 224 px, skimage's chelsea, class "Egyptian cat".
 - occlusion: window 32, stride 16, mean fill, target probability; Captum
   ``Occlusion`` with ``perturbations_per_eval`` equal to our batch size.
 Each round runs every contender once, in alternating order, after a warm-up;
-the medians are compared (ratio = Captum time / ours, > 1 means we are faster)
-and the outputs are checked to agree.
+the medians are compared (ratio = Captum time / ours, > 1 means we are faster;
+the ratio of the fastest runs is printed too, as it is the least disturbed by
+other processes on a shared CPU) and the outputs are checked to agree.
 
     PYTHONPATH=. .venv/bin/python bench/bench_attribution.py [--repeats 5] [--occlusion-repeats 3] [--batch 16]
 """
@@ -26,9 +27,9 @@ from skimage import data
 from torch import nn
 
 from engine.attribution.baselines import mean_colour
-from engine.attribution.gradients import class_gradient
 from engine.attribution.guided_backprop import relu_rule_gradient
 from engine.attribution.occlusion import occlusion_drops
+from engine.attribution.saliency import saliency_gradient
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel, load_model
 
@@ -64,10 +65,12 @@ def compare(name: str, ours, theirs, repeats: int, check) -> float:
                 peer = out
     check(mine, peer)
     ours_s, captum_s = statistics.median(times["ours"]), statistics.median(times["captum"])
-    spread = lambda ts: f"{min(ts) * 1000:8.1f}..{max(ts) * 1000:8.1f}"  # noqa: E731
+    best = min(times["captum"]) / min(times["ours"])
+    spread = lambda ts: f"{min(ts) * 1000:7.0f}..{max(ts) * 1000:7.0f}"  # noqa: E731
     print(
-        f"{name:16s} ours {ours_s * 1000:8.1f} ms [{spread(times['ours'])}]   "
-        f"captum {captum_s * 1000:8.1f} ms [{spread(times['captum'])}]   ratio {captum_s / ours_s:5.2f}x"
+        f"{name:16s} ours {ours_s * 1000:7.0f} ms [{spread(times['ours'])}]   "
+        f"captum {captum_s * 1000:7.0f} ms [{spread(times['captum'])}]   "
+        f"ratio {captum_s / ours_s:5.2f}x (best-of {best:5.2f}x)"
     )
     return captum_s / ours_s
 
@@ -84,19 +87,22 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0 224px, chelsea")
 
     def saliency_ours():
-        grad, _, _ = class_gradient(model, x, CLASS)
+        grad, _, _ = saliency_gradient(model, x, CLASS)
         return grad[0].abs().amax(0)
 
     def saliency_captum():
         return Saliency(model).attribute(x.clone(), target=CLASS, abs=True)[0].amax(0)
 
     def same(tolerance):
+        """Equal up to float rounding (ours folds batch norms into convs), relative to the map's peak."""
+
         def check(a, b):
-            assert torch.allclose(a, b, atol=tolerance, rtol=1e-4), float((a - b).abs().max())
+            bound = tolerance * float(b.abs().max())
+            assert torch.allclose(a, b, atol=bound, rtol=1e-4), float((a - b).abs().max())
 
         return check
 
-    ratios = {"saliency": compare("saliency", saliency_ours, saliency_captum, args.repeats, same(1e-6))}
+    ratios = {"saliency": compare("saliency", saliency_ours, saliency_captum, args.repeats, same(1e-5))}
 
     relu_model = relu_copy(model)
     ratios["guided_backprop"] = compare(
@@ -104,7 +110,7 @@ def main() -> None:
         lambda: relu_rule_gradient(relu_model, x, "guided", index=CLASS)[0],
         lambda: GuidedBackprop(relu_model).attribute(x.clone(), target=CLASS),
         args.repeats,
-        same(1e-6),
+        same(1e-5),
     )
 
     fill = mean_colour(model)
@@ -126,7 +132,7 @@ def main() -> None:
         lambda: occlusion_drops(model, x, CLASS, 32, 16, fill, args.batch)["maps"]["probability"],
         occlusion_captum,
         args.occlusion_repeats,
-        same(1e-5),
+        same(1e-4),
     )
     targets = {"saliency": 1.0, "guided_backprop": 1.0, "occlusion": 1.3}
     for name, ratio in ratios.items():
