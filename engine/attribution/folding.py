@@ -3,7 +3,10 @@
 ``conv -> batch_norm`` computes ``gamma * (W*x + b - mean) / sqrt(var + eps) + beta``,
 which is one conv with scaled weights. Folding removes one full pass over
 every such activation forward and backward, so gradients with respect to the
-input cost less; they are equal up to float rounding. The copy's folded convs
+input cost less. Results are equal up to float rounding; rarely, a unit that
+sits within rounding of a ReLU threshold flips its gate, which changes a
+gradient map locally by about 1e-4 of its peak. Saliency, the method meant
+to match the plain gradient exactly, does not fold. The copy's folded convs
 own new weight tensors (computed once per model and cached; zoo weights never
 change); everything else is shared with, and nothing is written to, the
 caller's model. Conv outputs no longer exist in the copy, so methods that

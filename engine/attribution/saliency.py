@@ -1,8 +1,10 @@
-"""Saliency: |d class score / d pixel|, max over RGB (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034)."""
+"""Saliency: |d class score / d pixel|, max over RGB (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034).
 
-import torch
+Taken through the network exactly as it is (no batch-norm folding): one
+forward and one backward pass, bit-for-bit the computation Captum's
+``Saliency`` does.
+"""
 
-from engine.attribution.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
@@ -18,16 +20,11 @@ class SaliencyParams(AttributionParams):
     pass
 
 
-def saliency_gradient(model: ConvLensModel, x: torch.Tensor, index: int | None):
-    """(d logit / d pixels, logits, class), through the batch-norm-folded copy of the network."""
-    return class_gradient(folded(model), x, index)
-
-
 def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
     clock = Stopwatch()
-    grad, logits, index = saliency_gradient(model, to_tensor(image, model.device), index)
+    grad, logits, index = class_gradient(model, to_tensor(image, model.device), index)
     clock.lap("attribution_ms")
     target = ClassTarget.of(model, logits, index)
     return attribution_result(

@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
+from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
-from engine.attribution.saliency import saliency_gradient
 from engine.attribution.targets import ClassTarget, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import fit_image, to_tensor
@@ -57,7 +57,7 @@ def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progr
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
     clock = Stopwatch()
-    grad, logits, index = saliency_gradient(model, to_tensor(image, model.device), index)
+    grad, logits, index = class_gradient(model, to_tensor(image, model.device), index)
     values = max_abs_over_channels(grad)
     clock.lap("saliency_ms")
     picture = np.asarray(image)
