@@ -274,19 +274,19 @@ class IncrementalOcclusion:
         box = self.plan[node][1]
         clean = self.clean[node]
         full = clean.repeat(len(chosen), 1, 1, 1)
-        self._paste(full, value, box, chosen, (0, 0))
+        self._paste(full, value, box, chosen, (np.zeros(len(chosen), np.int64),) * 2)
         return full
 
     def _paste(self, target: torch.Tensor, patch: torch.Tensor, box: _Box, chosen: np.ndarray, origin) -> None:
         """Write ``patch`` (box coordinates) into ``target`` whose [0, 0] sits at ``origin[i]`` per window."""
-        (h, w), (sy, sx) = box.size, (box.start[0][chosen], box.start[1][chosen])
-        oy, ox = origin
-        th, tw = target.shape[-2:]
-        for i in range(len(chosen)):
-            ty, tx = sy[i] - (oy[i] if np.ndim(oy) else oy), sx[i] - (ox[i] if np.ndim(ox) else ox)
-            y0, y1, x0, x1 = max(0, ty), min(th, ty + h), max(0, tx), min(tw, tx + w)
-            if y0 < y1 and x0 < x1:
-                target[i, :, y0:y1, x0:x1] = patch[i, :, y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+        (h, w), th, tw = box.size, *target.shape[-2:]
+        rows = (box.start[0][chosen] - origin[0])[:, None] + np.arange(h)
+        cols = (box.start[1][chosen] - origin[1])[:, None] + np.arange(w)
+        inside = ((rows >= 0) & (rows < th))[:, :, None] & ((cols >= 0) & (cols < tw))[:, None, :]
+        n, py, px = (torch.from_numpy(i).to(target.device) for i in np.nonzero(inside))
+        ty = torch.from_numpy(rows).to(target.device)[n, py]
+        tx = torch.from_numpy(cols).to(target.device)[n, px]
+        target[n, :, ty, tx] = patch[n, :, py, px]
 
     def _region(self, source: fx.Node, entry: tuple, chosen, start, size, pad, pad_value) -> torch.Tensor:
         """Rows/cols [start, start + size) of ``source``'s occluded value, padded with ``pad_value`` outside the map."""
@@ -298,12 +298,11 @@ class IncrementalOcclusion:
         clean = self.clean[source]
         key = (source, pad, pad_value)
         if key not in self._padded:
-            self._padded[key] = F.pad(clean, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)
+            self._padded[key] = F.pad(clean, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)[0]
         padded = self._padded[key]
-        region = torch.empty((len(chosen), clean.shape[1], *size), dtype=clean.dtype, device=clean.device)
-        for i in range(len(chosen)):
-            y, x = start[0][i] + pad[0], start[1][i] + pad[1]
-            region[i] = padded[0, :, y : y + size[0], x : x + size[1]]
+        rows = torch.from_numpy((start[0] + pad[0])[:, None] + np.arange(size[0])).to(clean.device)
+        cols = torch.from_numpy((start[1] + pad[1])[:, None] + np.arange(size[1])).to(clean.device)
+        region = padded[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # one gather for the batch
         if kind == "local":
             self._paste(region, value, box, chosen, start)
         return region
