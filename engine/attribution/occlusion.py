@@ -117,7 +117,7 @@ def occlusion_drops(
                     batch[i, :, y0:y1, x0:x1] = colour[0]
                 return net(batch)
 
-        logits = in_batches(lambda chosen: evaluate(chosen)[:, :].float(), len(windows), batch_size, progress)
+        logits = in_batches(lambda chosen: evaluate(chosen).float(), len(windows), batch_size, progress)
         clean = clean.float()
         drops = {
             "probability": clean.softmax(-1)[0, index] - logits.softmax(-1)[:, index],
