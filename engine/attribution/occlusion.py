@@ -1,0 +1,171 @@
+"""Occlusion (Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901).
+
+Slide a square window filled with one colour over the picture and record how
+much the target class's probability (or logit) drops; each pixel gets the
+mean drop over the windows that covered it, as Captum's ``Occlusion`` does.
+Windows start every ``stride`` pixels; the last row/column of windows is
+clipped at the border so every pixel is covered.
+
+The ``auto`` strategy recomputes only each window's receptive-field cone
+(:mod:`engine.attribution.incremental`), same numbers as ``brute_force``.
+Windows are evaluated ``batch_size`` at a time; a CUDA out-of-memory error
+halves the batch and retries. Neither changes the map. Both strategies run
+the network with its batch norms folded into the convs
+(:mod:`engine.attribution.folding`).
+"""
+
+import math
+from typing import Annotated, Callable, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from engine.attribution.baselines import mean_colour
+from engine.attribution.folding import folded
+from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
+from engine.attribution.params import AttributionParams
+from engine.attribution.render import attribution_result
+from engine.attribution.targets import ClassTarget, pick_class, requested_class
+from engine.attribution.timing import Stopwatch
+from engine.errors import InvalidParams
+from engine.imaging import fit_image, to_tensor
+from engine.models import ConvLensModel
+from engine.progress import Progress, no_progress
+from engine.registry import Method, register
+from engine.result import Result
+
+Channel = Annotated[int, Field(ge=0, le=255)]
+
+
+class OcclusionParams(AttributionParams):
+    window: int = Field(32, ge=1, le=1024, description="side of the square occluding window, in pixels")
+    stride: int = Field(16, ge=1, le=1024, description="step between window positions, in pixels")
+    fill: Literal["mean"] | tuple[Channel, Channel, Channel] = Field(
+        "mean", description="window colour: the dataset mean of the model's preprocessing, or an RGB 0-255 triple"
+    )
+    score: Literal["probability", "logit"] = Field(
+        "probability", description="which drop becomes the map (both are returned as arrays)"
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="occluded pictures per forward pass (never changes the map)")
+    strategy: Literal["auto", "brute_force"] = Field(
+        "auto",
+        description="auto: recompute only each window's receptive-field cone (same result, faster); "
+        "brute_force: run the whole network on every occluded picture",
+    )
+
+
+def window_grid(height: int, width: int, window: int, stride: int) -> list[Window]:
+    """Window boxes (y0, y1, x0, x1), row by row, clipped at the bottom/right border."""
+    if window > min(height, width):
+        raise InvalidParams(f"window {window} is larger than the {height}x{width} picture")
+    rows = [i * stride for i in range(math.ceil((height - window) / stride) + 1)]
+    cols = [j * stride for j in range(math.ceil((width - window) / stride) + 1)]
+    return [(y, min(y + window, height), x, min(x + window, width)) for y in rows for x in cols]
+
+
+def in_batches(run: Callable[[np.ndarray], torch.Tensor], count: int, batch_size: int, progress: Progress) -> torch.Tensor:
+    """``run`` over 0..count-1 in batches; on CUDA out-of-memory the batch is halved and retried."""
+    outputs, done, size = [], 0, batch_size
+    while done < count:
+        chosen = np.arange(done, min(count, done + size))
+        try:
+            outputs.append(run(chosen))
+        except torch.cuda.OutOfMemoryError:
+            if size == 1:
+                raise
+            size = max(1, size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        done += len(chosen)
+        progress(done, count)
+    return torch.cat(outputs)
+
+
+def occlusion_drops(
+    model: ConvLensModel,
+    x: torch.Tensor,
+    index: int | None,
+    window: int,
+    stride: int,
+    fill: tuple[float, float, float],
+    batch_size: int = 32,
+    strategy: str = "auto",
+    progress: Progress = no_progress,
+) -> dict:
+    """Per-pixel mean drop of the class probability and logit, with the clean logits and what ran."""
+    net = folded(model)
+    height, width = x.shape[-2:]
+    windows = window_grid(height, width, window, stride)
+    colour = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        clean = net(x)
+        index = pick_class(clean, index)
+        evaluate, used = None, "brute_force"
+        if strategy == "auto":
+            try:
+                fast = IncrementalOcclusion(net, x, windows)
+                evaluate, used = (lambda chosen: fast.outputs(chosen, colour)), "receptive_field"
+            except Unsupported:
+                pass
+        if evaluate is None:
+            def evaluate(chosen):
+                batch = x.repeat(len(chosen), 1, 1, 1)
+                for i, k in enumerate(chosen):
+                    y0, y1, x0, x1 = windows[k]
+                    batch[i, :, y0:y1, x0:x1] = colour[0]
+                return net(batch)
+
+        logits = in_batches(lambda chosen: evaluate(chosen).float(), len(windows), batch_size, progress)
+        clean = clean.float()
+        drops = {
+            "probability": clean.softmax(-1)[0, index] - logits.softmax(-1)[:, index],
+            "logit": clean[0, index] - logits[:, index],
+        }
+        maps = {}
+        count = torch.zeros(height, width, dtype=torch.float64)
+        for y0, y1, x0, x1 in windows:
+            count[y0:y1, x0:x1] += 1
+        for name, drop in drops.items():
+            total = torch.zeros(height, width, dtype=torch.float64)
+            for (y0, y1, x0, x1), d in zip(windows, drop.double().cpu().tolist()):
+                total[y0:y1, x0:x1] += d
+            maps[name] = (total / count).float()
+    return {"maps": maps, "logits": clean, "index": index, "strategy": used, "windows": len(windows)}
+
+
+def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
+    index = requested_class(model, params.target_class)
+    image = fit_image(inputs["image"], model.input_size, params.fit)
+    fill = mean_colour(model) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
+    clock = Stopwatch()
+    found = occlusion_drops(
+        model, to_tensor(image, model.device), index, params.window, params.stride, fill,
+        params.batch_size, params.strategy, progress,
+    )
+    clock.lap("attribution_ms")
+    maps = {name: m.numpy() for name, m in found["maps"].items()}
+    return attribution_result(
+        model, "occlusion", image, maps[params.score], params,
+        ClassTarget.of(model, found["logits"], found["index"]).as_dict(), "all", clock.laps,
+        arrays={"probability_drop": maps["probability"], "logit_drop": maps["logit"]},
+        data={
+            "score": params.score,
+            "strategy": found["strategy"],
+            "windows": found["windows"],
+            "fill": [round(c, 6) for c in fill],
+        },
+    )
+
+
+register(
+    Method(
+        name="occlusion",
+        summary="Drop of the class probability as a grey window slides over the picture (Zeiler & Fergus 2014)",
+        category="attribute",
+        params=OcclusionParams,
+        run=occlusion,
+        needs_classifier=True,
+    )
+)

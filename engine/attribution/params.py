@@ -1,0 +1,25 @@
+"""Params every attribution method shares."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.imaging import Colormap, Fit
+
+Normalization = Literal["minmax", "abs_max", "none"]
+
+
+class AttributionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_class: int | str | None = Field(
+        None, description="class to explain, as an index or a label; default: the predicted top-1 class"
+    )
+    fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
+    normalization: Normalization = Field(
+        "minmax",
+        description="how the map is scaled for the heatmap: minmax, abs_max (keeps 0 at 0), "
+        "or none (raw values clipped to [0, 1]; keeps maps comparable across calls)",
+    )
+    colormap: Colormap = Field("jet", description="colormap of the heatmap")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="opacity of the heatmap in the overlay")

@@ -1,0 +1,44 @@
+"""Saliency: |d class score / d pixel|, max over RGB (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034).
+
+Taken through the network exactly as it is (no batch-norm folding): one
+forward and one backward pass, bit-for-bit the computation Captum's
+``Saliency`` does.
+"""
+
+from engine.attribution.gradients import class_gradient
+from engine.attribution.params import AttributionParams
+from engine.attribution.render import attribution_result, max_abs_over_channels
+from engine.attribution.targets import ClassTarget, requested_class
+from engine.attribution.timing import Stopwatch
+from engine.imaging import fit_image, to_tensor
+from engine.models import ConvLensModel
+from engine.registry import Method, register
+from engine.result import Result
+
+
+class SaliencyParams(AttributionParams):
+    pass
+
+
+def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> Result:
+    index = requested_class(model, params.target_class)
+    image = fit_image(inputs["image"], model.input_size, params.fit)
+    clock = Stopwatch()
+    grad, logits, index = class_gradient(model, to_tensor(image, model.device), index)
+    clock.lap("attribution_ms")
+    target = ClassTarget.of(model, logits, index)
+    return attribution_result(
+        model, "saliency", image, max_abs_over_channels(grad), params, target.as_dict(), "absolute", clock.laps
+    )
+
+
+register(
+    Method(
+        name="saliency",
+        summary="Vanilla gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
+        category="attribute",
+        params=SaliencyParams,
+        run=saliency,
+        needs_classifier=True,
+    )
+)

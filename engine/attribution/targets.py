@@ -1,0 +1,80 @@
+"""What an attribution explains: a class score, or one channel (or neuron) of a layer."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from engine.errors import InvalidParams, UnknownClass
+from engine.models import ConvLensModel
+
+
+def requested_class(model: ConvLensModel, target: int | str | None) -> int | None:
+    """Validate a requested class before any work; None means "the predicted top-1"."""
+    if target is not None:
+        return model.class_index(target)
+    if model.labels is None:
+        raise UnknownClass(f"model {model.spec.name!r} has no classifier head, so it has no classes to explain")
+    return None
+
+
+def pick_class(logits: torch.Tensor, index: int | None) -> int:
+    """``index``, or the top-1 class of the first row of ``logits``."""
+    return int(logits[0].argmax()) if index is None else index
+
+
+@dataclass(frozen=True)
+class ClassTarget:
+    index: int
+    label: str
+    score: float  # the unnormalised class score (logit)
+    probability: float
+
+    @classmethod
+    def of(cls, model: ConvLensModel, logits: torch.Tensor, index: int) -> "ClassTarget":
+        row = logits[0].detach().float()
+        return cls(index, model.labels[index], float(row[index]), float(row.softmax(-1)[index]))
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "label": self.label, "score": self.score, "probability": self.probability}
+
+
+@dataclass(frozen=True)
+class UnitTarget:
+    """One channel of a layer (its mean or max over positions), or one neuron at (y, x)."""
+
+    layer: str
+    channel: int
+    neuron: tuple[int, int] | None = None
+    reduce: Literal["mean", "max"] = "mean"
+
+    @classmethod
+    def checked(cls, model: ConvLensModel, layer: str, channel: int | None, neuron, reduce, size) -> "UnitTarget":
+        if channel is None:
+            raise InvalidParams("a layer target needs a channel")
+        info = model.layer_info(layer, size)
+        model.check_channel(layer, channel, size)
+        if neuron is not None:
+            if len(info.shape) != 3:
+                raise InvalidParams(f"layer {layer!r} outputs a vector; a neuron (y, x) needs a feature map")
+            y, x = neuron
+            if not (0 <= y < info.shape[1] and 0 <= x < info.shape[2]):
+                raise InvalidParams(f"neuron {tuple(neuron)} is outside layer {layer!r}'s {info.shape[1]}x{info.shape[2]} map")
+            neuron = (int(y), int(x))
+        return cls(layer, channel, neuron, reduce)
+
+    def score(self, activation: torch.Tensor) -> torch.Tensor:
+        """The scalar to differentiate, from the layer's output (batch of one)."""
+        unit = activation[0, self.channel]
+        if self.neuron is not None:
+            return unit[self.neuron]
+        return unit.mean() if self.reduce == "mean" else unit.max()
+
+    def as_dict(self, value: float) -> dict:
+        return {
+            "layer": self.layer,
+            "channel": self.channel,
+            "neuron": list(self.neuron) if self.neuron else None,
+            "reduce": None if self.neuron else self.reduce,
+            "value": value,
+        }
