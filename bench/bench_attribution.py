@@ -27,6 +27,7 @@ from skimage import data
 from torch import nn
 
 from engine.attribution.baselines import mean_colour
+from engine.attribution.channels_last import channels_last_forward
 from engine.attribution.gradients import class_gradient
 from engine.attribution.guided_backprop import relu_rule_gradient
 from engine.attribution.occlusion import occlusion_drops
@@ -87,7 +88,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0 224px, chelsea")
 
     def saliency_ours():
-        grad, _, _ = class_gradient(model, x, CLASS)
+        grad, _, _ = class_gradient(channels_last_forward(model), x, CLASS)
         return grad[0].abs().amax(0)
 
     def saliency_captum():

@@ -1,10 +1,11 @@
 """Saliency: |d class score / d pixel|, max over RGB (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034).
 
-Taken through the network exactly as it is (no batch-norm folding): one
-forward and one backward pass, bit-for-bit the computation Captum's
-``Saliency`` does.
+Taken through the network as it is (no batch-norm folding): one forward and
+one backward pass, the computation Captum's ``Saliency`` does, on a
+channels-last copy of the weights (same numbers up to float rounding).
 """
 
+from engine.attribution.channels_last import channels_last_forward
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
@@ -24,7 +25,7 @@ def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> 
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
     clock = Stopwatch()
-    grad, logits, index = class_gradient(model, to_tensor(image, model.device), index)
+    grad, logits, index = class_gradient(channels_last_forward(model), to_tensor(image, model.device), index)
     clock.lap("attribution_ms")
     target = ClassTarget.of(model, logits, index)
     return attribution_result(

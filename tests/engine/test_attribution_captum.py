@@ -12,6 +12,7 @@ from engine.attribution.integrated_gradients import integrated_gradients
 from engine.attribution.occlusion import occlusion_drops
 from engine.attribution.smoothgrad import smoothgrad_gradient
 from engine.imaging import fit_image, to_tensor
+from engine.run import run_method
 from tests.engine.tiny_nets import ModuleReLUNet, seeded, wrap
 
 FILL = (0.3, 0.5, 0.7)
@@ -104,6 +105,17 @@ def test_saliency_matches_captum_on_efficientnet(efficientnet, cat224):
     theirs = Saliency(efficientnet).attribute(cat224.clone(), target=index, abs=True)[0].amax(0)
     assert efficientnet.labels[index] == "Egyptian cat"
     assert torch.allclose(channel_max_abs(ours), theirs, atol=1e-7, rtol=1e-5)
+
+
+def test_saliency_method_matches_captum_on_efficientnet(efficientnet, chelsea):
+    """The registered method (channels-last copy, through the registry) against Captum on the plain model."""
+    result = run_method("saliency", "efficientnet_lite0", {"image": chelsea}, {}, device="cpu")
+    x = to_tensor(fit_image(chelsea, efficientnet.input_size))
+    index = result.data["target"]["index"]
+    theirs = Saliency(efficientnet).attribute(x, target=index, abs=True)[0].amax(0)
+    ours = torch.from_numpy(result.arrays["map"])
+    assert efficientnet.labels[index] == "Egyptian cat"
+    assert torch.allclose(ours, theirs, atol=1e-6 * float(theirs.max()), rtol=1e-5)
 
 
 def test_occlusion_matches_captum_on_efficientnet(efficientnet, chelsea):
