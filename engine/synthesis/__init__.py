@@ -1,0 +1,1 @@
+"""Synthesis recipes over the shared optimisation loop (engine.optim)."""
