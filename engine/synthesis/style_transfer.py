@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from engine.errors import InvalidParams
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
-from engine.optim.loop import ImageParam, Rendered, render
+from engine.optim.loop import ImageParam, Rendered
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import content_loss, style_loss, total_variation
 from engine.progress import no_progress
@@ -31,6 +31,7 @@ from engine.synthesis.feature_targets import (
     resize_to_pixels,
     style_layers_or_default,
 )
+from engine.synthesis.normalised_render import render_normalised
 
 
 class StyleTransferParams(BaseModel):
@@ -86,7 +87,7 @@ def scale_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
     return [(max(16, round(h / 2**k)), max(16, round(w / 2**k))) for k in reversed(range(scales))]
 
 
-def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, progress=no_progress, stop_when=None) -> Rendered:
+def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, progress=no_progress) -> Rendered:
     """Optimise on tensors, coarse to fine; returns the rendering at the content's size.
 
     Each coarser scale halves both sides (a quarter of the work per step); its
@@ -117,19 +118,18 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
         # first step is scaled by 1/|gradient|_1, so the units set how far it jumps.
         pixels = (_resized(current, size) * 255.0).contiguous().requires_grad_(True)
 
-        def level_progress(step, _total, preview=None, offset=done, **info):
-            progress(offset + step, total, preview, height=size[0], width=size[1], **info)
+        def level_progress(step, _total, preview=None, offset=done, level=size, **info):
+            progress(offset + step, total, preview, height=level[0], width=level[1], **info)
 
-        rendered = render(
+        rendered = render_normalised(
             model,
-            ImageParam([pixels], lambda: (pixels / 255.0).contiguous(memory_format=torch.channels_last)),
+            ImageParam([pixels], lambda p=pixels: (p / 255.0).contiguous(memory_format=torch.channels_last)),
             objective,
             steps,
             optimizer=params.optimizer,
             lr=params.lr,
             progress=level_progress,
             preview_every=params.preview_every,
-            stop_when=stop_when if size == sizes[-1] else None,
         )
         losses += rendered.losses
         done += steps

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
-from engine.optim.loop import ImageParam, render
+from engine.optim.loop import ImageParam
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import style_loss, total_variation
 from engine.registry import InputSlot, Method, register
@@ -23,6 +23,7 @@ from engine.synthesis.feature_targets import (
     resize_longest,
     style_layers_or_default,
 )
+from engine.synthesis.normalised_render import render_normalised
 
 
 class TextureSynthesisParams(BaseModel):
@@ -52,7 +53,7 @@ def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisPara
     generator = torch.Generator().manual_seed(params.seed)
     noise = 0.5 + 0.1 * torch.randn((1, 3, params.height, params.width), generator=generator)
     pixels = (noise * 255.0).to(model.device).requires_grad_(True)
-    rendered = render(
+    rendered = render_normalised(
         model,
         ImageParam([pixels], lambda: pixels / 255.0),
         objective,
