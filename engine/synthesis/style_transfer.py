@@ -37,7 +37,7 @@ from engine.synthesis.normalised_render import render_normalised
 class StyleTransferParams(BaseModel):
     size: int = Field(512, ge=32, le=1024, description="longest side of the output in pixels (the content image's aspect is kept)")
     steps: int = Field(300, ge=1, le=2000, description="optimisation steps")
-    scales: int = Field(1, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output size only)")
+    scales: int = Field(2, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output size only)")
     coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution")
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the paper) or Adam")
     lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units (1 suits both L-BFGS and Adam)")
