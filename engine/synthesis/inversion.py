@@ -1,7 +1,8 @@
 """Feature inversion (Mahendran & Vedaldi 2015, "Understanding deep image
 representations by inverting them", CVPR): from noise, find an image whose
-features at one layer match a photo's, regularised by total variation
-TV^beta, and report the relative feature error ||f(x) - f(x0)|| / ||f(x0)||."""
+features at one layer (a feature map or a vector) match a photo's,
+regularised by total variation TV^beta, and report the relative feature
+error ||f(x) - f(x0)|| / ||f(x0)||."""
 
 from typing import Literal
 
@@ -15,7 +16,7 @@ from engine.optim.report import synthesis_result
 from engine.optim.style_losses import relative_feature_loss, total_variation
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
-from engine.synthesis.feature_targets import check_feature_layers, features, resize_longest
+from engine.synthesis.feature_targets import features, resize_longest
 from engine.synthesis.normalised_render import render_normalised
 
 
@@ -25,7 +26,7 @@ class FeatureInversionParams(BaseModel):
     steps: int = Field(200, ge=1, le=2000, description="optimisation steps")
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS or Adam")
     lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units")
-    tv_weight: float = Field(1e-5, ge=0, le=1e3, description="weight of the TV^beta regulariser (pixels in [0, 1])")
+    tv_weight: float = Field(0.01, ge=0, le=1e3, description="weight of the TV^beta regulariser (pixels in [0, 1]) against the relative squared feature error")
     tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regulariser")
     seed: int = Field(0, ge=0, description="random seed for the noise the search starts from")
     preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
@@ -39,7 +40,7 @@ def relative_error(model: ConvLensModel, layer: str, image: torch.Tensor, target
 
 def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer
-    check_feature_layers(model, [layer])
+    model.layer_info(layer)  # raises UnknownLayer; feature maps and vectors both invert
     photo = to_tensor(resize_longest(inputs["image"], params.size), model.device)
     target = features(model, photo, [layer])[layer]
     objective = relative_feature_loss(layer, target)
