@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="longest side of content and output")
     parser.add_argument("--steps", type=int, default=50, help="pastiche's L-BFGS steps")
     parser.add_argument("--our-steps", type=int, default=30, help="our steps at the output size")
-    parser.add_argument("--scales", type=int, default=3, help="our coarse-to-fine resolutions")
+    parser.add_argument("--scales", type=int, default=2, help="our coarse-to-fine resolutions")
     parser.add_argument("--coarse-steps", type=int, default=30, help="our steps at each coarser resolution")
     parser.add_argument("--pair-steps", type=int, default=8, help="alternating steps timed for the per-step ratio")
     parser.add_argument("--threads", type=int, default=None)

