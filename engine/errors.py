@@ -43,5 +43,18 @@ class UnsupportedModel(EngineError):
     code = "unsupported_model"
 
 
+class ImageRejected(EngineError):
+    """Bytes that are not a safe, decodable picture; ``code`` says why, ``input`` names which one.
+
+    Codes: ``empty_image``, ``not_an_image``, ``bad_image`` (truncated or
+    corrupt), ``bad_base64``, ``image_too_large``, ``unsupported_image_format``.
+    """
+
+    def __init__(self, code: str, message: str, input: str = "image"):
+        super().__init__(message)
+        self.code = code
+        self.input = input
+
+
 class Cancelled(Exception):
     """Raised through the engine when the caller's progress callback asks to stop."""

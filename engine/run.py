@@ -12,9 +12,18 @@ from engine.result import Result
 
 
 def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
-    """Validate raw params against the method's model (raises InvalidParams)."""
+    """Validate raw params against the method's model (raises InvalidParams).
+
+    Unknown keys are refused: a misspelt param must not silently fall back to its default.
+    """
     if isinstance(params, method.params):
         return params
+    if params is not None and not isinstance(params, dict):
+        raise InvalidParams(f"params for {method.name} must be an object, not {type(params).__name__}")
+    unknown = sorted(set(params or {}) - set(method.params.model_fields))
+    if unknown:
+        known = ", ".join(method.params.model_fields) or "none"
+        raise InvalidParams(f"unknown params for {method.name}: {', '.join(unknown)} (known: {known})")
     try:
         return method.params.model_validate(params or {})
     except ValidationError as exc:

@@ -16,6 +16,11 @@ def chelsea() -> Image.Image:
 
 
 @pytest.fixture(scope="session")
+def small_chelsea(chelsea) -> Image.Image:
+    return chelsea.resize((96, 64))
+
+
+@pytest.fixture(scope="session")
 def coffee() -> Image.Image:
     from skimage import data
 

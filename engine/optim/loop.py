@@ -16,18 +16,21 @@ from engine.hooks import capture, run_until
 from engine.imaging import to_image
 from engine.models import ConvLensModel
 from engine.optim.objectives import OUTPUT, Objective
+from engine.optim.optimizers import OptimizerName, make_optimizer
+from engine.optim.transforms import Transform
 from engine.progress import Progress, no_progress
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
 StepHook = Callable[[int, list[torch.Tensor]], None]
 
 
 @dataclass
 class ImageParam:
-    """Tensors the optimiser changes, and how they become an RGB image in [0, 1]."""
+    """Tensors the optimiser changes, how they become an RGB image in [0, 1], and
+    an optional in-place projection run after every step (e.g. clip to [0, 1])."""
 
     params: list[torch.Tensor]
     image_fn: Callable[[], torch.Tensor]
+    constrain: Callable[[], object] | None = None
 
 
 @dataclass
@@ -54,7 +57,7 @@ def render(
     param: ImageParam,
     objective: Objective,
     steps: int,
-    optimizer: str = "adam",
+    optimizer: OptimizerName = "adam",
     lr: float = 0.05,
     transforms: Sequence[Transform] = (),
     step_hook: StepHook | None = None,
@@ -62,22 +65,21 @@ def render(
     preview_every: int = 0,
     stop_when: Callable[[int, float], bool] | None = None,
 ) -> Rendered:
-    """Minimise ``objective`` over ``param`` for ``steps`` steps (Adam or L-BFGS).
+    """Minimise ``objective`` over ``param`` for ``steps`` steps.
 
-    ``transforms`` are applied to the image before the network sees it (jitter,
-    scaling...), ``step_hook(step, params)`` runs after each optimiser step under
-    ``no_grad`` (blur, clipping regularisers), ``stop_when(step, loss)`` ends
-    early.
+    ``optimizer`` names Adam, L-BFGS or a fixed-size ``sign`` / ``normalized``
+    gradient step (see :mod:`engine.optim.optimizers`). ``transforms`` are
+    applied to the image before the network sees it (jitter, scaling...);
+    after each step ``param.constrain()`` and then ``step_hook(step, params)``
+    run under ``no_grad`` (blur, clipping regularisers; the params' ``.grad``
+    still holds this step's gradient). ``stop_when(step, loss)`` is asked
+    before the step's update: when it answers true the run ends and the image
+    returned is the one that ``loss`` was measured on.
     """
     layers = objective.layers - {OUTPUT}
     modules = {name: model.layer(name) for name in layers}
     wants_output = OUTPUT in objective.layers
-    if optimizer == "adam":
-        opt = torch.optim.Adam(param.params, lr=lr)
-    elif optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(param.params, lr=lr, max_iter=1, history_size=50)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
+    opt = make_optimizer(optimizer, param.params, lr)
     losses: list[float] = []
     step = 0
     with capture(modules, stop_early=not wants_output) as feats:
@@ -97,17 +99,31 @@ def render(
             return loss
 
         for step in range(1, steps + 1):
-            loss = float(opt.step(closure).detach())
+            if optimizer == "lbfgs":  # L-BFGS evaluates inside its step; keep the point it started from
+                before = [p.detach().clone() for p in param.params]
+                loss = float(opt.step(closure).detach())
+            else:
+                loss = float(closure().detach())
             losses.append(loss)
-            if step_hook is not None:
+            stop = stop_when is not None and stop_when(step, loss)
+            if stop and optimizer == "lbfgs":
                 with torch.no_grad():
-                    step_hook(step, param.params)
+                    for p, old in zip(param.params, before):
+                        p.copy_(old)
+            elif not stop:
+                if optimizer != "lbfgs":
+                    opt.step()
+                with torch.no_grad():
+                    if param.constrain is not None:
+                        param.constrain()
+                    if step_hook is not None:
+                        step_hook(step, param.params)
             preview = None
-            if preview_every and (step % preview_every == 0 or step == steps):
+            if preview_every and (stop or step % preview_every == 0 or step == steps):
                 with torch.no_grad():
                     preview = to_image(param.image_fn())
             progress(step, steps, preview, loss=loss)
-            if stop_when is not None and stop_when(step, loss):
+            if stop:
                 break
     with torch.no_grad():
         image = param.image_fn().detach().clone()

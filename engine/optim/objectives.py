@@ -7,7 +7,7 @@ add, subtract, negate and scale, so a recipe such as
 ``-class_logit(281) + 1e-3 * l2()`` is one line (after Lucent's ``optvis``).
 """
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -46,3 +46,55 @@ class Objective:
         return Objective(lambda f, x: weight * self(f, x), self.layers, f"{weight:g}*{self.name}")
 
     __rmul__ = __mul__
+
+
+# -- the objectives recipes use (each is minimised; "maximise X" is ``-X`` built in) -------
+
+
+def class_logit(index: int) -> Objective:
+    """Maximise the unnormalised score of class ``index`` (Simonyan et al. 2014)."""
+    return Objective(lambda f, x: -f[OUTPUT][:, index].mean(), {OUTPUT}, f"class_logit({index})")
+
+
+def class_log_prob(index: int | Sequence[int]) -> Objective:
+    """Maximise the log-softmax probability of class ``index`` (or of one class per image)."""
+
+    def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
+        log_probs = f[OUTPUT].log_softmax(-1)
+        rows = torch.as_tensor(index, device=log_probs.device).expand(log_probs.shape[0])
+        return -log_probs.gather(1, rows.view(-1, 1)).mean()
+
+    return Objective(fn, {OUTPUT}, f"class_log_prob({index})")
+
+
+def layer_mean(layer: str) -> Objective:
+    """Maximise the mean activation of a whole layer."""
+    return Objective(lambda f, x: -f[layer].mean(), {layer}, f"layer({layer})")
+
+
+def channel(layer: str, index: int) -> Objective:
+    """Maximise the mean activation of one channel (or one unit of a vector layer)."""
+    return Objective(lambda f, x: -f[layer][:, index].mean(), {layer}, f"channel({layer}:{index})")
+
+
+def neuron(layer: str, index: int, y: int | None = None, x: int | None = None) -> Objective:
+    """Maximise one channel at one spatial position (the centre unless ``y``/``x`` are given)."""
+
+    def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
+        maps = f[layer][:, index]
+        row = maps.shape[-2] // 2 if y is None else y
+        col = maps.shape[-1] // 2 if x is None else x
+        return -maps[:, row, col].mean()
+
+    return Objective(fn, {layer}, f"neuron({layer}:{index})")
+
+
+def deepdream(layer: str) -> Objective:
+    """Amplify whatever ``layer`` already sees: maximise the mean squared activation,
+    whose gradient is proportional to the activation (Mordvintsev et al. 2015)."""
+    return Objective(lambda f, x: -f[layer].pow(2).mean(), {layer}, f"deepdream({layer})")
+
+
+def l2(center: float | torch.Tensor = 0.0) -> Objective:
+    """Penalise the image's mean squared distance from ``center`` (a value or a colour)."""
+    return Objective(lambda f, x: (x - center).pow(2).mean(), (), "l2")

@@ -1,1 +1,1 @@
-"""Synthesis recipes over the shared optimisation loop (engine.optim)."""
+"""Synthesis methods: images made by optimising what a network responds to."""

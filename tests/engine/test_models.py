@@ -66,3 +66,16 @@ def test_unknown_names_raise_clear_errors(efficientnet, vgg19):
 def test_zoo_lists_both_models_and_does_not_require_grad(efficientnet):
     assert {s.name for s in list_specs()} >= {"efficientnet_lite0", "vgg19"}
     assert not any(p.requires_grad for p in efficientnet.parameters())
+
+
+def test_layers_are_indexed_once_not_walked_per_lookup(efficientnet, monkeypatch):
+    walks = []
+    real = type(efficientnet.net).named_modules
+    monkeypatch.setattr(efficientnet.net, "named_modules", lambda *a, **k: walks.append(1) or real(efficientnet.net, *a, **k))
+    expected = {name: module for name, module in real(efficientnet.net) if name}
+    assert dict(efficientnet.layers) == expected
+    assert efficientnet.layer("conv_head") is expected["conv_head"]
+    efficientnet.check_channel("conv_head", 3)
+    with pytest.raises(UnknownLayer):
+        efficientnet.layer("")
+    assert walks == []

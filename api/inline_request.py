@@ -1,0 +1,221 @@
+"""An inline request, in either form, -> model name, validated params and decoded inputs.
+
+Two forms share one route:
+
+- ``multipart/form-data``: fields ``model``, ``params`` (a JSON object) and one
+  file field per input slot (repeated for slots that take several images);
+- ``application/json``: ``{"model", "params", "inputs": {slot: {"base64"} |
+  {"image_id"} | [...]}}``.
+
+:func:`receive` only reads bytes (on the event loop); :func:`parse` and
+:func:`decode_inputs` do the CPU work and run in the inline pool.
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from api.problems import Problem
+from api.schemas import DEFAULT_MODEL, Base64Image, Envelope
+from engine.decoding import decode_base64, decode_image
+from engine.registry import Inputs, InputSlot, Method
+from engine.run import parse_params
+
+ImageResolver = Callable[[str], bytes]  # image id -> the stored file's bytes
+
+
+@dataclass
+class Upload:
+    """One picture as sent: raw bytes, base64 text, or the id of a stored image."""
+
+    label: str
+    data: bytes | None = None
+    base64: str | None = None
+    image_id: str | None = None
+
+
+@dataclass
+class Form:
+    model: str | None
+    params: str | None
+    files: dict[str, list[bytes]] = field(default_factory=dict)
+
+
+@dataclass
+class InlineCall:
+    model: str
+    params: BaseModel
+    uploads: dict[str, list[Upload]]
+
+
+async def receive(request: Request, method: Method) -> Form | bytes:
+    """The request body: a parsed multipart form, or raw JSON bytes."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_form(request, method)
+    if content_type == "application/json":
+        return await request.body()
+    raise Problem(
+        415,
+        "unsupported_media_type",
+        f"send multipart/form-data or application/json, not {content_type or 'no content type'}",
+    )
+
+
+async def _read_form(request: Request, method: Method) -> Form:
+    slots = {slot.name: slot for slot in method.inputs}
+    # Generous bounds (the body size is limited anyway) so that a few files too
+    # many still reach the count check and its clearer answer.
+    max_files = sum(slot.max_count if slot.many else 1 for slot in method.inputs) + 8
+    try:
+        form = await request.form(max_files=max_files, max_fields=8)
+    except HTTPException as exc:
+        raise Problem(400, "malformed_multipart", f"unreadable multipart body: {exc.detail}") from None
+    try:
+        return await _form_contents(form, method, slots)
+    finally:
+        await form.close()
+
+
+async def _form_contents(form: FormData, method: Method, slots: dict[str, InputSlot]) -> Form:
+    unknown = sorted(set(form.keys()) - {"model", "params", *slots})
+    if unknown:
+        raise Problem(
+            422,
+            "unknown_field",
+            f"{method.name} takes no field {', '.join(map(repr, unknown))}; "
+            f"fields: model, params, {', '.join(slots)}",
+        )
+    texts = {}
+    for name in ("model", "params"):
+        values = form.getlist(name)
+        if len(values) > 1 or any(isinstance(value, UploadFile) for value in values):
+            raise Problem(422, "invalid_field", f"field {name!r} must be sent once, as text")
+        texts[name] = values[0] if values else None
+    files: dict[str, list[bytes]] = {}
+    for name in slots:
+        values = form.getlist(name)
+        if any(not isinstance(value, UploadFile) for value in values):
+            raise Problem(422, "invalid_field", f"field {name!r} must be a file upload", input=name)
+        if values:
+            files[name] = [await value.read() for value in values]
+    return Form(texts["model"], texts["params"], files)
+
+
+def parse(method: Method, body: Form | bytes) -> InlineCall:
+    """Validate either form into one :class:`InlineCall` (raises Problem / InvalidParams)."""
+    if isinstance(body, Form):
+        model, raw_params, uploads = body.model or DEFAULT_MODEL, _form_params(body.params), _form_uploads(method, body)
+    else:
+        envelope = _envelope(body)
+        model, raw_params, uploads = envelope.model, envelope.params, _json_uploads(method, envelope)
+    params = parse_params(method, raw_params)
+    check_counts(method, uploads)
+    return InlineCall(model, params, uploads)
+
+
+def _form_params(text: str | None) -> dict:
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise Problem(400, "malformed_params", f"field 'params' is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise Problem(400, "malformed_params", "field 'params' must be a JSON object")
+    return value
+
+
+def _form_uploads(method: Method, form: Form) -> dict[str, list[Upload]]:
+    uploads = {}
+    for slot in method.inputs:
+        if slot.name in form.files:
+            files = form.files[slot.name]
+            uploads[slot.name] = [Upload(_label(slot.name, i, slot.many), data=data) for i, data in enumerate(files)]
+    return uploads
+
+
+def _envelope(body: bytes) -> Envelope:
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise Problem(400, "malformed_json", f"the body is not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise Problem(422, "invalid_request", "the body must be a JSON object {model, params, inputs}")
+    try:
+        return Envelope.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False)
+        ]
+        detail = "; ".join(f"{'.'.join(error['loc'])}: {error['msg']}" for error in errors)
+        raise Problem(422, "invalid_request", detail, errors=errors) from None
+
+
+def _json_uploads(method: Method, envelope: Envelope) -> dict[str, list[Upload]]:
+    slots = {slot.name: slot for slot in method.inputs}
+    unknown = sorted(set(envelope.inputs) - set(slots))
+    if unknown:
+        raise Problem(
+            422,
+            "unknown_input",
+            f"{method.name} takes no input {', '.join(map(repr, unknown))}; inputs: {', '.join(slots)}",
+        )
+    uploads = {}
+    for name, value in envelope.inputs.items():
+        slot = slots[name]
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) != slot.many:
+            shape = "a list of images" if slot.many else "one image object, not a list"
+            raise Problem(422, "invalid_input", f"input {name!r} takes {shape}", input=name)
+        uploads[name] = [
+            Upload(_label(name, i, slot.many), base64=item.base64)
+            if isinstance(item, Base64Image)
+            else Upload(_label(name, i, slot.many), image_id=item.image_id)
+            for i, item in enumerate(items)
+        ]
+    return uploads
+
+
+def _label(name: str, index: int, many: bool) -> str:
+    return f"{name}[{index}]" if many else name
+
+
+def check_counts(method: Method, uploads: dict[str, list[Upload]]) -> None:
+    for slot in method.inputs:
+        count = len(uploads.get(slot.name, ()))
+        if count == 0 and not slot.optional:
+            raise Problem(422, "missing_input", f"{method.name} needs input {slot.name!r}: {slot.description}", input=slot.name)
+        if count == 0:
+            continue
+        low, high = (slot.min_count, slot.max_count) if slot.many else (1, 1)
+        if not low <= count <= high:
+            wanted = f"{low}..{high} images" if slot.many else "one image"
+            raise Problem(
+                422, "wrong_image_count", f"input {slot.name!r} takes {wanted}, got {count}", input=slot.name
+            )
+
+
+def decode_inputs(method: Method, call: InlineCall, max_pixels: int, resolve: ImageResolver) -> Inputs:
+    """Every upload -> a safe RGB picture, shaped as the method's slots expect."""
+    inputs: Inputs = {}
+    for slot in method.inputs:
+        if slot.name in call.uploads:
+            images = [decode_image(_bytes(up, resolve), max_pixels, up.label) for up in call.uploads[slot.name]]
+            inputs[slot.name] = images if slot.many else images[0]
+    return inputs
+
+
+def _bytes(upload: Upload, resolve: ImageResolver) -> bytes:
+    if upload.data is not None:
+        return upload.data
+    if upload.base64 is not None:
+        return decode_base64(upload.base64, upload.label)
+    return resolve(upload.image_id)
+

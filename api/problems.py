@@ -1,0 +1,112 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``) with a stable code.
+
+Every error the API returns has the same shape:
+``{"type", "title", "status", "detail", "code", ...extra}``.
+"""
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import EngineError, ImageRejected
+from worker.service import BrokerUnavailable
+from worker.storage import StorageUnavailable
+from worker.uploads import UnknownImage
+
+PROBLEM_JSON = "application/problem+json"
+
+ENGINE_STATUS = {
+    "unknown_model": 404,
+    "unknown_layer": 404,
+    "unknown_class": 404,
+    "unknown_channel": 404,
+    "unknown_method": 404,
+    "invalid_params": 422,
+    "unsupported_model": 422,
+}
+
+IMAGE_STATUS = {
+    "empty_image": 400,
+    "not_an_image": 400,
+    "bad_image": 400,
+    "bad_base64": 400,
+    "image_too_large": 413,
+    "unsupported_image_format": 415,
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in the API to answer with a problem document."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": f"https://convlens.dev/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(problem_body(status, code, detail, **extra), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_request: Request, exc: Problem):
+        return problem_response(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(EngineError)
+    async def _engine(_request: Request, exc: EngineError):
+        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+    @app.exception_handler(ImageRejected)
+    async def _image(_request: Request, exc: ImageRejected):
+        return problem_response(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message, input=exc.input)
+
+    @app.exception_handler(UnknownImage)
+    async def _unknown_image(_request: Request, exc: UnknownImage):
+        return problem_response(404, "unknown_image", str(exc))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(request: Request, exc: BrokerUnavailable):
+        return problem_response(503, "broker_unavailable", str(exc), _retry_after(request))
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable):
+        return problem_response(503, "storage_unavailable", str(exc), _retry_after(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        errors = [
+            {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", ""), "type": error.get("type", "")}
+            for error in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        return problem_response(422, "invalid_request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception):
+        return problem_response(500, "internal_error", "the server failed to handle this request; it has been logged")
+
+
+def _retry_after(request: Request) -> dict[str, str]:
+    return {"Retry-After": str(request.app.state.settings.retry_after_seconds)}

@@ -1,0 +1,30 @@
+"""Liveness and readiness probes."""
+
+from fastapi import APIRouter
+
+from api.deps import JobsDep, SettingsDep
+from api.problems import Problem
+from worker.service import BrokerUnavailable
+from worker.storage import StorageUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process lives")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Broker and storage answer; 503 otherwise")
+def readyz(service: JobsDep, settings: SettingsDep) -> dict:
+    checks = {}
+    for name, check, errors in (("broker", service.ping, BrokerUnavailable), ("storage", service.storage.check, StorageUnavailable)):
+        try:
+            check()
+            checks[name] = "ok"
+        except errors as exc:
+            checks[name] = str(exc)
+    if any(value != "ok" for value in checks.values()):
+        raise Problem(503, "not_ready", "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+                      {"Retry-After": str(settings.retry_after_seconds)}, checks=checks)
+    return {"status": "ready", "checks": checks}

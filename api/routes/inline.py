@@ -1,0 +1,166 @@
+"""Inline routes, one per registered inline method: ``POST /v1/{method}``.
+
+Generated from :mod:`engine.registry`, so a newly registered method gets its
+route, its typed request schema and its documentation with no code here.
+"""
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic.json_schema import models_json_schema
+
+from api.deps import ImageResolverDep, InlinePoolDep, SettingsDep
+from api.inline_request import Form, ImageResolver, decode_inputs, parse, receive
+from api.inline_response import Wanted, negotiate, render
+from api.problems import PROBLEM_JSON, Problem
+from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
+from engine.encoding import NPY, PNG
+from engine.models import get_spec
+from engine.registry import Method, all_methods, get_method
+from engine.run import run_method
+
+REF = "#/components/schemas/{model}"
+
+USAGE = """
+**Request**, either form:
+
+- `multipart/form-data`: fields `model`, `params` (a JSON object, optional) and one file field per
+  input ({inputs});
+- `application/json`: `{{"model": ..., "params": {{...}}, "inputs": {{...}}}}`, each picture as
+  `{{"base64": "..."}}` or `{{"image_id": "..."}}` (an image uploaded with `POST /v1/images`).
+
+Pictures may be PNG, JPEG, WEBP, GIF, BMP or TIFF; EXIF orientation is applied and transparency
+is composited on white. Where the method has a `fit` param, it says how a picture is resized to the
+model's input size: `stretch` (whole picture, aspect not kept), `crop` (centre crop) or `pad`
+(letterbox in the dataset's mean colour).
+
+**Answer**: JSON with `data` and every artifact (PNG images, `.npy` arrays) in base64;
+`Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
+itself (`image/png` or `application/x-npy`). Errors are `application/problem+json` with a stable
+`code`; 429 (with `Retry-After`) when the inline pool is full: retry, or submit a job.
+"""
+
+
+def inline_router() -> tuple[APIRouter, dict[str, dict]]:
+    """The router and the schema components its OpenAPI document refers to."""
+    router = APIRouter(prefix="/v1", tags=["inline"])
+    methods = [method for method in all_methods() if method.inline]
+    requests = {method.name: json_request_model(method) for method in methods}
+    keyed = [(requests[method.name], "validation") for method in methods]
+    keyed += [(method.params, "validation") for method in methods]
+    keyed += [(InlineResult, "serialization"), (ProblemDetails, "serialization")]
+    refs, definitions = models_json_schema(keyed, ref_template=REF)
+    responses = _responses(refs[(InlineResult, "serialization")], refs[(ProblemDetails, "serialization")])
+    for method in methods:
+        body = _request_body(method, refs[(requests[method.name], "validation")], refs[(method.params, "validation")])
+        router.add_api_route(
+            f"/{method.name}",
+            _endpoint(method),
+            methods=["POST"],
+            name=f"inline_{method.name}",
+            operation_id=f"inline_{method.name}",
+            summary=method.summary,
+            description=method.summary + "\n" + USAGE.format(inputs=_inputs_text(method)),
+            response_class=Response,
+            responses=responses,
+            openapi_extra={"requestBody": body},
+        )
+    # Last, so that it only catches names no other POST route took.
+    router.add_api_route("/{name}", _not_inline, methods=["POST"], include_in_schema=False)
+    return router, definitions.get("$defs", {})
+
+
+def _endpoint(method: Method):
+    async def endpoint(
+        request: Request,
+        settings: SettingsDep,
+        pool: InlinePoolDep,
+        resolve: ImageResolverDep,
+        artifact: Annotated[
+            str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
+        ] = None,
+    ) -> Response:
+        wanted = negotiate(request.headers.get("accept"), artifact)
+        body = await receive(request, method)
+        content, media_type, timings = await pool.run(
+            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
+        )
+        return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
+
+    endpoint.__name__ = f"inline_{method.name}"
+    return endpoint
+
+
+def answer(
+    method: Method, body: Form | bytes, wanted: Wanted, max_pixels: int, device: str | None, resolve: ImageResolver
+) -> tuple[bytes, str, dict]:
+    """Validate, decode, run and encode (in the inline pool, off the event loop).
+
+    Returns the body, its media type and the timings (ms).
+    """
+    call = parse(method, body)
+    get_spec(call.model)  # an unknown model fails before any decoding
+    start = time.perf_counter()
+    inputs = decode_inputs(method, call, max_pixels, resolve)
+    decode_ms = round((time.perf_counter() - start) * 1000, 3)
+    result = run_method(method.name, call.model, inputs, call.params, device=device)
+    timings = result.data["timings"]
+    timings["decode_ms"] = decode_ms
+    content, media_type = render(result, wanted)
+    return content, media_type, timings
+
+
+def server_timing(timings: dict) -> str:
+    """``Server-Timing`` header (engine, decode, encode), readable by browsers' dev tools."""
+    names = {"total_ms": "engine", "decode_ms": "decode", "encode_ms": "encode"}
+    return ", ".join(f"{names[key]};dur={timings[key]}" for key in names if key in timings)
+
+
+async def _not_inline(name: str) -> Response:
+    method = get_method(name)  # UnknownMethod -> 404
+    raise Problem(
+        404,
+        "method_not_inline",
+        f"method {method.name!r} runs only as a job: POST /v1/jobs with method={method.name!r}",
+    )
+
+
+def _inputs_text(method: Method) -> str:
+    return ", ".join(
+        f"`{slot.name}`" + (f" repeated {slot.min_count}..{slot.max_count} times" if slot.many else "")
+        for slot in method.inputs
+    )
+
+
+def _request_body(method: Method, json_ref: dict, params_ref: dict) -> dict:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": multipart_schema(method, params_ref)},
+            "application/json": {"schema": json_ref},
+        },
+    }
+
+
+def _responses(result_ref: dict, problem_ref: dict) -> dict:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    problem = {"content": {PROBLEM_JSON: {"schema": problem_ref}}}
+    return {
+        200: {
+            "description": "the result: JSON, or one picture / array itself",
+            "headers": {
+                "Server-Timing": {
+                    "description": "engine, decode and encode durations (ms)",
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {"application/json": {"schema": result_ref}, PNG: binary, NPY: binary},
+        },
+        "4XX": {"description": "bad input (problem details with a stable code)", **problem},
+        429: {
+            "description": "the inline pool is full; retry after Retry-After seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            **problem,
+        },
+    }

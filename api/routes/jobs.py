@@ -1,0 +1,213 @@
+"""Jobs: submit a method run, follow it (poll or SSE), cancel it, download its artifacts."""
+
+import asyncio
+import json
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import JobsDep, SettingsDep
+from api.problems import Problem
+from worker.jobs import STATES, Job
+from worker.service import BROKER_ERRORS, JobService
+from worker.storage import ObjectNotFound, Storage
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
+    model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
+    inputs: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="input slot -> uploaded image id (POST /v1/images), or a list of ids"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
+
+
+def _iso(moment: float | None) -> str | None:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat() if moment is not None else None
+
+
+def job_body(job: Job, storage: Storage) -> dict:
+    base = f"/v1/jobs/{job.id}"
+    progress = dict(job.progress) if job.progress else None
+    if progress and "preview_step" in progress:
+        progress["preview_url"] = f"{base}/preview?step={progress['preview_step']}"
+    artifacts = [
+        {
+            "name": item["name"],
+            "kind": item["kind"],
+            "media_type": item["media_type"],
+            "bytes": item["bytes"],
+            "main": item["main"],
+            "url": f"{base}/artifacts/{item['name']}",
+            "download_url": storage.presigned_url(item["key"]),
+        }
+        for item in job.artifacts
+    ]
+    return {
+        "id": job.id,
+        "state": job.state,
+        "method": job.method,
+        "model": job.model,
+        "params": job.params,
+        "inputs": job.inputs,
+        "content_hash": job.content_hash,
+        "deliveries": job.deliveries,
+        "worker": job.worker,
+        "cancel_requested": job.cancel_requested,
+        "cancel_requested_at": _iso(job.cancel_requested_at),
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "progress": progress,
+        "error": job.error,
+        "artifacts": artifacts,
+        "result": job.result,
+        "links": {"self": base, "events": f"{base}/events"},
+    }
+
+
+def _found(job: Job | None, job_id: str) -> Job:
+    if job is None:
+        raise Problem(404, "unknown_job", f"no job {job_id!r} (it never existed or has expired)")
+    return job
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit a job; identical submissions share one job",
+    responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
+)
+def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
+    job, _created = service.submit(request.method, request.model, request.inputs, request.params)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if job.finished:
+        response.status_code = 200
+    else:
+        response.headers["Retry-After"] = str(settings.retry_after_seconds)
+    return job_body(job, service.storage)
+
+
+@router.get("/jobs", summary="Jobs, newest first, optionally of one state")
+def list_jobs(
+    service: JobsDep,
+    state: Literal[STATES] | None = Query(None, description="only jobs in this state"),
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, pattern=r"^[0-9a-f]{24}$", description="next_cursor of the previous page"),
+) -> dict:
+    jobs, next_cursor = service.list(state, limit, cursor)
+    return {"jobs": [job_body(job, service.storage) for job in jobs], "next_cursor": next_cursor}
+
+
+@router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts")
+def get_job(job_id: str, service: JobsDep) -> dict:
+    return job_body(_found(service.get(job_id), job_id), service.storage)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job",
+    description="A queued job is cancelled at once. A running job is asked to stop at its next step (202); "
+    "one still running `cancel_grace_seconds` after that first request is killed by a repeated DELETE "
+    "(its worker process is terminated) and ends cancelled.",
+    responses={
+        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)"},
+        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it"},
+    },
+)
+def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
+    outcome, job = service.cancel(job_id)
+    job = _found(job, job_id)
+    if outcome == "requested":
+        response.status_code = 202
+        grace_left = job.cancel_requested_at + settings.cancel_grace_seconds - time.time()
+        response.headers["Retry-After"] = str(max(1, math.ceil(grace_left)))
+    elif outcome == "finished":
+        raise Problem(409, "job_finished", f"job {job_id} already finished ({job.state}); nothing to cancel")
+    return job_body(job, service.storage)
+
+
+@router.get("/jobs/{job_id}/artifacts/{name}", summary="Download one artifact of a finished job")
+def get_artifact(job_id: str, name: str, service: JobsDep) -> Response:
+    job = _found(service.get(job_id), job_id)
+    artifact = next((item for item in job.artifacts if item["name"] == name), None)
+    if artifact is None:
+        raise Problem(404, "unknown_artifact", f"job {job_id} has no artifact {name!r}")
+    try:
+        data = service.storage.get(artifact["key"])
+    except ObjectNotFound as exc:
+        raise Problem(404, "unknown_artifact", f"artifact {name!r} of job {job_id} has expired") from exc
+    return Response(data, media_type=artifact["media_type"], headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@router.get("/jobs/{job_id}/preview", summary="The latest preview image of a running synthesis job")
+def get_preview(job_id: str, service: JobsDep) -> Response:
+    job = _found(service.get(job_id), job_id)
+    try:
+        data = service.storage.get(f"previews/{job.id}.png")
+    except ObjectNotFound as exc:
+        raise Problem(404, "no_preview", f"job {job_id} has no preview yet") from exc
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="Server-sent events: progress, then one final state event",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def job_events(job_id: str, service: JobsDep, settings: SettingsDep) -> StreamingResponse:
+    _found(await run_in_threadpool(service.get, job_id), job_id)
+    return StreamingResponse(
+        _events(job_id, service, settings.sse_heartbeat_seconds),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(job_id: str, service: JobService, heartbeat: float):
+    """Subscribe first, then read the record, so no change between the two is missed."""
+    from redis import asyncio as aioredis
+
+    client = aioredis.Redis.from_url(service.settings.redis_url, socket_connect_timeout=service.settings.redis_connect_timeout)
+    pubsub = client.pubsub()
+    last = None
+    try:
+        await pubsub.subscribe(service.jobs.channel(job_id))
+        while True:
+            raw = await client.hgetall(service.jobs.key(job_id))
+            if not raw:
+                return
+            job = Job.from_fields(raw)
+            if job.finished:
+                yield _sse("state", job_body(job, service.storage))
+                return
+            snapshot = (job.state, job.progress, job.cancel_requested)
+            if snapshot != last:
+                last = snapshot
+                yield _sse("progress", job_body(job, service.storage))
+            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
+                yield ": heartbeat\n\n"
+    except BROKER_ERRORS:
+        yield _sse("error", {"code": "broker_unavailable", "detail": "the job queue became unreachable; reconnect later"})
+    finally:
+        await asyncio.shield(_close(pubsub, client))
+
+
+async def _close(pubsub, client) -> None:
+    await pubsub.aclose()
+    await client.aclose()
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

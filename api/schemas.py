@@ -1,0 +1,128 @@
+"""Request and response schemas of the inline routes, generated per method.
+
+The request models exist for validation of the JSON envelope and for the
+OpenAPI document; one is made for every registered method from its inputs and
+its params model, so a new method is documented with no code.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from engine.registry import InputSlot, Method
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+class Base64Image(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base64: str = Field(description="the file's bytes (PNG, JPEG, WEBP, GIF, BMP or TIFF) in standard base64; "
+                        "a data: URL is accepted too")
+
+
+class StoredImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_id: str = Field(description="the id of an image uploaded earlier (POST /v1/images)")
+
+
+ImageInput = Annotated[Base64Image | StoredImage, Field(description="one picture, inline or by reference")]
+
+
+class Envelope(BaseModel):
+    """The JSON request's shape, common to every method (params and inputs checked per method)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = DEFAULT_MODEL
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, ImageInput | list[ImageInput]] = Field(default_factory=dict)
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    kind: Literal["image", "array"]
+    media_type: str = Field(description="image/png for images, application/x-npy (numpy .npy) for arrays")
+    width: int | None = Field(None, description="images only")
+    height: int | None = Field(None, description="images only")
+    shape: list[int] | None = Field(None, description="arrays only")
+    dtype: str | None = Field(None, description="arrays only, numpy dtype string (e.g. '<f4')")
+    data_base64: str
+
+
+class InlineResult(BaseModel):
+    """What every method answers (JSON)."""
+
+    method: str
+    model: str
+    main: str | None = Field(description="the artifact returned for Accept: image/png")
+    data: dict[str, Any] = Field(description="the method's findings plus method, model, params and timings (ms)")
+    artifacts: list[ArtifactOut]
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details; ``code`` is stable and machine-readable."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _slot_field(slot: InputSlot) -> tuple[Any, Any]:
+    if slot.many:
+        kind: Any = list[ImageInput]
+        field = Field(description=slot.description, min_length=slot.min_count, max_length=slot.max_count)
+    else:
+        kind = ImageInput
+        field = Field(description=slot.description)
+    if slot.optional:
+        return kind | None, Field(None, description=slot.description)
+    return kind, field
+
+
+def json_request_model(method: Method) -> type[BaseModel]:
+    """``{"model", "params", "inputs"}`` typed for ``method`` (documentation of the JSON form)."""
+    inputs = create_model(
+        f"{camel(method.name)}Inputs",
+        __config__=ConfigDict(extra="forbid"),
+        **{slot.name: _slot_field(slot) for slot in method.inputs},
+    )
+    return create_model(
+        f"{camel(method.name)}Request",
+        __config__=ConfigDict(extra="forbid"),
+        model=(str, Field(DEFAULT_MODEL, description="a model name from GET /v1/models")),
+        params=(method.params, Field(default_factory=dict, description="omitted fields take their defaults")),
+        inputs=(inputs, ...),
+    )
+
+
+def multipart_schema(method: Method, params_ref: dict) -> dict:
+    """The multipart/form-data form of the same request (OpenAPI schema)."""
+    binary = {"type": "string", "format": "binary"}
+    properties: dict[str, Any] = {
+        "model": {"type": "string", "default": DEFAULT_MODEL, "description": "a model name from GET /v1/models"},
+        "params": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": params_ref,
+            "description": "the params as a JSON object (optional; omitted fields take their defaults)",
+        },
+    }
+    for slot in method.inputs:
+        if slot.many:
+            properties[slot.name] = {
+                "type": "array",
+                "items": binary,
+                "minItems": slot.min_count,
+                "maxItems": slot.max_count,
+                "description": f"{slot.description} (repeat the field, {slot.min_count}..{slot.max_count} files)",
+            }
+        else:
+            properties[slot.name] = {**binary, "description": slot.description}
+    required = [slot.name for slot in method.inputs if not slot.optional]
+    return {"type": "object", "properties": properties, "required": required}

@@ -1,0 +1,1 @@
+"""Adversarial methods: small perturbations that change what a classifier says."""

@@ -1,0 +1,90 @@
+"""Untargeted adversarial example: FGSM or PGD inside an L-infinity ball.
+
+FGSM takes one step of size eps along the sign of the loss gradient
+(Goodfellow et al. 2015, https://arxiv.org/abs/1412.6572); PGD repeats smaller
+projected steps from a random start (Madry et al. 2018,
+https://arxiv.org/abs/1706.06083). The loss is the original label's
+log-probability, and the images are judged after 8-bit rounding.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from engine.fool.attack import attack, describe, load_originals, norms, perturbation_picture, probabilities, watched
+from engine.imaging import Fit, to_image
+from engine.models import ConvLensModel
+from engine.optim.objectives import class_log_prob
+from engine.optim.report import plot_losses
+from engine.registry import InputSlot, Method, register
+from engine.result import Result
+
+
+class UntargetedParams(BaseModel):
+    attack: Literal["fgsm", "pgd"] = Field("pgd", description="fgsm: one step of size eps; pgd: projected steps")
+    eps: int = Field(4, ge=1, le=64, description="largest change of any pixel, in 8-bit grey levels (1/255)")
+    steps: int = Field(20, ge=1, le=1000, description="PGD: most steps (stops once the label flips)")
+    step_size: float = Field(1.0, gt=0, le=16, description="PGD: change per step, in 8-bit grey levels")
+    random_start: bool = Field(True, description="PGD: start from a random point of the eps ball")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for the random start")
+    fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
+    preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
+
+
+def adversarial_untargeted(model: ConvLensModel, inputs, params: UntargetedParams, progress) -> Result:
+    """Make the model drop the picture's label (FGSM, Goodfellow et al. 2015; PGD, Madry et al. 2018)."""
+    original = load_originals(model, [inputs["image"]], params.fit)
+    before = probabilities(model, original)[0]
+    label = int(before.argmax())
+    seen: dict = {}
+    fgsm = params.attack == "fgsm"
+    rendered, _ = attack(
+        model,
+        original,
+        watched(-class_log_prob(label), seen),
+        params.eps,
+        1 if fgsm else params.steps,
+        params.eps if fgsm else params.step_size,
+        progress,
+        params.preview_every,
+        stop_when=lambda step, loss: int(seen["probs"][0].argmax()) != label,
+        random_start=params.random_start and not fgsm,
+        seed=params.seed,
+    )
+    adversarial = rendered.image
+    after = probabilities(model, adversarial)[0]
+    delta = adversarial - original
+    data = {
+        "original": describe(model, before),
+        "adversarial": describe(model, after),
+        "original_label_probability": float(after[label]),
+        "success": int(after.argmax()) != label,
+        "steps": rendered.steps,
+        "losses": rendered.losses,
+        "eps_255": params.eps,
+        "perturbation": norms(delta),
+    }
+    return Result(
+        images={
+            "adversarial": to_image(adversarial),
+            "perturbation": perturbation_picture(delta, params.eps),
+            "original": to_image(original),
+            "loss_curve": plot_losses(rendered.losses),
+        },
+        data=data,
+        main="adversarial",
+    )
+
+
+register(
+    Method(
+        name="adversarial_untargeted",
+        summary="Flip the model's label with an imperceptible change (FGSM or PGD)",
+        category="fool",
+        params=UntargetedParams,
+        run=adversarial_untargeted,
+        inputs=(InputSlot("image", "the picture to change"),),
+        inline=False,
+        needs_classifier=True,
+    )
+)

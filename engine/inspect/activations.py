@@ -1,0 +1,79 @@
+"""Activations: the feature maps one layer computes for one image, drawn as a
+grid of grey tiles (Yosinski et al. 2015, "Understanding Neural Networks
+Through Deep Visualization", https://arxiv.org/abs/1506.06579), with each
+channel's mean, max and fraction of exact zeros (dead after a ReLU)."""
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from engine.errors import InvalidParams
+from engine.hooks import capture, run_until
+from engine.imaging import Fit, fit_image, tile_grid, to_tensor
+from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
+from engine.models import ConvLensModel
+from engine.registry import Method, register
+from engine.result import Result
+
+
+class ActivationsParams(BaseModel):
+    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
+    size: int | None = Field(None, ge=32, le=1024, description="square side the image is resized to; default: the model's input size")
+    fit: Fit = Field("stretch", description="how the picture is resized")
+    channels: list[int] | None = Field(None, max_length=4096, description="channels to draw, in this order; default: all (up to max_channels)")
+    top_k: int | None = Field(None, ge=1, le=4096, description="draw only the k channels (of those selected) with the largest mean activation, most active first")
+    max_channels: int = Field(2048, ge=1, le=4096, description="draw at most this many channels")
+    normalise: Literal["per_channel", "global"] = Field("per_channel", description="min-max scale each map on its own, or all drawn maps together")
+    tile_size: int = Field(32, ge=1, le=256, description="small maps are upscaled (nearest neighbour, integer factor) to at least this many pixels")
+
+
+def feature_map(model: ConvLensModel, image: torch.Tensor, layer: str) -> torch.Tensor:
+    """The (C, H, W) output of ``layer`` for one image, from a forward pass stopped there."""
+    with torch.inference_mode(), capture({layer: model.layer(layer)}, stop_early=True, detach=True) as found:
+        run_until(model, image)
+        output = found[layer].float().cpu().clone()
+    if output.dim() != 4:
+        raise InvalidParams(f"layer {layer!r} outputs a vector {tuple(output.shape[1:])}, not feature maps; pick a convolutional layer")
+    return output[0]
+
+
+def activations(model: ConvLensModel, inputs, params: ActivationsParams, progress) -> Result:
+    layer = params.layer or model.spec.default_layer or model.spec.first_conv
+    size = (params.size, params.size) if params.size else tuple(model.input_size)
+    image = fit_image(inputs["image"], size, params.fit)
+    maps = feature_map(model, to_tensor(image, model.device), layer)
+    means, peaks = maps.mean((1, 2)), maps.amax((1, 2))
+    zeros = (maps == 0).float().mean((1, 2))
+    chosen = pick_channels(params.channels, maps.shape[0], maps.shape[0])
+    if params.top_k is not None:
+        chosen = sorted(chosen, key=lambda c: -float(means[c]))[: params.top_k]
+    chosen = chosen[: params.max_channels]
+    values = maps[chosen].numpy()
+    zoom = zoom_for(max(values.shape[1:]), params.tile_size)
+    grid = tile_grid(upscale(to_uint8(normalise_tiles(values, params.normalise == "per_channel")), zoom))
+    data = {
+        "layer": layer,
+        "shape": list(maps.shape),
+        "channels": chosen,
+        "normalise": params.normalise,
+        "zoom": zoom,
+        "stats": {"mean": means.tolist(), "max": peaks.tolist(), "zero_fraction": zeros.tolist()},
+    }
+    return Result(
+        images={"activations": grid, "input": image},
+        arrays={"activations": maps.numpy()},
+        data=data,
+        main="activations",
+    )
+
+
+register(
+    Method(
+        name="activations",
+        summary="One layer's feature maps for an image, as a grid, with per-channel statistics",
+        category="inspect",
+        params=ActivationsParams,
+        run=activations,
+    )
+)

@@ -1,0 +1,79 @@
+"""Embedding: a collection's penultimate-layer features laid out in 2-D, by PCA
+or by t-SNE (van der Maaten & Hinton 2008, https://jmlr.org/papers/v9/vandermaaten08a.html),
+with each image's thumbnail drawn at its coordinates (the lecture's t-SNE map
+of ImageNet, after Karpathy's CNN-codes visualisation)."""
+
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
+from engine.inspect.display import thumbnail
+from engine.models import ConvLensModel
+from engine.registry import InputSlot, Method, register
+from engine.result import Result
+
+
+class EmbeddingParams(FeatureParams):
+    method: Literal["pca", "tsne"] = Field("tsne", description="linear projection on the two main axes, or t-SNE")
+    perplexity: float = Field(30.0, ge=1.0, le=100.0, description="t-SNE: effective number of neighbours (lowered to n - 1 for small collections)")
+    iterations: int = Field(1000, ge=250, le=5000, description="t-SNE: optimisation steps")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="t-SNE: random seed (same seed, same map)")
+    canvas: int = Field(800, ge=200, le=4096, description="side of the drawn map")
+    thumb_size: int = Field(48, ge=8, le=256, description="side of each thumbnail on the map")
+
+
+def project(vectors: np.ndarray, params: EmbeddingParams) -> tuple[np.ndarray, dict]:
+    """(N, 2) coordinates and what the projection reports about itself."""
+    if params.method == "pca":
+        pca = PCA(n_components=2)
+        return pca.fit_transform(vectors), {"explained_variance_ratio": pca.explained_variance_ratio_.tolist(), "notes": []}
+    perplexity = min(params.perplexity, len(vectors) - 1.0)
+    info = {"perplexity": perplexity, "notes": []}
+    if perplexity < params.perplexity:
+        info["notes"] = [f"perplexity lowered from {params.perplexity:g} to {perplexity:g}: t-SNE needs it below the number of images ({len(vectors)})"]
+    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=params.iterations, init="pca", random_state=params.seed)
+    coords = tsne.fit_transform(vectors)
+    info["kl_divergence"] = float(tsne.kl_divergence_)
+    return coords, info
+
+
+def thumbnail_map(images: list[Image.Image], coords: np.ndarray, canvas: int, side: int) -> Image.Image:
+    """Thumbnails placed at their (rescaled) 2-D coordinates on a white square."""
+    picture = Image.new("RGB", (canvas, canvas), "white")
+    low, high = coords.min(0), coords.max(0)
+    span = np.where(high > low, high - low, 1.0)
+    room = canvas - side
+    for image, (x, y) in zip(images, (coords - low) / span):
+        picture.paste(thumbnail(image, side), (int(round(x * room)), int(round((1.0 - y) * room))))
+    return picture
+
+
+def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress) -> Result:
+    images = fit_all(inputs["images"], params.shape(model), params.fit)
+    vectors, layer = feature_vectors(model, images, params, progress)
+    coords, info = project(vectors.astype(np.float64), params)
+    data = {"layer": layer, "pooling": params.pooling, "method": params.method, "coordinates": coords.tolist(), **info}
+    return Result(
+        images={"map": thumbnail_map(images, coords, params.canvas, params.thumb_size)},
+        arrays={"coordinates": coords, "features": vectors},
+        data=data,
+        main="map",
+    )
+
+
+register(
+    Method(
+        name="embedding",
+        summary="A collection's penultimate features in 2-D (PCA or t-SNE), drawn as a map of thumbnails",
+        category="inspect",
+        params=EmbeddingParams,
+        run=embedding,
+        inputs=(InputSlot("images", "the collection to lay out", many=True, min_count=3, max_count=MAX_IMAGES),),
+        inline=False,
+    )
+)

@@ -1,0 +1,101 @@
+"""Filters: the learned convolution kernels, drawn as pictures.
+
+First-layer filters act on pixels, so they are drawn as RGB tiles (Krizhevsky
+et al. 2012, Fig. 3; Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901).
+Each is shown as the kernel the layer applies to this service's RGB [0, 1]
+pixels: VGG19's Caffe weights see BGR, so their channel axis is flipped back to
+RGB (and divided by the per-channel std, which for EfficientNet's ImageNet
+normalisation rescales R, G and B slightly). Deeper filters see feature maps,
+not colours: each is drawn as one grey tile per input channel, one row per
+filter. Tiles are min-max normalised per filter or over all drawn filters and
+upscaled with nearest neighbour so a 3x3 kernel stays visible.
+"""
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from engine.errors import InvalidParams
+from engine.imaging import tile_grid
+from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
+from engine.models import ConvLensModel
+from engine.registry import Method, register
+from engine.result import Result
+
+
+class FiltersParams(BaseModel):
+    layer: str | None = Field(None, description="a convolution layer; default: the model's first convolution")
+    channels: list[int] | None = Field(None, max_length=1024, description="output channels (filters) to draw, in this order; default: the first max_filters")
+    max_filters: int = Field(64, ge=1, le=1024, description="draw at most this many filters")
+    max_input_channels: int = Field(32, ge=1, le=1024, description="deeper layers: grey tiles drawn per filter (its first input channels)")
+    normalise: Literal["per_filter", "global"] = Field("per_filter", description="min-max scale each filter on its own, or all drawn filters together")
+    tile_size: int = Field(32, ge=1, le=256, description="tiles are upscaled (nearest neighbour, integer factor) to at least this many pixels")
+
+
+def conv_layer(model: ConvLensModel, name: str) -> nn.Conv2d:
+    module = model.layer(name)
+    if not isinstance(module, nn.Conv2d):
+        convs = [n for n, m in model.layers.items() if isinstance(m, nn.Conv2d)]
+        raise InvalidParams(f"layer {name!r} is a {type(module).__name__}, not a convolution; e.g. {', '.join(convs[:6])}")
+    return module
+
+
+def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarray:
+    """First-layer kernels (F, 3, k, k) as applied to RGB [0, 1] pixels, as (F, k, k, 3)."""
+    pre = model.spec.preprocessing
+    std = torch.tensor(pre.std, dtype=weight.dtype).view(1, 3, 1, 1) / pre.scale
+    kernels = weight / std
+    if pre.channel_order == "BGR":
+        kernels = kernels.flip(1)
+    return kernels.permute(0, 2, 3, 1).numpy()
+
+
+def filters(model: ConvLensModel, inputs, params: FiltersParams, progress) -> Result:
+    layer = params.layer or model.spec.first_conv
+    conv = conv_layer(model, layer)
+    weight = conv.weight.detach().float().cpu()
+    chosen = pick_channels(params.channels, weight.shape[0], params.max_filters)
+    selected = weight[chosen]
+    rgb = layer == model.spec.first_conv and selected.shape[1] == 3
+    each = params.normalise == "per_filter"
+    zoom = zoom_for(max(selected.shape[2:]), params.tile_size)
+    if rgb:
+        tiles = to_uint8(normalise_tiles(pixel_space_kernels(model, selected), each))
+        grid = tile_grid(upscale(tiles, zoom))
+        shown_inputs = 3
+    else:
+        shown_inputs = min(selected.shape[1], params.max_input_channels)
+        per_input = to_uint8(normalise_tiles(selected[:, :shown_inputs].numpy(), each))
+        grid = tile_grid(upscale(per_input.reshape(-1, *per_input.shape[2:]), zoom), columns=shown_inputs)
+    arrays = {"weights": selected.numpy()}
+    if conv.bias is not None:
+        arrays["bias"] = conv.bias.detach().float().cpu()[chosen].numpy()
+    data = {
+        "layer": layer,
+        "weight_shape": list(weight.shape),
+        "groups": conv.groups,
+        "filters": chosen,
+        "drawn_as": "rgb" if rgb else "grey per input channel",
+        "input_channels_drawn": shown_inputs,
+        "normalise": params.normalise,
+        "zoom": zoom,
+    }
+    if rgb:
+        data["channel_order"] = f"drawn as RGB; the network's own order is {model.spec.preprocessing.channel_order}"
+    return Result(images={"filters": grid}, arrays=arrays, data=data, main="filters")
+
+
+register(
+    Method(
+        name="filters",
+        summary="A convolution layer's learned filters as a picture grid (RGB for the first layer)",
+        category="inspect",
+        params=FiltersParams,
+        run=filters,
+        inputs=(),
+        queue="cpu",
+    )
+)

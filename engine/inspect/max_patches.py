@@ -1,0 +1,99 @@
+"""Maximally activating patches: for one channel of one layer, the image
+regions across a collection that excite it most (Girshick et al. 2014,
+https://arxiv.org/abs/1311.2524; Zeiler & Fergus 2014). Each patch is the
+receptive field of the winning position, computed analytically from the
+conv/pool chain; the part of the field beyond the image border is drawn grey.
+"""
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from engine.errors import InvalidParams
+from engine.imaging import tile_grid
+from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, layer_outputs
+from engine.inspect.display import captioned
+from engine.inspect.receptive_field import receptive_field
+from engine.models import ConvLensModel
+from engine.registry import InputSlot, Method, register
+from engine.result import Result
+
+BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
+
+
+class MaxPatchesParams(CollectionParams):
+    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
+    channel: int = Field(0, ge=0, description="channel of that layer")
+    top_k: int = Field(9, ge=1, le=64, description="how many patches to return")
+    per_image: int = Field(1, ge=1, le=64, description="at most this many positions from one image")
+    tile_size: int = Field(64, ge=16, le=256, description="side of each drawn patch")
+
+
+def patch(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[Image.Image, list[int]]:
+    """The receptive-field box cut from ``image`` (grey beyond its border), and the box clipped to the image."""
+    left, top, right, bottom = box
+    clipped = [max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height)]
+    canvas = Image.new("RGB", (right - left, bottom - top), BORDER)
+    canvas.paste(image.crop(clipped), (clipped[0] - left, clipped[1] - top))
+    return canvas, clipped
+
+
+def strongest(maps: np.ndarray, top_k: int, per_image: int) -> list[tuple[int, int, float]]:
+    """(image, flat position, value) of the top_k values, at most per_image from each image.
+
+    Ties go to the lower image index, then the lower position.
+    """
+    flat = maps.reshape(len(maps), -1)
+    per_image = min(per_image, flat.shape[1])
+    order = np.argsort(-flat, axis=1, kind="stable")[:, :per_image]
+    candidates = [(i, int(p), float(flat[i, p])) for i in range(len(flat)) for p in order[i]]
+    candidates.sort(key=lambda c: -c[2])
+    return candidates[:top_k]
+
+
+def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParams, progress) -> Result:
+    layer = params.layer or model.spec.default_layer or model.spec.first_conv
+    size = params.shape(model)
+    info = model.layer_info(layer, size)
+    if len(info.shape) != 3:
+        raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
+    model.check_channel(layer, params.channel, size)
+    field = receptive_field(model, layer, size)
+    images = fit_all(inputs["images"], size, params.fit)
+    maps = layer_outputs(model, images, layer, params.batch_size, progress, lambda x: x[:, params.channel]).numpy()
+    width = maps.shape[2]
+    found, tiles = [], []
+    for index, position, value in strongest(maps, params.top_k, params.per_image):
+        y, x = divmod(position, width)
+        box = field.box(y, x)
+        picture, clipped = patch(images[index], box)
+        resample = Image.NEAREST if params.tile_size >= picture.width else Image.BILINEAR
+        tiles.append(captioned(picture.resize((params.tile_size, params.tile_size), resample), f"#{index} {value:.3g}"))
+        found.append({"image": index, "position": [y, x], "activation": value, "box": list(box), "box_in_image": clipped})
+    data = {
+        "layer": layer,
+        "channel": params.channel,
+        "map_shape": list(maps.shape[1:]),
+        "image_size": list(size),
+        "receptive_field": field.as_dict(),
+        "patches": found,
+    }
+    return Result(
+        images={"patches": tile_grid(np.stack(tiles))},
+        arrays={"maps": maps},
+        data=data,
+        main="patches",
+    )
+
+
+register(
+    Method(
+        name="max_activating_patches",
+        summary="The image patches of a collection that most activate one channel, cut at its receptive field",
+        category="inspect",
+        params=MaxPatchesParams,
+        run=max_activating_patches,
+        inputs=(InputSlot("images", "the collection to search", many=True, min_count=1, max_count=MAX_IMAGES),),
+        inline=False,
+    )
+)

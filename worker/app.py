@@ -1,0 +1,17 @@
+"""Entry point of the worker process: ``celery -A worker.app worker -Q gpu,cpu -c 1``.
+
+Reads the settings, imports plugin methods and the built-in ones in the
+parent (so children inherit them), and leaves models and CUDA alone: each
+pool child loads its models lazily on its first job (``engine.models.load_model``
+caches them per process), after the fork.
+"""
+
+from engine.registry import all_methods
+from worker.plugins import load_plugins
+from worker.queue_app import create_celery
+from worker.settings import get_settings
+
+settings = get_settings()
+load_plugins(settings)
+all_methods()
+app = create_celery(settings)

@@ -1,0 +1,156 @@
+"""The one generic task: run any registered method on stored inputs, by job id.
+
+The message carries only the job id; method, model, params and input image
+ids come from the job record, which the API wrote before sending. The task is
+idempotent (a redelivered job whose record is final does nothing), so late
+acknowledgement is safe: a job killed with its worker runs again.
+
+Cancelling is cooperative (the progress callback raises Cancelled); a job whose
+cancel was requested never ends ``succeeded``, even when its method returns
+without reporting progress, and one that ignores it past the grace period has
+its process killed by the API (:func:`worker.queue_app.terminate_job`).
+"""
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+from celery import Task
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
+from PIL import Image
+
+from engine.errors import Cancelled, EngineError
+from engine.run import run_method
+from worker.artifacts import discard_result, store_preview, store_result
+from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
+from worker.settings import Settings
+from worker.storage import Storage, StorageUnavailable, make_storage
+from worker.uploads import UnknownImage, load_image
+
+TASK_NAME = "convlens.run_job"
+log = logging.getLogger(__name__)
+
+
+class JobTask(Task):
+    """Holds the per-process connections; created lazily, so only after the pool forked."""
+
+    settings: Settings
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(connect(self.settings), self.settings.job_ttl_seconds)
+
+    @cached_property
+    def storage(self) -> Storage:
+        return make_storage(self.settings)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        # Runs in the pool's parent when the hard time limit killed the child,
+        # which had no chance to record anything itself.
+        if isinstance(exc, TimeLimitExceeded) and args:
+            job = self.jobs.get(args[0])
+            if job is not None:
+                self.jobs.fail(job, "time_limit", f"the job ran past the hard limit of {self.settings.job_time_limit} s")
+
+
+def run_job(task: JobTask, job_id: str) -> str:
+    jobs, settings = task.jobs, task.settings
+    action, deliveries = jobs.start(job_id, settings.max_deliveries, f"{socket.gethostname()}:{os.getpid()}")
+    if action != "run":
+        log.info("job %s not run: %s", job_id, action)
+        return action
+    job = jobs.get(job_id)
+    log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries)
+    try:
+        inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
+        progress = JobProgress(jobs, task.storage, job, settings)
+        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
+        artifacts = store_result(task.storage, job.id, result)
+    except Cancelled:
+        jobs.finish(job, "cancelled")
+        return "cancelled"
+    except EngineError as exc:  # ImageRejected included: a stored input that no longer decodes
+        jobs.fail(job, exc.code, exc.message)
+    except UnknownImage as exc:
+        jobs.fail(job, "unknown_image", str(exc))
+    except SoftTimeLimitExceeded:
+        jobs.fail(job, "time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
+    except StorageUnavailable as exc:
+        jobs.fail(job, "storage_unavailable", str(exc))
+    except REDIS_ERRORS as exc:
+        # The records are unreachable, so nothing can be recorded: requeue the
+        # message (or, with the broker down too, leave it unacknowledged to be
+        # redelivered); the delivery count still bounds the retries.
+        raise Reject(exc, requeue=True) from exc
+    except Exception as exc:  # a bug in a method: record it, never leave the job running
+        log.exception("job %s failed", job_id)
+        jobs.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
+    else:
+        ended = jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
+        if ended != "succeeded":  # cancelled while its method ran on without reporting progress
+            discard_result(task.storage, artifacts)
+        return ended or "not running"
+    return "failed"
+
+
+def _load_inputs(storage: Storage, inputs: dict, max_pixels: int) -> dict:
+    def load(image_id: str) -> Image.Image:
+        return load_image(storage, image_id, max_pixels)
+
+    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in inputs.items()}
+
+
+@dataclass
+class JobProgress:
+    """The engine's progress callback for one job: stores step, ETA and throttled previews.
+
+    Every step asks Redis whether the job was cancelled (one round trip) and
+    raises Cancelled if so; progress and previews are written at most every
+    ``progress_interval_seconds`` / ``preview_interval_seconds``.
+    """
+
+    jobs: JobStore
+    storage: Storage
+    job: Job
+    settings: Settings
+
+    def __post_init__(self):
+        self.began = time.monotonic()
+        self.last_store = self.last_preview = float("-inf")
+        self.state: dict = {}
+
+    def __call__(self, step: int, total: int, preview: Image.Image | None = None, **info) -> None:
+        now = time.monotonic()
+        elapsed = now - self.began
+        due = now - self.last_store >= self.settings.progress_interval_seconds or step >= total or step <= 1
+        if preview is not None and (now - self.last_preview >= self.settings.preview_interval_seconds or step >= total):
+            store_preview(self.storage, self.job.id, preview)
+            self.last_preview, due = now, True
+            self.state["preview_step"] = step
+        self.state.update(
+            step=step,
+            total=total,
+            fraction=round(step / total, 4) if total else None,
+            elapsed_seconds=round(elapsed, 3),
+            eta_seconds=round(elapsed / step * (total - step), 3) if step > 0 else None,
+            info={name: _scalar(value) for name, value in info.items() if _scalar(value) is not None},
+        )
+        if due:
+            self.last_store = now
+        if self.jobs.report_progress(self.job.id, self.state, store=due):
+            raise Cancelled(f"job {self.job.id} was cancelled")
+
+    def final(self) -> dict | None:
+        if not self.state:
+            return None
+        return {**self.state, "step": self.state["total"], "fraction": 1.0, "eta_seconds": 0.0}
+
+
+def _scalar(value):
+    """JSON-able scalars only (numpy and torch scalars become Python numbers)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    return value if isinstance(value, (int, float, str, bool)) else None

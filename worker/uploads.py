@@ -1,0 +1,83 @@
+"""Uploaded images: content-hash ids, storage under ``images/<id>``.
+
+An image is stored once as the client sent it (after it decodes safely with
+:func:`engine.decoding.decode_image`) and named by the hash of its bytes, so
+the same upload twice is the same id and identical jobs can be recognised by
+their input ids.
+"""
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+
+from PIL import Image
+
+from engine.decoding import MEDIA_TYPES, decode_image, image_format
+from worker.storage import ObjectNotFound, Storage
+
+_IMAGE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class UnknownImage(Exception):
+    def __init__(self, image_id: str):
+        super().__init__(f"unknown image {image_id!r}; upload it first with POST /v1/images")
+        self.image_id = image_id
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: str
+    width: int
+    height: int
+    format: str
+    media_type: str
+    bytes: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def image_key(image_id: str) -> str:
+    if not _IMAGE_ID.fullmatch(image_id or ""):
+        raise UnknownImage(image_id)
+    return f"images/{image_id}"
+
+
+def store_image(storage: Storage, data: bytes, max_pixels: int) -> tuple[StoredImage, bool]:
+    """Validate and store an upload (ImageRejected when it is no safe picture).
+
+    Returns its description and whether it was new.
+    """
+    image = decode_image(data, max_pixels)
+    kind = image_format(data)
+    stored = StoredImage(hashlib.sha256(data).hexdigest()[:32], image.width, image.height, kind, MEDIA_TYPES[kind], len(data))
+    key = image_key(stored.id)
+    if storage.exists(key):
+        return stored, False
+    storage.put(key, data, stored.media_type)
+    return stored, True
+
+
+def image_bytes(storage: Storage, image_id: str) -> bytes:
+    """The stored bytes of an image (UnknownImage for an id never uploaded, or malformed)."""
+    try:
+        return storage.get(image_key(image_id))
+    except ObjectNotFound:
+        raise UnknownImage(image_id) from None
+
+
+def read_image(storage: Storage, image_id: str) -> tuple[bytes, str]:
+    """The stored bytes of an image and their media type."""
+    data = image_bytes(storage, image_id)
+    return data, MEDIA_TYPES[image_format(data, image_id)]
+
+
+def load_image(storage: Storage, image_id: str, max_pixels: int) -> Image.Image:
+    return decode_image(image_bytes(storage, image_id), max_pixels, image_id)
+
+
+def require_images(storage: Storage, image_ids: list[str]) -> None:
+    """Raise UnknownImage for the first id that was never uploaded."""
+    for image_id in image_ids:
+        if not storage.exists(image_key(image_id)):
+            raise UnknownImage(image_id)
