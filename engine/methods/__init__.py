@@ -12,4 +12,4 @@ from engine.attribution import (  # noqa: F401
     smoothgrad,
 )
 from engine.fool import fooling_image, universal, untargeted  # noqa: F401
-from engine.synthesis import class_visualization, deepdream, fast_style  # noqa: F401
+from engine.synthesis import class_visualization, deepdream, fast_style, inversion, style_transfer, texture  # noqa: F401

@@ -1,0 +1,94 @@
+"""Layer choices, their validation, and the targets (features, Gram matrices)
+that inversion, texture synthesis and style transfer match."""
+
+import math
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from engine.errors import InvalidParams, UnknownLayer
+from engine.models import ConvLensModel
+from engine.optim.loop import features_of
+from engine.optim.objectives import Objective
+from engine.optim.style_losses import gram_matrix
+
+# Gatys et al. 2016 on VGG19: content block4_relu2, style the first ReLU of each block.
+# EfficientNet-Lite0: the activated expansions at the same strides (1/2 .. 1/16).
+DEFAULT_CONTENT_LAYER = {"vgg19": "block4_relu2", "efficientnet_lite0": "blocks.3.0.bn1"}
+DEFAULT_STYLE_LAYERS = {
+    "vgg19": ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1"),
+    "efficientnet_lite0": ("bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.4.0.bn1"),
+}
+
+
+def content_layer_or_default(model: ConvLensModel, layer: str | None) -> str:
+    if layer is not None:
+        return layer
+    if model.spec.name not in DEFAULT_CONTENT_LAYER:
+        raise InvalidParams(f"model {model.spec.name!r} has no default content layer; name one")
+    return DEFAULT_CONTENT_LAYER[model.spec.name]
+
+
+def style_layers_or_default(model: ConvLensModel, layers: Sequence[str] | None) -> tuple[str, ...]:
+    if layers:
+        return tuple(layers)
+    if model.spec.name not in DEFAULT_STYLE_LAYERS:
+        raise InvalidParams(f"model {model.spec.name!r} has no default style layers; name them")
+    return DEFAULT_STYLE_LAYERS[model.spec.name]
+
+
+def check_feature_layers(model: ConvLensModel, layers: Sequence[str]) -> dict[str, int]:
+    """Layer -> channel count; raises UnknownLayer unless each layer outputs a feature map."""
+    channels = {}
+    for layer in layers:
+        info = model.layer_info(layer)
+        if len(info.shape) != 3:
+            raise UnknownLayer(f"layer {layer!r} outputs a vector, not a feature map; pick a convolutional layer")
+        channels[layer] = info.channels
+    return channels
+
+
+def layer_weights(layers: Sequence[str], weights: Sequence[float] | None, default: Sequence[float]) -> dict[str, float]:
+    """Pair layers with weights (``default`` when none given); raises InvalidParams on a bad list."""
+    weights = list(default if weights is None else weights)
+    if len(weights) != len(layers):
+        raise InvalidParams(f"{len(layers)} layers but {len(weights)} layer weights")
+    if len(set(layers)) != len(layers):
+        raise InvalidParams("a layer is listed twice")
+    return dict(zip(layers, weights))
+
+
+def check_weights(name: str, weights: Sequence[float]) -> None:
+    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(w > 0 for w in weights):
+        raise InvalidParams(f"{name} must be finite, non-negative and not all zero; got {list(weights)}")
+
+
+def reading(layers: Sequence[str]) -> Objective:
+    """An objective that only names ``layers`` (to read their features)."""
+    return Objective(lambda f, x: torch.zeros(()), layers, "read")
+
+
+def features(model: ConvLensModel, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Detached features of ``layers`` for ``image`` (1, 3, H, W) (truncated forward pass)."""
+    with torch.no_grad():
+        return {name: value.detach() for name, value in features_of(model, reading(layers), image).items()}
+
+
+def gram_targets(model: ConvLensModel, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Layer -> (C, C) Gram matrix of ``image``'s features."""
+    return {name: gram_matrix(value)[0] for name, value in features(model, image, layers).items()}
+
+
+def resize_longest(image: Image.Image, longest: int) -> Image.Image:
+    """Resize so the longer side is ``longest`` pixels, keeping the aspect ratio."""
+    w, h = image.size
+    scale = longest / max(w, h)
+    return image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def resize_to_pixels(image: Image.Image, pixels: int) -> Image.Image:
+    """Resize to about ``pixels`` pixels, keeping the aspect ratio (style images)."""
+    w, h = image.size
+    scale = math.sqrt(pixels / (w * h))
+    return image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)

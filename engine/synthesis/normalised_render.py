@@ -1,0 +1,39 @@
+"""The shared render loop, with the objective brought to a fixed starting scale.
+
+torch's L-BFGS is not invariant to the scale of the loss: it stops when every
+gradient entry is below an absolute tolerance (1e-7), and sizes its first step
+by the gradient's L1 norm. A relative feature error (about 1) or features of a
+network normalised to unit variance (EfficientNet) give gradients so small that
+it never moves. So inversion, texture and style transfer minimise their
+objective times the constant that makes its starting value 1e6 (the scale of
+Gatys-style losses on Caffe VGG19, where L-BFGS is known to behave); the
+minimiser is the same, and losses are reported unscaled.
+"""
+
+import math
+
+import torch
+
+from engine.models import ConvLensModel
+from engine.optim.loop import ImageParam, Rendered, features_of, render
+from engine.optim.objectives import Objective
+from engine.progress import Progress, no_progress
+
+START_LOSS = 1e6
+
+
+def render_normalised(
+    model: ConvLensModel, param: ImageParam, objective: Objective, steps: int, progress: Progress = no_progress, **options
+) -> Rendered:
+    """:func:`engine.optim.loop.render` on ``objective`` rescaled to start at ``START_LOSS``."""
+    with torch.no_grad():
+        image = param.image_fn()
+        start = float(objective(features_of(model, objective, image), image))
+    scale = START_LOSS / start if math.isfinite(start) and start > 0 else 1.0
+
+    def unscaled(step, total, preview=None, **info):
+        progress(step, total, preview, **{**info, "loss": info["loss"] / scale})
+
+    rendered = render(model, param, scale * objective, steps, progress=unscaled, **options)
+    rendered.losses = [loss / scale for loss in rendered.losses]
+    return rendered

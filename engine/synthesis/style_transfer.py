@@ -1,0 +1,189 @@
+"""Neural style transfer (Gatys, Ecker & Bethge 2016, "Image style transfer using
+convolutional neural networks", CVPR): an image whose features at a content
+layer match a photo's and whose Gram matrices at style layers match one or
+several paintings', plus an optional total-variation term.
+
+Default weights give pastiche's balance on VGG19 (content 0.01 x MSE of
+block4_relu2; style 10/C^2 x MSE of the Gram matrices at block1..5_relu1), so
+the two can be compared step for step (bench/bench_style.py)."""
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+
+from engine.errors import InvalidParams
+from engine.imaging import to_tensor
+from engine.models import ConvLensModel
+from engine.optim.loop import ImageParam, Rendered
+from engine.optim.objectives import Objective
+from engine.optim.report import synthesis_result
+from engine.optim.style_losses import content_loss, style_loss, total_variation
+from engine.progress import no_progress
+from engine.registry import InputSlot, Method, register
+from engine.result import Result
+from engine.synthesis import color
+from engine.synthesis.feature_targets import (
+    check_feature_layers,
+    check_weights,
+    content_layer_or_default,
+    features,
+    gram_targets,
+    layer_weights,
+    resize_longest,
+    resize_to_pixels,
+    style_layers_or_default,
+)
+from engine.synthesis.normalised_render import render_normalised
+
+
+class StyleTransferParams(BaseModel):
+    size: int = Field(512, ge=32, le=1024, description="longest side of the output in pixels (the content image's aspect is kept)")
+    steps: int = Field(300, ge=1, le=2000, description="optimisation steps")
+    scales: int = Field(2, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output size only)")
+    coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution")
+    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the paper) or Adam")
+    lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units (1 suits both L-BFGS and Adam)")
+    init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise")
+    seed: int = Field(0, ge=0, description="random seed for the noise init")
+    content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19")
+    style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="style layers; default block1..5_relu1 on vgg19")
+    style_layer_weights: list[float] | None = Field(None, description="one weight per style layer; default 1/C^2 for a layer with C channels")
+    style_weights: list[float] | None = Field(None, description="one weight per style image (normalised to sum 1); default equal")
+    content_weight: float = Field(0.01, ge=0, le=1e6, description="weight of the content loss (mean squared feature error)")
+    style_weight: float = Field(10.0, ge=0, le=1e9, description="weight of the style loss (mean squared Gram error)")
+    tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the total-variation regulariser (pixels in [0, 1])")
+    tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regulariser")
+    preserve_color: Literal["none", "luminance", "color_match"] = Field(
+        "none",
+        description="keep the photo's colours (Gatys et al. 2016, arXiv:1606.05897): transfer luminance only, "
+        "or first match each style image's colour mean/covariance to the photo's",
+    )
+    preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
+
+
+def style_transfer_objective(
+    model: ConvLensModel, content: torch.Tensor, styles: list[torch.Tensor], params: StyleTransferParams, style_weights: list[float]
+) -> Objective:
+    """The Gatys et al. loss for ``content`` (1, 3, H, W) and style tensors, with its targets computed."""
+    content_layer = content_layer_or_default(model, params.content_layer)
+    style_layers = style_layers_or_default(model, params.style_layers)
+    channels = check_feature_layers(model, (content_layer, *style_layers))
+    weights = layer_weights(style_layers, params.style_layer_weights, [1.0 / channels[l] ** 2 for l in style_layers])
+    check_weights("style_layer_weights", list(weights.values()))
+    target = features(model, content, [content_layer])[content_layer]
+    grams = [gram_targets(model, style, style_layers) for style in styles]
+    objective = params.content_weight * content_loss(content_layer, target)
+    objective = objective + params.style_weight * style_loss(weights, grams, style_weights)
+    if params.tv_weight > 0:
+        objective = objective + params.tv_weight * total_variation(params.tv_beta)
+    return objective
+
+
+def _resized(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def scale_sizes(size: tuple[int, int], scales: int) -> list[tuple[int, int]]:
+    """The coarse-to-fine ladder: ``scales`` sizes, each half the next, ending at ``size``."""
+    h, w = size
+    return [(max(16, round(h / 2**k)), max(16, round(w / 2**k))) for k in reversed(range(scales))]
+
+
+def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, progress=no_progress) -> Rendered:
+    """Optimise on tensors, coarse to fine; returns the rendering at the content's size.
+
+    Each coarser scale halves both sides (a quarter of the work per step); its
+    result, upsampled, starts the next scale, so the slow low-frequency part of
+    the solution is found where steps are cheap (Gatys et al. 2017,
+    "Controlling perceptual factors in neural style transfer", coarse-to-fine).
+    """
+    style_weights = params.style_weights or [1.0] * len(styles)
+    if len(style_weights) != len(styles):
+        raise InvalidParams(f"{len(styles)} style images but {len(style_weights)} style_weights")
+    check_weights("style_weights", style_weights)
+    style_weights = [w / sum(style_weights) for w in style_weights]
+    sizes = scale_sizes(tuple(content.shape[-2:]), params.scales)
+    plan = [params.coarse_steps] * (len(sizes) - 1) + [params.steps]
+    total = sum(plan)
+    if params.init == "content":
+        current = content
+    else:
+        generator = torch.Generator().manual_seed(params.seed)
+        current = torch.rand(content.shape, generator=generator).to(content.device)
+    losses: list[float] = []
+    done = 0
+    for size, steps in zip(sizes, plan):
+        level_content = _resized(content, size)
+        level_styles = [_resized(style, _same_pixels(style, size)) for style in styles]
+        objective = style_transfer_objective(model, level_content, level_styles, params, style_weights)
+        # Optimise in 8-bit pixel units (0..255), as Gatys et al. and pastiche do: L-BFGS's
+        # first step is scaled by 1/|gradient|_1, so the units set how far it jumps. The
+        # network sees the clamped image, so the loss minimised is that of the picture delivered.
+        pixels = (_resized(current, size) * 255.0).contiguous().requires_grad_(True)
+
+        def level_progress(step, _total, preview=None, offset=done, level=size, **info):
+            progress(offset + step, total, preview, height=level[0], width=level[1], **info)
+
+        rendered = render_normalised(
+            model,
+            ImageParam([pixels], lambda p=pixels: (p.clamp(0, 255) / 255.0).contiguous(memory_format=torch.channels_last)),
+            objective,
+            steps,
+            optimizer=params.optimizer,
+            lr=params.lr,
+            progress=level_progress,
+            preview_every=params.preview_every,
+        )
+        losses += rendered.losses
+        done += steps
+        current = rendered.image
+    return Rendered(image=current, losses=losses, steps=len(losses))
+
+
+def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
+    """A size for ``style`` with as many pixels as ``size``, keeping its aspect."""
+    h, w = style.shape[-2:]
+    scale = math.sqrt(size[0] * size[1] / (h * w))
+    return max(16, round(h * scale)), max(16, round(w * scale))
+
+
+def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, progress) -> Result:
+    content_image = resize_longest(inputs["content"], params.size)
+    style_images = [resize_to_pixels(s, content_image.width * content_image.height) for s in inputs["style"]]
+    if params.preserve_color == "color_match":
+        style_images = [color.match_colors(s, content_image) for s in style_images]
+    if params.preserve_color == "luminance":
+        content_in = color.luminance_image(content_image)
+        style_images = [color.luminance_image(s, like=content_in) for s in style_images]
+    else:
+        content_in = content_image
+    content = to_tensor(content_in, model.device)
+    styles = [to_tensor(s, model.device) for s in style_images]
+    rendered = stylise(model, content, styles, params, progress)
+    if params.preserve_color == "luminance":
+        rendered.image = color.with_luminance(to_tensor(content_image, model.device), rendered.image)
+    sizes = scale_sizes((content_image.height, content_image.width), params.scales)
+    steps = [params.coarse_steps] * (params.scales - 1) + [params.steps]
+    scales = [{"height": h, "width": w, "steps": n} for (h, w), n in zip(sizes, steps)]
+    return synthesis_result(rendered, {"size": [content_image.height, content_image.width], "scales": scales})
+
+
+register(
+    Method(
+        name="style_transfer",
+        summary="Repaint a photo in the style of one or several paintings (Gatys et al. 2016)",
+        category="synthesise",
+        params=StyleTransferParams,
+        run=style_transfer,
+        inputs=(
+            InputSlot("content", "the photo whose layout is kept"),
+            InputSlot("style", "style images (paintings, textures)", many=True, min_count=1, max_count=4),
+        ),
+        inline=False,
+    )
+)

@@ -1,0 +1,84 @@
+"""Style transfer on real VGG19 / EfficientNet weights and real photos."""
+
+import numpy as np
+import pytest
+
+from engine.errors import InvalidParams, UnknownLayer
+from engine.hooks import hook_count
+from engine.run import run_method
+from engine.synthesis import color
+
+SMALL = {"size": 64, "steps": 15, "scales": 1, "preview_every": 5}
+
+
+def test_total_loss_falls_and_the_content_aspect_is_kept(vgg19, chelsea, coffee):
+    previews = []
+    progress = lambda step, total, preview=None, **info: previews.append(preview) if preview else None  # noqa: E731
+    result = run_method("style_transfer", "vgg19", {"content": chelsea, "style": [coffee]}, SMALL, progress)
+
+    losses = result.data["losses"]
+    assert losses[-1] < 0.2 * losses[0]
+    assert result.images["image"].size == (64, 43)  # chelsea is 451 x 300
+    assert len(previews) == 3 and all(p.size == (64, 43) for p in previews)
+    assert result.data["params"]["content_layer"] is None  # the paper's default, block4_relu2
+    assert hook_count(vgg19) == 0
+
+
+def test_coarse_to_fine_ends_at_the_output_size(vgg19, chelsea, astronaut, coffee):
+    params = {**SMALL, "scales": 2, "coarse_steps": 5, "steps": 5, "style_weights": [3, 1]}
+    steps = []
+    progress = lambda step, total, preview=None, **info: steps.append((step, total, info["height"]))  # noqa: E731
+    result = run_method("style_transfer", "vgg19", {"content": chelsea, "style": [coffee, astronaut]}, params, progress)
+
+    assert result.images["image"].size == (64, 43)
+    assert [s[0] for s in steps] == list(range(1, 11)) and {s[1] for s in steps} == {10}
+    assert [s[2] for s in steps] == [22] * 5 + [43] * 5
+    assert len(result.data["losses"]) == 10
+
+
+def test_runs_on_efficientnet_with_its_own_default_layers(efficientnet, chelsea, coffee):
+    result = run_method("style_transfer", "efficientnet_lite0", {"content": chelsea, "style": [coffee]}, {**SMALL, "steps": 8})
+    losses = result.data["losses"]
+    assert losses[-1] < 0.5 * losses[0]
+    assert hook_count(efficientnet) == 0
+
+
+def test_luminance_transfer_keeps_the_photo_colours(vgg19, chelsea, coffee):
+    params = {**SMALL, "steps": 10, "preserve_color": "luminance"}
+    result = run_method("style_transfer", "vgg19", {"content": chelsea, "style": [coffee]}, params)
+    photo = chelsea.resize(result.images["image"].size)
+    yiq = color._YIQ.double().numpy()
+    ours = (np.asarray(result.images["image"], dtype=np.float64).reshape(-1, 3) / 255) @ yiq.T
+    theirs = (np.asarray(photo, dtype=np.float64).reshape(-1, 3) / 255) @ yiq.T
+    assert np.abs(ours[:, 1:] - theirs[:, 1:]).mean() < 0.01  # chroma (I, Q) kept
+    assert np.abs(ours[:, 0] - theirs[:, 0]).mean() > 0.01  # luminance changed
+
+
+def test_color_match_gives_the_style_the_photo_colour_statistics(chelsea, coffee):
+    matched = color.match_colors(coffee, chelsea)
+    ours = np.asarray(matched, dtype=np.float64).reshape(-1, 3) / 255
+    target = np.asarray(chelsea, dtype=np.float64).reshape(-1, 3) / 255
+    assert np.allclose(ours.mean(0), target.mean(0), atol=0.01)
+    assert np.allclose(np.cov(ours, rowvar=False), np.cov(target, rowvar=False), atol=0.003)
+
+
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({"style_weights": [1, 1]}, InvalidParams),
+        ({"style_weights": [0]}, InvalidParams),
+        ({"style_layers": ["block1_relu1"], "style_layer_weights": [1, 1]}, InvalidParams),
+        ({"content_layer": "block4_conv9"}, UnknownLayer),
+        ({"content_weight": -1}, InvalidParams),
+        ({"size": 4096}, InvalidParams),
+    ],
+)
+def test_bad_params_give_clear_errors(vgg19, chelsea, coffee, params, error):
+    with pytest.raises(error):
+        run_method("style_transfer", "vgg19", {"content": chelsea, "style": [coffee]}, {**SMALL, "steps": 1, **params})
+    assert hook_count(vgg19) == 0
+
+
+def test_style_image_count_is_checked(chelsea, coffee):
+    with pytest.raises(InvalidParams, match="1..4"):
+        run_method("style_transfer", "vgg19", {"content": chelsea, "style": [coffee] * 5}, {"steps": 1})

@@ -1,0 +1,31 @@
+"""Texture synthesis on real VGG19 weights and a real photo."""
+
+import pytest
+
+from engine.errors import InvalidParams, UnknownLayer
+from engine.hooks import hook_count
+from engine.run import run_method
+
+
+def test_gram_loss_falls_by_ninety_percent_at_a_new_size(vgg19, coffee):
+    params = {"texture_size": 64, "height": 40, "width": 72, "steps": 40, "preview_every": 0}
+    result = run_method("texture_synthesis", "vgg19", {"image": coffee}, params)
+
+    losses = result.data["losses"]
+    assert losses[-1] < 0.1 * losses[0]
+    assert result.images["image"].size == (72, 40)
+    assert result.data["layers"] == ["block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1"]
+    assert hook_count(vgg19) == 0
+
+
+def test_layer_and_weight_errors(efficientnet, coffee):
+    with pytest.raises(UnknownLayer, match="vector"):
+        run_method("texture_synthesis", "efficientnet_lite0", {"image": coffee}, {"layers": ["classifier"], "steps": 1})
+    with pytest.raises(UnknownLayer):
+        run_method("texture_synthesis", "vgg19", {"image": coffee}, {"layers": ["block1_relu1", "nope"], "steps": 1})
+    with pytest.raises(InvalidParams, match="layer weights"):
+        run_method("texture_synthesis", "vgg19", {"image": coffee}, {"layers": ["block1_relu1"], "layer_weights": [1, 2], "steps": 1})
+    with pytest.raises(InvalidParams, match="non-negative"):
+        run_method("texture_synthesis", "vgg19", {"image": coffee}, {"layers": ["block1_relu1"], "layer_weights": [-1], "steps": 1})
+    with pytest.raises(InvalidParams):
+        run_method("texture_synthesis", "vgg19", {"image": coffee}, {"height": 2})
