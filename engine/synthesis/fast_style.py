@@ -24,6 +24,7 @@ from engine.hooks import capture, run_until
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.optim.loop import Rendered
+from engine.optim.style_losses import gram_matrix
 from engine.optim.report import synthesis_result
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
@@ -82,13 +83,6 @@ class Transformer(nn.Module):
         return torch.sigmoid(self.net(x))[:, :, :height, :width]
 
 
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, C): F F^T / (H W)."""
-    n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    return flat @ flat.transpose(1, 2) / (h * w)
-
-
 def total_variation(images: torch.Tensor) -> torch.Tensor:
     return (images[:, :, 1:] - images[:, :, :-1]).abs().mean() + (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
 
@@ -110,7 +104,7 @@ def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, p
     crops = torch.cat([to_tensor(fit_image(image, square, "crop"), device) for image in contents])
     with capture(modules, stop_early=True, detach=True) as found, torch.inference_mode():
         run_until(model, to_tensor(fit_image(inputs["style"], square, "crop"), device))
-        style_grams = {name: gram(found[name]).clone() for name in params.style_layers}
+        style_grams = {name: gram_matrix(found[name]).clone() for name in params.style_layers}
     style_scale = {name: style_grams[name].pow(2).mean().clamp_min(1e-12) for name in params.style_layers}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
@@ -127,7 +121,7 @@ def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, p
             half = len(batch)
             target = found[params.content_layer][half:].detach()
             content = (found[params.content_layer][:half] - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
-            style = sum((gram(found[name][:half]) - style_grams[name]).pow(2).mean() / style_scale[name] for name in params.style_layers)
+            style = sum((gram_matrix(found[name][:half]) - style_grams[name]).pow(2).mean() / style_scale[name] for name in params.style_layers)
             tv = total_variation(out)
             loss = params.content_weight * content + params.style_weight * style + params.tv_weight * tv
             optimiser.zero_grad(set_to_none=True)
