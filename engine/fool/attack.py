@@ -19,7 +19,9 @@ from engine.models import ConvLensModel
 from engine.optim.loop import Rendered, render
 from engine.optim.objectives import OUTPUT, Objective
 from engine.optim.params import bounded_perturbation
+from engine.optim.report import plot_losses
 from engine.progress import Progress
+from engine.result import Result
 
 
 def load_originals(model: ConvLensModel, pictures: list[Image.Image], fit: Fit) -> torch.Tensor:
@@ -98,3 +100,29 @@ def picture_grid(images: torch.Tensor) -> Image.Image:
     """A batch of images side by side (a grid for many)."""
     tiles = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return tile_grid(np.ascontiguousarray(tiles))
+
+
+def single_image_result(
+    model: ConvLensModel, original: torch.Tensor, rendered: Rendered, eps: int, before: torch.Tensor, after: torch.Tensor, **data
+) -> Result:
+    """What a one-picture attack returns: the 8-bit adversarial picture, the amplified
+    perturbation, the original and the loss curve, with labels, steps and norms."""
+    delta = rendered.image - original
+    return Result(
+        images={
+            "adversarial": to_image(rendered.image),
+            "perturbation": perturbation_picture(delta, eps),
+            "original": to_image(original),
+            "loss_curve": plot_losses(rendered.losses),
+        },
+        data={
+            **data,
+            "original": describe(model, before),
+            "adversarial": describe(model, after),
+            "steps": rendered.steps,
+            "losses": rendered.losses,
+            "eps_255": eps,
+            "perturbation": norms(delta),
+        },
+        main="adversarial",
+    )

@@ -9,11 +9,10 @@ the returned PNG still fools the model after it is saved and loaded again.
 
 from pydantic import BaseModel, Field
 
-from engine.fool.attack import attack, describe, load_originals, norms, perturbation_picture, probabilities, watched
-from engine.imaging import Fit, to_image
+from engine.fool.attack import attack, describe, load_originals, probabilities, single_image_result, watched
+from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
-from engine.optim.report import plot_losses
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
 
@@ -42,30 +41,11 @@ def fooling_image(model: ConvLensModel, inputs, params: FoolingImageParams, prog
         model, original, watched(class_log_prob(target), seen), params.eps, params.steps, params.step_size,
         progress, params.preview_every, stop_when=fooled,
     )
-    adversarial = rendered.image
-    before, after = probabilities(model, original)[0], probabilities(model, adversarial)[0]
-    delta = adversarial - original
-    data = {
-        "target": describe(model, after, target),
-        "original": describe(model, before),
-        "adversarial": describe(model, after),
-        "success": int(after.argmax()) == target,
-        "steps": rendered.steps,
-        "losses": rendered.losses,
-        "eps_255": params.eps,
-        "perturbation": norms(delta),
-    }
-    return Result(
-        images={
-            "adversarial": to_image(adversarial),
-            "perturbation": perturbation_picture(delta, params.eps),
-            "original": to_image(original),
-            "loss_curve": plot_losses(rendered.losses),
-        },
-        data=data,
-        main="adversarial",
+    before, after = probabilities(model, original)[0], probabilities(model, rendered.image)[0]
+    return single_image_result(
+        model, original, rendered, params.eps, before, after,
+        target=describe(model, after, target), success=int(after.argmax()) == target,
     )
-
 
 register(
     Method(

@@ -11,11 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from engine.fool.attack import attack, describe, load_originals, norms, perturbation_picture, probabilities, watched
-from engine.imaging import Fit, to_image
+from engine.fool.attack import attack, load_originals, probabilities, single_image_result, watched
+from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
-from engine.optim.report import plot_losses
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
 
@@ -51,30 +50,11 @@ def adversarial_untargeted(model: ConvLensModel, inputs, params: UntargetedParam
         random_start=params.random_start and not fgsm,
         seed=params.seed,
     )
-    adversarial = rendered.image
-    after = probabilities(model, adversarial)[0]
-    delta = adversarial - original
-    data = {
-        "original": describe(model, before),
-        "adversarial": describe(model, after),
-        "original_label_probability": float(after[label]),
-        "success": int(after.argmax()) != label,
-        "steps": rendered.steps,
-        "losses": rendered.losses,
-        "eps_255": params.eps,
-        "perturbation": norms(delta),
-    }
-    return Result(
-        images={
-            "adversarial": to_image(adversarial),
-            "perturbation": perturbation_picture(delta, params.eps),
-            "original": to_image(original),
-            "loss_curve": plot_losses(rendered.losses),
-        },
-        data=data,
-        main="adversarial",
+    after = probabilities(model, rendered.image)[0]
+    return single_image_result(
+        model, original, rendered, params.eps, before, after,
+        original_label_probability=float(after[label]), success=int(after.argmax()) != label,
     )
-
 
 register(
     Method(
