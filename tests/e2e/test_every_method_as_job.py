@@ -7,7 +7,6 @@ this test; an entry whose method is not registered (its branch has not merged ye
 """
 
 import io
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -93,17 +92,16 @@ def photos(stack, chelsea, coffee, astronaut, sample_images) -> dict[str, str]:
     return {name: stack.upload(picture) for name, picture in pictures.items()}
 
 
-def follow(stack, job_id: str, timeout: float = 60) -> tuple[dict, list[dict]]:
+def follow(stack, job_id: str) -> tuple[dict, list[dict]]:
     """Poll a job to its end; returns the final record and the progress seen while it ran."""
-    deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        job = stack.client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in FINISHED:
-            return job, seen
-        if job["progress"] and (not seen or seen[-1] != job["progress"]):
+    seen = []
+
+    def finished(job: dict) -> bool:
+        if job["state"] not in FINISHED and job["progress"] and (not seen or seen[-1] != job["progress"]):
             seen.append(job["progress"])
-        time.sleep(0.05)
-    raise TimeoutError(f"job {job_id} of {job['method']} still {job['state']} after {timeout} s:\n{stack.worker.log()[-3000:]}")
+        return job["state"] in FINISHED
+
+    return stack.poll(job_id, finished), seen
 
 
 @pytest.mark.parametrize("name", sorted(registered() | set(CASES)))
