@@ -79,6 +79,8 @@ class CeleryWorker:
     """``celery -A worker.app worker --pool=prefork -c 1 -Q gpu,cpu`` in its own process group."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
+        # One torch thread: the worker shares the cores with the test process (and, here, other work);
+        # torch's default of a thread per core made the every-method file 3-4x slower when measured.
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
