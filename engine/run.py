@@ -72,8 +72,8 @@ def run_method(
     start = time.perf_counter()
     with model.lock:
         result = method.run(model, inputs, parsed, progress)
-    result.data.setdefault("method", name)
-    result.data.setdefault("model", model_name)
+    result.data["method"] = name
+    result.data["model"] = model_name
     result.data.setdefault("params", parsed.model_dump(mode="json"))
     result.data.setdefault("timings", {})["total_ms"] = round((time.perf_counter() - start) * 1000, 3)
     return result

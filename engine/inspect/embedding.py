@@ -57,7 +57,7 @@ def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress) -
     images = fit_all(inputs["images"], params.shape(model), params.fit)
     vectors, layer = feature_vectors(model, images, params, progress)
     coords, info = project(vectors.astype(np.float64), params)
-    data = {"layer": layer, "pooling": params.pooling, "method": params.method, "coordinates": coords.tolist(), **info}
+    data = {"layer": layer, "pooling": params.pooling, "projection": params.method, "coordinates": coords.tolist(), **info}
     return Result(
         images={"map": thumbnail_map(images, coords, params.canvas, params.thumb_size)},
         arrays={"coordinates": coords, "features": vectors},

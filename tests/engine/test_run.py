@@ -34,3 +34,10 @@ def test_methods_needing_a_classifier_refuse_headless_models(chelsea):
         run_method("classify", "vgg19", {"image": chelsea})
     with pytest.raises(UnknownMethod):
         run_method("nope", "vgg19", {"image": chelsea})
+
+
+def test_run_method_names_what_ran_even_if_the_method_uses_the_same_keys(sample_images, chelsea):
+    result = run_method("embedding", "efficientnet_lite0", {"images": [*sample_images, chelsea]}, {"method": "pca", "size": 64})
+    assert result.data["method"] == "embedding"
+    assert result.data["model"] == "efficientnet_lite0"
+    assert result.data["projection"] == "pca"
