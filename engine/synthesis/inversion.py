@@ -11,13 +11,12 @@ from pydantic import BaseModel, Field
 
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
-from engine.optim.loop import ImageParam
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import relative_feature_loss, total_variation
 from engine.registry import InputSlot, Method, register
 from engine.result import Result
 from engine.synthesis.feature_targets import features, resize_longest
-from engine.synthesis.normalised_render import render_normalised
+from engine.synthesis.normalised_render import render_from_noise
 
 
 class FeatureInversionParams(BaseModel):
@@ -46,20 +45,7 @@ def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionPara
     objective = relative_feature_loss(layer, target)
     if params.tv_weight > 0:
         objective = objective + params.tv_weight * total_variation(params.tv_beta)
-    generator = torch.Generator().manual_seed(params.seed)
-    noise = 0.5 + 0.1 * torch.randn(photo.shape, generator=generator)
-    pixels = (noise * 255.0).to(model.device).requires_grad_(True)
-    rendered = render_normalised(
-        model,
-        ImageParam([pixels], lambda: pixels / 255.0),
-        objective,
-        params.steps,
-        optimizer=params.optimizer,
-        lr=params.lr,
-        progress=progress,
-        preview_every=params.preview_every,
-    )
-    rendered.image = rendered.image.clamp(0, 1)
+    rendered = render_from_noise(model, objective, tuple(photo.shape), params, progress)
     error = relative_error(model, layer, rendered.image, target)
     return synthesis_result(rendered, {"layer": layer, "relative_feature_error": error, "size": list(photo.shape[-2:])})
 

@@ -37,3 +37,24 @@ def render_normalised(
     rendered = render(model, param, scale * objective, steps, progress=unscaled, **options)
     rendered.losses = [loss / scale for loss in rendered.losses]
     return rendered
+
+
+def render_from_noise(model: ConvLensModel, objective: Objective, shape: tuple[int, ...], params, progress: Progress) -> Rendered:
+    """Inversion's and texture's recipe: from seeded grey noise, pixels optimised on the
+    0-255 scale, returned clamped to [0, 1]. ``params`` carries seed, steps, optimizer, lr
+    and preview_every."""
+    generator = torch.Generator().manual_seed(params.seed)
+    noise = 0.5 + 0.1 * torch.randn(shape, generator=generator)
+    pixels = (noise * 255.0).to(model.device).requires_grad_(True)
+    rendered = render_normalised(
+        model,
+        ImageParam([pixels], lambda: pixels / 255.0),
+        objective,
+        params.steps,
+        optimizer=params.optimizer,
+        lr=params.lr,
+        progress=progress,
+        preview_every=params.preview_every,
+    )
+    rendered.image = rendered.image.clamp(0, 1)
+    return rendered

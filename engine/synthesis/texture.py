@@ -5,12 +5,10 @@ positions, so the output may have any size."""
 
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, Field
 
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
-from engine.optim.loop import ImageParam
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import style_loss, total_variation
 from engine.registry import InputSlot, Method, register
@@ -23,7 +21,7 @@ from engine.synthesis.feature_targets import (
     resize_longest,
     style_layers_or_default,
 )
-from engine.synthesis.normalised_render import render_normalised
+from engine.synthesis.normalised_render import render_from_noise
 
 
 class TextureSynthesisParams(BaseModel):
@@ -50,20 +48,7 @@ def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisPara
     objective = style_loss(weights, [gram_targets(model, texture, layers)])
     if params.tv_weight > 0:
         objective = objective + params.tv_weight * total_variation(params.tv_beta)
-    generator = torch.Generator().manual_seed(params.seed)
-    noise = 0.5 + 0.1 * torch.randn((1, 3, params.height, params.width), generator=generator)
-    pixels = (noise * 255.0).to(model.device).requires_grad_(True)
-    rendered = render_normalised(
-        model,
-        ImageParam([pixels], lambda: pixels / 255.0),
-        objective,
-        params.steps,
-        optimizer=params.optimizer,
-        lr=params.lr,
-        progress=progress,
-        preview_every=params.preview_every,
-    )
-    rendered.image = rendered.image.clamp(0, 1)
+    rendered = render_from_noise(model, objective, (1, 3, params.height, params.width), params, progress)
     return synthesis_result(rendered, {"layers": list(layers), "size": [params.height, params.width]})
 
 
