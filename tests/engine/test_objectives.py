@@ -9,7 +9,7 @@ from engine.hooks import hook_count
 from engine.imaging import quantize
 from engine.optim import objectives as obj
 from engine.optim.loop import ImageParam, features_of, render
-from engine.optim.optimizers import NormalizedDescent, SignDescent
+from engine.optim.optimizers import normalized_descent, sign_descent
 from engine.optim.params import bounded_perturbation, mean_colour, pixels, quantized, start_image
 from engine.optim.transforms import jitter, pad, random_rotate, random_scale
 
@@ -152,11 +152,11 @@ def test_bounded_perturbation_stays_in_budget_on_the_8_bit_grid(efficientnet):
 def test_fixed_size_optimisers_take_exact_steps():
     p = torch.tensor([1.0, 1.0, 1.0], requires_grad=True)
     p.grad = torch.tensor([0.5, -2.0, 0.0])
-    SignDescent([p], lr=0.1).step()
+    sign_descent([p], lr=0.1).step()
     torch.testing.assert_close(p.detach(), torch.tensor([0.9, 1.1, 1.0]))
     q = torch.tensor([0.0, 0.0], requires_grad=True)
     q.grad = torch.tensor([1.0, -3.0])
-    NormalizedDescent([q], lr=0.5).step()
+    normalized_descent([q], lr=0.5).step()
     torch.testing.assert_close(q.detach(), torch.tensor([-0.25, 0.75]))
 
 
