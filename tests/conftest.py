@@ -2,10 +2,8 @@
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
