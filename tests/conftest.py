@@ -5,7 +5,6 @@ import pytest
 from PIL import Image
 
 
-
 @pytest.fixture(scope="session")
 def chelsea() -> Image.Image:
     from skimage import data
