@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--coarse-steps", type=int, default=30, help="our steps at each coarser resolution")
     parser.add_argument("--pair-steps", type=int, default=8, help="alternating steps timed for the per-step ratio")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="bfloat16",
+                        help="our network's forward precision (losses stay float32; both outputs are scored in float32)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,10 +96,11 @@ def main() -> None:
         scales=args.scales,
         coarse_steps=args.coarse_steps,
         preview_every=1,
+        precision=args.precision,
     )
     print(f"content chelsea {content.width}x{content.height}, style coffee {style.width}x{style.height}, "
           f"pastiche {args.steps} steps, ours {params.scales} scale(s): {params.coarse_steps} coarse + {params.steps} steps, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, ours in {params.precision}")
 
     content_t, style_t = to_tensor(content), to_tensor(style)
 

@@ -46,6 +46,9 @@ class StyleTransferParams(BaseModel):
     coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution")
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the paper) or Adam")
     lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units (1 suits both L-BFGS and Adam)")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 runs the network under autocast (faster where the hardware has bf16 units); losses stay float32"
+    )
     init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise")
     seed: int = Field(0, ge=0, description="random seed for the noise init")
     content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19")
@@ -136,6 +139,7 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
             steps,
             optimizer=params.optimizer,
             lr=params.lr,
+            precision=params.precision,
             progress=level_progress,
             preview_every=params.preview_every,
         )

@@ -24,6 +24,16 @@ def test_total_loss_falls_and_the_content_aspect_is_kept(vgg19, chelsea, coffee)
     assert hook_count(vgg19) == 0
 
 
+def test_bfloat16_forward_reaches_nearly_the_float32_loss(vgg19, chelsea, coffee):
+    inputs = {"content": chelsea, "style": [coffee]}
+    full = run_method("style_transfer", "vgg19", inputs, SMALL).data["losses"]
+    half = run_method("style_transfer", "vgg19", inputs, {**SMALL, "precision": "bfloat16"}).data["losses"]
+    assert half[0] == pytest.approx(full[0], rel=0.05)  # same start, losses computed in float32
+    assert half[-1] < 0.2 * half[0]
+    assert half[-1] < 1.5 * full[-1]
+    assert hook_count(vgg19) == 0
+
+
 def test_coarse_to_fine_ends_at_the_output_size(vgg19, chelsea, astronaut, coffee):
     params = {**SMALL, "scales": 2, "coarse_steps": 5, "steps": 5, "style_weights": [3, 1]}
     steps = []
