@@ -2,7 +2,8 @@
 worker's task all come from here.
 
 A method is a name, a typed params model, the image inputs it needs, flags
-for where it may run, and ``run(model, inputs, params, progress) -> Result``.
+for where it may run, and ``run(model, inputs, params, progress) -> Result``;
+a module declares one with the :func:`method` decorator on its run function.
 """
 
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from engine.errors import UnknownMethod
+from engine.named_registry import Registry
 from engine.models.wrapper import ConvLensModel
 from engine.progress import Progress
 from engine.result import Result
@@ -66,27 +68,26 @@ class Method:
         }
 
 
-_METHODS: dict[str, Method] = {}
+def _import_builtins() -> None:
+    import engine.methods  # noqa: F401  (registers every built-in method)
 
 
-def register(method: Method) -> Method:
-    if method.name in _METHODS:
-        raise ValueError(f"method {method.name!r} registered twice")
-    _METHODS[method.name] = method
-    return method
+METHODS: Registry[Method] = Registry("method", UnknownMethod, _import_builtins)
+
+
+def method(name: str, **fields) -> Callable[[RunFn], RunFn]:
+    """Register the decorated ``run`` function as method ``name`` (fields as in :class:`Method`)."""
+
+    def decorate(run: RunFn) -> RunFn:
+        METHODS.add(name, Method(name=name, run=run, **fields))
+        return run
+
+    return decorate
 
 
 def all_methods() -> list[Method]:
-    _ensure_builtins()
-    return list(_METHODS.values())
+    return METHODS.all()
 
 
 def get_method(name: str) -> Method:
-    _ensure_builtins()
-    if name not in _METHODS:
-        raise UnknownMethod(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name]
-
-
-def _ensure_builtins() -> None:
-    import engine.methods  # noqa: F401  (registers every built-in method)
+    return METHODS.get(name)

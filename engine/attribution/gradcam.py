@@ -17,7 +17,7 @@ from engine.errors import InvalidParams
 from engine.hooks import capture
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -42,6 +42,13 @@ def gradcam_map(model: ConvLensModel, x: torch.Tensor, layer: str, index: int | 
     return upsampled[0, 0], cam[0, 0], logits.detach(), index
 
 
+@method(
+    "gradcam",
+    summary="Class activation map from gradient-weighted channels of a conv layer (Selvaraju et al. 2017)",
+    category="attribute",
+    params=GradCamParams,
+    needs_classifier=True,
+)
 def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     layer = params.layer or model.spec.default_layer
@@ -55,15 +62,3 @@ def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Re
         ClassTarget.of(model, logits, index).as_dict(), "positive", clock.laps,
         layer=layer, arrays={"cam": cam.cpu().numpy().astype("float32")},
     )
-
-
-register(
-    Method(
-        name="gradcam",
-        summary="Class activation map from gradient-weighted channels of a conv layer (Selvaraju et al. 2017)",
-        category="attribute",
-        params=GradCamParams,
-        run=gradcam,
-        needs_classifier=True,
-    )
-)

@@ -21,7 +21,7 @@ from engine.attribution.timing import Stopwatch
 from engine.errors import UnsupportedModel
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.relu_rules import Rule, rule_copy, run_until_node
 from engine.result import Result
 
@@ -94,4 +94,4 @@ for _rule, _name, _summary in (
     ("guided", "guided_backprop", "Gradient through ReLUs that pass only positive signal where the unit was on (Springenberg et al. 2015)"),
     ("deconv", "deconvnet", "Deconvnet reconstruction: gradient with ReLUs applied to the backward signal (Zeiler & Fergus 2014)"),
 ):
-    register(Method(name=_name, summary=_summary, category="attribute", params=ReluRuleParams, run=_run(_rule, _name)))
+    method(_name, summary=_summary, category="attribute", params=ReluRuleParams)(_run(_rule, _name))

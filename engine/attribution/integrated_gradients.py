@@ -23,7 +23,7 @@ from engine.attribution.timing import Stopwatch
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 Quadrature = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
@@ -81,6 +81,13 @@ def integrated_gradients(
     return attributions, delta
 
 
+@method(
+    "integrated_gradients",
+    summary="Gradients integrated along the path from a baseline picture (Sundararajan et al. 2017)",
+    category="attribute",
+    params=IntegratedGradientsParams,
+    needs_classifier=True,
+)
 def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
@@ -103,15 +110,3 @@ def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progres
         arrays={"attributions": attributions[0].cpu().numpy()},
         data={"convergence_delta": delta, "baseline": params.baseline, "steps": params.steps, "quadrature": params.method},
     )
-
-
-register(
-    Method(
-        name="integrated_gradients",
-        summary="Gradients integrated along the path from a baseline picture (Sundararajan et al. 2017)",
-        category="attribute",
-        params=IntegratedGradientsParams,
-        run=run,
-        needs_classifier=True,
-    )
-)

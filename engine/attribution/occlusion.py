@@ -32,7 +32,7 @@ from engine.errors import InvalidParams
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 Channel = Annotated[int, Field(ge=0, le=255)]
@@ -135,6 +135,13 @@ def occlusion_drops(
     return {"maps": maps, "logits": clean, "index": index, "strategy": used, "windows": len(windows)}
 
 
+@method(
+    "occlusion",
+    summary="Drop of the class probability as a grey window slides over the picture (Zeiler & Fergus 2014)",
+    category="attribute",
+    params=OcclusionParams,
+    needs_classifier=True,
+)
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
@@ -157,15 +164,3 @@ def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -
             "fill": [round(c, 6) for c in fill],
         },
     )
-
-
-register(
-    Method(
-        name="occlusion",
-        summary="Drop of the class probability as a grey window slides over the picture (Zeiler & Fergus 2014)",
-        category="attribute",
-        params=OcclusionParams,
-        run=occlusion,
-        needs_classifier=True,
-    )
-)

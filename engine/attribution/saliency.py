@@ -13,7 +13,7 @@ from engine.attribution.targets import ClassTarget, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -21,6 +21,13 @@ class SaliencyParams(AttributionParams):
     pass
 
 
+@method(
+    "saliency",
+    summary="Vanilla gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
+    category="attribute",
+    params=SaliencyParams,
+    needs_classifier=True,
+)
 def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
@@ -31,15 +38,3 @@ def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> 
     return attribution_result(
         model, "saliency", image, max_abs_over_channels(grad), params, target.as_dict(), "absolute", clock.laps
     )
-
-
-register(
-    Method(
-        name="saliency",
-        summary="Vanilla gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
-        category="attribute",
-        params=SaliencyParams,
-        run=saliency,
-        needs_classifier=True,
-    )
-)

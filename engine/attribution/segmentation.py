@@ -20,7 +20,7 @@ from engine.attribution.targets import ClassTarget, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -53,6 +53,13 @@ def grabcut_mask(
     return np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
 
 
+@method(
+    "segmentation",
+    summary="Object mask from GrabCut seeded by the saliency map (Simonyan et al. 2014)",
+    category="attribute",
+    params=SegmentationParams,
+    needs_classifier=True,
+)
 def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
@@ -72,15 +79,3 @@ def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progr
         data={"object_fraction": float(mask.mean())},
         main="masked",
     )
-
-
-register(
-    Method(
-        name="segmentation",
-        summary="Object mask from GrabCut seeded by the saliency map (Simonyan et al. 2014)",
-        category="attribute",
-        params=SegmentationParams,
-        run=segmentation,
-        needs_classifier=True,
-    )
-)

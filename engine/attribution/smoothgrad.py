@@ -19,7 +19,7 @@ from engine.attribution.timing import Stopwatch
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -47,6 +47,13 @@ def smoothgrad_gradient(
     return total / samples
 
 
+@method(
+    "smoothgrad",
+    summary="Vanilla gradients averaged over noisy copies of the picture (Smilkov et al. 2017)",
+    category="attribute",
+    params=SmoothGradParams,
+    needs_classifier=True,
+)
 def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
@@ -62,15 +69,3 @@ def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress)
         ClassTarget.of(model, logits, index).as_dict(), "absolute", clock.laps,
         data={"squared": params.squared, "samples": params.samples, "noise_level": params.noise_level},
     )
-
-
-register(
-    Method(
-        name="smoothgrad",
-        summary="Vanilla gradients averaged over noisy copies of the picture (Smilkov et al. 2017)",
-        category="attribute",
-        params=SmoothGradParams,
-        run=smoothgrad,
-        needs_classifier=True,
-    )
-)

@@ -13,7 +13,7 @@ from engine.fool.attack import attack, describe, load_originals, probabilities, 
 from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 
@@ -27,6 +27,15 @@ class FoolingImageParams(BaseModel):
     preview_every: int = Field(10, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
 
 
+@method(
+    "fooling_image",
+    summary="Change a picture imperceptibly until the model sees a chosen class",
+    category="fool",
+    params=FoolingImageParams,
+    inputs=(InputSlot("image", "the picture to change"),),
+    inline=False,
+    needs_classifier=True,
+)
 def fooling_image(model: ConvLensModel, inputs, params: FoolingImageParams, progress) -> Result:
     """Targeted adversarial image within an L-infinity budget (Szegedy et al. 2014; Madry et al. 2018)."""
     target = model.class_index(params.target)
@@ -46,16 +55,3 @@ def fooling_image(model: ConvLensModel, inputs, params: FoolingImageParams, prog
         model, original, rendered, params.eps, before, after,
         target=describe(model, after, target), success=int(after.argmax()) == target,
     )
-
-register(
-    Method(
-        name="fooling_image",
-        summary="Change a picture imperceptibly until the model sees a chosen class",
-        category="fool",
-        params=FoolingImageParams,
-        run=fooling_image,
-        inputs=(InputSlot("image", "the picture to change"),),
-        inline=False,
-        needs_classifier=True,
-    )
-)

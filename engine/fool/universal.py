@@ -15,7 +15,7 @@ from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
 from engine.optim.report import plot_losses
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 
@@ -28,6 +28,15 @@ class UniversalParams(BaseModel):
     preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
 
 
+@method(
+    "universal_perturbation",
+    summary="One imperceptible pattern that changes the labels of most pictures in a collection",
+    category="fool",
+    params=UniversalParams,
+    inputs=(InputSlot("images", "the pictures to fool together", many=True, min_count=2, max_count=32),),
+    inline=False,
+    needs_classifier=True,
+)
 def universal_perturbation(model: ConvLensModel, inputs, params: UniversalParams, progress) -> Result:
     """One perturbation that flips the labels of most pictures in a collection (Moosavi-Dezfooli et al. 2017)."""
     originals = load_originals(model, inputs["images"], params.fit)
@@ -65,17 +74,3 @@ def universal_perturbation(model: ConvLensModel, inputs, params: UniversalParams
         data=data,
         main="perturbation",
     )
-
-
-register(
-    Method(
-        name="universal_perturbation",
-        summary="One imperceptible pattern that changes the labels of most pictures in a collection",
-        category="fool",
-        params=UniversalParams,
-        run=universal_perturbation,
-        inputs=(InputSlot("images", "the pictures to fool together", many=True, min_count=2, max_count=32),),
-        inline=False,
-        needs_classifier=True,
-    )
-)

@@ -15,7 +15,7 @@ from engine.fool.attack import attack, load_originals, probabilities, single_ima
 from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 
@@ -30,6 +30,15 @@ class UntargetedParams(BaseModel):
     preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
 
 
+@method(
+    "adversarial_untargeted",
+    summary="Flip the model's label with an imperceptible change (FGSM or PGD)",
+    category="fool",
+    params=UntargetedParams,
+    inputs=(InputSlot("image", "the picture to change"),),
+    inline=False,
+    needs_classifier=True,
+)
 def adversarial_untargeted(model: ConvLensModel, inputs, params: UntargetedParams, progress) -> Result:
     """Make the model drop the picture's label (FGSM, Goodfellow et al. 2015; PGD, Madry et al. 2018)."""
     original = load_originals(model, [inputs["image"]], params.fit)
@@ -55,16 +64,3 @@ def adversarial_untargeted(model: ConvLensModel, inputs, params: UntargetedParam
         model, original, rendered, params.eps, before, after,
         original_label_probability=float(after[label]), success=int(after.argmax()) != label,
     )
-
-register(
-    Method(
-        name="adversarial_untargeted",
-        summary="Flip the model's label with an imperceptible change (FGSM or PGD)",
-        category="fool",
-        params=UntargetedParams,
-        run=adversarial_untargeted,
-        inputs=(InputSlot("image", "the picture to change"),),
-        inline=False,
-        needs_classifier=True,
-    )
-)

@@ -13,7 +13,7 @@ from engine.hooks import capture, run_until
 from engine.imaging import Fit, fit_image, tile_grid, to_tensor
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -38,6 +38,12 @@ def feature_map(model: ConvLensModel, image: torch.Tensor, layer: str) -> torch.
     return output[0]
 
 
+@method(
+    "activations",
+    summary="One layer's feature maps for an image, as a grid, with per-channel statistics",
+    category="inspect",
+    params=ActivationsParams,
+)
 def activations(model: ConvLensModel, inputs, params: ActivationsParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer or model.spec.first_conv
     size = (params.size, params.size) if params.size else tuple(model.input_size)
@@ -66,14 +72,3 @@ def activations(model: ConvLensModel, inputs, params: ActivationsParams, progres
         data=data,
         main="activations",
     )
-
-
-register(
-    Method(
-        name="activations",
-        summary="One layer's feature maps for an image, as a grid, with per-channel statistics",
-        category="inspect",
-        params=ActivationsParams,
-        run=activations,
-    )
-)

@@ -14,7 +14,7 @@ from sklearn.manifold import TSNE
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.inspect.display import thumbnail
 from engine.models import ConvLensModel
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 
@@ -53,6 +53,14 @@ def thumbnail_map(images: list[Image.Image], coords: np.ndarray, canvas: int, si
     return picture
 
 
+@method(
+    "embedding",
+    summary="A collection's penultimate features in 2-D (PCA or t-SNE), drawn as a map of thumbnails",
+    category="inspect",
+    params=EmbeddingParams,
+    inputs=(InputSlot("images", "the collection to lay out", many=True, min_count=3, max_count=MAX_IMAGES),),
+    inline=False,
+)
 def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress) -> Result:
     images = fit_all(inputs["images"], params.shape(model), params.fit)
     vectors, layer = feature_vectors(model, images, params, progress)
@@ -64,16 +72,3 @@ def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress) -
         data=data,
         main="map",
     )
-
-
-register(
-    Method(
-        name="embedding",
-        summary="A collection's penultimate features in 2-D (PCA or t-SNE), drawn as a map of thumbnails",
-        category="inspect",
-        params=EmbeddingParams,
-        run=embedding,
-        inputs=(InputSlot("images", "the collection to lay out", many=True, min_count=3, max_count=MAX_IMAGES),),
-        inline=False,
-    )
-)

@@ -22,7 +22,7 @@ from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -53,6 +53,14 @@ def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarra
     return kernels.permute(0, 2, 3, 1).numpy()
 
 
+@method(
+    "filters",
+    summary="A convolution layer's learned filters as a picture grid (RGB for the first layer)",
+    category="inspect",
+    params=FiltersParams,
+    inputs=(),
+    queue="cpu",
+)
 def filters(model: ConvLensModel, inputs, params: FiltersParams, progress) -> Result:
     layer = params.layer or model.spec.first_conv
     conv = conv_layer(model, layer)
@@ -86,16 +94,3 @@ def filters(model: ConvLensModel, inputs, params: FiltersParams, progress) -> Re
     if rgb:
         data["channel_order"] = f"drawn as RGB; the network's own order is {model.spec.preprocessing.channel_order}"
     return Result(images={"filters": grid}, arrays=arrays, data=data, main="filters")
-
-
-register(
-    Method(
-        name="filters",
-        summary="A convolution layer's learned filters as a picture grid (RGB for the first layer)",
-        category="inspect",
-        params=FiltersParams,
-        run=filters,
-        inputs=(),
-        queue="cpu",
-    )
-)

@@ -15,7 +15,7 @@ from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, lay
 from engine.inspect.display import captioned
 from engine.inspect.receptive_field import receptive_field
 from engine.models import ConvLensModel
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
@@ -51,6 +51,14 @@ def strongest(maps: np.ndarray, top_k: int, per_image: int) -> list[tuple[int, i
     return candidates[:top_k]
 
 
+@method(
+    "max_activating_patches",
+    summary="The image patches of a collection that most activate one channel, cut at its receptive field",
+    category="inspect",
+    params=MaxPatchesParams,
+    inputs=(InputSlot("images", "the collection to search", many=True, min_count=1, max_count=MAX_IMAGES),),
+    inline=False,
+)
 def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer or model.spec.first_conv
     size = params.shape(model)
@@ -84,16 +92,3 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
         data=data,
         main="patches",
     )
-
-
-register(
-    Method(
-        name="max_activating_patches",
-        summary="The image patches of a collection that most activate one channel, cut at its receptive field",
-        category="inspect",
-        params=MaxPatchesParams,
-        run=max_activating_patches,
-        inputs=(InputSlot("images", "the collection to search", many=True, min_count=1, max_count=MAX_IMAGES),),
-        inline=False,
-    )
-)

@@ -14,7 +14,7 @@ from engine.imaging import tile_grid, to_tensor
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.inspect.display import captioned, thumbnail
 from engine.models import ConvLensModel
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 Metric = Literal["l2", "cosine"]
@@ -63,6 +63,17 @@ def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], labels
     return tile_grid(np.stack(tiles), columns=order.shape[1] + 1)
 
 
+@method(
+    "nearest_neighbours",
+    summary="Each image's (or a query's) nearest neighbours in the network's feature space, optionally against raw pixels",
+    category="inspect",
+    params=NeighboursParams,
+    inputs=(
+        InputSlot("images", "the collection to search", many=True, min_count=2, max_count=MAX_IMAGES),
+        InputSlot("query", "an image to find neighbours for; default: every image of the collection", optional=True),
+    ),
+    inline=False,
+)
 def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, progress) -> Result:
     size = params.shape(model)
     images = fit_all(inputs["images"], size, params.fit)
@@ -92,19 +103,3 @@ def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, p
         data["pixel_neighbours"] = search(pixels, "pixel_neighbours", result)
     result.data = data
     return result
-
-
-register(
-    Method(
-        name="nearest_neighbours",
-        summary="Each image's (or a query's) nearest neighbours in the network's feature space, optionally against raw pixels",
-        category="inspect",
-        params=NeighboursParams,
-        run=nearest_neighbours,
-        inputs=(
-            InputSlot("images", "the collection to search", many=True, min_count=2, max_count=MAX_IMAGES),
-            InputSlot("query", "an image to find neighbours for; default: every image of the collection", optional=True),
-        ),
-        inline=False,
-    )
-)

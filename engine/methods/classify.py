@@ -5,7 +5,7 @@ from pydantic import BaseModel, Field
 
 from engine.imaging import Fit, fit_image, to_tensor
 from engine.models import ConvLensModel
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -14,6 +14,14 @@ class ClassifyParams(BaseModel):
     fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
 
 
+@method(
+    "classify",
+    summary="Top-k ImageNet classes with probabilities",
+    category="inspect",
+    params=ClassifyParams,
+    needs_classifier=True,
+    queue="cpu",
+)
 def classify(model: ConvLensModel, inputs, params: ClassifyParams, progress) -> Result:
     image = fit_image(inputs["image"], model.input_size, params.fit)
     with torch.inference_mode():
@@ -24,16 +32,3 @@ def classify(model: ConvLensModel, inputs, params: ClassifyParams, progress) -> 
         for p, i in zip(values.tolist(), indices.tolist())
     ]
     return Result(images={"input": image}, data={"top": top}, main="input")
-
-
-register(
-    Method(
-        name="classify",
-        summary="Top-k ImageNet classes with probabilities",
-        category="inspect",
-        params=ClassifyParams,
-        run=classify,
-        needs_classifier=True,
-        queue="cpu",
-    )
-)

@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.errors import UnknownModel
 from engine.models.wrapper import ConvLensModel, Preprocessing
+from engine.named_registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,28 +45,26 @@ class ModelSpec:
         }
 
 
-_SPECS: dict[str, ModelSpec] = {}
+def _import_builtins() -> None:
+    # Imported lazily so that importing the zoo never loads weights or timm.
+    from engine.models import efficientnet_lite0, vgg19  # noqa: F401
+
+
+MODELS: Registry[ModelSpec] = Registry("model", UnknownModel, _import_builtins)
 _LOADED: dict[tuple[str, str], ConvLensModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _SPECS:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    _SPECS[spec.name] = spec
-    return spec
+    return MODELS.add(spec.name, spec)
 
 
 def list_specs() -> list[ModelSpec]:
-    _ensure_builtins()
-    return list(_SPECS.values())
+    return MODELS.all()
 
 
 def get_spec(name: str) -> ModelSpec:
-    _ensure_builtins()
-    if name not in _SPECS:
-        raise UnknownModel(f"unknown model {name!r}; available: {', '.join(sorted(_SPECS))}")
-    return _SPECS[name]
+    return MODELS.get(name)
 
 
 def load_model(name: str, device: str | torch.device | None = None) -> ConvLensModel:
@@ -77,8 +76,3 @@ def load_model(name: str, device: str | torch.device | None = None) -> ConvLensM
         if key not in _LOADED:
             _LOADED[key] = ConvLensModel(spec, spec.build()).to(device)
         return _LOADED[key]
-
-
-def _ensure_builtins() -> None:
-    # Imported lazily so that importing the zoo never loads weights or timm.
-    from engine.models import efficientnet_lite0, vgg19  # noqa: F401

@@ -22,7 +22,7 @@ from engine.optim.loop import render
 from engine.optim.params import Start, mean_colour, pixels, start_image
 from engine.optim.report import synthesis_result
 from engine.optim.transforms import jitter, pad, random_rotate, random_scale
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -123,6 +123,14 @@ def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor):
     return hook
 
 
+@method(
+    "class_visualization",
+    summary="Synthesise the image a class, layer, channel or neuron responds to most",
+    category="synthesise",
+    params=ClassVisualizationParams,
+    inputs=(),
+    inline=False,
+)
 def class_visualization(model: ConvLensModel, inputs, params: ClassVisualizationParams, progress) -> Result:
     """Synthesise the image maximising the weighted objectives (Simonyan et al. 2014; Yosinski et al. 2015)."""
     size = (params.size, params.size)
@@ -165,16 +173,3 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
             for i in dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class")
         }
     return synthesis_result(rendered, data)
-
-
-register(
-    Method(
-        name="class_visualization",
-        summary="Synthesise the image a class, layer, channel or neuron responds to most",
-        category="synthesise",
-        params=ClassVisualizationParams,
-        run=class_visualization,
-        inputs=(),
-        inline=False,
-    )
-)

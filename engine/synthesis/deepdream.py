@@ -19,7 +19,7 @@ from engine.optim.objectives import deepdream as dream_objective
 from engine.optim.params import pixels
 from engine.optim.report import synthesis_result
 from engine.optim.transforms import jitter
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 DREAM_LAYERS = {"vgg19": "block4_conv2", "efficientnet_lite0": "blocks.4"}
@@ -44,6 +44,14 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+@method(
+    "deepdream",
+    summary="Amplify the patterns a layer sees in a picture (DeepDream, with octaves)",
+    category="synthesise",
+    params=DeepDreamParams,
+    inputs=(InputSlot("image", "the picture to dream on"),),
+    inline=False,
+)
 def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -> Result:
     """Dream ``params.layer`` into the picture over several octaves (Mordvintsev et al. 2015)."""
     layer = params.layer or DREAM_LAYERS.get(model.spec.name) or model.spec.default_layer
@@ -95,16 +103,3 @@ def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -
     )
     result.images["input"] = to_image(original)
     return result
-
-
-register(
-    Method(
-        name="deepdream",
-        summary="Amplify the patterns a layer sees in a picture (DeepDream, with octaves)",
-        category="synthesise",
-        params=DeepDreamParams,
-        run=deepdream,
-        inputs=(InputSlot("image", "the picture to dream on"),),
-        inline=False,
-    )
-)

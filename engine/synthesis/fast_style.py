@@ -26,7 +26,7 @@ from engine.models import ConvLensModel
 from engine.optim.loop import Rendered
 from engine.optim.style_losses import gram_matrix
 from engine.optim.report import synthesis_result
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 
 STYLE_LAYERS = ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1")
@@ -96,6 +96,17 @@ def stylise(net: Transformer, image: Image.Image, max_side: int, device: torch.d
     return out if out.size == image.size else out.resize(image.size, Image.BICUBIC)
 
 
+@method(
+    "fast_style_transfer",
+    summary="Train a feed-forward style network on a content collection, then stylise each content image",
+    category="synthesise",
+    params=FastStyleParams,
+    inputs=(
+        InputSlot("content", "pictures to train on and to stylise", many=True, min_count=1, max_count=64),
+        InputSlot("style", "the style picture"),
+    ),
+    inline=False,
+)
 def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, progress) -> Result:
     device, square = model.device, (params.size, params.size)
     layers = dict.fromkeys([params.content_layer, *params.style_layers])
@@ -142,19 +153,3 @@ def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, p
     for index, picture in enumerate(outputs[1:], start=1):
         result.images[f"stylised_{index}"] = picture
     return result
-
-
-register(
-    Method(
-        name="fast_style_transfer",
-        summary="Train a feed-forward style network on a content collection, then stylise each content image",
-        category="synthesise",
-        params=FastStyleParams,
-        run=fast_style_transfer,
-        inputs=(
-            InputSlot("content", "pictures to train on and to stylise", many=True, min_count=1, max_count=64),
-            InputSlot("style", "the style picture"),
-        ),
-        inline=False,
-    )
-)

@@ -13,7 +13,7 @@ from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import relative_feature_loss, total_variation
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis.feature_targets import features, resize_longest
 from engine.synthesis.normalised_render import render_from_noise
@@ -37,6 +37,14 @@ def relative_error(model: ConvLensModel, layer: str, image: torch.Tensor, target
     return float((found - target).norm() / target.norm().clamp_min(1e-12))
 
 
+@method(
+    "feature_inversion",
+    summary="Reconstruct a picture from one layer's features (Mahendran & Vedaldi 2015)",
+    category="synthesise",
+    params=FeatureInversionParams,
+    inputs=(InputSlot("image", "the photo whose features are inverted"),),
+    inline=False,
+)
 def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer
     model.layer_info(layer)  # raises UnknownLayer; feature maps and vectors both invert
@@ -48,16 +56,3 @@ def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionPara
     rendered = render_from_noise(model, objective, tuple(photo.shape), params, progress)
     error = relative_error(model, layer, rendered.image, target)
     return synthesis_result(rendered, {"layer": layer, "relative_feature_error": error, "size": list(photo.shape[-2:])})
-
-
-register(
-    Method(
-        name="feature_inversion",
-        summary="Reconstruct a picture from one layer's features (Mahendran & Vedaldi 2015)",
-        category="synthesise",
-        params=FeatureInversionParams,
-        run=feature_inversion,
-        inputs=(InputSlot("image", "the photo whose features are inverted"),),
-        inline=False,
-    )
-)

@@ -22,7 +22,7 @@ from engine.optim.objectives import Objective
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import content_loss, style_loss, total_variation
 from engine.progress import no_progress
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis import color
 from engine.synthesis.feature_targets import (
@@ -156,6 +156,17 @@ def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
     return max(16, round(h * scale)), max(16, round(w * scale))
 
 
+@method(
+    "style_transfer",
+    summary="Repaint a photo in the style of one or several paintings (Gatys et al. 2016)",
+    category="synthesise",
+    params=StyleTransferParams,
+    inputs=(
+        InputSlot("content", "the photo whose layout is kept"),
+        InputSlot("style", "style images (paintings, textures)", many=True, min_count=1, max_count=4),
+    ),
+    inline=False,
+)
 def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, progress) -> Result:
     content_image = resize_longest(inputs["content"], params.size)
     style_images = [resize_to_pixels(s, content_image.width * content_image.height) for s in inputs["style"]]
@@ -175,19 +186,3 @@ def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, pr
     steps = [params.coarse_steps] * (params.scales - 1) + [params.steps]
     scales = [{"height": h, "width": w, "steps": n} for (h, w), n in zip(sizes, steps)]
     return synthesis_result(rendered, {"size": [content_image.height, content_image.width], "scales": scales})
-
-
-register(
-    Method(
-        name="style_transfer",
-        summary="Repaint a photo in the style of one or several paintings (Gatys et al. 2016)",
-        category="synthesise",
-        params=StyleTransferParams,
-        run=style_transfer,
-        inputs=(
-            InputSlot("content", "the photo whose layout is kept"),
-            InputSlot("style", "style images (paintings, textures)", many=True, min_count=1, max_count=4),
-        ),
-        inline=False,
-    )
-)

@@ -11,7 +11,7 @@ from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import style_loss, total_variation
-from engine.registry import InputSlot, Method, register
+from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis.feature_targets import (
     check_feature_layers,
@@ -39,6 +39,14 @@ class TextureSynthesisParams(BaseModel):
     preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
 
 
+@method(
+    "texture_synthesis",
+    summary="Synthesise a new texture with a photo's Gram statistics (Gatys et al. 2015)",
+    category="synthesise",
+    params=TextureSynthesisParams,
+    inputs=(InputSlot("image", "the texture photo"),),
+    inline=False,
+)
 def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisParams, progress) -> Result:
     layers = style_layers_or_default(model, params.layers)
     channels = check_feature_layers(model, layers)
@@ -50,16 +58,3 @@ def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisPara
         objective = objective + params.tv_weight * total_variation(params.tv_beta)
     rendered = render_from_noise(model, objective, (1, 3, params.height, params.width), params, progress)
     return synthesis_result(rendered, {"layers": list(layers), "size": [params.height, params.width]})
-
-
-register(
-    Method(
-        name="texture_synthesis",
-        summary="Synthesise a new texture with a photo's Gram statistics (Gatys et al. 2015)",
-        category="synthesise",
-        params=TextureSynthesisParams,
-        run=texture_synthesis,
-        inputs=(InputSlot("image", "the texture photo"),),
-        inline=False,
-    )
-)

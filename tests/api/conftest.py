@@ -79,11 +79,11 @@ PROBE = Method(
 
 
 @pytest.fixture
-def probe_method(monkeypatch):
+def probe_method():
     """Registers the probe method for one test (removed afterwards)."""
-    registry.all_methods()  # built-ins first, so the probe does not hide them
-    monkeypatch.setitem(registry._METHODS, PROBE.name, PROBE)
+    registry.METHODS.add(PROBE.name, PROBE)
     yield PROBE
+    registry.METHODS.remove(PROBE.name)
 
 
 @pytest.fixture

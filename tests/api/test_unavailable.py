@@ -43,8 +43,8 @@ def test_storage_down_is_503_storage_unavailable():
 def unloaded_plugin(monkeypatch):
     """The registry and module cache as if the test plugin had never been imported, restored afterwards."""
     plugin = "tests.e2e.plugins"
-    without = {name: method for name, method in registry._METHODS.items() if method.run.__module__ != plugin}
-    monkeypatch.setattr(registry, "_METHODS", without)
+    without = {method.name: method for method in registry.all_methods() if method.run.__module__ != plugin}
+    monkeypatch.setattr(registry.METHODS, "_items", without)
     monkeypatch.delitem(sys.modules, plugin, raising=False)
     registry.all_methods()
     yield plugin

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from engine.hooks import capture, run_until
 from engine.imaging import fit_image, to_image, to_tensor
-from engine.registry import Method, register
+from engine.registry import method
 from engine.result import Result
 
 
@@ -73,7 +73,7 @@ def sleep_silently(model, inputs, params: SleepParams, progress) -> Result:
     return Result(images={"input": inputs["image"]}, data={"slept": params.seconds}, main="input")
 
 
-register(Method("probe_steps", "Test: N forward passes with progress", "inspect", ProbeParams, probe_steps, inline=False))
-register(Method("crash_worker", "Test: kills its worker process", "inspect", CrashParams, crash_worker, inline=False, queue="cpu"))
-register(Method("ignore_soft_limit", "Test: never ends by itself", "inspect", CrashParams, ignore_soft_limit, inline=False, queue="cpu"))
-register(Method("sleep_silently", "Test: sleeps, never reports progress", "inspect", SleepParams, sleep_silently, inline=False, queue="cpu"))
+method("probe_steps", summary="Test: N forward passes with progress", category="inspect", params=ProbeParams, inline=False)(probe_steps)
+method("crash_worker", summary="Test: kills its worker process", category="inspect", params=CrashParams, inline=False, queue="cpu")(crash_worker)
+method("ignore_soft_limit", summary="Test: never ends by itself", category="inspect", params=CrashParams, inline=False, queue="cpu")(ignore_soft_limit)
+method("sleep_silently", summary="Test: sleeps, never reports progress", category="inspect", params=SleepParams, inline=False, queue="cpu")(sleep_silently)
