@@ -53,7 +53,16 @@ def image_resolver(request: Request) -> ImageResolver:
     return resolve
 
 
+def current_tenant(request: Request) -> str:
+    """The tenant a request acts for: every stored resource belongs to one, and lookups take it.
+
+    Open mode (no API keys configured) has a single tenant, ``public``.
+    """
+    return "public"
+
+
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
+TenantDep = Annotated[str, Depends(current_tenant)]
