@@ -13,7 +13,7 @@ from api.routes import ROUTERS
 from api.routes.inline import inline_router
 from engine.models import load_model
 from worker.plugins import load_plugins
-from worker.settings import Settings, get_settings
+from api.settings import Settings, get_settings
 
 
 @asynccontextmanager

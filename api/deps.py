@@ -7,8 +7,8 @@ from fastapi import Depends, Request
 
 from api.inline_pool import InlinePool
 from api.inline_request import ImageResolver
-from worker.service import JobService
-from worker.settings import Settings
+from api.job_service import JobService
+from api.settings import Settings
 from worker.uploads import image_bytes
 
 _SERVICE_LOCK = threading.Lock()

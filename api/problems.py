@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
-from worker.service import BrokerUnavailable
+from api.job_service import BrokerUnavailable
 from worker.storage import StorageUnavailable
 from worker.uploads import UnknownImage
 

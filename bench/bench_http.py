@@ -37,7 +37,7 @@ from skimage import data  # noqa: E402
 from api.app import create_app  # noqa: E402
 from engine.registry import all_methods  # noqa: E402
 from engine.run import run_method  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from api.settings import Settings  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 WARMUP = 3

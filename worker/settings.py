@@ -1,4 +1,8 @@
-"""Service settings (environment variables prefixed ``CONVLENS_``), read once per process."""
+"""Worker settings (environment variables prefixed ``CONVLENS_``): broker, jobs, storage; read once per process.
+
+The API's own settings (request limits, inline pool, keys, rate limits) extend these in
+:mod:`api.settings`; the worker never reads them.
+"""
 
 from functools import lru_cache
 from typing import Literal
@@ -14,7 +18,6 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_connect_timeout: float = Field(1.0, gt=0, description="seconds; a dead broker answers 503 this fast")
     redis_socket_timeout: float = Field(2.0, gt=0, description="seconds per Redis command")
-    retry_after_seconds: int = Field(2, ge=1, description="Retry-After sent with 503 and 202 answers")
 
     # jobs
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="job records (and dedup) expire this long after their last change")
@@ -23,13 +26,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(4 * 3600, ge=1, description="seconds before an unacknowledged job is redelivered; longer than the longest job")
     redelivery_check_seconds: int = Field(60, ge=1, description="how often a worker looks for jobs abandoned by dead workers")
     max_deliveries: int = Field(3, ge=1, description="a job delivered more often (it keeps killing workers) fails as a poison pill")
-    cancel_grace_seconds: float = Field(
-        30.0, ge=0, description="a running job asked to cancel that is still running this long after: a repeated DELETE kills its process"
-    )
     progress_interval_seconds: float = Field(0.1, ge=0, description="minimum time between stored progress updates")
     preview_interval_seconds: float = Field(2.0, ge=0, description="minimum time between stored preview images")
     worker_max_memory_per_child_kb: int = Field(8_000_000, ge=100_000, description="recycle a worker child above this resident memory")
-    sse_heartbeat_seconds: float = Field(15.0, gt=0, description="comment lines keeping idle event streams open")
     plugins: str = Field("", description="comma-separated modules imported at API and worker start to register extra methods")
 
     # object storage
@@ -44,12 +43,8 @@ class Settings(BaseSettings):
     s3_create_bucket: bool = False
     s3_presign_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
 
-    # request limits
-    max_upload_bytes: int = 20 * 1024 * 1024
+    # decoding and running methods (the API's inline calls use these too)
     max_image_pixels: int = 40_000_000
-    inline_threads: int = 4
-    inline_backlog: int = 16  # inline calls that may wait for a thread; more are answered 429
-    warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
     device: str | None = None  # None: CUDA when present, else CPU
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
-from worker.service import BrokerUnavailable
+from api.job_service import BrokerUnavailable
 from worker.storage import StorageUnavailable
 
 router = APIRouter(tags=["health"])

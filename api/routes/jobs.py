@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
 from worker.jobs import STATES, Job
-from worker.service import BROKER_ERRORS, JobService
+from api.job_service import BROKER_ERRORS, JobService
 from worker.storage import ObjectNotFound, Storage
 
 router = APIRouter(prefix="/v1", tags=["jobs"])

@@ -11,7 +11,7 @@ from api.app import create_app
 from engine import registry
 from engine.registry import InputSlot, Method
 from engine.result import Result
-from worker.settings import Settings
+from api.settings import Settings
 
 
 @pytest.fixture(scope="session", autouse=True)

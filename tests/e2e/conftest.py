@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.e2e.servers import CeleryWorker, RedisServer, S3Server, s3_env
 from worker.jobs import FINISHED
-from worker.settings import Settings
+from api.settings import Settings
 
 PLUGINS = "tests.e2e.plugins"
 

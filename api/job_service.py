@@ -20,7 +20,7 @@ from engine.registry import get_method
 from engine.run import check_inputs, parse_params
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
 from worker.queue_app import create_celery, send_job, terminate_job
-from worker.settings import Settings
+from api.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
 
