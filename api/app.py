@@ -3,13 +3,14 @@
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
+from api.deps import current_key, require_scope
 from api.inline_pool import InlinePool
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import ROUTERS
+from api.routes import PUBLIC_ROUTERS, ROUTERS
 from api.routes.inline import inline_router
 from engine.models import load_model
 from worker.plugins import load_plugins
@@ -43,8 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)
     for router in ROUTERS:
+        app.include_router(router, dependencies=[Depends(current_key)])
+    for router in PUBLIC_ROUTERS:
         app.include_router(router)
     inline, components = inline_router()
-    app.include_router(inline)  # last: its catch-all answers POSTs to unknown method names
+    # last: its catch-all answers POSTs to unknown method names
+    app.include_router(inline, dependencies=[Depends(require_scope("submit"))])
     install_openapi(app, components)
     return app

@@ -2,9 +2,10 @@
 
 Submissions are validated synchronously against the registry (method, model,
 params, input slots, uploaded image ids), so a bad job is refused before it
-is queued. Identical submissions (same content hash of method, model,
-canonical params and input ids) share one job unless that job failed or was
-cancelled.
+is queued. Identical submissions of one tenant (same content hash of
+method, model, canonical params and input ids) share one job unless that job
+failed or was cancelled. Every call takes the tenant it acts for: another
+tenant's job is not found.
 """
 
 import hashlib
@@ -44,8 +45,20 @@ class JobService:
         self.storage = make_storage(settings)
         self.celery = create_celery(settings)
 
-    def submit(self, method_name: str, model_name: str, inputs: dict[str, str | list[str]], params: dict[str, Any]) -> tuple[Job, bool]:
-        """Queue a job (or find its identical twin); returns the job and whether it is new."""
+    def submit(
+        self,
+        method_name: str,
+        model_name: str,
+        inputs: dict[str, str | list[str]],
+        params: dict[str, Any],
+        tenant: str,
+        request_id: str | None = None,
+        max_active: int = 0,
+    ) -> tuple[Job, bool]:
+        """Queue a job of ``tenant`` (or find its identical twin); returns the job and whether it is new.
+
+        JobQuotaExceeded when the tenant already has ``max_active`` jobs queued or running.
+        """
         method = get_method(method_name)
         spec = get_spec(model_name)
         parsed = parse_params(method, params).model_dump(mode="json")
@@ -60,10 +73,12 @@ class JobService:
             params=parsed,
             inputs=inputs,
             content_hash=content_hash(method.name, spec.name, parsed, inputs),
+            tenant=tenant,
+            request_id=request_id,
         )
-        require_images(self.storage, job.input_ids())
+        require_images(self.storage, job.input_ids(), tenant)
         with broker_errors():
-            job, created = self.jobs.create(job)
+            job, created = self.jobs.create(job, max_active)
         if created:
             try:
                 send_job(self.celery, job.id, job.queue)
@@ -75,23 +90,23 @@ class JobService:
                 raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc
         return job, created
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, tenant: str) -> Job | None:
         with broker_errors():
-            return self.jobs.get(job_id)
+            return self.jobs.get_owned(job_id, tenant)
 
-    def list(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+    def list(self, tenant: str, state: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         with broker_errors():
-            return self.jobs.list(state, limit, cursor)
+            return self.jobs.list(tenant, state, limit, cursor)
 
-    def cancel(self, job_id: str) -> tuple[str, Job | None]:
+    def cancel(self, job_id: str, tenant: str) -> tuple[str, Job | None]:
         """Cancel a queued job, ask a running one to stop, or, asked before and past the grace
         period, end its process: returns "cancelled", "requested", "terminated", "finished" or "missing"."""
         with broker_errors():
-            outcome = self.jobs.cancel(job_id, self.settings.cancel_grace_seconds)
+            outcome = self.jobs.cancel(job_id, tenant, self.settings.cancel_grace_seconds)
             if outcome == "terminate":
                 terminate_job(self.celery, job_id)
                 outcome = "terminated"
-            return outcome, self.jobs.get(job_id)
+            return outcome, self.jobs.get_owned(job_id, tenant)
 
     def ping(self) -> None:
         with broker_errors():

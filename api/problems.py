@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
 from api.job_service import BrokerUnavailable
+from worker.jobs import JobQuotaExceeded
 from worker.storage import StorageUnavailable
 from worker.uploads import UnknownImage
 
@@ -84,6 +85,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(BrokerUnavailable)
     async def _broker(request: Request, exc: BrokerUnavailable):
         return problem_response(503, "broker_unavailable", str(exc), _retry_after(request))
+
+    @app.exception_handler(JobQuotaExceeded)
+    async def _job_quota(request: Request, exc: JobQuotaExceeded):
+        retry = {"Retry-After": str(request.app.state.settings.quota_retry_after_seconds)}
+        return problem_response(429, "job_quota_exceeded", str(exc), retry, limit=exc.limit)
 
     @app.exception_handler(StorageUnavailable)
     async def _storage(request: Request, exc: StorageUnavailable):

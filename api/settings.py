@@ -4,9 +4,10 @@ Environment variables are prefixed ``CONVLENS_`` like the worker's; one
 ``Settings`` object is read once per process.
 """
 
+import ipaddress
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from worker.settings import Settings as WorkerSettings
 
@@ -24,6 +25,40 @@ class Settings(WorkerSettings):
     inline_threads: int = 4
     inline_backlog: int = 16  # inline calls that may wait for a thread; more are answered 429
     warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
+
+    # API keys (api.keys) and their default limits (a key may carry its own; 0: unlimited)
+    open_access: bool = Field(
+        False, description="no keys: every request acts for the one tenant 'public' with every scope; loopback only"
+    )
+    admin_key: SecretStr | None = Field(None, description="bootstrap admin key (tenant 'admin') that makes the other keys")
+    rate_per_minute: int = Field(600, ge=0, description="requests per minute per key")
+    max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
+    max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="uploaded bytes kept per tenant")
+    quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
+
+    def refuses_to_bind(self, host: str) -> str | None:
+        """Why serving on ``host`` with these settings would be unsafe, or None.
+
+        Open access (no keys) is for one machine: anyone who reaches the port
+        could read, submit and delete everything. Without an admin key no key
+        can ever be made, so the service would answer nothing but 401.
+        """
+        if self.open_access and not is_loopback(host):
+            return (f"refusing to serve open access (CONVLENS_OPEN_ACCESS) on {host}: any client reaching it could read "
+                    "and cancel every job; bind 127.0.0.1, or set CONVLENS_ADMIN_KEY and turn open access off")
+        if not self.open_access and self.admin_key is None:
+            return ("no API keys configured: set CONVLENS_ADMIN_KEY (a bootstrap admin key that makes the other keys "
+                    "with POST /v1/keys), or CONVLENS_OPEN_ACCESS=true on a loopback address for local use")
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

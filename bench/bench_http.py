@@ -50,7 +50,7 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> uvicorn.Server:
-    settings = Settings(device="cpu", inline_threads=1, warm_models=[MODEL])
+    settings = Settings(device="cpu", inline_threads=1, warm_models=[MODEL], open_access=True)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

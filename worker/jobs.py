@@ -28,12 +28,20 @@ if existing then
   local state = redis.call('HGET', ARGV[3] .. existing, 'state')
   if state and state ~= 'failed' and state ~= 'cancelled' then return existing end
 end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local state = redis.call('HGET', ARGV[3] .. id, 'state')
+  if state ~= 'queued' and state ~= 'running' then redis.call('SREM', KEYS[4], id) end
+end
+local limit = tonumber(ARGV[4])
+if limit > 0 and redis.call('SCARD', KEYS[4]) >= limit then return false end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('EXPIRE', KEYS[4], ARGV[2])
 return ARGV[1]
 """
 
@@ -84,7 +92,7 @@ return fields[2]
 
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
+if not state or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[4] then return 'missing' end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'cancel_requested', '1', 'cancel_requested_at', ARGV[1])
   redis.call('PUBLISH', ARGV[2], 'state')
@@ -121,6 +129,8 @@ class Job:
     params: dict[str, Any]
     inputs: dict[str, str | list[str]]
     content_hash: str
+    tenant: str = "public"
+    request_id: str | None = None
     state: str = "queued"
     deliveries: int = 0
     cancel_requested: bool = False
@@ -175,12 +185,24 @@ def _flat(fields: dict[str, str]) -> list[str]:
     return [part for pair in fields.items() for part in pair]
 
 
+class JobQuotaExceeded(Exception):
+    """The tenant already has as many queued and running jobs as its key allows."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} jobs may be queued or running at once; wait for one to finish")
+        self.limit = limit
+
+
 class JobStore:
-    """Job records in Redis; every method is one round trip."""
+    """Job records in Redis; every method is one round trip.
+
+    Every job belongs to a tenant. The API-side calls (``create``, ``get_owned``,
+    ``list``, ``cancel``) take the tenant, and another tenant's job is simply
+    not found; the worker runs whatever id it is handed (``get``, ``start``...).
+    """
 
     def __init__(self, client: redis.Redis, ttl_seconds: int, prefix: str = "convlens"):
         self.redis, self.ttl, self.prefix = client, ttl_seconds, prefix
-        self.index = f"{prefix}:jobs"
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._progress = client.register_script(_PROGRESS)
@@ -193,44 +215,64 @@ class JobStore:
     def channel(self, job_id: str) -> str:
         return f"{self.prefix}:events:{job_id}"
 
-    def _dedup_key(self, content_hash: str) -> str:
-        return f"{self.prefix}:dedup:{content_hash}"
+    def index(self, tenant: str) -> str:
+        return f"{self.prefix}:jobs:{tenant}"
+
+    def _active_key(self, tenant: str) -> str:
+        return f"{self.prefix}:active:{tenant}"
+
+    def _dedup_key(self, job: Job) -> str:
+        return f"{self.prefix}:dedup:{job.tenant}:{job.content_hash}"
 
     def ping(self) -> None:
         self.redis.ping()
 
-    def create(self, job: Job) -> tuple[Job, bool]:
-        """Store a new queued job, unless an identical one exists that did not fail or get cancelled.
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
+        """Store a new queued job, unless an identical one of the same tenant exists that did not fail or get cancelled.
 
         Returns the job that stands for the request and whether it is the new one.
+        With ``max_active`` > 0, raises JobQuotaExceeded when the tenant already
+        has that many jobs queued or running (checked in the same script).
         """
-        keys = [self.key(job.id), self.index, self._dedup_key(job.content_hash)]
-        winner = _text(self._create(keys=keys, args=[job.id, self.ttl, f"{self.prefix}:job:", *_flat(job.to_fields())]))
-        if winner == job.id:
+        keys = [self.key(job.id), self.index(job.tenant), self._dedup_key(job), self._active_key(job.tenant)]
+        args = [job.id, self.ttl, f"{self.prefix}:job:", max_active, *_flat(job.to_fields())]
+        winner = self._create(keys=keys, args=args)
+        if winner is None:
+            raise JobQuotaExceeded(max_active)
+        if _text(winner) == job.id:
             return job, True
-        existing = self.get(winner)
-        return (existing, False) if existing is not None else self.create(job)
+        existing = self.get_owned(_text(winner), job.tenant)
+        return (existing, False) if existing is not None else self.create(job, max_active)
 
     def get(self, job_id: str) -> Job | None:
+        """Any tenant's job (the worker's lookup); the API uses ``get_owned``."""
         raw = self.redis.hgetall(self.key(job_id))
         return Job.from_fields(raw) if raw else None
+
+    def get_owned(self, job_id: str, tenant: str) -> Job | None:
+        """The job when it belongs to ``tenant``, else None: a foreign id is not found."""
+        job = self.get(job_id)
+        return job if job is not None and job.tenant == tenant else None
 
     def remove(self, job_id: str) -> None:
         """Forget a job that could not be queued (its task was never sent)."""
         job = self.get(job_id)
+        if job is None:
+            return
         pipe = self.redis.pipeline()
         pipe.delete(self.key(job_id))
-        pipe.zrem(self.index, job_id)
-        if job is not None:
-            pipe.delete(self._dedup_key(job.content_hash))
+        pipe.zrem(self.index(job.tenant), job_id)
+        pipe.srem(self._active_key(job.tenant), job_id)
+        pipe.delete(self._dedup_key(job))
         pipe.execute()
 
-    def list(self, state: str | None = None, limit: int = 20, cursor: str | None = None) -> tuple[list[Job], str | None]:
-        """Jobs newest first, optionally of one state; ``cursor`` is the last id of the previous page."""
+    def list(self, tenant: str, state: str | None = None, limit: int = 20, cursor: str | None = None) -> tuple[list[Job], str | None]:
+        """The tenant's jobs newest first, optionally of one state; ``cursor`` is the last id of the previous page."""
+        index = self.index(tenant)
         found: list[Job] = []
         upper = f"({cursor}" if cursor else "+"
         while len(found) < limit:
-            ids = [_text(i) for i in self.redis.zrevrangebylex(self.index, upper, "-", start=0, num=max(limit, 50))]
+            ids = [_text(i) for i in self.redis.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50))]
             if not ids:
                 return found, None
             pipe = self.redis.pipeline()
@@ -247,7 +289,7 @@ class JobStore:
                     if len(found) == limit:
                         return found, job.id
             if expired:
-                self.redis.zrem(self.index, *expired)
+                self.redis.zrem(index, *expired)
             upper = f"({ids[-1]}"
         return found, None
 
@@ -277,7 +319,7 @@ class JobStore:
         """
         assert state in FINISHED
         flat = _flat({name: _dump(name, value) for name, value in fields.items()})
-        keys = [self.key(job.id), self._dedup_key(job.content_hash)]
+        keys = [self.key(job.id), self._dedup_key(job)]
         ended = self._finish(keys=keys, args=[self.ttl, self.channel(job.id), state, repr(time.time()), *flat])
         return _text(ended) if ended else None
 
@@ -286,7 +328,7 @@ class JobStore:
 
     # -- API side ------------------------------------------------------------
 
-    def cancel(self, job_id: str, grace_seconds: float = -1) -> str:
+    def cancel(self, job_id: str, tenant: str, grace_seconds: float = -1) -> str:
         """Cancel a job, or ask it to stop; returns what happened.
 
         - ``cancelled``: it was queued, and now never runs;
@@ -295,9 +337,10 @@ class JobStore:
         - ``terminate``: it was asked at least ``grace_seconds`` ago (negative:
           never) and still runs; it is now recorded cancelled, and the caller
           must end its process;
-        - ``finished`` or ``missing``.
+        - ``finished``, or ``missing`` (also for another tenant's job).
         """
-        return _text(self._cancel(keys=[self.key(job_id)], args=[repr(time.time()), self.channel(job_id), grace_seconds]))
+        args = [repr(time.time()), self.channel(job_id), grace_seconds, tenant]
+        return _text(self._cancel(keys=[self.key(job_id)], args=args))
 
 
 def _text(value: bytes | str) -> str:

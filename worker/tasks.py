@@ -65,7 +65,7 @@ def run_job(task: JobTask, job_id: str) -> str:
     job = jobs.get(job_id)
     log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries)
     try:
-        inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
+        inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
         artifacts = store_result(task.storage, job.id, result)
@@ -96,11 +96,11 @@ def run_job(task: JobTask, job_id: str) -> str:
     return "failed"
 
 
-def _load_inputs(storage: Storage, inputs: dict, max_pixels: int) -> dict:
+def _load_inputs(storage: Storage, job: Job, max_pixels: int) -> dict:
     def load(image_id: str) -> Image.Image:
-        return load_image(storage, image_id, max_pixels)
+        return load_image(storage, image_id, max_pixels, job.tenant)
 
-    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in inputs.items()}
+    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in job.inputs.items()}
 
 
 @dataclass

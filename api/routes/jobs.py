@@ -7,12 +7,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, SettingsDep
+from api.deps import JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
 from api.problems import Problem
 from worker.jobs import STATES, Job
 from api.job_service import BROKER_ERRORS, JobService
@@ -61,6 +61,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "params": job.params,
         "inputs": job.inputs,
         "content_hash": job.content_hash,
+        "request_id": job.request_id,
         "deliveries": job.deliveries,
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
@@ -87,9 +88,13 @@ def _found(job: Job | None, job_id: str) -> Job:
     status_code=202,
     summary="Submit a job; identical submissions share one job",
     responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
+    dependencies=[Depends(require_scope("submit"))],
 )
-def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    job, _created = service.submit(request.method, request.model, request.inputs, request.params)
+def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, key: KeyDep, http: Request, response: Response) -> dict:
+    job, _created = service.submit(
+        request.method, request.model, request.inputs, request.params, key.tenant,
+        getattr(http.state, "request_id", None), key_limit(key, settings, "max_active_jobs"),
+    )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200
@@ -101,17 +106,18 @@ def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, res
 @router.get("/jobs", summary="Jobs, newest first, optionally of one state")
 def list_jobs(
     service: JobsDep,
+    tenant: TenantDep,
     state: Literal[STATES] | None = Query(None, description="only jobs in this state"),
     limit: int = Query(20, ge=1, le=100),
     cursor: str | None = Query(None, pattern=r"^[0-9a-f]{24}$", description="next_cursor of the previous page"),
 ) -> dict:
-    jobs, next_cursor = service.list(state, limit, cursor)
+    jobs, next_cursor = service.list(tenant, state, limit, cursor)
     return {"jobs": [job_body(job, service.storage) for job in jobs], "next_cursor": next_cursor}
 
 
 @router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts")
-def get_job(job_id: str, service: JobsDep) -> dict:
-    return job_body(_found(service.get(job_id), job_id), service.storage)
+def get_job(job_id: str, service: JobsDep, tenant: TenantDep) -> dict:
+    return job_body(_found(service.get(job_id, tenant), job_id), service.storage)
 
 
 @router.delete(
@@ -124,9 +130,10 @@ def get_job(job_id: str, service: JobsDep) -> dict:
         200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)"},
         202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it"},
     },
+    dependencies=[Depends(require_scope("submit"))],
 )
-def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    outcome, job = service.cancel(job_id)
+def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep, response: Response) -> dict:
+    outcome, job = service.cancel(job_id, tenant)
     job = _found(job, job_id)
     if outcome == "requested":
         response.status_code = 202
@@ -138,8 +145,8 @@ def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: R
 
 
 @router.get("/jobs/{job_id}/artifacts/{name}", summary="Download one artifact of a finished job")
-def get_artifact(job_id: str, name: str, service: JobsDep) -> Response:
-    job = _found(service.get(job_id), job_id)
+def get_artifact(job_id: str, name: str, service: JobsDep, tenant: TenantDep) -> Response:
+    job = _found(service.get(job_id, tenant), job_id)
     artifact = next((item for item in job.artifacts if item["name"] == name), None)
     if artifact is None:
         raise Problem(404, "unknown_artifact", f"job {job_id} has no artifact {name!r}")
@@ -151,8 +158,8 @@ def get_artifact(job_id: str, name: str, service: JobsDep) -> Response:
 
 
 @router.get("/jobs/{job_id}/preview", summary="The latest preview image of a running synthesis job")
-def get_preview(job_id: str, service: JobsDep) -> Response:
-    job = _found(service.get(job_id), job_id)
+def get_preview(job_id: str, service: JobsDep, tenant: TenantDep) -> Response:
+    job = _found(service.get(job_id, tenant), job_id)
     try:
         data = service.storage.get(f"previews/{job.id}.png")
     except ObjectNotFound as exc:
@@ -166,8 +173,8 @@ def get_preview(job_id: str, service: JobsDep) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def job_events(job_id: str, service: JobsDep, settings: SettingsDep) -> StreamingResponse:
-    _found(await run_in_threadpool(service.get, job_id), job_id)
+async def job_events(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep) -> StreamingResponse:
+    _found(await run_in_threadpool(service.get, job_id, tenant), job_id)
     return StreamingResponse(
         _events(job_id, service, settings.sse_heartbeat_seconds),
         media_type="text/event-stream",

@@ -31,7 +31,7 @@ def s3_server():
 
 
 def stack_env(redis_url: str, storage: str, tmp_dir, s3: S3Server | None, **extra) -> dict[str, str]:
-    env = {"CONVLENS_REDIS_URL": redis_url, "CONVLENS_PLUGINS": PLUGINS, "CONVLENS_DEVICE": "cpu",
+    env = {"CONVLENS_REDIS_URL": redis_url, "CONVLENS_PLUGINS": PLUGINS, "CONVLENS_DEVICE": "cpu", "CONVLENS_OPEN_ACCESS": "true",
            "CONVLENS_PREVIEW_INTERVAL_SECONDS": "0", "CONVLENS_PROGRESS_INTERVAL_SECONDS": "0"}
     if storage == "s3":
         env.update(s3_env(s3, f"convlens-{tmp_dir.name.lower().replace('_', '-')[:40]}"))
