@@ -6,7 +6,9 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
-from api.deps import current_key, require_scope
+from api.deps import app_job_service, current_key, require_scope
+from api.metrics import Metrics
+from api.observability import Observe
 from api.inline_pool import InlinePool
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)
+    app.state.metrics = Metrics(lambda: app_job_service(app).redis, worker_max_age_seconds=app.state.settings.job_time_limit)
+    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer, 413s included
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(current_key)])
     for router in PUBLIC_ROUTERS:

@@ -46,10 +46,14 @@ def job_service(request: Request) -> JobService:
     everything but jobs; a broker or storage that is down surfaces as 503
     (api.problems) when a route uses it.
     """
+    return app_job_service(request.app)
+
+
+def app_job_service(app) -> JobService:
     with _SERVICE_LOCK:
-        service = getattr(request.app.state, "job_service", None)
+        service = getattr(app.state, "job_service", None)
         if service is None:
-            service = request.app.state.job_service = JobService(request.app.state.settings)
+            service = app.state.job_service = JobService(app.state.settings)
     return service
 
 

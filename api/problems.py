@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.errors import EngineError, ImageRejected
 from api.job_service import BrokerUnavailable
 from worker.jobs import JobQuotaExceeded
+from worker.logs import json_logger
 from worker.storage import StorageUnavailable
 from worker.uploads import UnknownImage
 
 PROBLEM_JSON = "application/problem+json"
+log = json_logger("convlens.errors")
 
 ENGINE_STATUS = {
     "unknown_model": 404,
@@ -110,7 +112,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, _exc: Exception):
+    async def _unexpected(request: Request, exc: Exception):
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc, extra={"request_id": getattr(request.state, "request_id", None)})
         return problem_response(500, "internal_error", "the server failed to handle this request; it has been logged")
 
 

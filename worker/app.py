@@ -6,7 +6,10 @@ pool child loads its models lazily on its first job (``engine.models.load_model`
 caches them per process), after the fork.
 """
 
+from celery.signals import after_setup_logger, after_setup_task_logger
+
 from engine.registry import all_methods
+from worker.logs import use_json
 from worker.plugins import load_plugins
 from worker.queue_app import create_celery
 from worker.settings import get_settings
@@ -15,3 +18,7 @@ settings = get_settings()
 load_plugins(settings)
 all_methods()
 app = create_celery(settings)
+
+if settings.log_format == "json":
+    after_setup_logger.connect(lambda logger, *args, **kwargs: use_json(logger), weak=False)
+    after_setup_task_logger.connect(lambda logger, *args, **kwargs: use_json(logger), weak=False)

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     preview_interval_seconds: float = Field(2.0, ge=0, description="minimum time between stored preview images")
     worker_max_memory_per_child_kb: int = Field(8_000_000, ge=100_000, description="recycle a worker child above this resident memory")
     plugins: str = Field("", description="comma-separated modules imported at API and worker start to register extra methods")
+    log_format: Literal["json", "text"] = Field("json", description="json: one object per line, with request and job ids")
 
     # object storage
     storage: Literal["filesystem", "s3"] = "filesystem"

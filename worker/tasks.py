@@ -25,7 +25,8 @@ from PIL import Image
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
 from worker.artifacts import discard_result, store_preview, store_result
-from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
+from worker.jobs import FINISHED, REDIS_ERRORS, Job, JobStore, connect
+from worker.metrics import record_job, record_worker_memory
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
 from worker.uploads import UnknownImage, load_image
@@ -47,6 +48,19 @@ class JobTask(Task):
     def storage(self) -> Storage:
         return make_storage(self.settings)
 
+    def after_return(self, status, retval, task_id, args, kwargs, einfo):
+        """Publish the job's metrics (its final state and duration, this process's memory) for /metrics."""
+        if not args:
+            return
+        try:
+            record_worker_memory(self.jobs.redis, _worker_name())
+            job = self.jobs.get(args[0]) if retval in (*FINISHED, "poisoned") else None
+            if job is not None and job.finished:
+                ran = job.finished_at - job.started_at if job.started_at and job.finished_at else None
+                record_job(self.jobs.redis, job.method, job.state, ran)
+        except REDIS_ERRORS:
+            log.warning("job %s: metrics not recorded (Redis unreachable)", args[0])
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         # Runs in the pool's parent when the hard time limit killed the child,
         # which had no chance to record anything itself.
@@ -58,12 +72,14 @@ class JobTask(Task):
 
 def run_job(task: JobTask, job_id: str) -> str:
     jobs, settings = task.jobs, task.settings
-    action, deliveries = jobs.start(job_id, settings.max_deliveries, f"{socket.gethostname()}:{os.getpid()}")
+    action, deliveries = jobs.start(job_id, settings.max_deliveries, _worker_name())
     if action != "run":
-        log.info("job %s not run: %s", job_id, action)
+        log.info("job %s not run: %s", job_id, action, extra={"job_id": job_id})
         return action
     job = jobs.get(job_id)
-    log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries)
+    record_worker_memory(jobs.redis, _worker_name())
+    log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries,
+             extra={"job_id": job_id, "request_id": job.request_id, "tenant": job.tenant})
     try:
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
@@ -94,6 +110,10 @@ def run_job(task: JobTask, job_id: str) -> str:
             discard_result(task.storage, artifacts)
         return ended or "not running"
     return "failed"
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _load_inputs(storage: Storage, job: Job, max_pixels: int) -> dict:

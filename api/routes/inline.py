@@ -81,11 +81,15 @@ def _endpoint(method: Method):
             str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
         ] = None,
     ) -> Response:
-        wanted = negotiate(request.headers.get("accept"), artifact)
-        body = await receive(request, method)
-        content, media_type, timings = await pool.run(
-            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
-        )
+        start = time.perf_counter()
+        try:
+            wanted = negotiate(request.headers.get("accept"), artifact)
+            body = await receive(request, method)
+            content, media_type, timings = await pool.run(
+                answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
+            )
+        finally:
+            request.app.state.metrics.inline.labels(method.name).observe(time.perf_counter() - start)
         return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
 
     endpoint.__name__ = f"inline_{method.name}"
