@@ -7,7 +7,7 @@ Environment variables are prefixed ``CONVLENS_`` like the worker's; one
 import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from worker.settings import Settings as WorkerSettings
 
@@ -35,6 +35,11 @@ class Settings(WorkerSettings):
     max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
     max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="uploaded bytes kept per tenant")
     quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
+
+    @field_validator("admin_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if value == "" else value
 
     def refuses_to_bind(self, host: str) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, or None.
