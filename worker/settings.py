@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.cost import Budget
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVLENS_", env_file=None)
@@ -31,6 +33,10 @@ class Settings(BaseSettings):
     worker_max_memory_per_child_kb: int = Field(8_000_000, ge=100_000, description="recycle a worker child above this resident memory")
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="comment lines keeping idle event streams open")
     plugins: str = Field("", description="comma-separated modules imported at API and worker start to register extra methods")
+    # job caps: hard limits on one job's estimated cost (engine.cost), refused at submission with 422
+    job_max_passes: int = Field(2_000_000, ge=1, description="forward/backward passes through the network")
+    job_max_pixels: int = Field(256_000_000, ge=1, description="output pixels")
+    job_max_bytes: int = Field(6 * 2**30, ge=1, description="working memory or output bytes; below worker_max_memory_per_child_kb")
 
     # object storage
     storage: Literal["filesystem", "s3"] = "filesystem"
@@ -52,6 +58,12 @@ class Settings(BaseSettings):
     warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
     device: str | None = None  # None: CUDA when present, else CPU
 
+    # inline budget: inline calls estimated over it are refused (422 over_inline_budget: submit a job)
+    inline_max_passes: int = Field(1024, ge=1, description="forward/backward passes through the network")
+    inline_max_pixels: int = Field(16_000_000, ge=1, description="output pixels")
+    inline_max_bytes: int = Field(2 * 2**30, ge=1, description="working memory or output bytes")
+    inline_time_limit_seconds: float = Field(60.0, gt=0, description="an inline call still running this long stops at its next step (503)")
+
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> "Settings":
         if self.job_soft_time_limit >= self.job_time_limit:
@@ -59,6 +71,12 @@ class Settings(BaseSettings):
         if self.visibility_timeout <= self.job_time_limit:
             raise ValueError("visibility_timeout must exceed job_time_limit, or long jobs run twice")
         return self
+
+    def inline_budget(self) -> Budget:
+        return Budget(self.inline_max_passes, self.inline_max_pixels, self.inline_max_bytes)
+
+    def job_caps(self) -> Budget:
+        return Budget(self.job_max_passes, self.job_max_pixels, self.job_max_bytes)
 
     def plugin_modules(self) -> list[str]:
         return [name.strip() for name in self.plugins.split(",") if name.strip()]
