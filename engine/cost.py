@@ -58,7 +58,7 @@ class OverBudget(EngineError):
     def __init__(self, code: str, message: str, cost: Cost):
         super().__init__(message)
         self.code = code
-        self.cost = cost
+        self.extra = {"cost": cost.as_dict()}
 
 
 def check_inline(method_name: str, cost: Cost, budget: Budget) -> None:

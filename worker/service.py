@@ -1,8 +1,8 @@
 """What the API does with jobs and images, without HTTP: validate, store, queue, read, cancel.
 
 Submissions are validated synchronously against the registry (method, model,
-params, input slots, uploaded image ids), so a bad job is refused before it
-is queued. Identical submissions (same content hash of method, model,
+params, input slots, uploaded image ids) and their estimated cost against the
+job caps, so a bad job is refused before it is queued. Identical submissions (same content hash of method, model,
 canonical params and input ids) share one job unless that job failed or was
 cancelled.
 """
@@ -14,10 +14,11 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from engine.cost import check_job
 from engine.errors import UnsupportedModel
-from engine.models import get_spec
+from engine.models import get_spec, load_model
 from engine.registry import get_method
-from engine.run import check_inputs, parse_params
+from engine.run import check_inputs, parse_params, shape_inputs
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
 from worker.queue_app import create_celery, send_job, terminate_job
 from worker.settings import Settings
@@ -48,10 +49,14 @@ class JobService:
         """Queue a job (or find its identical twin); returns the job and whether it is new."""
         method = get_method(method_name)
         spec = get_spec(model_name)
-        parsed = parse_params(method, params).model_dump(mode="json")
+        typed = parse_params(method, params)
+        parsed = typed.model_dump(mode="json")
+        inputs = shape_inputs(method, inputs)
         check_inputs(method, inputs)
         if method.needs_classifier and spec.labels is None:
             raise UnsupportedModel(f"method {method.name!r} needs a classifier; model {spec.name!r} has no classifier head")
+        images = sum(len(ids) if isinstance(ids, list) else 1 for ids in inputs.values())
+        check_job(method.name, method.estimate(load_model(spec.name, self.settings.device), typed, images), self.settings.job_caps())
         job = Job(
             id=new_job_id(),
             method=method.name,

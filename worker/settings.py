@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # inline budget: inline calls estimated over it are refused (422 over_inline_budget: submit a job)
     inline_max_passes: int = Field(1024, ge=1, description="forward/backward passes through the network")
     inline_max_pixels: int = Field(16_000_000, ge=1, description="output pixels")
-    inline_max_bytes: int = Field(2 * 2**30, ge=1, description="working memory or output bytes")
+    inline_max_bytes: int = Field(4 * 2**30, ge=1, description="working memory or output bytes")
     inline_time_limit_seconds: float = Field(60.0, gt=0, description="an inline call still running this long stops at its next step (503)")
 
     @model_validator(mode="after")
