@@ -41,7 +41,7 @@ class JobService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.redis = connect(settings)
-        self.jobs = JobStore(self.redis, settings.job_ttl_seconds)
+        self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds)
         self.storage = make_storage(settings)
         self.celery = create_celery(settings)
 
@@ -76,8 +76,12 @@ class JobService:
                 try:
                     self.jobs.remove(job.id)
                 except BROKER_ERRORS:
-                    pass  # the record expires; the job was never sent
+                    pass  # its dedup key expires within seconds; the reaper sends the job or it expires
                 raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc
+            try:
+                self.jobs.mark_sent(job)
+            except BROKER_ERRORS:
+                pass  # sent: the job runs; only its dedup key stays short-lived
         return job, created
 
     def get(self, job_id: str) -> Job | None:

@@ -1,0 +1,52 @@
+"""The reaper: a thread in each worker's main process that finds unfinished jobs nobody will finish.
+
+Every ``redelivery_check_seconds`` it asks :meth:`worker.jobs.JobStore.reap`
+for running jobs whose worker's heartbeat expired (requeued, or failed with a
+reason once their deliveries are spent) and queued jobs whose message may be
+lost, and sends those again. Several workers may reap at once: each
+transition is one atomic script, and a duplicate message does nothing.
+"""
+
+import logging
+import threading
+
+from celery import Celery
+
+from worker.jobs import REDIS_ERRORS, JobStore, connect
+from worker.queue_app import send_job
+from worker.service import BROKER_ERRORS
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reap_once(jobs: JobStore, app: Celery, settings: Settings) -> dict[str, list[str]]:
+    found = jobs.reap(settings.max_deliveries, settings.resend_queued_after_seconds)
+    for job_id in found["requeue"]:
+        job = jobs.get(job_id)
+        if job is None or job.finished:
+            continue
+        send_job(app, job.id, job.queue)
+        jobs.mark_sent(job)
+    for job_id in found["failed"]:
+        log.warning("job %s failed: its worker is gone and its deliveries are spent", job_id)
+    if found["requeue"]:
+        log.info("requeued jobs %s", ", ".join(found["requeue"]))
+    return found
+
+
+class Reaper(threading.Thread):
+    def __init__(self, app: Celery, settings: Settings):
+        super().__init__(name="convlens-reaper", daemon=True)
+        self.app, self.settings = app, settings
+        self.jobs = JobStore(connect(settings), settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.settings.redelivery_check_seconds):
+            try:
+                reap_once(self.jobs, self.app, self.settings)
+            except (*REDIS_ERRORS, *BROKER_ERRORS) as exc:
+                log.warning("reaper: Redis unreachable (%s); next check in %s s", exc, self.settings.redelivery_check_seconds)
+            except Exception:  # never let the reaper die
+                log.exception("reaper check failed")
