@@ -232,10 +232,11 @@ def _flat(fields: dict[str, str]) -> list[str]:
 class JobStore:
     """Job records in Redis; every method is one round trip (the reaper: one per unfinished job)."""
 
-    PENDING_SEND_SECONDS = 30  # a dedup key lives this long until the job's message is known sent; an unsent job fails after it
-
-    def __init__(self, client: redis.Redis, ttl_seconds: int, prefix: str = "convlens", heartbeat_seconds: float = 5.0):
+    def __init__(self, client: redis.Redis, ttl_seconds: int, prefix: str = "convlens", heartbeat_seconds: float = 5.0,
+                 unsent_seconds: float = 30.0):
         self.redis, self.ttl, self.prefix = client, ttl_seconds, prefix
+        # a dedup key lives this long until the job's message is known sent; an unsent job fails after it
+        self.unsent_seconds = unsent_seconds
         self.index = f"{prefix}:jobs"
         self.active = f"{prefix}:active"  # unfinished jobs, scored by creation time
         self.heartbeat_ms = max(1, int(3 * heartbeat_seconds * 1000))  # a heartbeat missed three times: worker gone
@@ -269,7 +270,7 @@ class JobStore:
         Returns the job that stands for the request and whether it is the new one.
         """
         keys = [self.key(job.id), self.index, self._dedup_key(job.content_hash), self.active]
-        args = [job.id, self.ttl, f"{self.prefix}:job:", self.PENDING_SEND_SECONDS, repr(job.created_at), *_flat(job.to_fields())]
+        args = [job.id, self.ttl, f"{self.prefix}:job:", max(1, round(self.unsent_seconds)), repr(job.created_at), *_flat(job.to_fields())]
         winner = _text(self._create(keys=keys, args=args))
         if winner == job.id:
             return job, True
@@ -373,7 +374,7 @@ class JobStore:
                 if outcome in found:
                     found[outcome].append(job_id)
             elif job.state == "queued":
-                if job.sent_at is None and now - job.created_at > self.PENDING_SEND_SECONDS:
+                if job.sent_at is None and now - job.created_at > self.unsent_seconds:
                     if self._fail_unsent(keys=[self.key(job_id), self.active], args=[repr(now), self.channel(job_id), unsent]):
                         found["failed"].append(job_id)
                 elif job.sent_at is not None and now - job.sent_at > resend_after_seconds:

@@ -39,7 +39,7 @@ class Reaper(threading.Thread):
     def __init__(self, app: Celery, settings: Settings):
         super().__init__(name="convlens-reaper", daemon=True)
         self.app, self.settings = app, settings
-        self.jobs = JobStore(connect(settings), settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds)
+        self.jobs = JobStore(connect(settings), settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
         self.stopped = threading.Event()
 
     def run(self) -> None:

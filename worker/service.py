@@ -41,7 +41,7 @@ class JobService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.redis = connect(settings)
-        self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds)
+        self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
         self.storage = make_storage(settings)
         self.celery = create_celery(settings)
 

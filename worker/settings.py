@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(3, ge=1, description="a job delivered more often (it keeps killing workers) fails as a poison pill")
     heartbeat_seconds: float = Field(5.0, gt=0, description="a worker running a job refreshes its heartbeat this often; three missed: its job is requeued")
     resend_queued_after_seconds: float = Field(3600.0, gt=0, description="a job queued this long since its message was sent is sent again (a broker restart may have lost it)")
+    unsent_job_seconds: float = Field(30.0, gt=0, description="a job whose message is not known sent this long after submission fails (not_sent); its dedup key lives as long")
     record_retry_seconds: float = Field(60.0, ge=0, description="how long a finishing job retries Redis and storage errors (with backoff) before giving up")
     cancel_grace_seconds: float = Field(
         30.0, ge=0, description="a running job asked to cancel that is still running this long after: a repeated DELETE kills its process"

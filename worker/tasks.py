@@ -49,7 +49,7 @@ class JobTask(Task):
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(connect(self.settings), self.settings.job_ttl_seconds, heartbeat_seconds=self.settings.heartbeat_seconds)
+        return JobStore(connect(self.settings), self.settings.job_ttl_seconds, heartbeat_seconds=self.settings.heartbeat_seconds, unsent_seconds=self.settings.unsent_job_seconds)
 
     @cached_property
     def storage(self) -> Storage:
