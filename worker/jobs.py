@@ -336,6 +336,15 @@ class JobStore:
         )
         return _text(action), int(deliveries)
 
+    def unfinished_input_ids(self) -> set[str]:
+        """The image ids every unfinished job reads."""
+        ids: set[str] = set()
+        for job_id in self.redis.zrange(self.active, 0, -1):
+            job = self.get(_text(job_id))
+            if job is not None and not job.finished:
+                ids.update(job.input_ids())
+        return ids
+
     def heartbeat(self, worker: str) -> None:
         """``worker`` is alive and running a job (the key outlives three missed beats)."""
         self.redis.set(self._heartbeat_prefix() + worker, repr(time.time()), px=self.heartbeat_ms)

@@ -1,4 +1,5 @@
-"""The reaper: a thread in each worker's main process that finds unfinished jobs nobody will finish.
+"""The reaper: a thread in each worker's main process that finds unfinished jobs nobody will finish
+(and, every ``retention_sweep_seconds``, runs the retention sweep, :mod:`worker.retention`).
 
 Every ``redelivery_check_seconds`` it asks :meth:`worker.jobs.JobStore.reap`
 for running jobs whose worker's heartbeat expired (requeued, or failed with a
@@ -9,13 +10,16 @@ transition is one atomic script, and a duplicate message does nothing.
 
 import logging
 import threading
+import time
 
 from celery import Celery
 
 from worker.jobs import REDIS_ERRORS, JobStore, connect
 from worker.queue_app import send_job
+from worker.retention import sweep
 from worker.service import BROKER_ERRORS
 from worker.settings import Settings
+from worker.storage import StorageError, make_storage
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,17 @@ class Reaper(threading.Thread):
         self.app, self.settings = app, settings
         self.jobs = JobStore(connect(settings), settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
         self.stopped = threading.Event()
+        self.swept_at = float("-inf")
 
     def run(self) -> None:
         while not self.stopped.wait(self.settings.redelivery_check_seconds):
             try:
                 reap_once(self.jobs, self.app, self.settings)
+                if time.monotonic() - self.swept_at >= self.settings.retention_sweep_seconds:
+                    self.swept_at = time.monotonic()
+                    sweep(make_storage(self.settings), self.jobs, self.settings.upload_ttl_seconds)
+            except StorageError as exc:
+                log.warning("retention sweep: storage unreachable (%s)", exc)
             except (*REDIS_ERRORS, *BROKER_ERRORS) as exc:
                 log.warning("reaper: Redis unreachable (%s); next check in %s s", exc, self.settings.redelivery_check_seconds)
             except Exception:  # never let the reaper die

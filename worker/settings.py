@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, description="a worker running a job refreshes its heartbeat this often; three missed: its job is requeued")
     resend_queued_after_seconds: float = Field(3600.0, gt=0, description="a job queued this long since its message was sent is sent again (a broker restart may have lost it)")
     unsent_job_seconds: float = Field(30.0, gt=0, description="a job whose message is not known sent this long after submission fails (not_sent); its dedup key lives as long")
+    upload_ttl_seconds: int = Field(30 * 24 * 3600, ge=60, description="uploaded images are deleted this long after their last upload, unless an unfinished job uses them")
+    retention_sweep_seconds: float = Field(3600.0, gt=0, description="how often a worker deletes the stored objects of expired jobs and uploads")
     record_retry_seconds: float = Field(60.0, ge=0, description="how long a finishing job retries Redis and storage errors (with backoff) before giving up")
     cancel_grace_seconds: float = Field(
         30.0, ge=0, description="a running job asked to cancel that is still running this long after: a repeated DELETE kills its process"
