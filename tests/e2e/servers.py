@@ -73,8 +73,12 @@ class RedisServer:
             self.process = None
 
     def restart(self, down_seconds: float = 0.0) -> None:
-        """SIGKILL and start again on the same port (what survives is what the append-only file kept)."""
-        self.stop()
+        """Shut down (SIGTERM: Redis flushes its append-only file, as ``docker compose restart`` does)
+        and start again on the same port."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
         time.sleep(down_seconds)
         self.start()
 
