@@ -1,11 +1,11 @@
 """What the API does with jobs and images, without HTTP: validate, store, queue, read, cancel.
 
 Submissions are validated synchronously against the registry (method, model,
-params, input slots, uploaded image ids), so a bad job is refused before it
-is queued. Identical submissions of one tenant (same content hash of
-method, model, canonical params and input ids) share one job unless that job
-failed or was cancelled. Every call takes the tenant it acts for: another
-tenant's job is not found.
+params, input slots, uploaded image ids) and their estimated cost against the
+job caps, so a bad job is refused before it is queued. Identical submissions
+of one tenant (same content hash of method, model, canonical params and input
+ids) share one job unless that job failed or was cancelled. Every call takes
+the tenant it acts for: another tenant's job is not found.
 """
 
 import hashlib
@@ -15,10 +15,11 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from engine.cost import check_job
 from engine.errors import UnsupportedModel
-from engine.models import get_spec
+from engine.models import get_spec, load_model
 from engine.registry import get_method
-from engine.run import check_inputs, parse_params
+from engine.run import check_inputs, parse_params, shape_inputs
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
 from worker.queue_app import create_celery, send_job, terminate_job
 from api.settings import Settings
@@ -41,7 +42,7 @@ class JobService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.redis = connect(settings)
-        self.jobs = JobStore(self.redis, settings.job_ttl_seconds)
+        self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
         self.storage = make_storage(settings)
         self.celery = create_celery(settings)
 
@@ -61,10 +62,14 @@ class JobService:
         """
         method = get_method(method_name)
         spec = get_spec(model_name)
-        parsed = parse_params(method, params).model_dump(mode="json")
+        typed = parse_params(method, params)
+        parsed = typed.model_dump(mode="json")
+        inputs = shape_inputs(method, inputs)
         check_inputs(method, inputs)
         if method.needs_classifier and spec.labels is None:
             raise UnsupportedModel(f"method {method.name!r} needs a classifier; model {spec.name!r} has no classifier head")
+        images = sum(len(ids) if isinstance(ids, list) else 1 for ids in inputs.values())
+        check_job(method.name, method.estimate(load_model(spec.name, self.settings.device), typed, images), self.settings.job_caps())
         job = Job(
             id=new_job_id(),
             method=method.name,
@@ -86,8 +91,12 @@ class JobService:
                 try:
                     self.jobs.remove(job.id)
                 except BROKER_ERRORS:
-                    pass  # the record expires; the job was never sent
+                    pass  # its dedup key expires within seconds; the reaper sends the job or it expires
                 raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc
+            try:
+                self.jobs.mark_sent(job)
+            except BROKER_ERRORS:
+                pass  # sent: the job runs; only its dedup key stays short-lived
         return job, created
 
     def get(self, job_id: str, tenant: str) -> Job | None:

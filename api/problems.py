@@ -30,6 +30,8 @@ ENGINE_STATUS = {
     "unknown_method": 404,
     "invalid_params": 422,
     "unsupported_model": 422,
+    "over_inline_budget": 422,
+    "over_job_caps": 422,
 }
 
 IMAGE_STATUS = {
@@ -74,7 +76,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EngineError)
     async def _engine(_request: Request, exc: EngineError):
-        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message)
+        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message, **getattr(exc, "extra", {}))
 
     @app.exception_handler(ImageRejected)
     async def _image(_request: Request, exc: ImageRejected):

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from pydantic import Field, SecretStr, field_validator
 
+from engine.cost import Budget
 from worker.settings import Settings as WorkerSettings
 
 
@@ -26,6 +27,12 @@ class Settings(WorkerSettings):
     inline_backlog: int = 16  # inline calls that may wait for a thread; more are answered 429
     warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
 
+    # inline budget: inline calls estimated over it are refused (422 over_inline_budget: submit a job)
+    inline_max_passes: int = Field(1024, ge=1, description="forward/backward passes through the network")
+    inline_max_pixels: int = Field(16_000_000, ge=1, description="output pixels")
+    inline_max_bytes: int = Field(4 * 2**30, ge=1, description="working memory or output bytes")
+    inline_time_limit_seconds: float = Field(60.0, gt=0, description="an inline call still running this long stops at its next step (503)")
+
     # API keys (api.keys) and their default limits (a key may carry its own; 0: unlimited)
     open_access: bool = Field(
         False, description="no keys: every request acts for the one tenant 'public' with every scope; loopback only"
@@ -35,6 +42,9 @@ class Settings(WorkerSettings):
     max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
     max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="uploaded bytes kept per tenant")
     quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
+
+    def inline_budget(self) -> Budget:
+        return Budget(self.inline_max_passes, self.inline_max_pixels, self.inline_max_bytes)
 
     @field_validator("admin_key", mode="before")
     @classmethod

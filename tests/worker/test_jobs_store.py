@@ -35,6 +35,7 @@ def test_created_job_reads_back_with_types_and_ttl(store, redis_client):
 
 def test_identical_job_is_shared_until_it_fails_or_is_cancelled(store):
     first, _ = store.create(make_job("same"))
+    store.mark_sent(first)
     twin, created = store.create(make_job("same"))
     assert not created and twin.id == first.id
     store.start(first.id, 3, "w:1")
@@ -49,6 +50,7 @@ def test_identical_job_is_shared_until_it_fails_or_is_cancelled(store):
 def test_deliveries_are_counted_and_a_poison_pill_fails(store):
     job, _ = store.create(make_job())
     assert [store.start(job.id, 2, "w:1") for _ in range(2)] == [("run", 1), ("run", 2)]
+    store.stop_heartbeat("w:1")  # its worker died
     assert store.start(job.id, 2, "w:2") == ("poisoned", 3)
     failed = store.get(job.id)
     assert failed.state == "failed" and failed.error["code"] == "poison_pill" and failed.finished_at
@@ -68,6 +70,7 @@ def test_cancel_queued_running_and_finished(store, redis_client):
     assert store.cancel(running.id, "public") == "requested"
     assert store.report_progress(running.id, {"step": 2})  # the worker is told to stop
     assert store.get(running.id).state == "running"
+    store.stop_heartbeat("w:1")
     assert store.start(running.id, 3, "w:2") == ("cancelled", 0)  # redelivered after cancel: not rerun
     assert store.cancel(running.id, "public") == "finished"
     assert store.cancel("0" * 24, "public") == "missing"
