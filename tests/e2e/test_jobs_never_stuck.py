@@ -8,7 +8,7 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-import worker.service as service_module
+import api.job_service as service_module
 from tests.e2e.conftest import start_stack, stack_env
 from tests.e2e.servers import RedisServer
 
@@ -70,7 +70,7 @@ def test_a_failed_send_leaves_no_dedup_key_and_the_job_ends_failed_with_a_reason
         patch.setattr(service.jobs, "remove", broken_remove)
         refused = stack.submit("probe_steps", image_id, steps=2, size=32)
     assert refused.status_code == 503
-    orphan = service.jobs.list(state="queued", limit=5)[0][0]
+    orphan = service.jobs.list("public", state="queued", limit=5)[0][0]
 
     again = stack.submit("probe_steps", image_id, steps=2, size=32)  # identical: not handed the unsent job
     assert again.status_code == 202 and again.json()["id"] != orphan.id

@@ -48,11 +48,11 @@ def test_the_reaper_fails_a_lost_job_with_a_reason_once_its_deliveries_are_spent
 
 def test_a_job_never_sent_keeps_no_dedup_key_and_fails_with_a_reason(store, redis_client):
     orphan, _ = store.create(make_job("same"))  # its send failed, and so did removing its record
-    assert 0 < redis_client.ttl(store._dedup_key("same")) <= store.unsent_seconds
+    assert 0 < redis_client.ttl(store._dedup_key(orphan)) <= store.unsent_seconds
     again, created = store.create(make_job("same"))  # an identical submission is not handed the unsent job
     assert created and again.id != orphan.id
     store.mark_sent(again)
-    assert redis_client.ttl(store._dedup_key("same")) > store.unsent_seconds
+    assert redis_client.ttl(store._dedup_key(orphan)) > store.unsent_seconds
     store.unsent_seconds = 0
     assert store.reap(3, 3600) == {"requeue": [], "failed": [orphan.id]}
     assert store.get(orphan.id).error["code"] == "not_sent"
@@ -72,5 +72,5 @@ def test_finished_and_cancelled_jobs_leave_the_active_set(store):
     cancelled, _ = store.create(make_job("b"))
     store.start(done.id, 3, "w:1")
     store.finish(done, "succeeded")
-    store.cancel(cancelled.id)
+    store.cancel(cancelled.id, "public")
     assert store.redis.zcard(store.active) == 0

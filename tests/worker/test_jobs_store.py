@@ -188,8 +188,9 @@ def test_active_job_quota_counts_queued_and_running_jobs_only(store):
     second, _ = store.create(make_job("a2", tenant="carol"), max_active=2)
     with pytest.raises(JobQuotaExceeded, match="at most 2"):
         store.create(make_job("a3", tenant="carol"), max_active=2)
+    store.mark_sent(first)
     twin, created = store.create(make_job("a1", tenant="carol"), max_active=2)
-    assert not created and twin.id == first.id  # a twin of a running job costs nothing
+    assert not created and twin.id == first.id  # a twin of a queued (sent) job costs nothing
     store.create(make_job("d1", tenant="dave"), max_active=2)  # another tenant has its own count
     store.start(second.id, 3, "w:1")
     store.fail(second, "internal_error", "boom")

@@ -33,12 +33,12 @@ def test_expired_records_and_their_objects_go_unexpired_ones_stay(storage, redis
         storage.put(f"jobs/{job.id}/image.png", b"png", "image/png")
         storage.put(f"jobs/{job.id}/result.json", b"{}", "application/json")
         storage.put(f"previews/{job.id}.png", b"png", "image/png")
-    storage.put("images/" + "a" * 32, b"old upload, its job has expired", "image/png")
-    storage.put("images/" + "b" * 32, b"old upload read by a queued job", "image/png")
-    storage.put("images/" + "c" * 32, b"old upload", "image/png")
+    storage.put("images/public/" + "a" * 32, b"old upload, its job has expired", "image/png")
+    storage.put("images/public/" + "b" * 32, b"old upload read by a queued job", "image/png")
+    storage.put("images/public/" + "c" * 32, b"old upload", "image/png")
     storage.put("models/mine.onnx", b"not ours to delete", "application/octet-stream")
     time.sleep(2.1)  # the short record expires; the uploads above are now 2 s old
-    storage.put("images/" + "d" * 32, b"fresh upload", "image/png")
+    storage.put("images/public/" + "d" * 32, b"fresh upload", "image/png")
 
     assert short.get(gone.id) is None and long.get(kept.id) is not None
     deleted = sweep(storage, long, upload_ttl_seconds=1.5)
@@ -46,6 +46,6 @@ def test_expired_records_and_their_objects_go_unexpired_ones_stay(storage, redis
     assert deleted == {"artifacts": 2, "previews": 1, "images": 2}
     assert _keys(storage) == sorted([
         f"jobs/{kept.id}/image.png", f"jobs/{kept.id}/result.json", f"previews/{kept.id}.png",
-        "images/" + "b" * 32, "images/" + "d" * 32, "models/mine.onnx",
+        "images/public/" + "b" * 32, "images/public/" + "d" * 32, "models/mine.onnx",
     ])
     assert sweep(storage, long, upload_ttl_seconds=1.5) == {"artifacts": 0, "previews": 0, "images": 0}
