@@ -4,8 +4,9 @@ import time
 
 from pydantic import BaseModel, ValidationError
 
-from engine.errors import InvalidParams, UnsupportedModel
+from engine.errors import InvalidParams
 from engine.models import load_model
+from engine.models.support import check_supported
 from engine.progress import Progress, no_progress
 from engine.registry import Inputs, Method, get_method
 from engine.result import Result
@@ -67,8 +68,7 @@ def run_method(
     parsed = parse_params(method, params)
     check_inputs(method, inputs)
     model = load_model(model_name, device)
-    if method.needs_classifier and model.labels is None:
-        raise UnsupportedModel(f"method {name!r} needs a classifier; model {model_name!r} has no classifier head")
+    check_supported(model.spec, method)
     start = time.perf_counter()
     with model.lock:
         result = method.run(model, inputs, parsed, progress)

@@ -14,8 +14,8 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
-from engine.errors import UnsupportedModel
 from engine.models import get_spec
+from engine.models.support import check_supported
 from engine.registry import get_method
 from engine.run import check_inputs, parse_params
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
@@ -50,8 +50,7 @@ class JobService:
         spec = get_spec(model_name)
         parsed = parse_params(method, params).model_dump(mode="json")
         check_inputs(method, inputs)
-        if method.needs_classifier and spec.labels is None:
-            raise UnsupportedModel(f"method {method.name!r} needs a classifier; model {spec.name!r} has no classifier head")
+        check_supported(spec, method)
         job = Job(
             id=new_job_id(),
             method=method.name,
