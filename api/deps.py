@@ -7,6 +7,8 @@ from fastapi import Depends, Request
 
 from api.inline_pool import InlinePool
 from api.inline_request import ImageResolver
+from api.problems import Problem
+from worker.model_store import ModelStore
 from worker.service import JobService
 from worker.settings import Settings
 from worker.uploads import image_bytes
@@ -61,8 +63,25 @@ def current_tenant(request: Request) -> str:
     return "public"
 
 
+def model_store(request: Request) -> ModelStore:
+    """The app's registered-model store (made on first use; see ``create_app``)."""
+    return request.app.state.model_store()
+
+
+def registration_allowed(request: Request) -> None:
+    """The one guard on registering and deleting models (403 ``registration_disabled`` when off).
+
+    Until API keys exist, ``CONVLENS_ALLOW_MODEL_REGISTRATION`` turns it on;
+    with keys, this becomes the admin-scope check.
+    """
+    if not request.app.state.settings.allow_model_registration:
+        raise Problem(403, "registration_disabled", "model registration is disabled on this server (CONVLENS_ALLOW_MODEL_REGISTRATION)")
+
+
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 TenantDep = Annotated[str, Depends(current_tenant)]
+ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
+RegistrationAllowed = Depends(registration_allowed)

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     env = dict(os.environ)
+    if args.host in ("127.0.0.1", "localhost", "::1"):  # only the machine's own users can reach it
+        env.setdefault("CONVLENS_ALLOW_MODEL_REGISTRATION", "true")
     children: list[tuple[str, subprocess.Popen, float]] = []
     try:
         if not env.get("CONVLENS_REDIS_URL"):

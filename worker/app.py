@@ -7,11 +7,13 @@ caches them per process), after the fork.
 """
 
 from engine.registry import all_methods
+from worker.model_store import install_model_source
 from worker.plugins import load_plugins
 from worker.queue_app import create_celery
 from worker.settings import get_settings
 
 settings = get_settings()
+install_model_source(settings)  # registered models: looked up in the shared store, loaded lazily in the child
 load_plugins(settings)
 all_methods()
 app = create_celery(settings)

@@ -85,7 +85,10 @@ def unregister_model(name: str) -> ModelSpec:
 
 
 def set_model_source(source: ModelSource | None) -> None:
-    """Where this process looks up registered models it does not know, or may know stale."""
+    """Where this process looks up registered models it does not know, or may know stale.
+
+    One source per process (the API app or the worker installs it; the last one installed wins).
+    """
     global _source
     _source = source
 
