@@ -84,11 +84,34 @@ def read_onnx(data: bytes):
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise ModelRejected("invalid_onnx", f"the ONNX checker refused the model: {str(exc).splitlines()[0]}") from None
+    _inline_aliased_weights(proto)
     initializers = {tensor.name for tensor in proto.graph.initializer}
     inputs = [value.name for value in proto.graph.input if value.name not in initializers]
     if len(inputs) != 1 or len(proto.graph.output) != 1:
         raise ModelRejected("model_failed", f"an image model takes one input and gives one output; this one has {len(inputs)} inputs and {len(proto.graph.output)} outputs")
     return proto
+
+
+def _inline_aliased_weights(proto) -> None:
+    """Give weights that an exporter deduplicated (``Identity(initializer)``) their own initializer.
+
+    PyTorch's exporter stores equal weights once and aliases the others through
+    Identity nodes; onnx2torch reads conv and linear weights only from initializers.
+    """
+    graph = proto.graph
+    weights = {tensor.name: tensor for tensor in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            alias = type(weights[node.input[0]])()
+            alias.CopyFrom(weights[node.input[0]])
+            alias.name = node.output[0]
+            graph.initializer.append(alias)
+            weights[alias.name] = alias
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def onnx_network(data: bytes) -> nn.Module:
