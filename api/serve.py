@@ -7,7 +7,9 @@ progress pub/sub and dedup keys there too (Lua scripts, visibility timeouts);
 a real Redis gives the one-machine run exactly that code path, which
 in-process fakes (not shareable between the API and worker processes) and
 Celery's filesystem transport (no pub/sub, no job records) cannot. Set
-``CONVLENS_REDIS_URL`` to use another Redis instead. Storage is the
+``CONVLENS_REDIS_URL`` to use another Redis instead. On a loopback host it
+turns model registration on (``CONVLENS_ALLOW_MODEL_REGISTRATION``) unless the
+environment already says otherwise. Storage is the
 filesystem backend under ``CONVLENS_STORAGE_DIR`` (default ``var/storage``).
 
 Children: redis-server, ``celery -A worker.app worker -c 1 -Q gpu,cpu``
