@@ -14,7 +14,9 @@ from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import PUBLIC_ROUTERS, ROUTERS
 from api.routes.inline import inline_router
+from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from engine.models import load_model
+from worker.model_store import install_model_source
 from worker.plugins import load_plugins
 from api.settings import Settings, get_settings
 
@@ -42,9 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.state.model_store = install_model_source(app.state.settings)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=app.state.settings.max_upload_bytes,
+        route_limits={MODEL_UPLOAD_PATH: app.state.settings.max_model_bytes + MODEL_METADATA_BYTES},
+    )
     app.state.metrics = Metrics(lambda: app_job_service(app).redis, worker_max_age_seconds=app.state.settings.job_time_limit)
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer, 413s included
     for router in ROUTERS:

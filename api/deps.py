@@ -23,6 +23,7 @@ from api.keys import ApiKey, KeyStore, same_token
 from api.problems import Problem
 from api.quotas import Quotas
 from api.settings import Settings
+from worker.model_store import ModelStore
 from worker.uploads import image_bytes
 
 _SERVICE_LOCK = threading.Lock()
@@ -161,6 +162,9 @@ def image_resolver(request: Request, tenant: TenantDep) -> ImageResolver:
     return resolve
 
 
+def model_store(request: Request) -> ModelStore:
+    """The app's registered-model store (made on first use; see ``create_app``)."""
+    return request.app.state.model_store()
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
@@ -169,3 +173,5 @@ JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 QuotasDep = Annotated[Quotas, Depends(quotas)]
 KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
+ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
+RegistrationAllowed = Depends(require_scope("admin"))  # registering and deleting models

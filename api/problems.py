@@ -32,6 +32,15 @@ ENGINE_STATUS = {
     "unsupported_model": 422,
     "over_inline_budget": 422,
     "over_job_caps": 422,
+    "not_a_model": 400,
+    "pickled_model": 415,
+    "invalid_onnx": 422,
+    "unsupported_operator": 422,
+    "invalid_metadata": 422,
+    "output_mismatch": 422,
+    "model_failed": 422,
+    "too_many_parameters": 422,
+    "model_too_slow": 422,
 }
 
 IMAGE_STATUS = {

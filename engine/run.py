@@ -5,8 +5,9 @@ import time
 from pydantic import BaseModel, ValidationError
 
 from engine.concurrency import GATE
-from engine.errors import InvalidParams, UnsupportedModel
+from engine.errors import InvalidParams
 from engine.models import load_model
+from engine.models.support import check_supported
 from engine.progress import Progress, no_progress
 from engine.registry import Inputs, Method, get_method
 from engine.result import Result
@@ -75,8 +76,7 @@ def run_method(
     inputs = shape_inputs(method, inputs)
     check_inputs(method, inputs)
     model = load_model(model_name, device)
-    if method.needs_classifier and model.labels is None:
-        raise UnsupportedModel(f"method {name!r} needs a classifier; model {model_name!r} has no classifier head")
+    check_supported(model.spec, method)
     start = time.perf_counter()
     with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
         result = method.run(model, inputs, parsed, progress)

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     device: str | None = None  # None: CUDA when present, else CPU
 
+    # registered models
+    max_model_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest model file accepted (413 above)")
+    max_model_parameters: int = Field(150_000_000, ge=1, description="models with more parameters are refused")
+    model_load_seconds: float = Field(120.0, gt=0, description="reading and converting a model file may take this long")
+    model_forward_seconds: float = Field(30.0, gt=0, description="the validating forward pass at the native size may take this long")
+    model_cache_bytes: int = Field(4 * 1024**3, ge=0, description="loaded models kept per process (parameters + buffers), least recently used out")
+
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> "Settings":
         if self.job_soft_time_limit >= self.job_time_limit:
