@@ -15,14 +15,9 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
-<<<<<<< HEAD:api/job_service.py
 from engine.cost import check_job
-from engine.errors import UnsupportedModel
 from engine.models import get_spec, load_model
-=======
-from engine.models import get_spec
 from engine.models.support import check_supported
->>>>>>> models:worker/service.py
 from engine.registry import get_method
 from engine.run import check_inputs, parse_params, shape_inputs
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
@@ -71,14 +66,9 @@ class JobService:
         parsed = typed.model_dump(mode="json")
         inputs = shape_inputs(method, inputs)
         check_inputs(method, inputs)
-<<<<<<< HEAD:api/job_service.py
-        if method.needs_classifier and spec.labels is None:
-            raise UnsupportedModel(f"method {method.name!r} needs a classifier; model {spec.name!r} has no classifier head")
+        check_supported(spec, method)
         images = sum(len(ids) if isinstance(ids, list) else 1 for ids in inputs.values())
         check_job(method.name, method.estimate(load_model(spec.name, self.settings.device), typed, images), self.settings.job_caps())
-=======
-        check_supported(spec, method)
->>>>>>> models:worker/service.py
         job = Job(
             id=new_job_id(),
             method=method.name,
