@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from api.inline_pool import InlinePool
 from api.inline_request import ImageResolver
+from worker.collections import CollectionLimits, CollectionStore
 from worker.service import JobService
 from worker.settings import Settings
 from worker.uploads import image_bytes
@@ -39,6 +40,21 @@ def job_service(request: Request) -> JobService:
     return service
 
 
+def collection_store(request: Request) -> CollectionStore:
+    """The app's collection store, on the jobs' object storage."""
+    storage = job_service(request).storage
+    with _SERVICE_LOCK:
+        store = getattr(request.app.state, "collection_store", None)
+        if store is None:
+            store = request.app.state.collection_store = make_collection_store(request.app.state.settings, storage)
+    return store
+
+
+def make_collection_store(settings: Settings, storage) -> CollectionStore:
+    limits = CollectionLimits(settings.collection_max_images, settings.collection_max_bytes, settings.collection_max_pixels, settings.max_image_pixels)
+    return CollectionStore(storage, limits)
+
+
 def image_resolver(request: Request) -> ImageResolver:
     """How an ``image_id`` in an inline request becomes bytes: read from the jobs' image store.
 
@@ -66,3 +82,4 @@ InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 TenantDep = Annotated[str, Depends(current_tenant)]
+CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.errors import EngineError, ImageRejected
 from worker.service import BrokerUnavailable
 from worker.storage import StorageUnavailable
+from worker.collections import CollectionRejected, UnknownCollection
 from worker.uploads import UnknownImage
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,6 +81,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownImage)
     async def _unknown_image(_request: Request, exc: UnknownImage):
         return problem_response(404, "unknown_image", str(exc))
+
+    @app.exception_handler(UnknownCollection)
+    async def _unknown_collection(_request: Request, exc: UnknownCollection):
+        return problem_response(404, "unknown_collection", str(exc))
+
+    @app.exception_handler(CollectionRejected)
+    async def _collection_rejected(_request: Request, exc: CollectionRejected):
+        return problem_response(exc.status, exc.code, exc.message, **exc.extra)
 
     @app.exception_handler(BrokerUnavailable)
     async def _broker(request: Request, exc: BrokerUnavailable):
