@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.inline_pool import InlinePool
-from api.inline_request import ImageResolver
+from api.inline_request import CollectionResolver, ImageResolver
 from worker.collections import CollectionLimits, CollectionStore
+from worker.feature_store import StoredFeatures
 from worker.service import JobService
 from worker.settings import Settings
 from worker.uploads import image_bytes
@@ -69,6 +70,20 @@ def image_resolver(request: Request) -> ImageResolver:
     return resolve
 
 
+def collection_resolver(request: Request) -> CollectionResolver:
+    """How a ``{"collection": id}`` inline input becomes image ids: the tenant's collection (404 if not theirs)."""
+    tenant = current_tenant(request)
+
+    def resolve(collection_id: str) -> list[tuple[str, str]]:
+        return [(m.name, m.id) for m in collection_store(request).get(tenant, collection_id).images]
+
+    return resolve
+
+
+def feature_cache(request: Request) -> StoredFeatures:
+    return StoredFeatures(job_service(request).storage)
+
+
 def current_tenant(request: Request) -> str:
     """The tenant a request acts for: every stored resource belongs to one, and lookups take it.
 
@@ -83,3 +98,5 @@ JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 TenantDep = Annotated[str, Depends(current_tenant)]
 CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
+CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]
+FeatureCacheDep = Annotated[StoredFeatures, Depends(feature_cache)]

@@ -55,6 +55,7 @@ class Method:
     inline: bool = True  # may answer within the HTTP request
     needs_classifier: bool = False  # refuses models without a classifier head
     queue: Literal["gpu", "cpu"] = "gpu"
+    uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
 
     def as_dict(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class Method:
             "category": self.category,
             "inline": self.inline,
             "needs_classifier": self.needs_classifier,
+            "uses_cache": self.uses_cache,
             "inputs": [slot.as_dict() for slot in self.inputs],
             "params_schema": self.params.model_json_schema(),
         }

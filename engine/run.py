@@ -57,8 +57,12 @@ def run_method(
     params: dict | BaseModel | None = None,
     progress: Progress = no_progress,
     device: str | None = None,
+    cache=None,
 ) -> Result:
     """Validate everything, load the (cached) model and run the method.
+
+    ``cache`` (an :class:`engine.inspect.collection.FeatureCache`) reaches the
+    methods that reuse derived data (``uses_cache``); others never see it.
 
     ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]``
     name what ran.
@@ -71,7 +75,8 @@ def run_method(
         raise UnsupportedModel(f"method {name!r} needs a classifier; model {model_name!r} has no classifier head")
     start = time.perf_counter()
     with model.lock:
-        result = method.run(model, inputs, parsed, progress)
+        extra = (cache,) if method.uses_cache else ()
+        result = method.run(model, inputs, parsed, progress, *extra)
     result.data["method"] = name
     result.data["model"] = model_name
     result.data.setdefault("params", parsed.model_dump(mode="json"))

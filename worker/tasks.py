@@ -24,6 +24,7 @@ from PIL import Image
 
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
+from worker.feature_store import StoredFeatures
 from worker.artifacts import discard_result, store_preview, store_result
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
@@ -67,7 +68,7 @@ def run_job(task: JobTask, job_id: str) -> str:
     try:
         inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
-        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
+        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
         artifacts = store_result(task.storage, job.id, result)
     except Cancelled:
         jobs.finish(job, "cancelled")

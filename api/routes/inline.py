@@ -10,12 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
-from api.deps import ImageResolverDep, InlinePoolDep, SettingsDep
-from api.inline_request import Form, ImageResolver, decode_inputs, parse, receive
+from api.deps import CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlinePoolDep, SettingsDep
+from api.inline_request import CollectionResolver, Form, ImageResolver, decode_inputs, parse, receive
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
 from engine.encoding import NPY, PNG
+from engine.inspect.collection import FeatureCache
 from engine.models import get_spec
 from engine.registry import Method, all_methods, get_method
 from engine.run import run_method
@@ -77,6 +78,8 @@ def _endpoint(method: Method):
         settings: SettingsDep,
         pool: InlinePoolDep,
         resolve: ImageResolverDep,
+        collections: CollectionResolverDep,
+        cache: FeatureCacheDep,
         artifact: Annotated[
             str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
         ] = None,
@@ -84,7 +87,7 @@ def _endpoint(method: Method):
         wanted = negotiate(request.headers.get("accept"), artifact)
         body = await receive(request, method)
         content, media_type, timings = await pool.run(
-            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
+            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve, collections, cache
         )
         return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
 
@@ -93,18 +96,25 @@ def _endpoint(method: Method):
 
 
 def answer(
-    method: Method, body: Form | bytes, wanted: Wanted, max_pixels: int, device: str | None, resolve: ImageResolver
+    method: Method,
+    body: Form | bytes,
+    wanted: Wanted,
+    max_pixels: int,
+    device: str | None,
+    resolve: ImageResolver,
+    collections: CollectionResolver | None = None,
+    cache: FeatureCache | None = None,
 ) -> tuple[bytes, str, dict]:
     """Validate, decode, run and encode (in the inline pool, off the event loop).
 
     Returns the body, its media type and the timings (ms).
     """
-    call = parse(method, body)
+    call = parse(method, body, collections)
     get_spec(call.model)  # an unknown model fails before any decoding
     start = time.perf_counter()
     inputs = decode_inputs(method, call, max_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    result = run_method(method.name, call.model, inputs, call.params, device=device)
+    result = run_method(method.name, call.model, inputs, call.params, device=device, cache=cache)
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
     content, media_type = render(result, wanted)

@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, SettingsDep
+from api.deps import CollectionsDep, JobsDep, SettingsDep, TenantDep
 from api.problems import Problem
+from worker.collections import resolve_inputs
 from worker.jobs import STATES, Job
 from worker.service import BROKER_ERRORS, JobService
 from worker.storage import ObjectNotFound, Storage
@@ -21,13 +22,19 @@ from worker.storage import ObjectNotFound, Storage
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
+class CollectionRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    collection: str = Field(description="a collection id (POST /v1/collections; 'samples' is built in): its images, in order")
+
+
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
     model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
-    inputs: dict[str, str | list[str]] = Field(
-        default_factory=dict, description="input slot -> uploaded image id (POST /v1/images), or a list of ids"
+    inputs: dict[str, str | list[str] | CollectionRef] = Field(
+        default_factory=dict,
+        description="input slot -> uploaded image id (POST /v1/images), a list of ids, or {\"collection\": id} for all of a collection's images",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
 
@@ -88,8 +95,9 @@ def _found(job: Job | None, job_id: str) -> Job:
     summary="Submit a job; identical submissions share one job",
     responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
 )
-def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    job, _created = service.submit(request.method, request.model, request.inputs, request.params)
+def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, collections: CollectionsDep, tenant: TenantDep, response: Response) -> dict:
+    inputs = resolve_inputs(collections, tenant, {k: v.model_dump() if isinstance(v, CollectionRef) else v for k, v in request.inputs.items()})
+    job, _created = service.submit(request.method, request.model, inputs, request.params)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200

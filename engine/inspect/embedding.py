@@ -54,18 +54,35 @@ def thumbnail_map(images: list[Image.Image], coords: np.ndarray, canvas: int, si
 
 
 @method(
+    "embed_collection",
+    summary="A collection's feature vectors at one layer (stored, and reused by embedding and nearest_neighbours)",
+    category="inspect",
+    params=FeatureParams,
+    inputs=(InputSlot("images", "the collection to embed", many=True, min_count=1, max_count=MAX_IMAGES),),
+    inline=False,
+    uses_cache=True,
+)
+def embed_collection(model: ConvLensModel, inputs, params: FeatureParams, progress, cache=None) -> Result:
+    images = fit_all(inputs["images"], params.shape(model), params.fit)
+    vectors, found = feature_vectors(model, images, params, progress, cache)
+    data = {"features": found.model_dump(), "shape": list(vectors.shape)}
+    return Result(arrays={"features": vectors}, data=data)
+
+
+@method(
     "embedding",
     summary="A collection's penultimate features in 2-D (PCA or t-SNE), drawn as a map of thumbnails",
     category="inspect",
     params=EmbeddingParams,
     inputs=(InputSlot("images", "the collection to lay out", many=True, min_count=3, max_count=MAX_IMAGES),),
-    inline=False,
+    uses_cache=True,
 )
-def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress) -> Result:
+def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress, cache=None) -> Result:
     images = fit_all(inputs["images"], params.shape(model), params.fit)
-    vectors, layer = feature_vectors(model, images, params, progress)
+    vectors, found = feature_vectors(model, images, params, progress, cache)
     coords, info = project(vectors.astype(np.float64), params)
-    data = {"layer": layer, "pooling": params.pooling, "projection": params.method, "coordinates": coords.tolist(), **info}
+    data = {"layer": found.layer, "pooling": params.pooling, "features": found.model_dump(), "projection": params.method,
+            "coordinates": coords.tolist(), **info}  # fmt: skip
     return Result(
         images={"map": thumbnail_map(images, coords, params.canvas, params.thumb_size)},
         arrays={"coordinates": coords, "features": vectors},
