@@ -12,6 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
+from engine.imaging import tile_grid
 from engine.inspect.display import thumbnail
 from engine.models import ConvLensModel
 from engine.registry import InputSlot, method
@@ -66,7 +67,8 @@ def embed_collection(model: ConvLensModel, inputs, params: FeatureParams, progre
     images = fit_all(inputs["images"], params.shape(model), params.fit)
     vectors, found = feature_vectors(model, images, params, progress, cache)
     data = {"features": found.model_dump(), "shape": list(vectors.shape)}
-    return Result(arrays={"features": vectors}, data=data)
+    sheet = tile_grid(np.stack([np.asarray(thumbnail(image, 32)) for image in images]), columns=min(8, len(images)))
+    return Result(images={"contact_sheet": sheet}, arrays={"features": vectors}, data=data, main="contact_sheet")
 
 
 @method(

@@ -37,6 +37,8 @@ CASES = {
     "embedding": Case(
         EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"]}, {"size": 32, "method": "pca", "canvas": 200, "thumb_size": 16}, (200, 200), 1
     ),
+    "embed_collection": Case(EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"]}, {"size": 32}, (100, 34), 1),
+    "channel_overview": Case(EFFICIENTNET, {"images": ["chelsea", "coffee"]}, {"size": 64, "top_channels": 2, "tile_size": 16}, (35, 32), 1),
     "max_activating_patches": Case(EFFICIENTNET, {"images": ["chelsea", "coffee"]}, {"size": 64, "top_k": 2, "tile_size": 16}, (35, 32), 1),
     "nearest_neighbours": Case(
         EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"], "query": "china"}, {"size": 32, "k": 2, "thumb_size": 16}, (52, 32), 1
