@@ -10,6 +10,7 @@ from api.inline_request import CollectionResolver, ImageResolver
 from worker.collections import CollectionLimits, CollectionStore
 from worker.feature_store import StoredFeatures
 from worker.service import JobService
+from worker.style_models import StyleModelStore
 from worker.settings import Settings
 from worker.uploads import image_bytes
 
@@ -80,6 +81,16 @@ def collection_resolver(request: Request) -> CollectionResolver:
     return resolve
 
 
+def style_model_store(request: Request) -> StyleModelStore:
+    """One store per app: it keeps recently used networks loaded."""
+    storage = job_service(request).storage
+    with _SERVICE_LOCK:
+        store = getattr(request.app.state, "style_model_store", None)
+        if store is None:
+            store = request.app.state.style_model_store = StyleModelStore(storage)
+    return store
+
+
 def feature_cache(request: Request) -> StoredFeatures:
     return StoredFeatures(job_service(request).storage)
 
@@ -100,3 +111,4 @@ TenantDep = Annotated[str, Depends(current_tenant)]
 CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
 CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]
 FeatureCacheDep = Annotated[StoredFeatures, Depends(feature_cache)]
+StyleModelsDep = Annotated[StyleModelStore, Depends(style_model_store)]

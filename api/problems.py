@@ -16,6 +16,7 @@ from engine.errors import EngineError, ImageRejected
 from worker.service import BrokerUnavailable
 from worker.storage import StorageUnavailable
 from worker.collections import CollectionRejected, UnknownCollection
+from worker.style_models import UnknownStyleModel
 from worker.uploads import UnknownImage
 
 PROBLEM_JSON = "application/problem+json"
@@ -85,6 +86,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownCollection)
     async def _unknown_collection(_request: Request, exc: UnknownCollection):
         return problem_response(404, "unknown_collection", str(exc))
+
+    @app.exception_handler(UnknownStyleModel)
+    async def _unknown_style_model(_request: Request, exc: UnknownStyleModel):
+        return problem_response(404, "unknown_style_model", str(exc))
 
     @app.exception_handler(CollectionRejected)
     async def _collection_rejected(_request: Request, exc: CollectionRejected):

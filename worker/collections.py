@@ -13,12 +13,12 @@ The built-in ``samples`` collection is shared read-only by every tenant.
 import hashlib
 import json
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
 from engine.decoding import decode_image
 from worker.storage import ObjectNotFound, Storage
+from worker.tenancy import TenantIndex
 from worker.uploads import store_image
 from worker.zip_images import ZipLimits, ZipRejected, is_zip, read_zip
 
@@ -86,11 +86,6 @@ class Collection:
         return cls(doc["id"], doc["name"], doc["owner"], [Member(**m) for m in doc["images"]], doc["created_at"])
 
 
-def _segment(tenant: str) -> str:
-    """A storage-safe key segment for any tenant name."""
-    return "t" + hashlib.sha256(tenant.encode()).hexdigest()[:24]
-
-
 def _valid_id(collection_id: str) -> bool:
     return collection_id == SAMPLES or (len(collection_id) == 24 and all(c in "0123456789abcdef" for c in collection_id))
 
@@ -98,21 +93,12 @@ def _valid_id(collection_id: str) -> bool:
 class CollectionStore:
     def __init__(self, storage: Storage, limits: CollectionLimits):
         self.storage, self.limits = storage, limits
-        self._lock = threading.Lock()  # index read-modify-write within this process
+        self.index = TenantIndex(storage, "collections")
 
     # -- reading ------------------------------------------------------------------------
 
     def _key(self, owner: str, collection_id: str) -> str:
-        return f"collections/{_segment(owner)}/{collection_id}.json"
-
-    def _index_key(self, owner: str) -> str:
-        return f"collections/{_segment(owner)}/index.json"
-
-    def _index(self, owner: str) -> list[str]:
-        try:
-            return json.loads(self.storage.get(self._index_key(owner)))
-        except ObjectNotFound:
-            return []
+        return self.index.key(owner, collection_id, "json")
 
     def get(self, tenant: str, collection_id: str) -> Collection:
         if not _valid_id(collection_id):
@@ -129,10 +115,8 @@ class CollectionStore:
     def create(self, tenant: str, name: str, files: list[tuple[str, bytes]], collection_id: str | None = None) -> Collection:
         collection = Collection(collection_id or secrets.token_hex(12), name or "untitled", tenant)
         self._grow(collection, files)
-        with self._lock:
-            self.storage.put(self._key(tenant, collection.id), collection.to_json(), "application/json")
-            index = self._index(tenant)
-            self.storage.put(self._index_key(tenant), json.dumps([*index, collection.id]).encode(), "application/json")
+        self.storage.put(self._key(tenant, collection.id), collection.to_json(), "application/json")
+        self.index.add(tenant, collection.id)
         return collection
 
     def add(self, tenant: str, collection_id: str, files: list[tuple[str, bytes]]) -> Collection:
@@ -144,10 +128,8 @@ class CollectionStore:
     def delete(self, tenant: str, collection_id: str) -> None:
         """Removes the record; the images stay in the image store (other collections and jobs may use them)."""
         collection = self._own(tenant, collection_id)
-        with self._lock:
-            self.storage.delete(self._key(tenant, collection.id))
-            index = [i for i in self._index(tenant) if i != collection.id]
-            self.storage.put(self._index_key(tenant), json.dumps(index).encode(), "application/json")
+        self.storage.delete(self._key(tenant, collection.id))
+        self.index.remove(tenant, collection.id)
 
     def _own(self, tenant: str, collection_id: str) -> Collection:
         collection = self.get(tenant, collection_id)
@@ -186,7 +168,7 @@ class CollectionStore:
     def list(self, tenant: str) -> "list[Collection]":  # last in the class: it shadows the builtin name
         found = []
         for owner in (BUILTIN, tenant):
-            for collection_id in self._index(owner):
+            for collection_id in self.index.ids(owner):
                 try:
                     found.append(Collection.from_json(self.storage.get(self._key(owner, collection_id))))
                 except ObjectNotFound:

@@ -29,6 +29,7 @@ from worker.artifacts import discard_result, store_preview, store_result
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
+from worker.style_models import save_trained_style_model
 from worker.uploads import UnknownImage, load_image
 
 TASK_NAME = "convlens.run_job"
@@ -69,6 +70,7 @@ def run_job(task: JobTask, job_id: str) -> str:
         inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
+        save_trained_style_model(task.storage, getattr(job, "owner", None) or "public", job.id, job.method, result)
         artifacts = store_result(task.storage, job.id, result)
     except Cancelled:
         jobs.finish(job, "cancelled")

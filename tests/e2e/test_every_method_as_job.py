@@ -53,11 +53,12 @@ CASES = {
     # synthesise
     "class_visualization": Case(EFFICIENTNET, {}, {"objectives": [{"kind": "class", "class": "ostrich"}], "size": 64, "steps": 3}, (64, 64), 3),
     "deepdream": Case(VGG19, {"image": "chelsea"}, {"octaves": 1, "steps": 3, "max_side": 64}, (64, 43), 3),
-    "fast_style_transfer": Case(
+    "train_style_model": Case(
         VGG19,
-        {"content": ["chelsea"], "style": "coffee"},
-        {"steps": 2, "batch_size": 1, "size": 32, "width": 4, "residual_blocks": 1, "max_side": 64},
-        (96, 64),
+        {"content": ["chelsea", "astronaut"], "style": ["coffee"]},
+        {"steps": 2, "batch_size": 1, "size": 32, "width": 4, "residual_blocks": 1, "content_layer": "block2_relu2",
+         "style_layers": ["block1_relu1", "block2_relu1"]},
+        (259, 259),
         2,
     ),
     "feature_inversion": Case(VGG19, {"image": "chelsea"}, {"size": 32, "steps": 3}, (32, 21), 3),
