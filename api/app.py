@@ -1,6 +1,7 @@
 """The FastAPI application factory (``uvicorn --factory api.app:create_app``)."""
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -16,9 +17,14 @@ from api.routes import PUBLIC_ROUTERS, ROUTERS
 from api.routes.inline import inline_router
 from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from engine.models import load_model
+from api.deps import make_collection_store
+from api.settings import Settings, get_settings
 from worker.model_store import install_model_source
 from worker.plugins import load_plugins
-from api.settings import Settings, get_settings
+from worker.samples import ensure_samples
+from worker.storage import StorageUnavailable, make_storage
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -29,10 +35,20 @@ async def lifespan(app: FastAPI):
     try:
         for name in settings.warm_models:
             await pool.run(load_model, name, settings.device)
+        if settings.builtin_samples:
+            await _make_samples(app)
         yield
     finally:
         await asyncio.to_thread(pool.close)
         app.state.inline_pool = None
+
+
+async def _make_samples(app: FastAPI) -> None:
+    try:
+        store = app.state.collection_store = make_collection_store(app.state.settings, make_storage(app.state.settings))
+        await asyncio.to_thread(ensure_samples, store)
+    except StorageUnavailable as exc:
+        log.warning("built-in samples collection not made (storage unavailable): %s", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

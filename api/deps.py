@@ -17,13 +17,17 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.inline_pool import InlinePool
-from api.inline_request import ImageResolver
-from api.job_service import JobService, broker_errors
+from api.inline_request import CollectionResolver, ImageResolver
+from api.job_service import JobService
+from worker.broker import broker_errors
 from api.keys import ApiKey, KeyStore, same_token
 from api.problems import Problem
 from api.quotas import Quotas
 from api.settings import Settings
+from worker.collections import CollectionLimits, CollectionStore
+from worker.feature_store import StoredFeatures
 from worker.model_store import ModelStore
+from worker.style_models import StyleModelStore
 from worker.uploads import image_bytes
 
 _SERVICE_LOCK = threading.Lock()
@@ -148,6 +152,21 @@ def key_limit(key: ApiKey, settings: Settings, name: str) -> int:
     return getattr(settings, name) if own is None else own
 
 
+def collection_store(request: Request) -> CollectionStore:
+    """The app's collection store, on the jobs' object storage."""
+    storage = job_service(request).storage
+    with _SERVICE_LOCK:
+        store = getattr(request.app.state, "collection_store", None)
+        if store is None:
+            store = request.app.state.collection_store = make_collection_store(request.app.state.settings, storage)
+    return store
+
+
+def make_collection_store(settings: Settings, storage) -> CollectionStore:
+    limits = CollectionLimits(settings.collection_max_images, settings.collection_max_bytes, settings.collection_max_pixels, settings.max_image_pixels)
+    return CollectionStore(storage, limits)
+
+
 def image_resolver(request: Request, tenant: TenantDep) -> ImageResolver:
     """How an ``image_id`` in an inline request becomes bytes: read from the jobs' image store.
 
@@ -167,6 +186,29 @@ def model_store(request: Request) -> ModelStore:
     return request.app.state.model_store()
 
 
+def collection_resolver(request: Request, tenant: TenantDep) -> CollectionResolver:
+    """How a ``{"collection": id}`` inline input becomes image ids: the tenant's collection (404 if not theirs)."""
+
+    def resolve(collection_id: str) -> list[tuple[str, str]]:
+        return [(m.name, m.id) for m in collection_store(request).get(tenant, collection_id).images]
+
+    return resolve
+
+
+def style_model_store(request: Request) -> StyleModelStore:
+    """One store per app: it keeps recently used networks loaded."""
+    storage = job_service(request).storage
+    with _SERVICE_LOCK:
+        store = getattr(request.app.state, "style_model_store", None)
+        if store is None:
+            store = request.app.state.style_model_store = StyleModelStore(storage)
+    return store
+
+
+def feature_cache(request: Request) -> StoredFeatures:
+    return StoredFeatures(job_service(request).storage)
+
+
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
@@ -175,3 +217,7 @@ QuotasDep = Annotated[Quotas, Depends(quotas)]
 KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
 RegistrationAllowed = Depends(require_scope("admin"))  # registering and deleting models
+CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
+CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]
+FeatureCacheDep = Annotated[StoredFeatures, Depends(feature_cache)]
+StyleModelsDep = Annotated[StyleModelStore, Depends(style_model_store)]

@@ -10,27 +10,21 @@ the tenant it acts for: another tenant's job is not found.
 
 import hashlib
 import json
-from contextlib import contextmanager
 from typing import Any
-
-from kombu.exceptions import OperationalError
 
 from engine.cost import check_job
 from engine.models import get_spec, load_model
 from engine.models.support import check_supported
 from engine.registry import get_method
 from engine.run import check_inputs, parse_params, shape_inputs
-from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
+from worker.broker import BROKER_ERRORS, BrokerUnavailable, broker_errors
+from worker.jobs import Job, JobStore, connect, new_job_id
 from worker.queue_app import create_celery, send_job, terminate_job
 from api.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
 
-BROKER_ERRORS = (*REDIS_ERRORS, OperationalError)
 
-
-class BrokerUnavailable(Exception):
-    """Redis (broker and job records) cannot be reached."""
 
 
 def content_hash(method: str, model: str, params: dict, inputs: dict) -> str:
@@ -119,12 +113,3 @@ class JobService:
     def ping(self) -> None:
         with broker_errors():
             self.jobs.ping()
-
-
-@contextmanager
-def broker_errors():
-    """Turn Redis/kombu connection errors into BrokerUnavailable."""
-    try:
-        yield
-    except BROKER_ERRORS as exc:
-        raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc

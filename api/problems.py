@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
-from api.job_service import BrokerUnavailable
+from worker.broker import BrokerUnavailable
 from worker.jobs import JobQuotaExceeded
 from worker.logs import json_logger
 from worker.storage import StorageUnavailable
+from worker.collections import CollectionRejected, UnknownCollection
+from worker.style_models import UnknownStyleModel
 from worker.uploads import UnknownImage
 
 PROBLEM_JSON = "application/problem+json"
@@ -94,6 +96,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownImage)
     async def _unknown_image(_request: Request, exc: UnknownImage):
         return problem_response(404, "unknown_image", str(exc))
+
+    @app.exception_handler(UnknownCollection)
+    async def _unknown_collection(_request: Request, exc: UnknownCollection):
+        return problem_response(404, "unknown_collection", str(exc))
+
+    @app.exception_handler(UnknownStyleModel)
+    async def _unknown_style_model(_request: Request, exc: UnknownStyleModel):
+        return problem_response(404, "unknown_style_model", str(exc))
+
+    @app.exception_handler(CollectionRejected)
+    async def _collection_rejected(_request: Request, exc: CollectionRejected):
+        return problem_response(exc.status, exc.code, exc.message, **exc.extra)
 
     @app.exception_handler(BrokerUnavailable)
     async def _broker(request: Request, exc: BrokerUnavailable):

@@ -60,6 +60,7 @@ class Method:
     needs_classifier: bool = False  # refuses models without a classifier head
     queue: Literal["gpu", "cpu"] = "gpu"
     cost: CostFn | None = None
+    uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
 
     def estimate(self, model: ConvLensModel, params: BaseModel, images: int) -> Cost:
         """What running with ``params`` on ``images`` input pictures will cost (nothing is run)."""
@@ -74,6 +75,7 @@ class Method:
             "category": self.category,
             "inline": self.inline,
             "needs_classifier": self.needs_classifier,
+            "uses_cache": self.uses_cache,
             "inputs": [slot.as_dict() for slot in self.inputs],
             "params_schema": self.params.model_json_schema(),
         }

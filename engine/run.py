@@ -65,8 +65,12 @@ def run_method(
     params: dict | BaseModel | None = None,
     progress: Progress = no_progress,
     device: str | None = None,
+    cache=None,
 ) -> Result:
     """Validate everything, load the (cached) model and run the method.
+
+    ``cache`` (an :class:`engine.inspect.collection.FeatureCache`) reaches the
+    methods that reuse derived data (``uses_cache``); others never see it.
 
     ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]``
     name what ran.
@@ -78,8 +82,9 @@ def run_method(
     model = load_model(model_name, device)
     check_supported(model.spec, method)
     start = time.perf_counter()
+    extra = (cache,) if method.uses_cache else ()
     with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
-        result = method.run(model, inputs, parsed, progress)
+        result = method.run(model, inputs, parsed, progress, *extra)
     result.data["method"] = name
     result.data["model"] = model_name
     result.data.setdefault("params", parsed.model_dump(mode="json"))

@@ -32,7 +32,7 @@ from engine.models.formats import ModelFormat, export_program_to_onnx, load_netw
 from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
 from engine.models.zoo import CACHE, MODELS, set_model_source, unregister_model
 from worker.jobs import connect
-from worker.service import broker_errors
+from worker.broker import broker_errors
 from worker.settings import Settings
 from worker.storage import ObjectNotFound, Storage, make_storage
 

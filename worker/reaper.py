@@ -17,7 +17,7 @@ from celery import Celery
 from worker.jobs import REDIS_ERRORS, JobStore, connect
 from worker.queue_app import send_job
 from worker.retention import sweep
-from worker.service import BROKER_ERRORS
+from worker.broker import BROKER_ERRORS
 from worker.settings import Settings
 from worker.storage import StorageError, make_storage
 

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
 
     # decoding and running methods (the API's inline calls use these too)
     max_image_pixels: int = 40_000_000
+    collection_max_images: int = Field(256, ge=1, description="images one collection may hold")
+    collection_max_bytes: int = Field(200 * 1024 * 1024, ge=1, description="bytes of image files one collection may hold (zips: inflated)")
+    collection_max_pixels: int = Field(400_000_000, ge=1, description="pixels of all the images of one collection together")
+    builtin_samples: bool = Field(True, description="make the built-in 'samples' collection at start-up")
     device: str | None = None  # None: CUDA when present, else CPU
 
     # registered models

@@ -31,12 +31,14 @@ from PIL import Image
 
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
+from worker.feature_store import StoredFeatures
 from worker.artifacts import discard_result, store_preview, store_result
 from worker.backoff import with_backoff
 from worker.jobs import FINISHED, REDIS_ERRORS, Job, JobStore, connect
 from worker.metrics import record_job, record_worker_memory
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
+from worker.style_models import save_trained_style_model
 from worker.uploads import UnknownImage, load_image
 
 TASK_NAME = "convlens.run_job"
@@ -113,7 +115,8 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
     try:
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings)
-        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
+        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
+        with_backoff(lambda: save_trained_style_model(task.storage, job.tenant, job.id, job.method, result), (StorageUnavailable,), budget)
         artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)
     except Cancelled:
         return record("cancelled") or "not running"

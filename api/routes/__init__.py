@@ -1,6 +1,7 @@
 """Every router of the API, one module per resource."""
 
-from api.routes import health, images, jobs, keys, models
+from api.routes import collections, health, images, jobs, keys, models, style_models
 
-ROUTERS = [models.router, images.router, jobs.router, keys.router]  # /v1: every call needs a key (api.deps)
+# /v1: every call needs a key (api.deps)
+ROUTERS = [models.router, images.router, collections.router, style_models.router, jobs.router, keys.router]
 PUBLIC_ROUTERS = [health.router]  # probes: no key

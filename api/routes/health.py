@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import JobsDep, SettingsDep
 from api.problems import Problem
-from api.job_service import BrokerUnavailable
+from worker.broker import BrokerUnavailable
 from worker.storage import StorageUnavailable
 
 router = APIRouter(tags=["health"])

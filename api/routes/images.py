@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
-from api.job_service import broker_errors
+from worker.broker import broker_errors
 from api.problems import Problem
 from worker.uploads import content_id, image_key, read_image, store_image
 

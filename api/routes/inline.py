@@ -11,18 +11,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
-from api.deps import ImageResolverDep, InlinePoolDep, SettingsDep
+from api.deps import CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlinePoolDep, SettingsDep
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
-from api.inline_request import Form, ImageResolver, decode_inputs, parse, receive
+from api.inline_request import CollectionResolver, Form, ImageResolver, decode_inputs, parse, receive
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
 from engine.cost import check_inline
 from engine.encoding import NPY, PNG
+from engine.inspect.collection import FeatureCache
 from engine.models import get_spec, load_model
 from engine.registry import Method, all_methods, get_method
 from engine.run import run_method
-from worker.settings import Settings
+from api.settings import Settings
 
 REF = "#/components/schemas/{model}"
 
@@ -84,6 +85,8 @@ def _endpoint(method: Method):
         settings: SettingsDep,
         pool: InlinePoolDep,
         resolve: ImageResolverDep,
+        collections: CollectionResolverDep,
+        cache: FeatureCacheDep,
         artifact: Annotated[
             str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
         ] = None,
@@ -93,7 +96,7 @@ def _endpoint(method: Method):
             wanted = negotiate(request.headers.get("accept"), artifact)
             body = await receive(request, method)
             progress = InlineProgress(settings.inline_time_limit_seconds)
-            work = asyncio.ensure_future(pool.run(answer, method, body, wanted, settings, resolve, progress))
+            work = asyncio.ensure_future(pool.run(answer, method, body, wanted, settings, resolve, progress, collections, cache))
             content, media_type, timings = await until_done_or_gone(request, work, progress)
         finally:
             request.app.state.metrics.inline.labels(method.name).observe(time.perf_counter() - start)
@@ -104,15 +107,21 @@ def _endpoint(method: Method):
 
 
 def answer(
-    method: Method, body: Form | bytes, wanted: Wanted, settings: Settings, resolve: ImageResolver,
+    method: Method,
+    body: Form | bytes,
+    wanted: Wanted,
+    settings: Settings,
+    resolve: ImageResolver,
     progress: InlineProgress,
+    collections: CollectionResolver | None = None,
+    cache: FeatureCache | None = None,
 ) -> tuple[bytes, str, dict]:
     """Validate, check the cost against the inline budget, decode, run and encode (in the inline
     pool, off the event loop).
 
     Returns the body, its media type and the timings (ms).
     """
-    call = parse(method, body)
+    call = parse(method, body, collections)
     get_spec(call.model)  # an unknown model fails before any decoding
     images = sum(len(uploads) for uploads in call.uploads.values())
     check_inline(method.name, method.estimate(load_model(call.model, settings.device), call.params, images), settings.inline_budget())
@@ -120,7 +129,7 @@ def answer(
     inputs = decode_inputs(method, call, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
     try:
-        result = run_method(method.name, call.model, inputs, call.params, progress, settings.device)
+        result = run_method(method.name, call.model, inputs, call.params, progress, settings.device, cache)
     except InlineTimeLimit as exc:
         raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={method.name!r})") from None
     except ClientGone as exc:

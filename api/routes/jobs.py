@@ -12,13 +12,20 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
+from api.deps import CollectionsDep, JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
 from api.problems import Problem
+from worker.collections import resolve_inputs
 from worker.jobs import STATES, Job
-from api.job_service import BROKER_ERRORS, JobService
+from api.job_service import JobService
+from worker.broker import BROKER_ERRORS
 from worker.storage import ObjectNotFound, Storage
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+class CollectionRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    collection: str = Field(description="a collection id (POST /v1/collections; 'samples' is built in): its images, in order")
 
 
 class JobRequest(BaseModel):
@@ -26,8 +33,9 @@ class JobRequest(BaseModel):
 
     method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
     model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
-    inputs: dict[str, str | list[str]] = Field(
-        default_factory=dict, description="input slot -> uploaded image id (POST /v1/images), or a list of ids"
+    inputs: dict[str, str | list[str] | CollectionRef] = Field(
+        default_factory=dict,
+        description="input slot -> uploaded image id (POST /v1/images), a list of ids, or {\"collection\": id} for all of a collection's images",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
 
@@ -90,9 +98,13 @@ def _found(job: Job | None, job_id: str) -> Job:
     responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
     dependencies=[Depends(require_scope("submit"))],
 )
-def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, key: KeyDep, http: Request, response: Response) -> dict:
+def submit_job(
+    request: JobRequest, service: JobsDep, settings: SettingsDep, collections: CollectionsDep, key: KeyDep, http: Request,
+    response: Response,
+) -> dict:
+    inputs = resolve_inputs(collections, key.tenant, {k: v.model_dump() if isinstance(v, CollectionRef) else v for k, v in request.inputs.items()})
     job, _created = service.submit(
-        request.method, request.model, request.inputs, request.params, key.tenant,
+        request.method, request.model, inputs, request.params, key.tenant,
         getattr(http.state, "request_id", None), key_limit(key, settings, "max_active_jobs"),
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import KeyStoreDep, require_scope
-from api.job_service import broker_errors
+from worker.broker import broker_errors
 from api.keys import SCOPES, TENANT
 from api.problems import Problem
 

@@ -11,7 +11,7 @@ from engine.models import ModelSpec, get_spec, list_specs, load_model
 from engine.models.support import method_support
 from engine.registry import all_methods
 from worker.model_store import ModelNameTaken, ModelStore
-from worker.service import BrokerUnavailable
+from worker.broker import BrokerUnavailable
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
