@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from engine.decoding import decode_image
 from worker.storage import ObjectNotFound, Storage
 from worker.tenancy import TenantIndex
-from worker.uploads import store_image
+from worker.uploads import SHARED, content_id, store_image
 from worker.zip_images import ZipLimits, ZipRejected, is_zip, read_zip
 
-BUILTIN = "builtin"  # the owner of collections every tenant can read
+BUILTIN = SHARED  # the owner of collections (and their images) every tenant can read
 SAMPLES = "samples"
 
 
@@ -149,7 +149,7 @@ class CollectionStore:
         new: list[tuple[Member, bytes]] = []
         for name, data in entries:
             image = decode_image(data, limits.max_image_pixels, name)  # ImageRejected names the entry
-            member = Member(hashlib.sha256(data).hexdigest()[:32], name, image.width, image.height, len(data))
+            member = Member(content_id(data), name, image.width, image.height, len(data))
             if member.id in known:
                 continue  # the same picture twice is one member
             known.add(member.id)
@@ -162,7 +162,7 @@ class CollectionStore:
                 raise CollectionRejected(413, "collection_too_large", f"a collection holds at most {limits.max_pixels} pixels in all")
             new.append((member, data))
         for member, data in new:
-            store_image(self.storage, data, limits.max_image_pixels)
+            store_image(self.storage, data, limits.max_image_pixels, collection.owner)
             collection.images.append(member)
 
     def list(self, tenant: str) -> "list[Collection]":  # last in the class: it shadows the builtin name

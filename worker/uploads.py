@@ -4,7 +4,8 @@ An image is stored once per tenant as the client sent it (after it decodes
 safely with :func:`engine.decoding.decode_image`) and named by the hash of its
 bytes, so the same upload twice is the same id and identical jobs can be
 recognised by their input ids. Every call takes the tenant that owns the
-image: another tenant's id is simply not found (UnknownImage).
+image: another tenant's id is simply not found (UnknownImage). Images of the
+shared owner (the built-in samples collection) are readable by every tenant.
 """
 
 import hashlib
@@ -38,6 +39,9 @@ class StoredImage:
         return asdict(self)
 
 
+SHARED = "builtin"  # the owner of images every tenant may read (the built-in samples collection's)
+
+
 def content_id(data: bytes) -> str:
     """The id an upload of these bytes gets."""
     return hashlib.sha256(data).hexdigest()[:32]
@@ -64,11 +68,13 @@ def store_image(storage: Storage, data: bytes, max_pixels: int, tenant: str) -> 
 
 
 def image_bytes(storage: Storage, image_id: str, tenant: str) -> bytes:
-    """The stored bytes of the tenant's image (UnknownImage for an id it never uploaded, or malformed)."""
-    try:
-        return storage.get(image_key(image_id, tenant))
-    except ObjectNotFound:
-        raise UnknownImage(image_id) from None
+    """The stored bytes of the tenant's image, or of a shared one (UnknownImage for an id it never uploaded, or malformed)."""
+    for owner in (tenant, SHARED):
+        try:
+            return storage.get(image_key(image_id, owner))
+        except ObjectNotFound:
+            continue
+    raise UnknownImage(image_id)
 
 
 def read_image(storage: Storage, image_id: str, tenant: str) -> tuple[bytes, str]:
@@ -84,5 +90,5 @@ def load_image(storage: Storage, image_id: str, max_pixels: int, tenant: str) ->
 def require_images(storage: Storage, image_ids: list[str], tenant: str) -> None:
     """Raise UnknownImage for the first id the tenant never uploaded."""
     for image_id in image_ids:
-        if not storage.exists(image_key(image_id, tenant)):
+        if not any(storage.exists(image_key(image_id, owner)) for owner in (tenant, SHARED)):
             raise UnknownImage(image_id)

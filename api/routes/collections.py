@@ -88,7 +88,7 @@ def thumbnail(collection_id: str, image_id: str, store: CollectionsDep, tenant: 
               size: int = Query(128, ge=16, le=512)) -> Response:  # fmt: skip
     if image_id not in store.get(tenant, collection_id).image_ids():
         raise Problem(404, "unknown_image", f"collection {collection_id!r} has no image {image_id!r}")
-    picture = load_image(service.storage, image_id, settings.max_image_pixels)
+    picture = load_image(service.storage, image_id, settings.max_image_pixels, tenant)
     picture.thumbnail((size, size), Image.BILINEAR)
     return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
 

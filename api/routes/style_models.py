@@ -66,7 +66,7 @@ def _stylize(store: StyleModelStore, tenant: str, call: StylizeRequest, data: by
     mix = style_mix(StyleModelConfig.model_validate({k: record[k] for k in StyleModelConfig.model_fields}), call.style, call.style_weights)
     start = time.perf_counter()
     if data is None:
-        data = decode_base64(call.image.base64) if hasattr(call.image, "base64") else image_bytes(service.storage, call.image.image_id)
+        data = decode_base64(call.image.base64) if hasattr(call.image, "base64") else image_bytes(service.storage, call.image.image_id, tenant)
     picture = decode_image(data, max_pixels)
     decoded = time.perf_counter()
     out = stylise(net, picture, mix, call.max_side)
