@@ -6,6 +6,7 @@ through its ``after_setup_*logger`` signals), so both write the same fields.
 
 import json
 import logging
+import sys
 import time
 
 CONTEXT = ("request_id", "job_id", "tenant", "key_id", "method", "route", "path", "status", "duration_ms")
@@ -31,11 +32,23 @@ def use_json(logger: logging.Logger) -> None:
         handler.setFormatter(JsonFormatter())
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (it may be replaced after import)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def json_logger(name: str) -> logging.Logger:
     """``name``'s logger writing JSON lines to stderr (one handler, however often called)."""
     logger = logging.getLogger(name)
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = _Stderr()
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -42,7 +42,12 @@ async def upload_image(
     return {**stored.as_dict(), "url": f"/v1/images/{stored.id}"}
 
 
-@router.get("/images/{image_id}", summary="The bytes of an uploaded image")
+@router.get(
+    "/images/{image_id}",
+    summary="The bytes of an uploaded image",
+    response_class=Response,
+    responses={200: {"description": "the image as uploaded", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}},
+)
 def get_image(image_id: str, service: JobsDep, tenant: TenantDep) -> Response:
     data, media_type = read_image(service.storage, image_id, tenant)
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=31536000, immutable"})

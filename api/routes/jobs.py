@@ -156,7 +156,16 @@ def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, tenant: Ten
     return job_body(job, service.storage)
 
 
-@router.get("/jobs/{job_id}/artifacts/{name}", summary="Download one artifact of a finished job")
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/jobs/{job_id}/artifacts/{name}",
+    summary="Download one artifact of a finished job",
+    response_class=Response,
+    responses={200: {"description": "a PNG image, a .npy array or the result's JSON data",
+                     "content": {"image/png": _BINARY, "application/x-npy": _BINARY, "application/json": {}}}},
+)
 def get_artifact(job_id: str, name: str, service: JobsDep, tenant: TenantDep) -> Response:
     job = _found(service.get(job_id, tenant), job_id)
     artifact = next((item for item in job.artifacts if item["name"] == name), None)
@@ -169,7 +178,12 @@ def get_artifact(job_id: str, name: str, service: JobsDep, tenant: TenantDep) ->
     return Response(data, media_type=artifact["media_type"], headers={"Content-Disposition": f'inline; filename="{name}"'})
 
 
-@router.get("/jobs/{job_id}/preview", summary="The latest preview image of a running synthesis job")
+@router.get(
+    "/jobs/{job_id}/preview",
+    summary="The latest preview image of a running synthesis job",
+    response_class=Response,
+    responses={200: {"description": "the latest preview", "content": {"image/png": _BINARY}}},
+)
 def get_preview(job_id: str, service: JobsDep, tenant: TenantDep) -> Response:
     job = _found(service.get(job_id, tenant), job_id)
     try:

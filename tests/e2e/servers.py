@@ -93,11 +93,12 @@ def _pings(client: redis.Redis) -> bool:
 class CeleryWorker:
     """``celery -A worker.app worker --pool=prefork -c 1 -Q gpu,cpu`` in its own process group."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, extra_args: tuple[str, ...] = ()):
         # One torch thread: the worker shares the cores with the test process (and, here, other work);
         # torch's default of a thread per core made the every-method file 3-4x slower when measured.
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         self.log_path = log_path
+        self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self.name = ""
 
@@ -107,7 +108,7 @@ class CeleryWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork", "-c", "1",
              "-Q", "gpu,cpu", "--prefetch-multiplier=1", "-n", self.name, "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-l", "info"],
+             "--without-mingle", "--without-heartbeat", "-l", "info", *self.extra_args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
