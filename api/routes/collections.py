@@ -1,16 +1,17 @@
 """Collections: sets of images uploaded together (files or one zip), read by the dataset methods."""
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Depends, APIRouter, Query, Request, Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from api.deps import CollectionsDep, JobsDep, SettingsDep, TenantDep
+from api.deps import CollectionsDep, JobsDep, SettingsDep, TenantDep, require_scope
 from api.problems import Problem
 from engine.encoding import png_bytes
 from worker.collections import Collection
 from worker.uploads import load_image
 
+SUBMIT = Depends(require_scope("submit"))  # routes that store, change or compute
 router = APIRouter(prefix="/v1", tags=["collections"])
 
 _UPLOAD_BODY = {
@@ -52,7 +53,7 @@ def collection_body(collection: Collection) -> dict:
     }
 
 
-@router.post("/collections", status_code=201, summary="Make a collection from many pictures or one zip", openapi_extra=_UPLOAD_BODY)
+@router.post("/collections", status_code=201, summary="Make a collection from many pictures or one zip", openapi_extra=_UPLOAD_BODY, dependencies=[SUBMIT])
 async def create_collection(request: Request, store: CollectionsDep, tenant: TenantDep, response: Response, name: str | None = Query(None, max_length=200)) -> dict:
     form_name, files = await _upload(request, store.limits.max_images)
     collection = await run_in_threadpool(store.create, tenant, form_name or name or "untitled", files)
@@ -70,14 +71,14 @@ def get_collection(collection_id: str, store: CollectionsDep, tenant: TenantDep)
     return collection_body(store.get(tenant, collection_id))
 
 
-@router.post("/collections/{collection_id}/images", summary="Add pictures (or zips of pictures) to a collection", openapi_extra=_UPLOAD_BODY)
+@router.post("/collections/{collection_id}/images", summary="Add pictures (or zips of pictures) to a collection", openapi_extra=_UPLOAD_BODY, dependencies=[SUBMIT])
 async def add_images(collection_id: str, request: Request, store: CollectionsDep, tenant: TenantDep) -> dict:
     store.get(tenant, collection_id)  # 404 before reading a large body
     _name, files = await _upload(request, store.limits.max_images)
     return collection_body(await run_in_threadpool(store.add, tenant, collection_id, files))
 
 
-@router.delete("/collections/{collection_id}", status_code=204, summary="Delete a collection (its images stay in the image store)")
+@router.delete("/collections/{collection_id}", status_code=204, summary="Delete a collection (its images stay in the image store)", dependencies=[SUBMIT])
 def delete_collection(collection_id: str, store: CollectionsDep, tenant: TenantDep) -> Response:
     store.delete(tenant, collection_id)
     return Response(status_code=204)

@@ -3,11 +3,11 @@
 import json
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Depends, APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from api.deps import InlinePoolDep, JobsDep, SettingsDep, StyleModelsDep, TenantDep
+from api.deps import InlinePoolDep, JobsDep, SettingsDep, StyleModelsDep, TenantDep, require_scope
 from api.problems import Problem
 from api.schemas import ImageInput
 from engine.decoding import decode_base64, decode_image
@@ -16,6 +16,7 @@ from engine.synthesis.fast_style import StyleModelConfig, style_mix, stylise
 from worker.style_models import StyleModelStore
 from worker.uploads import image_bytes
 
+SUBMIT = Depends(require_scope("submit"))  # routes that store, change or compute
 router = APIRouter(prefix="/v1", tags=["style models"])
 
 
@@ -33,7 +34,7 @@ def get_style_model(model_id: str, store: StyleModelsDep, tenant: TenantDep) -> 
     return model_body(store.get(tenant, model_id))
 
 
-@router.delete("/style-models/{model_id}", status_code=204, summary="Delete a style model and its weights")
+@router.delete("/style-models/{model_id}", status_code=204, summary="Delete a style model and its weights", dependencies=[SUBMIT])
 def delete_style_model(model_id: str, store: StyleModelsDep, tenant: TenantDep) -> Response:
     store.delete(tenant, model_id)
     return Response(status_code=204)
@@ -54,6 +55,7 @@ class StylizeRequest(BaseModel):
     response_class=Response,
     responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": StylizeRequest.model_json_schema()}}}},
+    dependencies=[SUBMIT],
 )
 async def stylize(request: Request, store: StyleModelsDep, tenant: TenantDep, pool: InlinePoolDep, settings: SettingsDep, service: JobsDep) -> Response:
     call, data = await _stylize_call(request)
