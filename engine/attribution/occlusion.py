@@ -163,4 +163,5 @@ def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -
             "windows": found["windows"],
             "fill": [round(c, 6) for c in fill],
         },
+        main="overlay",
     )
