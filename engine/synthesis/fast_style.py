@@ -24,7 +24,7 @@ from engine.hooks import capture, run_until
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.optim.loop import Rendered
-from engine.optim.style_losses import gram_matrix
+from engine.optim.style_losses import gram_matrix, tv_norm
 from engine.optim.report import synthesis_result
 from engine.registry import InputSlot, method
 from engine.result import Result
@@ -83,10 +83,6 @@ class Transformer(nn.Module):
         return torch.sigmoid(self.net(x))[:, :, :height, :width]
 
 
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    return (images[:, :, 1:] - images[:, :, :-1]).abs().mean() + (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
-
-
 def stylise(net: Transformer, image: Image.Image, max_side: int, device: torch.device) -> Image.Image:
     """``image`` through the trained network, returned at its own size."""
     scale = min(1.0, max_side / max(image.size))
@@ -133,7 +129,7 @@ def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, p
             target = found[params.content_layer][half:].detach()
             content = (found[params.content_layer][:half] - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
             style = sum((gram_matrix(found[name][:half]) - style_grams[name]).pow(2).mean() / style_scale[name] for name in params.style_layers)
-            tv = total_variation(out)
+            tv = tv_norm(out, beta=1.0)
             loss = params.content_weight * content + params.style_weight * style + params.tv_weight * tv
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
