@@ -9,7 +9,7 @@ from engine.imaging import to_tensor
 from engine.run import run_method
 
 # Simonyan et al.'s plain recipe (score minus L2, no transforms or blur), small and short.
-PLAIN = {"size": 96, "steps": 60, "l2": 0.5, "jitter": 0, "pad": 0, "scale": 0, "rotate": 0, "blur_every": 0, "preview_every": 20}
+PLAIN = {"parameterization": "pixels", "size": 96, "steps": 60, "l2": 0.5, "jitter": 0, "pad": 0, "scale": 0, "rotate": 0, "blur_every": 0, "preview_every": 20}
 
 
 def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet):
@@ -38,7 +38,7 @@ def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet)
 
 def test_weighted_layer_objectives_work_on_vgg19_with_every_regulariser(vgg19):
     params = {
-        "size": 64, "steps": 6, "lr": 0.05, "init": "noise", "preview_every": 0,
+        "parameterization": "pixels", "size": 64, "steps": 6, "lr": 0.05, "init": "noise", "preview_every": 0,
         "objectives": [{"kind": "channel", "layer": "block3_conv1", "channel": 5, "weight": 1.0},
                        {"kind": "neuron", "layer": "block3_conv1", "channel": 9, "y": 3, "x": 4, "weight": 0.5}],
         "jitter": 2, "pad": 4, "scale": 0.1, "rotate": 5, "blur_every": 2,
