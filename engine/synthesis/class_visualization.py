@@ -97,7 +97,8 @@ class ClassVisualizationParams(BaseModel):
         None, description="standard: Lucid's pad/jitter/scale/rotate set; custom: the jitter, pad, scale and rotate "
         "params below; default: standard for fourier and maco, custom for pixels",
     )
-    init: Start = Field("mean", description="pixels only: start from black (zeros), the dataset-mean colour, or mean plus noise")
+    init: Start = Field("mean", description="pixels only: start from black (zeros), the dataset-mean colour, or mean plus noise "
+                        "(several facets always start from independent noise)")
     l2: float | None = Field(None, ge=0, le=100, description="weight of the penalty on mean squared distance from the mean colour "
                              "(or from the photo when accentuating); default 2 for pixels, 0 otherwise (1 when accentuating)")
     jitter: int = Field(8, ge=0, le=64, description="custom transforms: random shift (pixels, each direction) every step")
@@ -174,8 +175,10 @@ def image_param(model: ConvLensModel, params: ClassVisualizationParams, photo: t
         if photo is not None:
             raise InvalidParams("maco fixes the amplitude spectrum, so it cannot start from a photo; use fourier or pixels")
         return maco(size, params.facets, params.decorrelate, generator, device)
-    start = photo if photo is not None else start_image(params.init, size, model, generator)
-    return pixels(start.expand(params.facets, -1, -1, -1))
+    if photo is not None:
+        return pixels(photo.expand(params.facets, -1, -1, -1))
+    kind = "noise" if params.facets > 1 else params.init  # identical starts would stay identical facets
+    return pixels(torch.cat([start_image(kind, size, model, generator) for _ in range(params.facets)]))
 
 
 def robustness(params: ClassVisualizationParams, kind: str, generator) -> list:
@@ -264,8 +267,9 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
         data.update(class_report(model, rendered.image, classes, params.judge))
     result = synthesis_result(rendered, data)
     if params.facets > 1:
-        tiles = np.stack([np.asarray(to_image(x)) for x in rendered.image])
-        result.images["facets"] = tile_grid(tiles, columns=params.facets)
+        facets = [to_image(x) for x in rendered.image]
+        result.images["facets"] = tile_grid(np.stack([np.asarray(f) for f in facets]), columns=params.facets)
+        result.images.update({f"facet_{k}": facet for k, facet in enumerate(facets)})
     if photo is not None:
         result.images["photo"] = to_image(photo)
     return result
