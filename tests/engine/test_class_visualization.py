@@ -102,16 +102,17 @@ def _pooled(efficientnet, picture):
 
 
 def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
-    params = {**PLAIN, "size": 64, "steps": 30, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
+    params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
               "objectives": [{"kind": "class", "class": "flamingo"}]}
-    diverse = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 5.0}, device="cpu")
+    diverse = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 1.0}, device="cpu")
     alike = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 0.0}, device="cpu")
 
     def distances(result):
         f = [_pooled(efficientnet, result.images[f"facet_{k}"]) for k in range(3)]
         return [float(1 - f[i] @ f[j]) for i in range(3) for j in range(i + 1, 3)]
 
-    assert all(facet["target_probabilities"]["flamingo"] > 0.5 for facet in diverse.data["facets"])
+    kept = [facet["target_probabilities"]["flamingo"] for facet in diverse.data["facets"]]
+    assert min(kept) > 0.5, kept
     assert min(distances(diverse)) > 0.05
     assert sum(distances(diverse)) > sum(distances(alike))
     assert diverse.images["facets"].size == (3 * 65 + 1, 66)
