@@ -26,7 +26,6 @@ from PIL import Image
 from skimage import data
 from torch import nn
 
-from engine.attribution.baselines import mean_colour
 from engine.attribution.channels_last import channels_last_forward
 from engine.attribution.gradients import class_gradient
 from engine.attribution.guided_backprop import relu_rule_gradient
@@ -114,7 +113,7 @@ def main() -> None:
         same(1e-5),
     )
 
-    fill = mean_colour(model)
+    fill = tuple(model.mean_colour().flatten().tolist())
     baseline = torch.tensor(fill).view(1, 3, 1, 1).expand_as(x).clone()
 
     def probability(batch):

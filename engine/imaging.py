@@ -25,8 +25,22 @@ COLORMAPS = {
     "turbo": cv2.COLORMAP_TURBO,
     "hot": cv2.COLORMAP_HOT,
     "gray": None,
+    "coolwarm": "diverging",
 }
-Colormap = Literal["jet", "viridis", "inferno", "magma", "turbo", "hot", "gray"]
+Colormap = Literal["jet", "viridis", "inferno", "magma", "turbo", "hot", "gray", "coolwarm"]
+# Diverging map for signed values: blue (-1) -> near-white (0, at index 128) -> red (+1).
+_BLUE, _CENTRE, _RED = np.array([33, 102, 172.0]), np.array([247, 247, 247.0]), np.array([178, 24, 43.0])
+DIVERGING_CENTRE = tuple(int(c) for c in _CENTRE)
+
+
+def _diverging_lut() -> np.ndarray:
+    index = np.arange(256, dtype=np.float64)[:, None]
+    low = _CENTRE + (_BLUE - _CENTRE) * (128 - index) / 128
+    high = _CENTRE + (_RED - _CENTRE) * (index - 128) / 127
+    return np.where(index < 128, low, high).round().astype(np.uint8)
+
+
+_DIVERGING = _diverging_lut()
 
 
 def fit_image(image: Image.Image, size: tuple[int, int], fit: Fit = "stretch", fill=(124, 116, 104)) -> Image.Image:
@@ -82,10 +96,12 @@ def normalize_map(values: np.ndarray, mode: Literal["minmax", "abs_max", "none"]
 
 
 def colorize(values: np.ndarray, colormap: Colormap = "jet") -> Image.Image:
-    """A 2-D map with values in [0, 1] -> an RGB heatmap."""
+    """A 2-D map with values in [0, 1] -> an RGB heatmap (``coolwarm``: 0.5 is the centre colour)."""
     grey = (np.clip(values, 0, 1) * 255).round().astype(np.uint8)
     if COLORMAPS[colormap] is None:
         return Image.fromarray(grey, "L").convert("RGB")
+    if COLORMAPS[colormap] == "diverging":
+        return Image.fromarray(_DIVERGING[grey], "RGB")
     bgr = cv2.applyColorMap(grey, COLORMAPS[colormap])
     return Image.fromarray(bgr[:, :, ::-1].copy(), "RGB")
 

@@ -60,5 +60,5 @@ def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Re
     return attribution_result(
         model, "gradcam", image, upsampled.cpu().numpy(), params,
         ClassTarget.of(model, logits, index).as_dict(), "positive", clock.laps,
-        layer=layer, arrays={"cam": cam.cpu().numpy().astype("float32")},
+        layer=layer, arrays={"cam": cam.cpu().numpy().astype("float32")}, main="overlay",
     )

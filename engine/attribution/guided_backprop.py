@@ -15,11 +15,11 @@ from pydantic import Field, model_validator
 
 from engine.attribution.folding import folded
 from engine.attribution.params import AttributionParams
-from engine.attribution.render import attribution_result
+from engine.attribution.render import attribution_result, gradient_picture
 from engine.attribution.targets import ClassTarget, UnitTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.errors import UnsupportedModel
-from engine.imaging import fit_image, to_image, to_tensor
+from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
 from engine.relu_rules import Rule, rule_copy, run_until_node
@@ -78,13 +78,12 @@ def _run(rule: Rule, name: str):
         clock.lap("attribution_ms")
         g = grad[0]
         values = (g.abs() if params.sign == "absolute" else g.clamp(min=0)).amax(0)
-        peak = float(g.abs().max())
-        pattern = to_image(0.5 + g / (2 * peak)) if peak > 0 else to_image(torch.full_like(g, 0.5))
         return attribution_result(
             model, name, image, values.cpu().numpy(), params, target, params.sign, clock.laps,
             layer=params.layer,
-            images={"gradient": pattern},
+            images={"gradient": gradient_picture(g)},
             arrays={"gradient": g.cpu().numpy().astype("float32")},
+            main="gradient",
         )
 
     return run

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from engine.attribution.baselines import mean_colour
 from engine.attribution.folding import folded
 from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
 from engine.attribution.params import AttributionParams
@@ -164,7 +163,7 @@ def occlusion_cost(model: ConvLensModel, params: OcclusionParams, images: int) -
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
     index = requested_class(model, params.target_class)
     image = fit_image(inputs["image"], model.input_size, params.fit)
-    fill = mean_colour(model) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
+    fill = tuple(model.mean_colour().flatten().tolist()) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
     clock = Stopwatch()
     found = occlusion_drops(
         model, to_tensor(image, model.device), index, params.window, params.stride, fill,
@@ -182,4 +181,5 @@ def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -
             "windows": found["windows"],
             "fill": [round(c, 6) for c in fill],
         },
+        main="overlay",
     )

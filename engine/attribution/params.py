@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.imaging import Colormap, Fit
 
-Normalization = Literal["minmax", "abs_max", "none"]
+Normalization = Literal["auto", "percentile", "minmax", "abs_max", "none"]
 
 
 class AttributionParams(BaseModel):
@@ -17,9 +17,13 @@ class AttributionParams(BaseModel):
     )
     fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
     normalization: Normalization = Field(
-        "minmax",
-        description="how the map is scaled for the heatmap: minmax, abs_max (keeps 0 at 0), "
-        "or none (raw values clipped to [0, 1]; keeps maps comparable across calls)",
+        "auto",
+        description="how the map is scaled for the heatmap: percentile (the top `outlier_percentile`% of pixels "
+        "clipped, as Captum's visualize_image_attr; signed maps symmetric about 0), minmax, abs_max (keeps 0 at 0), "
+        "none (raw values clipped to [0, 1]; keeps maps comparable across calls); auto = percentile",
     )
-    colormap: Colormap = Field("jet", description="colormap of the heatmap")
+    outlier_percentile: float = Field(2.0, ge=0.0, le=50.0, description="percent of the largest |values| clipped by percentile scaling")
+    colormap: Colormap | Literal["auto"] = Field(
+        "auto", description="colormap of the heatmap; auto: jet for unsigned maps, the diverging coolwarm (0 at its centre) for signed ones"
+    )
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="opacity of the heatmap in the overlay")

@@ -11,5 +11,6 @@ from engine.attribution import (  # noqa: F401
     segmentation,
     smoothgrad,
 )
+from engine.attribution.evaluation import method as evaluate_attribution  # noqa: F401
 from engine.fool import fooling_image, universal, untargeted  # noqa: F401
 from engine.synthesis import class_visualization, deepdream, fast_style, inversion, style_transfer, texture  # noqa: F401

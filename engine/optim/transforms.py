@@ -71,3 +71,32 @@ def random_rotate(degrees: Sequence[float], generator: torch.Generator | None = 
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     return transform
+
+
+def standard_transforms(generator: torch.Generator | None = None) -> list[Transform]:
+    """Lucid's standard transformation-robustness set: constant pad 12 (grey), jitter 8, scale by
+    0.9..1.1, rotate by -10..10 degrees (0 five times as likely), jitter 4 (Olah et al. 2017)."""
+    return [
+        pad(12, "constant", 0.5),
+        jitter(8, generator),
+        random_scale([1 + (i - 5) / 50 for i in range(11)], generator),
+        random_rotate(list(range(-10, 11)) + 5 * [0], generator),
+        jitter(4, generator),
+    ]
+
+
+def centre_zoom(smallest: float = 0.6, generator: torch.Generator | None = None) -> Transform:
+    """Crop a random centred square of ``smallest``..1 of the side and resize it back: the target must be
+    recognisable in the middle of the picture (a centre bias, after Nguyen et al. 2016's multifaceted
+    visualisation, https://arxiv.org/abs/1602.03616)."""
+    fractions = [smallest + (1 - smallest) * i / 8 for i in range(9)]
+
+    def transform(image: torch.Tensor) -> torch.Tensor:
+        fraction = fractions[_pick(len(fractions), generator)]
+        height, width = image.shape[-2:]
+        h, w = max(1, round(height * fraction)), max(1, round(width * fraction))
+        top, left = (height - h) // 2, (width - w) // 2
+        crop = image[..., top : top + h, left : left + w]
+        return crop if (h, w) == (height, width) else F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
+
+    return transform

@@ -1,27 +1,39 @@
 """Class visualisation: the image a network scores highest for a class, layer,
 channel or neuron.
 
-Gradient ascent on the unnormalised class score minus an L2 penalty
-(Simonyan et al. 2014, https://arxiv.org/abs/1312.6034), with Yosinski et
-al.'s regularisers (2015, https://arxiv.org/abs/1506.06579): Gaussian blur
-every few steps, resetting pixels of small norm or small contribution, and
-random jitter. Objectives combine with weights, so one request can ask for
-"flamingo, plus a little of channel 12 of conv_head".
+Gradient ascent on the weighted objectives through one of three image
+parameterisations: ``fourier`` (1/f-scaled spectrum, decorrelated colour,
+Lucid's transformation-robustness set; Olah et al. 2017,
+https://distill.pub/2017/feature-visualization/), ``maco`` (phase only, natural
+amplitude; Fel et al. 2023) or ``pixels`` (the earlier recipe: class score minus
+an L2 penalty, Simonyan et al. 2014, https://arxiv.org/abs/1312.6034, with
+Yosinski et al.'s blur and pixel clipping, 2015, https://arxiv.org/abs/1506.06579).
+``facets`` > 1 renders a batch pushed apart by a diversity term; ``centre_bias``
+asks for the target in the middle (after Nguyen et al. 2016). Given an
+``image``, the method accentuates it instead (starts from the photo and stays
+close to it). Every class result is scored by an independent judge network
+(:mod:`engine.models.judge`).
 """
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
+from engine.registry import InputSlot
 from engine.optim import objectives as obj
-from engine.optim.loop import render
-from engine.optim.params import Start, mean_colour, pixels, start_image
+from engine.optim.loop import Rendered, render
+from engine.imaging import fit_image, tile_grid, to_image, to_tensor
+from engine.models.judge import judge
+from engine.optim.params import Start, pixels, start_image
 from engine.optim.report import synthesis_result
-from engine.optim.transforms import jitter, pad, random_rotate, random_scale
+from engine.optim.spectral import fourier, maco
+from engine.optim.transforms import centre_zoom, jitter, pad, random_rotate, random_scale, standard_transforms
+from engine.progress import Progress, no_progress
 from engine.registry import method
 from engine.result import Result
 
@@ -54,6 +66,13 @@ class ObjectiveTerm(BaseModel):
         return self
 
 
+Parameterization = Literal["fourier", "maco", "pixels"]
+# The layer whose Gram matrices the diversity term pushes apart (a mid-level layer, as in Lucid).
+DIVERSITY_LAYER = {"efficientnet_lite0": "blocks.4", "vgg19": "block4_conv1"}
+# What each parameterisation uses when a knob is left unset: (l2, blur_every, transforms).
+RECIPE_DEFAULTS = {"pixels": (2.0, 4, "custom"), "fourier": (0.0, 0, "standard"), "maco": (0.0, 0, "standard")}
+
+
 class ClassVisualizationParams(BaseModel):
     objectives: list[ObjectiveTerm] = Field(
         default_factory=lambda: [ObjectiveTerm(kind="class", class_="flamingo")],
@@ -61,23 +80,48 @@ class ClassVisualizationParams(BaseModel):
         max_length=8,
         description="weighted terms to maximise together",
     )
+    parameterization: Parameterization = Field(
+        "fourier",
+        description="fourier: 1/f-scaled spectrum in decorrelated colour (Olah et al. 2017); maco: phase only, natural "
+        "amplitude (Fel et al. 2023); pixels: the pixels themselves with Yosinski et al.'s regularisers",
+    )
+    decorrelate: bool = Field(True, description="optimise in a decorrelated colour space (fourier and maco)")
     size: int = Field(224, ge=32, le=512, description="side of the square image, in pixels")
     steps: int = Field(200, ge=1, le=2000, description="optimisation steps")
-    lr: float = Field(0.05, gt=0, le=1, description="Adam learning rate, in pixel units ([0, 1] range)")
-    init: Start = Field("mean", description="start from black (zeros), the dataset-mean colour, or mean plus noise")
-    l2: float = Field(2.0, ge=0, le=100, description="weight of the penalty on mean squared distance from the mean colour")
-    jitter: int = Field(8, ge=0, le=64, description="random shift (pixels, each direction) applied every step")
-    pad: int = Field(8, ge=0, le=64, description="reflect-pad the image by this many pixels before the other transforms")
-    scale: float = Field(0.1, ge=0, le=0.5, description="random rescaling by up to this fraction every step (0: off)")
-    rotate: float = Field(5.0, ge=0, le=45, description="random rotation by up to this many degrees every step (0: off)")
-    blur_every: int = Field(4, ge=0, le=100, description="Gaussian-blur the image every k steps (0: off)")
-    blur_sigma: float = Field(0.5, ge=0.1, le=5, description="blur standard deviation, in pixels")
-    clip_norm_percentile: float = Field(0.0, ge=0, le=100, description="reset pixels whose norm is below this percentile to the mean colour (0: off)")
-    clip_contribution_percentile: float = Field(
-        0.0, ge=0, le=100, description="reset pixels whose contribution |x * grad| is below this percentile (0: off)"
+    lr: float = Field(0.05, gt=0, le=1, description="Adam learning rate")
+    facets: int = Field(1, ge=1, le=8, description="render this many images at once, pushed apart by the diversity term")
+    diversity: float = Field(1.0, ge=0, le=100, description="weight of the diversity term when facets > 1")
+    diversity_layer: str | None = Field(None, description="layer whose Gram matrices must differ; default: a mid-level layer")
+    centre_bias: bool = Field(False, description="the target must show in random centred crops (after Nguyen et al. 2016)")
+    transforms: Literal["standard", "custom"] | None = Field(
+        None, description="standard: Lucid's pad/jitter/scale/rotate set; custom: the jitter, pad, scale and rotate "
+        "params below; default: standard for fourier and maco, custom for pixels",
     )
+    init: Start = Field("mean", description="pixels only: start from black (zeros), the dataset-mean colour, or mean plus noise "
+                        "(several facets always start from independent noise)")
+    l2: float | None = Field(None, ge=0, le=100, description="weight of the penalty on mean squared distance from the mean colour "
+                             "(or from the photo when accentuating); default 2 for pixels, 0 otherwise (1 when accentuating)")
+    jitter: int = Field(8, ge=0, le=64, description="custom transforms: random shift (pixels, each direction) every step")
+    pad: int = Field(8, ge=0, le=64, description="custom transforms: reflect-pad by this many pixels first")
+    scale: float = Field(0.1, ge=0, le=0.5, description="custom transforms: random rescaling by up to this fraction (0: off)")
+    rotate: float = Field(5.0, ge=0, le=45, description="custom transforms: random rotation by up to this many degrees (0: off)")
+    blur_every: int | None = Field(None, ge=0, le=100, description="pixels only: Gaussian-blur every k steps (0: off); default 4")
+    blur_sigma: float = Field(0.5, ge=0.1, le=5, description="blur standard deviation, in pixels")
+    clip_norm_percentile: float = Field(0.0, ge=0, le=100, description="pixels only: reset pixels whose norm is below this percentile to the mean colour (0: off)")
+    clip_contribution_percentile: float = Field(
+        0.0, ge=0, le=100, description="pixels only: reset pixels whose contribution |x * grad| is below this percentile (0: off)"
+    )
+    judge: bool = Field(True, description="score class targets with the independent judge network")
     preview_every: int = Field(10, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for noise and jitter (same seed, same picture)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for noise, phases and transforms (same seed, same picture)")
+
+    @model_validator(mode="after")
+    def _pixel_only(self):
+        if self.parameterization != "pixels" and (
+            self.blur_every or self.clip_norm_percentile or self.clip_contribution_percentile
+        ):
+            raise ValueError("blur and pixel clipping apply to the pixels parameterisation only")
+        return self
 
 
 def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, int]) -> obj.Objective:
@@ -102,7 +146,7 @@ def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, i
     return obj.neuron(term.layer, term.channel, term.y, term.x)
 
 
-def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor):
+def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor, blur_every: int):
     """The step hook applying blur and the two pixel-clipping regularisers to the pixel tensor."""
 
     def reset_below(image: torch.Tensor, score: torch.Tensor, percentile: float) -> None:
@@ -111,7 +155,7 @@ def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor):
 
     def hook(step: int, tensors: list[torch.Tensor]) -> None:
         image = tensors[0]
-        if params.blur_every and step % params.blur_every == 0:
+        if blur_every and step % blur_every == 0:
             kernel = 2 * int(3 * params.blur_sigma + 0.5) + 1
             image.copy_(gaussian_blur(image, [kernel, kernel], [params.blur_sigma, params.blur_sigma]))
         if params.clip_norm_percentile:
@@ -123,53 +167,109 @@ def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor):
     return hook
 
 
-@method(
-    "class_visualization",
-    summary="Synthesise the image a class, layer, channel or neuron responds to most",
-    category="synthesise",
-    params=ClassVisualizationParams,
-    inputs=(),
-    inline=False,
-)
-def class_visualization(model: ConvLensModel, inputs, params: ClassVisualizationParams, progress) -> Result:
-    """Synthesise the image maximising the weighted objectives (Simonyan et al. 2014; Yosinski et al. 2015)."""
-    size = (params.size, params.size)
-    terms = [(term, term_objective(model, term, size)) for term in params.objectives]
-    mean = mean_colour(model)
-    objective = sum((term.weight * objective for term, objective in terms), obj.l2(mean) * params.l2)
+def image_param(model: ConvLensModel, params: ClassVisualizationParams, photo: torch.Tensor | None, generator):
+    size, device = (params.size, params.size), model.device
+    if params.parameterization == "fourier":
+        return fourier(size, params.facets, decorrelate=params.decorrelate, generator=generator, device=device, init=photo)
+    if params.parameterization == "maco":
+        if photo is not None:
+            raise InvalidParams("maco fixes the amplitude spectrum, so it cannot start from a photo; use fourier or pixels")
+        return maco(size, params.facets, params.decorrelate, generator, device)
+    if photo is not None:
+        return pixels(photo.expand(params.facets, -1, -1, -1))
+    kind = "noise" if params.facets > 1 else params.init  # identical starts would stay identical facets
+    return pixels(torch.cat([start_image(kind, size, model, generator) for _ in range(params.facets)]))
+
+
+def robustness(params: ClassVisualizationParams, kind: str, generator) -> list:
+    if kind == "standard":
+        chosen = standard_transforms(generator)
+    else:
+        chosen = []
+        if params.pad:
+            chosen.append(pad(params.pad))
+        if params.jitter:
+            chosen.append(jitter(params.jitter, generator))
+        if params.scale:
+            chosen.append(random_scale([1 + params.scale * (i - 4) / 4 for i in range(9)], generator))
+        if params.rotate:
+            chosen.append(random_rotate([params.rotate * (i - 4) / 4 for i in range(9)], generator))
+    if params.centre_bias:
+        chosen.append(centre_zoom(0.6, generator))
+    return chosen
+
+
+def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int], with_judge: bool) -> dict:
+    """The network's own top-5 and target probabilities, and the judge's verdict, for each facet."""
+    with torch.inference_mode():
+        probs = model(images).softmax(-1)
+    facets = []
+    for row, image in zip(probs, images):
+        top = row.topk(5)
+        facet = {
+            "top": [{"index": int(i), "label": model.labels[int(i)], "probability": float(p)} for p, i in zip(top.values.tolist(), top.indices.tolist())],
+            "target_probabilities": {model.labels[i]: float(row[i]) for i in classes},
+        }
+        if with_judge and classes:
+            facet["judge"] = {model.labels[i]: judge(image[None], i)[0] for i in classes}
+        facets.append(facet)
+    return {**facets[0], "facets": facets}
+
+
+def visualize(
+    model: ConvLensModel, params: ClassVisualizationParams, objective: obj.Objective,
+    photo: torch.Tensor | None = None, progress: Progress = no_progress,
+) -> Rendered:
+    """The recipe ``params`` names (parameterisation, transforms, regularisers), run on ``objective``."""
     generator = torch.Generator().manual_seed(params.seed)
-    transforms = []
-    if params.pad:
-        transforms.append(pad(params.pad))
-    if params.jitter:
-        transforms.append(jitter(params.jitter, generator))
-    if params.scale:
-        transforms.append(random_scale([1 + params.scale * (i - 4) / 4 for i in range(9)], generator))
-    if params.rotate:
-        transforms.append(random_rotate([params.rotate * (i - 4) / 4 for i in range(9)], generator))
-    rendered = render(
+    _, default_blur, default_transforms = RECIPE_DEFAULTS[params.parameterization]
+    blur_every = params.blur_every if params.blur_every is not None else default_blur
+    hook = yosinski_regularizers(params, model.mean_colour(), blur_every) if params.parameterization == "pixels" else None
+    return render(
         model,
-        pixels(start_image(params.init, size, model, generator)),
+        image_param(model, params, photo, generator),
         objective,
         params.steps,
         optimizer="adam",
         lr=params.lr,
-        transforms=transforms,
-        step_hook=yosinski_regularizers(params, mean),
+        transforms=robustness(params, params.transforms or default_transforms, generator),
+        step_hook=hook,
         progress=progress,
         preview_every=params.preview_every,
     )
-    data = {"objective": objective.name}
+
+
+@method(
+    "class_visualization",
+    summary="Synthesise the image a class, layer, channel or neuron responds to most, or accentuate it in a photo",
+    category="synthesise",
+    params=ClassVisualizationParams,
+    inputs=(InputSlot("image", "a photo to accentuate the objectives in (feature accentuation)", optional=True),),
+    inline=False,
+)
+def class_visualization(model: ConvLensModel, inputs, params: ClassVisualizationParams, progress) -> Result:
+    """Synthesise (or accentuate) the image maximising the weighted objectives (Olah et al. 2017; Simonyan et al. 2014)."""
+    size = (params.size, params.size)
+    terms = [(term, term_objective(model, term, size)) for term in params.objectives]
+    photo = to_tensor(fit_image(inputs["image"], size, "stretch"), model.device) if inputs.get("image") is not None else None
+    default_l2 = RECIPE_DEFAULTS[params.parameterization][0]
+    l2 = params.l2 if params.l2 is not None else (1.0 if photo is not None else default_l2)
+    anchor = photo if photo is not None else model.mean_colour()
+    objective = sum((term.weight * objective for term, objective in terms), obj.l2(anchor) * l2)
+    if params.facets > 1 and params.diversity > 0:
+        layer = params.diversity_layer or DIVERSITY_LAYER.get(model.spec.name) or model.spec.default_layer
+        model.layer_info(layer, size)
+        objective = objective + params.diversity * obj.diversity(layer)
+    rendered = visualize(model, params, objective, photo, progress)
+    data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None}
     if model.labels is not None:
-        with torch.inference_mode():
-            probs = model(rendered.image).softmax(-1)[0]
-        top = probs.topk(5)
-        data["top"] = [
-            {"index": int(i), "label": model.labels[int(i)], "probability": float(p)}
-            for p, i in zip(top.values.tolist(), top.indices.tolist())
-        ]
-        data["target_probabilities"] = {
-            model.labels[i]: float(probs[i])
-            for i in dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class")
-        }
-    return synthesis_result(rendered, data)
+        classes = list(dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class"))
+        data.update(class_report(model, rendered.image, classes, params.judge))
+    result = synthesis_result(rendered, data)
+    if params.facets > 1:
+        facets = [to_image(x) for x in rendered.image]
+        result.images["facets"] = tile_grid(np.stack([np.asarray(f) for f in facets]), columns=params.facets)
+        result.images.update({f"facet_{k}": facet for k, facet in enumerate(facets)})
+    if photo is not None:
+        result.images["photo"] = to_image(photo)
+    return result

@@ -73,6 +73,9 @@ CASES = {
     "smoothgrad": Case(EFFICIENTNET, {"image": "chelsea"}, {"samples": 2, "batch_size": 2}, (224, 224), 2),
     "integrated_gradients": Case(EFFICIENTNET, {"image": "chelsea"}, {"steps": 4, "internal_batch_size": 4}, (224, 224), 4),
     "segmentation": Case(EFFICIENTNET, {"image": "chelsea"}, {"iterations": 1}, (224, 224), None),
+    "evaluate_attribution": Case(
+        EFFICIENTNET, {"images": ["chelsea"]}, {"methods": ["saliency"], "size": 32, "randomisation": "none", "deletion_steps": 2}, (560, 300), 1
+    ),
 }
 
 

@@ -126,12 +126,12 @@ def test_occlusion_matches_captum_on_efficientnet(efficientnet, chelsea):
     assert torch.allclose(found["maps"]["probability"], theirs, atol=1e-5)
 
 
-def test_gradcam_matches_pytorch_grad_cam_on_efficientnet(efficientnet, cat224):
+@pytest.mark.parametrize("layer", ["blocks.5.3", "bn2"])
+def test_gradcam_matches_pytorch_grad_cam_on_efficientnet(efficientnet, cat224, layer):
     import cv2
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    layer = "blocks.5.3"
     upsampled, cam, _, index = gradcam_map(efficientnet, cat224, layer, 285)
     with GradCAM(model=efficientnet, target_layers=[efficientnet.layer(layer)]) as peer:
         theirs = peer(input_tensor=cat224.clone().requires_grad_(True), targets=[ClassifierOutputTarget(285)])[0]

@@ -47,7 +47,8 @@ def test_one_result_schema(results, name):
     result = results[name]
     assert result.arrays["map"].shape == (224, 224) and result.arrays["map"].dtype == np.float32
     assert result.images["heatmap"].size == result.images["overlay"].size == (224, 224)
-    assert result.main == ("masked" if name == "segmentation" else "overlay")
+    main = {"segmentation": "masked", "gradcam": "overlay", "occlusion": "overlay", "guided_backprop": "gradient", "deconvnet": "gradient"}
+    assert result.main == main.get(name, "heatmap")
     data = json.loads(json.dumps(result.data))
     assert data["model"] == "efficientnet_lite0" and data["method"] == name
     assert data["target"]["label"] == "Egyptian cat" and 0 < data["target"]["probability"] < 1

@@ -9,7 +9,7 @@ from engine.imaging import to_tensor
 from engine.run import run_method
 
 # Simonyan et al.'s plain recipe (score minus L2, no transforms or blur), small and short.
-PLAIN = {"size": 96, "steps": 60, "l2": 0.5, "jitter": 0, "pad": 0, "scale": 0, "rotate": 0, "blur_every": 0, "preview_every": 20}
+PLAIN = {"parameterization": "pixels", "size": 96, "steps": 60, "l2": 0.5, "jitter": 0, "pad": 0, "scale": 0, "rotate": 0, "blur_every": 0, "preview_every": 20}
 
 
 def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet):
@@ -38,7 +38,7 @@ def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet)
 
 def test_weighted_layer_objectives_work_on_vgg19_with_every_regulariser(vgg19):
     params = {
-        "size": 64, "steps": 6, "lr": 0.05, "init": "noise", "preview_every": 0,
+        "parameterization": "pixels", "size": 64, "steps": 6, "lr": 0.05, "init": "noise", "preview_every": 0,
         "objectives": [{"kind": "channel", "layer": "block3_conv1", "channel": 5, "weight": 1.0},
                        {"kind": "neuron", "layer": "block3_conv1", "channel": 9, "y": 3, "x": 4, "weight": 0.5}],
         "jitter": 2, "pad": 4, "scale": 0.1, "rotate": 5, "blur_every": 2,
@@ -83,3 +83,85 @@ def test_bad_objectives_raise_clear_errors(model, objective, error, efficientnet
 def test_out_of_range_params_are_invalid(params):
     with pytest.raises(InvalidParams):
         run_method("class_visualization", "efficientnet_lite0", {}, params, device="cpu")
+
+
+def test_the_judge_is_a_real_imagenet_network(chelsea, coffee):
+    from engine.imaging import fit_image
+    from engine.models.judge import judge
+
+    cat = judge(to_tensor(fit_image(chelsea, (224, 224))), 285)[0]
+    cup = judge(to_tensor(fit_image(coffee, (224, 224))), 967)[0]
+    assert cat["top1"] == "Egyptian cat" and cat["rank"] == 1 and cat["probability"] > 0.4
+    assert cup["top1"] == "espresso" and cup["rank"] == 1 and cup["probability"] > 0.5
+
+
+def _pooled(efficientnet, picture):
+    with torch.inference_mode(), capture({"p": efficientnet.layer("global_pool")}, detach=True) as feats:
+        efficientnet(to_tensor(picture))
+        return torch.nn.functional.normalize(feats["p"].flatten(1), dim=1)[0]
+
+
+def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
+    params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
+              "objectives": [{"kind": "class", "class": "flamingo"}]}
+    diverse = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 1.0}, device="cpu")
+    alike = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 0.0}, device="cpu")
+
+    def distances(result):
+        f = [_pooled(efficientnet, result.images[f"facet_{k}"]) for k in range(3)]
+        return [float(1 - f[i] @ f[j]) for i in range(3) for j in range(i + 1, 3)]
+
+    kept = [facet["target_probabilities"]["flamingo"] for facet in diverse.data["facets"]]
+    assert min(kept) > 0.5, kept
+    assert min(distances(diverse)) > 0.05
+    assert sum(distances(diverse)) > sum(distances(alike))
+    assert diverse.images["facets"].size == (3 * 65 + 1, 66)
+    assert "diversity(blocks.4)" in diverse.data["objective"]
+
+
+def test_feature_accentuation_amplifies_the_class_and_stays_close_to_the_photo(efficientnet, chelsea):
+    from engine.imaging import fit_image
+
+    photo = fit_image(chelsea, (96, 96))
+    params = {"size": 96, "steps": 12, "preview_every": 0, "judge": False, "objectives": [{"kind": "class", "class": "tiger"}]}
+    result = run_method("class_visualization", "efficientnet_lite0", {"image": chelsea}, params, device="cpu")
+    with torch.inference_mode():
+        before = float(efficientnet(to_tensor(photo)).softmax(-1)[0, 292])
+    after = result.data["target_probabilities"]["tiger"]
+    assert result.data["accentuated"] and after > 2 * before
+    difference = (to_tensor(result.images["image"]) - to_tensor(photo)).abs().mean()
+    assert float(difference) < 0.1
+    with pytest.raises(InvalidParams):
+        run_method("class_visualization", "efficientnet_lite0", {"image": chelsea}, {**params, "parameterization": "maco"}, device="cpu")
+
+
+TEN_CLASSES = ["goldfinch", "flamingo", "tarantula", "lemon", "pizza", "volcano", "jellyfish", "king penguin", "monarch", "daisy"]
+
+
+@pytest.mark.slow
+def test_default_recipe_is_recognised_by_the_independent_judge(efficientnet):
+    """The issue's acceptance test, at 224 px and the default steps. The ten classes run as one batch,
+    one class per image: the same recipe as ten calls (Adam is invariant to the 1/10 batch mean) up
+    to the random transform draws, at a fraction of the cost. Today's pixel recipe runs beside it."""
+    from engine.models.judge import judge
+    from engine.optim import objectives as obj
+    from engine.synthesis.class_visualization import RECIPE_DEFAULTS, ClassVisualizationParams, visualize
+
+    indices = [efficientnet.class_index(c) for c in TEN_CLASSES]
+
+    def scores(parameterization=None):
+        params = ClassVisualizationParams(**({"parameterization": parameterization} if parameterization else {}))
+        params = params.model_copy(update={"facets": len(indices), "preview_every": 0})
+        l2 = RECIPE_DEFAULTS[params.parameterization][0]
+        images = visualize(efficientnet, params, obj.class_logit(indices) + l2 * obj.l2(efficientnet.mean_colour())).image
+        with torch.inference_mode():
+            own = efficientnet(images).softmax(-1)
+        verdicts = [judge(images[k : k + 1], i)[0] for k, i in enumerate(indices)]
+        return [float(own[k, i]) for k, i in enumerate(indices)], verdicts
+
+    own, verdicts = scores()
+    _, pixel_verdicts = scores("pixels")
+    assert sum(v["rank"] == 1 for v in verdicts) >= 8, verdicts
+    mean = sum(v["probability"] for v in verdicts) / 10
+    assert mean >= 2 * sum(v["probability"] for v in pixel_verdicts) / 10
+    assert min(own) > 0.9, own

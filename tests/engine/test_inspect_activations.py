@@ -72,3 +72,14 @@ def test_bad_requests_raise_engine_errors(efficientnet, chelsea):
     with pytest.raises(UnknownChannel):
         run_method("activations", "efficientnet_lite0", {"image": chelsea}, {"layer": "conv_stem", "size": 64, "channels": [32]}, device="cpu")
     assert hook_count(efficientnet) == 0
+
+
+def test_efficientnet_default_layer_is_the_rectified_head(efficientnet, chelsea):
+    """Grad-CAM and activations default to conv_head after its batch norm and ReLU6, as the papers use."""
+    assert efficientnet.spec.default_layer == "bn2"
+    result = run_method("activations", "efficientnet_lite0", {"image": chelsea}, {"size": 96}, device="cpu")
+    maps = result.arrays["activations"]
+    assert result.data["layer"] == "bn2" and maps.shape == (1280, 3, 3)
+    assert maps.min() >= 0 and maps.max() <= 6 and (maps == 0).mean() > 0.1  # ReLU6: rectified, many exact zeros
+    cam = run_method("gradcam", "efficientnet_lite0", {"image": chelsea}, {})
+    assert cam.data["layer"] == "bn2" and cam.arrays["cam"].shape == (7, 7)

@@ -10,7 +10,7 @@ from engine.imaging import quantize
 from engine.optim import objectives as obj
 from engine.optim.loop import ImageParam, features_of, render
 from engine.optim.optimizers import normalized_descent, sign_descent
-from engine.optim.params import bounded_perturbation, mean_colour, pixels, quantized, start_image
+from engine.optim.params import bounded_perturbation, pixels, quantized, start_image
 from engine.optim.transforms import jitter, pad, random_rotate, random_scale
 
 SIZE = (64, 64)
@@ -103,7 +103,7 @@ def test_pad_scale_and_rotate_shapes():
 
 def test_start_images(efficientnet, vgg19):
     assert torch.equal(start_image("zeros", (8, 8), efficientnet), torch.zeros(1, 3, 8, 8))
-    torch.testing.assert_close(mean_colour(vgg19).flatten(), torch.tensor([123.68, 116.779, 103.939]) / 255)
+    torch.testing.assert_close(vgg19.mean_colour().flatten(), torch.tensor([123.68, 116.779, 103.939]) / 255)
     mean = start_image("mean", (8, 8), efficientnet)
     torch.testing.assert_close(mean[0, :, 3, 5], torch.tensor([0.485, 0.456, 0.406]))
     noisy = [start_image("noise", (8, 8), efficientnet, torch.Generator().manual_seed(1)) for _ in range(2)]
