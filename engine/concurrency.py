@@ -23,6 +23,7 @@ class Gate:
         self._cond = threading.Condition()
         self._active = 0
         self._alone = False
+        self._waiting = 0  # builders waiting: new calls wait behind them, so a build is never starved
         self._owner: int | None = None  # the thread holding the gate alone
         self._mine = threading.local()
 
@@ -32,9 +33,10 @@ class Gate:
     @contextmanager
     def shared(self) -> Iterator[None]:
         with self._cond:
-            if self._depth() == 0 and self._owner != threading.get_ident():
-                while self._alone:
-                    self._cond.wait()
+            if self._depth() == 0:
+                if self._owner != threading.get_ident():  # the builder itself may run a pass while it builds
+                    while self._alone or self._waiting:
+                        self._cond.wait()
                 self._active += 1
             self._mine.depth = self._depth() + 1
         try:
@@ -51,9 +53,11 @@ class Gate:
         inside = 1 if self._depth() else 0
         with self._cond:
             self._active -= inside
+            self._waiting += 1
             self._cond.notify_all()
             while self._alone or self._active > 0:
                 self._cond.wait()
+            self._waiting -= 1
             self._alone, self._owner = True, threading.get_ident()
         try:
             yield

@@ -11,8 +11,8 @@ service with the job caps; either refuses with a message naming what to change.
 """
 
 import math
+import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError
@@ -96,12 +96,16 @@ def _size(count: int) -> str:
 # -- what the network needs ---------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
+_ACTIVATIONS: "weakref.WeakKeyDictionary[ConvLensModel, tuple[int, int]]" = weakref.WeakKeyDictionary()
+
+
 def _native_activations(model: "ConvLensModel") -> tuple[int, int]:
     """(sum over leaf layers, largest one) of float32 output bytes for one picture at the native size."""
-    leaves = [info for info in model.catalogue() if next(model.layers[info.name].children(), None) is None]
-    sizes = [math.prod(info.shape) * FLOAT for info in leaves] or [0]
-    return sum(sizes), max(sizes)
+    if model not in _ACTIVATIONS:
+        leaves = [info for info in model.catalogue() if next(model.layers[info.name].children(), None) is None]
+        sizes = [math.prod(info.shape) * FLOAT for info in leaves] or [0]
+        _ACTIVATIONS[model] = (sum(sizes), max(sizes))
+    return _ACTIVATIONS[model]
 
 
 def area_ratio(model: "ConvLensModel", size: tuple[int, int] | None) -> float:

@@ -10,8 +10,8 @@ running -> queued again when the reaper finds its worker gone.
 
 Nothing gets stuck: every unfinished job is in the ``active`` set; a running
 job's worker keeps a heartbeat key alive; the reaper (:meth:`JobStore.reap`)
-puts a running job whose heartbeat has expired back in the queue, or fails it
-once its deliveries are spent, and sends again a queued job whose message was
+puts a running job whose heartbeat has expired back in the queue (where a
+delivery past ``max_deliveries`` fails it as a poison pill), and sends again a queued job whose message was
 never sent or has waited suspiciously long (a duplicate message is harmless:
 a delivery of a job that is finished, or running with a live heartbeat, does
 nothing). A submission's dedup key lives only briefly until its message is
@@ -102,16 +102,10 @@ return 1
 _REAP_RUNNING = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'skip' end
 local owner = redis.call('HGET', KEYS[1], 'worker')
-if owner and redis.call('EXISTS', ARGV[5] .. owner) == 1 then return 'alive' end
-if tonumber(redis.call('HGET', KEYS[1], 'deliveries') or '0') >= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
-  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
-  redis.call('PUBLISH', ARGV[3], 'state')
-  return 'failed'
-end
+if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then return 'alive' end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'sent_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'worker')
-redis.call('PUBLISH', ARGV[3], 'state')
+redis.call('PUBLISH', ARGV[2], 'state')
 return 'requeue'
 """
 
@@ -394,22 +388,18 @@ class JobStore:
     def stop_heartbeat(self, worker: str) -> None:
         self.redis.delete(self._heartbeat_prefix() + worker)
 
-    def reap(self, max_deliveries: int, resend_after_seconds: float) -> "dict[str, list[str]]":
+    def reap(self, resend_after_seconds: float) -> "dict[str, list[str]]":
         """Find unfinished jobs nobody will finish; returns ``{"requeue": [...], "failed": [...]}``.
 
         A running job whose worker's heartbeat has expired goes back to
-        ``queued`` (its id is returned to be sent again), or fails with
-        ``worker_lost`` once its deliveries are spent. A queued job never
+        ``queued`` (its id is returned to be sent again); once its deliveries
+        are spent, that delivery fails it as a poison pill. A queued job never
         marked sent (its submission failed, or its submitter died, between
         record and send) fails with ``not_sent``; one sent longer than
         ``resend_after_seconds`` ago (a broker restart may have lost its
         message) is returned to be sent again.
         """
         now = time.time()
-        lost = json.dumps({
-            "code": "worker_lost",
-            "message": f"the worker running the job stopped answering, {max_deliveries} times; not retried again",
-        })
         unsent = json.dumps({"code": "not_sent", "message": "the job's submission failed before it reached the queue; submit it again"})
         found: "dict[str, list[str]]" = {"requeue": [], "failed": []}
         for job_id in (_text(i) for i in self.redis.zrange(self.active, 0, -1)):
@@ -420,7 +410,7 @@ class JobStore:
             if job.state == "running":
                 outcome = _text(self._reap_running(
                     keys=[self.key(job_id), self.active],
-                    args=[repr(now), max_deliveries, self.channel(job_id), lost, self._heartbeat_prefix()],
+                    args=[repr(now), self.channel(job_id), self._heartbeat_prefix()],
                 ))
                 if outcome in found:
                     found[outcome].append(job_id)

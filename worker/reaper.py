@@ -2,8 +2,8 @@
 (and, every ``retention_sweep_seconds``, runs the retention sweep, :mod:`worker.retention`).
 
 Every ``redelivery_check_seconds`` it asks :meth:`worker.jobs.JobStore.reap`
-for running jobs whose worker's heartbeat expired (requeued, or failed with a
-reason once their deliveries are spent) and queued jobs whose message may be
+for running jobs whose worker's heartbeat expired (requeued; a delivery past
+``max_deliveries`` fails as a poison pill, with its reason) and queued jobs whose message may be
 lost, and sends those again. Several workers may reap at once: each
 transition is one atomic script, and a duplicate message does nothing.
 """
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def reap_once(jobs: JobStore, app: Celery, settings: Settings) -> dict[str, list[str]]:
-    found = jobs.reap(settings.max_deliveries, settings.resend_queued_after_seconds)
+    found = jobs.reap(settings.resend_queued_after_seconds)
     for job_id in found["requeue"]:
         job = jobs.get(job_id)
         if job is None or job.finished:
@@ -33,7 +33,7 @@ def reap_once(jobs: JobStore, app: Celery, settings: Settings) -> dict[str, list
         send_job(app, job.id, job.queue)
         jobs.mark_sent(job)
     for job_id in found["failed"]:
-        log.warning("job %s failed: its worker is gone and its deliveries are spent", job_id)
+        log.warning("job %s failed: its message was never sent", job_id)
     if found["requeue"]:
         log.info("requeued jobs %s", ", ".join(found["requeue"]))
     return found

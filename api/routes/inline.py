@@ -123,8 +123,9 @@ def answer(
     """
     call = parse(method, body, collections)
     get_spec(call.model)  # an unknown model fails before any decoding
-    images = sum(len(uploads) for uploads in call.uploads.values())
-    check_inline(method.name, method.estimate(load_model(call.model, settings.device), call.params, images), settings.inline_budget())
+    pictures = sum(len(uploads) for uploads in call.uploads.values())
+    cost = method.estimate(load_model(call.model, settings.device), call.params, pictures)
+    check_inline(method.name, cost, settings.inline_budget())  # before any decoding
     start = time.perf_counter()
     inputs = decode_inputs(method, call, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)

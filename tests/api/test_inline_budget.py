@@ -89,3 +89,13 @@ def test_a_call_within_the_budget_still_runs(client, warm, chelsea_b64):
     response = client.post("/v1/occlusion", json=_body("occlusion", "efficientnet_lite0", {"window": 56, "stride": 56}, chelsea_b64))
     assert response.status_code == 200, response.text
     assert response.json()["data"]["windows"] == 16
+
+
+def test_a_job_over_the_job_caps_is_refused_at_submission(client, warm):
+    """17.6 G pixels of filter tiles would exhaust any worker: refused before anything is queued or stored."""
+    params = EXPENSIVE["filters of block5_conv4 at their caps"][2]
+    start = time.perf_counter()
+    response = client.post("/v1/jobs", json={"method": "filters", "model": "vgg19", "inputs": {}, "params": params})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "over_job_caps" and "max_filters" in response.json()["detail"]
+    assert time.perf_counter() - start < 1.0

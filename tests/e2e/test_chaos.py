@@ -64,7 +64,7 @@ def test_jobs_survive_killed_workers_and_a_redis_restart(chaos, coffee):
     ids = []
     for i in range(JOBS):
         body = {"method": "probe_steps", "model": "efficientnet_lite0", "inputs": {"image": image_id},
-                "params": {"steps": 3 + i % 5, "sleep": 0.1, "size": 32 + i}}
+                "params": {"steps": 4 + i % 5, "sleep": 0.4, "size": 32 + i}}
         response = call("POST", "/v1/jobs", json=body)
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
@@ -84,7 +84,7 @@ def test_jobs_survive_killed_workers_and_a_redis_restart(chaos, coffee):
             redis_server.restart(down_seconds=1.0)
             restarted = True
         running = [job for job in jobs.values() if job["state"] == "running" and job.get("worker")]
-        if kills < 8 and running and rng.random() < 0.6:
+        if kills < 8 and running and rng.random() < 0.8:
             if rng.random() < 0.5:
                 kills += _kill_child(rng.choice(running))
             else:
@@ -92,7 +92,7 @@ def test_jobs_survive_killed_workers_and_a_redis_restart(chaos, coffee):
                 worker.kill()
                 worker.start()
                 kills += 1
-        time.sleep(rng.uniform(0.5, 1.5))
+        time.sleep(rng.uniform(0.3, 1.0))
 
     assert restarted and kills >= 4
     assert 500 not in statuses
@@ -101,5 +101,5 @@ def test_jobs_survive_killed_workers_and_a_redis_restart(chaos, coffee):
     assert all(job["state"] in {"succeeded", "failed"} for job in jobs.values()), states
     for job in jobs.values():
         if job["state"] == "failed":
-            assert job["error"]["code"] in {"poison_pill", "worker_lost"} and job["error"]["message"]
+            assert job["error"]["code"] == "poison_pill" and job["error"]["message"]
     assert sum(job["state"] == "succeeded" for job in jobs.values()) >= JOBS // 2

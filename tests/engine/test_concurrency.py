@@ -7,6 +7,7 @@ call runs. Bit-identical, not close: nothing is shared between calls.
 """
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -74,3 +75,30 @@ def test_the_gate_lets_readers_share_and_a_reader_build_alone():
     for thread in threads:
         thread.join(10)
     assert order == ["read", "built"]
+
+
+def test_a_builder_may_run_passes_while_it_builds_and_new_calls_wait_behind_a_waiting_builder():
+    gate, order = Gate(), []
+    with gate.alone():
+        with gate.shared():  # e.g. a trace that reads the layer catalogue
+            pass
+
+    def build():
+        with gate.alone():
+            order.append("built")
+
+    def call():
+        with gate.shared():
+            order.append("late call")
+
+    with gate.shared():
+        builder = threading.Thread(target=build)
+        builder.start()
+        time.sleep(0.2)  # the builder now waits for this call to end
+        late = threading.Thread(target=call)
+        late.start()
+        time.sleep(0.2)
+        order.append("first call ends")
+    builder.join(5)
+    late.join(5)
+    assert order == ["first call ends", "built", "late call"]  # the late call waited behind the builder

@@ -25,24 +25,23 @@ def test_the_reaper_requeues_a_running_job_whose_worker_stopped_beating(store):
     store.mark_sent(job)
     store.start(job.id, 3, "w:1")
     store.heartbeat("w:1")
-    assert store.reap(3, 3600) == {"requeue": [], "failed": []}  # alive
+    assert store.reap(3600) == {"requeue": [], "failed": []}  # alive
     time.sleep(0.4)
-    assert store.reap(3, 3600) == {"requeue": [job.id], "failed": []}
+    assert store.reap(3600) == {"requeue": [job.id], "failed": []}
     assert store.get(job.id).state == "queued"
     assert store.start(job.id, 3, "w:2") == ("run", 2)
 
 
-def test_the_reaper_fails_a_lost_job_with_a_reason_once_its_deliveries_are_spent(store):
+def test_a_lost_job_requeued_once_its_deliveries_are_spent_fails_as_a_poison_pill(store):
     job, _ = store.create(make_job())
     store.mark_sent(job)
     for worker in ("w:1", "w:2"):
-        store.start(job.id, 2, worker)
-        store.stop_heartbeat(worker)
-        if worker == "w:1":
-            assert store.reap(2, 3600)["requeue"] == [job.id]
-    assert store.reap(2, 3600) == {"requeue": [], "failed": [job.id]}
+        assert store.start(job.id, 2, worker)[0] == "run"
+        store.stop_heartbeat(worker)  # the worker died
+        assert store.reap(3600)["requeue"] == [job.id]
+    assert store.start(job.id, 2, "w:3") == ("poisoned", 3)
     failed = store.get(job.id)
-    assert failed.state == "failed" and failed.error["code"] == "worker_lost" and "2 times" in failed.error["message"]
+    assert failed.state == "failed" and failed.error["code"] == "poison_pill" and failed.error["message"]
     assert store.redis.zcard(store.active) == 0
 
 
@@ -54,7 +53,7 @@ def test_a_job_never_sent_keeps_no_dedup_key_and_fails_with_a_reason(store, redi
     store.mark_sent(again)
     assert redis_client.ttl(store._dedup_key(orphan)) > store.unsent_seconds
     store.unsent_seconds = 0
-    assert store.reap(3, 3600) == {"requeue": [], "failed": [orphan.id]}
+    assert store.reap(3600) == {"requeue": [], "failed": [orphan.id]}
     assert store.get(orphan.id).error["code"] == "not_sent"
     assert store.get(again.id).state == "queued"  # sent: left alone
 
@@ -62,9 +61,9 @@ def test_a_job_never_sent_keeps_no_dedup_key_and_fails_with_a_reason(store, redi
 def test_a_job_queued_too_long_since_its_send_is_sent_again(store):
     job, _ = store.create(make_job())
     store.mark_sent(job)
-    assert store.reap(3, 3600)["requeue"] == []
+    assert store.reap(3600)["requeue"] == []
     time.sleep(0.05)
-    assert store.reap(3, 0.01)["requeue"] == [job.id]
+    assert store.reap(0.01)["requeue"] == [job.id]
 
 
 def test_finished_and_cancelled_jobs_leave_the_active_set(store):
