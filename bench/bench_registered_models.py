@@ -13,7 +13,7 @@ registered exactly as ``POST /v1/models`` does, minus HTTP and storage.
 Contenders alternate order each round after a warm-up; medians are compared and
 the outputs checked to agree.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_registered_models.py [--repeats 5] [--occlusion-repeats 3] [--batch 16]
+    PYTHONPATH=. .venv/bin/python bench/bench_registered_models.py [--repeats 5] [--occlusion-repeats 3] [--batch 16] [--occlusion-only]
 """
 
 import argparse
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--occlusion-repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--occlusion-only", action="store_true")
     args = parser.parse_args()
 
     builtin = load_model("efficientnet_lite0", "cpu")
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0 224px vs its ONNX copy, chelsea")
 
     verdicts = []
-    for method in ("saliency", "guided_backprop"):
+    for method in () if args.occlusion_only else ("saliency", "guided_backprop"):
         medians, out = rounds({
             "builtin": lambda m=method: run_method(m, "efficientnet_lite0", {"image": image}, {"target_class": CLASS}),
             "onnx": lambda m=method: run_method(m, COPY, {"image": image}, {"target_class": CLASS}),
