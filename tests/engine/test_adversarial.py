@@ -97,6 +97,7 @@ def fooled_by(model, pictures, perturbation) -> list[bool]:
     return out
 
 
+@pytest.mark.slow
 def test_universal_perturbation_fools_held_out_pictures_more_than_noise(efficientnet, sample_photos):
     params = {"eps": 8, "steps": 8, "step_size": 2, "holdout": 0.5, "stop_at_rate": None, "preview_every": 0}
     result = run_method("universal_perturbation", "efficientnet_lite0", {"images": sample_photos}, params, device="cpu")
@@ -113,6 +114,7 @@ def test_universal_perturbation_fools_held_out_pictures_more_than_noise(efficien
     assert hook_count(efficientnet) == 0
 
 
+@pytest.mark.slow
 def test_deepfool_construction_stays_in_budget_and_fools_what_it_fitted(efficientnet, sample_photos):
     params = {"algorithm": "deepfool", "eps": 12, "passes": 1, "candidates": 3, "holdout": 0.5, "seed": 1}
     result = run_method("universal_perturbation", "efficientnet_lite0", {"images": sample_photos[:4]}, params, device="cpu")
