@@ -37,7 +37,11 @@ def project(vectors: np.ndarray, params: EmbeddingParams) -> tuple[np.ndarray, d
     info = {"perplexity": perplexity, "notes": []}
     if perplexity < params.perplexity:
         info["notes"] = [f"perplexity lowered from {params.perplexity:g} to {perplexity:g}: t-SNE needs it below the number of images ({len(vectors)})"]
-    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=params.iterations, init="pca", random_state=params.seed)
+    init = "pca"
+    if len(np.unique(vectors, axis=0)) < 2:  # PCA of identical rows is NaN, which crashes the Barnes-Hut code
+        init = "random"
+        info["notes"].append("every image has the same features: the t-SNE map is arbitrary")
+    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=params.iterations, init=init, random_state=params.seed)
     coords = tsne.fit_transform(vectors)
     info["kl_divergence"] = float(tsne.kl_divergence_)
     return coords, info

@@ -145,3 +145,10 @@ def test_second_query_reads_the_cache_and_runs_no_forward_pass(efficientnet, pho
     np.testing.assert_array_equal(first.arrays["features"], second.arrays["features"])
     changed = run_method("embedding", "efficientnet_lite0", {"images": photos[:-1]}, params, device="cpu", cache=cache)
     assert not changed.data["features"]["cached"] and cache.saves == 2
+
+
+def test_tsne_of_identical_images_does_not_crash(efficientnet, chelsea):
+    """PCA initialisation of identical rows is NaN, on which scikit-learn's Barnes-Hut t-SNE segfaults."""
+    result = run_method("embedding", "efficientnet_lite0", {"images": [chelsea] * 3}, {"size": 64, "iterations": 250}, device="cpu")
+    assert np.isfinite(result.arrays["coordinates"]).all() and result.arrays["coordinates"].shape == (3, 2)
+    assert any("same features" in note for note in result.data["notes"])
