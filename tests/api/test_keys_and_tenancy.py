@@ -1,5 +1,6 @@
 """API keys and tenants against a real Redis: 401 without a key, 403 below the scope, 404 for another tenant's things."""
 
+import base64
 import hashlib
 import subprocess
 import sys
@@ -12,12 +13,14 @@ from PIL import Image
 from api.app import create_app
 from api.settings import Settings
 from engine.result import Result
+from engine.synthesis.fast_style import StyleModelConfig, build
 from tests.api.conftest import ADMIN_KEY
 from tests.e2e.servers import ROOT
 from tests.pictures import encode
 from worker.artifacts import store_result
 from worker.jobs import JobStore, connect
 from worker.storage import make_storage
+from worker.style_models import StyleModelStore
 
 TEAL = encode(Image.new("RGB", (16, 16), "teal"))
 ORANGE = encode(Image.new("RGB", (16, 16), "orange"))
@@ -182,3 +185,36 @@ def test_serve_refuses_a_public_interface_without_keys_and_says_why():
                          capture_output=True, text=True, timeout=60)
     assert ran.returncode == 2
     assert "no API keys configured: set CONVLENS_ADMIN_KEY" in ran.stderr
+
+
+def test_another_tenant_finds_no_collection_or_style_model_of_the_first(client, keyed_settings, chelsea):
+    alice, bob = make_key(client, "submit", tenant="alice"), make_key(client, "submit")
+    made = client.post("/v1/collections", files=[("files", ("teal.png", TEAL)), ("files", ("orange.png", ORANGE))],
+                       data={"name": "alice's"}, headers=alice)
+    assert made.status_code == 201, made.text
+    collection = made.json()
+    base = f"/v1/collections/{collection['id']}"
+    member = collection["images"][0]["id"]
+    config = StyleModelConfig(width=4, blocks=1, styles=1, style_names=["only"])  # random weights: a tenancy test
+    StyleModelStore(make_storage(keyed_settings)).save("alice", "cd" * 12, config, build(config).state_dict(), {"job": None})
+    style = "/v1/style-models/" + "cd" * 12
+    stylize = {"style_model": "cd" * 12, "image": {"base64": base64.b64encode(encode(chelsea.resize((32, 32)))).decode()}}
+
+    assert client.get(base, headers=alice).json()["count"] == 2
+    assert client.get(style, headers=alice).status_code == 200
+    assert client.post("/v1/stylize", json=stylize, headers=alice).content.startswith(b"\x89PNG")
+
+    assert_problem(client.get(base, headers=bob), 404, "unknown_collection")
+    assert_problem(client.get(f"{base}/images/{member}/thumbnail", headers=bob), 404, "unknown_collection")
+    assert_problem(client.post(f"{base}/images", files=[("files", ("x.png", TEAL))], headers=bob), 404, "unknown_collection")
+    assert_problem(client.delete(base, headers=bob), 404, "unknown_collection")
+    assert collection["id"] not in [c["id"] for c in client.get("/v1/collections", headers=bob).json()["collections"]]
+    job = {"method": "embed_collection", "model": "efficientnet_lite0", "inputs": {"images": {"collection": collection["id"]}}, "params": {}}
+    assert_problem(client.post("/v1/jobs", json=job, headers=bob), 404, "unknown_collection")
+    assert_problem(client.get(style, headers=bob), 404, "unknown_style_model")
+    assert_problem(client.delete(style, headers=bob), 404, "unknown_style_model")
+    assert_problem(client.post("/v1/stylize", json=stylize, headers=bob), 404, "unknown_style_model")
+    assert client.get("/v1/style-models", headers=bob).json()["style_models"] == []
+
+    assert client.get(base, headers=alice).json()["count"] == 2  # nothing of alice's changed
+    assert client.get(style, headers=alice).status_code == 200
