@@ -218,16 +218,22 @@ def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int],
 
 def visualize(
     model: ConvLensModel, params: ClassVisualizationParams, objective: obj.Objective,
-    photo: torch.Tensor | None = None, progress: Progress = no_progress,
+    photo: torch.Tensor | None = None, progress: Progress = no_progress, closeness: float = 0.0,
 ) -> Rendered:
-    """The recipe ``params`` names (parameterisation, transforms, regularisers), run on ``objective``."""
+    """The recipe ``params`` names (parameterisation, transforms, regularisers), run on ``objective``;
+    with a ``photo``, start from it and add ``closeness`` times the mean squared distance to it
+    (measured on the picture itself, before the random transforms)."""
     generator = torch.Generator().manual_seed(params.seed)
+    param = image_param(model, params, photo, generator)
+    if photo is not None and closeness > 0:
+        near = obj.Objective(lambda f, x: (param.image_fn() - photo).pow(2).mean(), (), "l2(photo)")
+        objective = objective + closeness * near
     _, default_blur, default_transforms = RECIPE_DEFAULTS[params.parameterization]
     blur_every = params.blur_every if params.blur_every is not None else default_blur
     hook = yosinski_regularizers(params, model.mean_colour(), blur_every) if params.parameterization == "pixels" else None
     return render(
         model,
-        image_param(model, params, photo, generator),
+        param,
         objective,
         params.steps,
         optimizer="adam",
@@ -254,13 +260,12 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
     photo = to_tensor(fit_image(inputs["image"], size, "stretch"), model.device) if inputs.get("image") is not None else None
     default_l2 = RECIPE_DEFAULTS[params.parameterization][0]
     l2 = params.l2 if params.l2 is not None else (1.0 if photo is not None else default_l2)
-    anchor = photo if photo is not None else model.mean_colour()
-    objective = sum((term.weight * objective for term, objective in terms), obj.l2(anchor) * l2)
+    objective = sum((term.weight * objective for term, objective in terms), obj.l2(model.mean_colour()) * (0.0 if photo is not None else l2))
     if params.facets > 1 and params.diversity > 0:
         layer = params.diversity_layer or DIVERSITY_LAYER.get(model.spec.name) or model.spec.default_layer
         model.layer_info(layer, size)
         objective = objective + params.diversity * obj.diversity(layer)
-    rendered = visualize(model, params, objective, photo, progress)
+    rendered = visualize(model, params, objective, photo, progress, closeness=l2)
     data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None}
     if model.labels is not None:
         classes = list(dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class"))
