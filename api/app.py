@@ -7,7 +7,8 @@ from fastapi import FastAPI
 
 from api.body_limit import BodySizeLimit
 from api.inline_pool import InlinePool
-from api.openapi import install_openapi
+from api.job_schemas import job_components
+from api.openapi import install_openapi, route_operation_id
 from api.problems import install_problem_handlers
 from api.routes import ROUTERS
 from api.routes.inline import inline_router
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="See what a convolutional network sees and learned: the methods of CS231n's "
         "'Visualizing and Understanding' over HTTP, inline or as jobs.",
         lifespan=lifespan,
+        generate_unique_id_function=route_operation_id,
     )
     app.state.settings = settings or get_settings()
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
@@ -46,5 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     inline, components = inline_router()
     app.include_router(inline)  # last: its catch-all answers POSTs to unknown method names
-    install_openapi(app, components)
+    job_body, job_schemas = job_components()
+    install_openapi(app, {**components, **job_schemas}, {"submit_job": job_body})
     return app

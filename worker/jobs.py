@@ -5,7 +5,8 @@ state, progress and artifacts live here instead. Every state change is one
 Lua script (atomic with the checks it depends on) that also publishes an
 event on the job's channel for the SSE stream.
 
-States: queued -> running -> succeeded | failed | cancelled; queued -> cancelled.
+States: queued -> running -> succeeded | failed | cancelled; queued -> cancelled;
+queued -> aborted (its deadline to start passed before a worker reached it).
 """
 
 import json
@@ -16,17 +17,17 @@ from typing import Any
 
 import redis
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "aborted")
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result")
-_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at")
+_JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result", "webhook")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "deadline_at")
 
 _CREATE = """
 local existing = redis.call('GET', KEYS[3])
 if existing then
   local state = redis.call('HGET', ARGV[3] .. existing, 'state')
-  if state and state ~= 'failed' and state ~= 'cancelled' then return existing end
+  if state and state ~= 'failed' and state ~= 'cancelled' and state ~= 'aborted' then return existing end
 end
 local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
@@ -40,7 +41,13 @@ return ARGV[1]
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0} end
-if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return {'finished', 0} end
+if state ~= 'queued' and state ~= 'running' then return {'finished', 0} end
+local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
+if state == 'queued' and deadline and tonumber(ARGV[1]) > tonumber(deadline) then
+  redis.call('HSET', KEYS[1], 'state', 'aborted', 'finished_at', ARGV[1], 'error', ARGV[6])
+  redis.call('PUBLISH', ARGV[4], 'state')
+  return {'aborted', 0}
+end
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
   redis.call('PUBLISH', ARGV[4], 'state')
@@ -133,6 +140,8 @@ class Job:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     worker: str | None = None
+    deadline_at: float | None = None  # a job still queued then ends aborted
+    webhook: dict[str, Any] | None = None  # {"url", "events"}: see worker.webhooks
 
     @property
     def finished(self) -> bool:
@@ -254,13 +263,14 @@ class JobStore:
     # -- worker side -------------------------------------------------------
 
     def start(self, job_id: str, max_deliveries: int, worker: str) -> tuple[str, int]:
-        """Claim a delivery: ("run", n) to run it, else why not (missing, finished, cancelled, poisoned)."""
+        """Claim a delivery: ("run", n) to run it, else why not (missing, finished, cancelled, aborted, poisoned)."""
         poison = json.dumps({
             "code": "poison_pill",
             "message": f"the job was delivered more than {max_deliveries} times; every attempt ended its worker",
         })
+        late = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
         action, deliveries = self._start(
-            keys=[self.key(job_id)], args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison]
+            keys=[self.key(job_id)], args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison, late]
         )
         return _text(action), int(deliveries)
 

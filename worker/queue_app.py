@@ -11,9 +11,10 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from worker.settings import Settings
-from worker.tasks import TASK_NAME, JobTask, run_job
+from worker import webhooks
+from worker.tasks import TASK_NAME, JobTask, run_job_and_notify
 
-QUEUES = ("gpu", "cpu")
+QUEUES = ("gpu", "cpu", "webhooks")
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -42,7 +43,8 @@ def create_celery(settings: Settings) -> Celery:
             "socket_timeout": settings.redis_socket_timeout,
         },
     )
-    app.task(name=TASK_NAME, bind=True, base=JobTask, settings=settings)(run_job)
+    app.task(name=TASK_NAME, bind=True, base=JobTask, settings=settings)(run_job_and_notify)
+    app.task(name=webhooks.TASK_NAME, bind=True, settings=settings, acks_late=True)(webhooks.deliver_task)
     return app
 
 

@@ -23,6 +23,7 @@ from worker.queue_app import create_celery, send_job, terminate_job
 from worker.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
+from worker import webhooks
 
 BROKER_ERRORS = (*REDIS_ERRORS, OperationalError)
 
@@ -44,14 +45,31 @@ class JobService:
         self.storage = make_storage(settings)
         self.celery = create_celery(settings)
 
-    def submit(self, method_name: str, model_name: str, inputs: dict[str, str | list[str]], params: dict[str, Any]) -> tuple[Job, bool]:
-        """Queue a job (or find its identical twin); returns the job and whether it is new."""
+    def submit(
+        self,
+        method_name: str,
+        model_name: str,
+        inputs: dict[str, str | list[str]],
+        params: dict[str, Any],
+        deadline_seconds: float | None = None,
+        webhook: dict | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue a job (or find its identical twin); returns the job and whether it is new.
+
+        A job with a deadline or a webhook is only ever the twin of one with the same
+        deadline and webhook (both are part of its content hash).
+        """
         method = get_method(method_name)
         spec = get_spec(model_name)
         parsed = parse_params(method, params).model_dump(mode="json")
         check_inputs(method, inputs)
         if method.needs_classifier and spec.labels is None:
             raise UnsupportedModel(f"method {method.name!r} needs a classifier; model {spec.name!r} has no classifier head")
+        webhooks.check_request(webhook, self.settings)
+        options = {"deadline_seconds": deadline_seconds, "webhook": webhook}
+        digest = content_hash(method.name, spec.name, parsed, inputs)
+        if deadline_seconds is not None or webhook is not None:
+            digest = hashlib.sha256(f"{digest}:{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
         job = Job(
             id=new_job_id(),
             method=method.name,
@@ -59,8 +77,11 @@ class JobService:
             queue=method.queue,
             params=parsed,
             inputs=inputs,
-            content_hash=content_hash(method.name, spec.name, parsed, inputs),
+            content_hash=digest,
+            webhook=webhook,
         )
+        if deadline_seconds is not None:
+            job.deadline_at = job.created_at + deadline_seconds
         require_images(self.storage, job.input_ids())
         with broker_errors():
             job, created = self.jobs.create(job)
@@ -91,7 +112,10 @@ class JobService:
             if outcome == "terminate":
                 terminate_job(self.celery, job_id)
                 outcome = "terminated"
-            return outcome, self.jobs.get(job_id)
+            job = self.jobs.get(job_id)
+            if outcome in ("cancelled", "terminated"):
+                webhooks.enqueue(self.celery, job, "completed")
+            return outcome, job
 
     def ping(self) -> None:
         with broker_errors():

@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
     device: str | None = None  # None: CUDA when present, else CPU
 
+    # clients: inline artifacts, Prefer: wait, webhooks
+    inline_embed: str = Field(
+        "none", description="artifacts embedded (base64) in inline JSON answers when the request has no ?embed=: "
+        "'none', 'all', 'main' or a comma-separated list of names; the others are linked"
+    )
+    inline_link_seconds: float = Field(300.0, gt=0, description="how long linked inline artifacts stay downloadable")
+    inline_link_max_results: int = Field(256, ge=1, description="inline results kept for their links (oldest dropped first)")
+    max_wait_seconds: float = Field(60.0, ge=0, description="the longest `Prefer: wait=N` honoured on POST /v1/jobs")
+    webhook_secret: str | None = Field(
+        None, description="signs webhook deliveries (Standard Webhooks; 'whsec_<base64>' or plain text); unset: jobs may not name a webhook"
+    )
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks target loopback, private and link-local addresses (SSRF risk: tests and closed networks only)"
+    )
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="per delivery attempt")
+    webhook_max_attempts: int = Field(6, ge=1, description="deliveries tried this often before giving up")
+    webhook_retry_base_seconds: float = Field(2.0, ge=0, description="backoff: attempt n waits base * 2**(n-1) seconds")
+    webhook_progress_interval_seconds: float = Field(1.0, ge=0, description="minimum time between progress deliveries")
+
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> "Settings":
         if self.job_soft_time_limit >= self.job_time_limit:

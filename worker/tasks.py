@@ -15,7 +15,8 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from celery import Task
@@ -29,6 +30,7 @@ from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
 from worker.uploads import UnknownImage, load_image
+from worker import webhooks
 
 TASK_NAME = "convlens.run_job"
 log = logging.getLogger(__name__)
@@ -54,6 +56,18 @@ class JobTask(Task):
             job = self.jobs.get(args[0])
             if job is not None:
                 self.jobs.fail(job, "time_limit", f"the job ran past the hard limit of {self.settings.job_time_limit} s")
+                webhooks.enqueue(self.app, self.jobs.get(job.id), "completed")
+
+
+ENDED = frozenset({"succeeded", "failed", "cancelled", "aborted", "poisoned"})
+
+
+def run_job_and_notify(task: JobTask, job_id: str) -> str:
+    """:func:`run_job`, then the job's ``completed`` webhook when this delivery is what ended it."""
+    outcome = run_job(task, job_id)
+    if outcome in ENDED:
+        webhooks.enqueue(task.app, task.jobs.get(job_id), "completed")
+    return outcome
 
 
 def run_job(task: JobTask, job_id: str) -> str:
@@ -64,9 +78,10 @@ def run_job(task: JobTask, job_id: str) -> str:
         return action
     job = jobs.get(job_id)
     log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries)
+    webhooks.enqueue(task.app, job, "start")
     try:
         inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
-        progress = JobProgress(jobs, task.storage, job, settings)
+        progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, job, "progress"))
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
         artifacts = store_result(task.storage, job.id, result)
     except Cancelled:
@@ -116,10 +131,11 @@ class JobProgress:
     storage: Storage
     job: Job
     settings: Settings
+    on_progress: Callable[[Job], None] | None = None  # the progress webhook, at most every webhook_progress_interval_seconds
 
     def __post_init__(self):
         self.began = time.monotonic()
-        self.last_store = self.last_preview = float("-inf")
+        self.last_store = self.last_preview = self.last_hook = float("-inf")
         self.state: dict = {}
 
     def __call__(self, step: int, total: int, preview: Image.Image | None = None, **info) -> None:
@@ -142,6 +158,9 @@ class JobProgress:
             self.last_store = now
         if self.jobs.report_progress(self.job.id, self.state, store=due):
             raise Cancelled(f"job {self.job.id} was cancelled")
+        if self.on_progress is not None and now - self.last_hook >= self.settings.webhook_progress_interval_seconds:
+            self.last_hook = now
+            self.on_progress(replace(self.job, state="running", progress=dict(self.state)))
 
     def final(self) -> dict | None:
         if not self.state:

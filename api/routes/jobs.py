@@ -5,31 +5,24 @@ import json
 import math
 import time
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, SettingsDep
-from api.problems import Problem
+from api.job_schemas import JobRequest
+from api.job_wait import preferred_wait, wait_finished
+from api.problems import Problem, invalid_request
 from worker.jobs import STATES, Job
 from worker.service import BROKER_ERRORS, JobService
 from worker.storage import ObjectNotFound, Storage
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
-    model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
-    inputs: dict[str, str | list[str]] = Field(
-        default_factory=dict, description="input slot -> uploaded image id (POST /v1/images), or a list of ids"
-    )
-    params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
+JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobOut"}}}}
 
 
 def _iso(moment: float | None) -> str | None:
@@ -68,6 +61,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "deadline_at": _iso(job.deadline_at),
         "progress": progress,
         "error": job.error,
         "artifacts": artifacts,
@@ -86,10 +80,33 @@ def _found(job: Job | None, job_id: str) -> Job:
     "/jobs",
     status_code=202,
     summary="Submit a job; identical submissions share one job",
-    responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
+    description="The body names the method and carries its inputs (uploaded image ids) and params; "
+    "its schema is one per method, told apart by `method`. `Prefer: wait=N` holds the request up to N seconds "
+    "(at most `max_wait_seconds`) and answers 200 with the finished job if it finished in time, else 202 as usual. "
+    "`deadline_seconds`: a job not started that long after submission ends `aborted`. `webhook`: its events "
+    "are POSTed to a URL, signed (Standard Webhooks).",
+    response_model=None,
+    responses={
+        200: {"description": "finished: an identical job already succeeded, or it finished within `Prefer: wait`", **JOB},
+        202: {"description": "queued or running; follow Location", **JOB},
+    },
 )
-def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    job, _created = service.submit(request.method, request.model, request.inputs, request.params)
+async def submit_job(
+    request: Request,
+    service: JobsDep,
+    settings: SettingsDep,
+    response: Response,
+    prefer: Annotated[str | None, Header(description="`wait=N`: hold the answer up to N seconds for the job to finish")] = None,
+) -> dict:
+    body = parse_job_request(await request.body())
+    job, _created = await run_in_threadpool(
+        service.submit, body.method, body.model, body.inputs, body.params, body.deadline_seconds,
+        body.webhook.model_dump(mode="json") if body.webhook else None,
+    )
+    wait = preferred_wait(prefer, settings.max_wait_seconds)
+    if wait is not None:
+        job = await wait_finished(service, job, wait)
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200
@@ -98,7 +115,19 @@ def submit_job(request: JobRequest, service: JobsDep, settings: SettingsDep, res
     return job_body(job, service.storage)
 
 
-@router.get("/jobs", summary="Jobs, newest first, optionally of one state")
+def parse_job_request(body: bytes) -> JobRequest:
+    try:
+        return JobRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+@router.get(
+    "/jobs",
+    summary="Jobs, newest first, optionally of one state",
+    response_model=None,
+    responses={200: {"description": "one page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobPage"}}}}},
+)
 def list_jobs(
     service: JobsDep,
     state: Literal[STATES] | None = Query(None, description="only jobs in this state"),
@@ -109,7 +138,8 @@ def list_jobs(
     return {"jobs": [job_body(job, service.storage) for job in jobs], "next_cursor": next_cursor}
 
 
-@router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts")
+@router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts", response_model=None,
+            responses={200: {"description": "the job", **JOB}})
 def get_job(job_id: str, service: JobsDep) -> dict:
     return job_body(_found(service.get(job_id), job_id), service.storage)
 
@@ -121,9 +151,10 @@ def get_job(job_id: str, service: JobsDep) -> dict:
     "one still running `cancel_grace_seconds` after that first request is killed by a repeated DELETE "
     "(its worker process is terminated) and ends cancelled.",
     responses={
-        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)"},
-        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it"},
+        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)", **JOB},
+        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it", **JOB},
     },
+    response_model=None,
 )
 def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
     outcome, job = service.cancel(job_id)
