@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.body_limit import BodySizeLimit
+from api.inline_links import LinkedResults
 from api.inline_pool import InlinePool
 from api.job_schemas import job_components
 from api.openapi import install_openapi, route_operation_id
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=route_operation_id,
     )
     app.state.settings = settings or get_settings()
+    app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.inline_links import LinkedResults
 from api.inline_pool import InlinePool
 from api.inline_request import ImageResolver
 from worker.service import JobService
@@ -66,3 +67,10 @@ InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 TenantDep = Annotated[str, Depends(current_tenant)]
+
+
+def inline_links(request: Request) -> LinkedResults:
+    return request.app.state.inline_links
+
+
+InlineLinksDep = Annotated[LinkedResults, Depends(inline_links)]

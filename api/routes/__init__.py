@@ -1,5 +1,5 @@
 """Every router of the API, one module per resource."""
 
-from api.routes import health, images, jobs, models
+from api.routes import health, images, jobs, models, results
 
-ROUTERS = [models.router, images.router, jobs.router, health.router]
+ROUTERS = [models.router, images.router, jobs.router, results.router, health.router]

@@ -5,12 +5,14 @@ route, its typed request schema and its documentation with no code here.
 """
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
-from api.deps import ImageResolverDep, InlinePoolDep, SettingsDep
+from api.deps import ImageResolverDep, InlineLinksDep, InlinePoolDep, SettingsDep, TenantDep
+from api.inline_links import parse_embed
 from api.inline_request import Form, ImageResolver, decode_inputs, parse, receive
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
@@ -18,6 +20,7 @@ from api.schemas import InlineResult, ProblemDetails, json_request_model, multip
 from engine.encoding import NPY, PNG
 from engine.models import get_spec
 from engine.registry import Method, all_methods, get_method
+from engine.result import Result
 from engine.run import run_method
 
 REF = "#/components/schemas/{model}"
@@ -35,8 +38,10 @@ is composited on white. Where the method has a `fit` param, it says how a pictur
 model's input size: `stretch` (whole picture, aspect not kept), `crop` (centre crop) or `pad`
 (letterbox in the dataset's mean colour).
 
-**Answer**: JSON with `data` and every artifact (PNG images, `.npy` arrays) in base64;
-`Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
+**Answer**: JSON with `data` and the artifacts (PNG images, `.npy` arrays): those named by
+`?embed=` (`all`, `none`, `main` or names such as `heatmap,overlay`; default: the service's
+`inline_embed`, `none` unless configured) in base64, the others as links to
+`GET /v1/results/{{id}}/{{name}}`, valid for a few minutes; `Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
 itself (`image/png` or `application/x-npy`). Errors are `application/problem+json` with a stable
 `code`; 429 (with `Retry-After`) when the inline pool is full: retry, or submit a job.
 """
@@ -77,23 +82,37 @@ def _endpoint(method: Method):
         settings: SettingsDep,
         pool: InlinePoolDep,
         resolve: ImageResolverDep,
+        links: InlineLinksDep,
+        tenant: TenantDep,
         artifact: Annotated[
             str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
         ] = None,
+        embed: Annotated[
+            str | None,
+            Query(description="artifacts embedded in the JSON answer: all, none, main, or names (heatmap,overlay); "
+                  "the others are linked", examples=["heatmap,overlay"]),
+        ] = None,
     ) -> Response:
-        wanted = negotiate(request.headers.get("accept"), artifact)
+        wanted = negotiate(request.headers.get("accept"), artifact, parse_embed(embed or settings.inline_embed))
         body = await receive(request, method)
         content, media_type, timings = await pool.run(
-            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve
+            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve,
+            lambda result: links.keep(result, tenant),
         )
         return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
 
-    endpoint.__name__ = f"inline_{method.name}"
+    endpoint.__name__ = method.name
     return endpoint
 
 
 def answer(
-    method: Method, body: Form | bytes, wanted: Wanted, max_pixels: int, device: str | None, resolve: ImageResolver
+    method: Method,
+    body: Form | bytes,
+    wanted: Wanted,
+    max_pixels: int,
+    device: str | None,
+    resolve: ImageResolver,
+    keep: Callable[[Result], str] | None = None,
 ) -> tuple[bytes, str, dict]:
     """Validate, decode, run and encode (in the inline pool, off the event loop).
 
@@ -107,7 +126,7 @@ def answer(
     result = run_method(method.name, call.model, inputs, call.params, device=device)
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
-    content, media_type = render(result, wanted)
+    content, media_type = render(result, wanted, keep)
     return content, media_type, timings
 
 
