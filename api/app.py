@@ -13,6 +13,7 @@ from api.openapi import install_openapi, route_operation_id
 from api.problems import install_problem_handlers
 from api.routes import ROUTERS
 from api.routes.inline import inline_router
+from api.routes.web import static_files
 from engine.models import load_model
 from worker.plugins import load_plugins
 from worker.settings import Settings, get_settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", static_files(), name="static")
     inline, components = inline_router()
     app.include_router(inline)  # last: its catch-all answers POSTs to unknown method names
     job_body, job_schemas = job_components()
