@@ -29,7 +29,7 @@ from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.errors import InvalidParams
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
 from engine.registry import method
@@ -144,7 +144,7 @@ def occlusion_drops(
 )
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
     index = requested_class(model, params.target_class)
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     fill = mean_colour(model) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
     clock = Stopwatch()
     found = occlusion_drops(

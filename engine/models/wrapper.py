@@ -14,9 +14,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import torch
+from PIL import Image
 from torch import nn
 
 from engine.errors import UnknownChannel, UnknownClass, UnknownLayer
+from engine.imaging import Fit, fit_image
 
 if TYPE_CHECKING:
     from engine.models.zoo import ModelSpec
@@ -108,6 +110,10 @@ class ConvLensModel(nn.Module):
     @property
     def input_size(self) -> tuple[int, int]:
         return self.spec.input_size
+
+    def fit_input(self, image: Image.Image, fit: Fit | None = None) -> Image.Image:
+        """``image`` at the model's input size, resized by ``fit`` or, when None, as its own evaluation does."""
+        return fit_image(image, self.input_size, fit or self.spec.eval_fit)
 
     # -- layers ---------------------------------------------------------------------------
 

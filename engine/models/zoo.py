@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from engine.errors import UnknownModel
+from engine.imaging import Fit
 from engine.models.wrapper import ConvLensModel, Preprocessing
 from engine.named_registry import Registry
 
@@ -29,6 +30,7 @@ class ModelSpec:
     penultimate: str | None = None  # layer whose output is the image's feature vector
     default_layer: str | None = None  # a sensible deep conv layer (Grad-CAM, activations)
     weights: str = ""
+    eval_fit: Fit = "stretch"  # how the model's own evaluation resizes a picture; the default fit of classify and attributions
 
     def as_dict(self) -> dict:
         return {
@@ -42,6 +44,7 @@ class ModelSpec:
             "penultimate": self.penultimate,
             "default_layer": self.default_layer,
             "weights": self.weights,
+            "eval_fit": self.eval_fit,
         }
 
 
