@@ -89,6 +89,17 @@ class JobLinks(BaseModel):
 class JobOut(BaseModel):
     """A job as every job route answers it."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "18ed3fda142f008f5452b2e6", "state": "running", "method": "style_transfer", "model": "vgg19",
+        "params": {"steps": 300}, "inputs": {"content": "<image id>", "style": ["<image id>"]},
+        "content_hash": "<sha256>", "deliveries": 1, "worker": "gpu-1:4242", "cancel_requested": False,
+        "created_at": "2026-12-01T21:00:00+00:00", "started_at": "2026-12-01T21:00:01+00:00",
+        "progress": {"step": 120, "total": 300, "fraction": 0.4, "eta_seconds": 30.5, "info": {"loss": 1.9e8},
+                     "preview_url": "/v1/jobs/18ed3fda142f008f5452b2e6/preview?step=120"},
+        "artifacts": [], "links": {"self": "/v1/jobs/18ed3fda142f008f5452b2e6",
+                                   "events": "/v1/jobs/18ed3fda142f008f5452b2e6/events"},
+    }]})
+
     id: str
     state: Literal[STATES]
     method: str

@@ -152,12 +152,18 @@ def _inputs_text(method: Method) -> str:
     )
 
 
+def _example(method: Method) -> dict:
+    picture = {"image_id": "<image id from POST /v1/images>"}
+    inputs = {slot.name: [picture] * slot.min_count if slot.many else picture for slot in method.inputs if not slot.optional}
+    return {"model": "efficientnet_lite0", "params": {}, "inputs": inputs}
+
+
 def _request_body(method: Method, json_ref: dict, params_ref: dict) -> dict:
     return {
         "required": True,
         "content": {
             "multipart/form-data": {"schema": multipart_schema(method, params_ref)},
-            "application/json": {"schema": json_ref},
+            "application/json": {"schema": json_ref, "example": _example(method)},
         },
     }
 

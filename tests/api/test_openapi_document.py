@@ -27,6 +27,11 @@ def test_every_operation_has_a_human_id_a_summary_and_problem_errors(document):
         assert set(resolve(document, problem)["required"]) >= {"type", "title", "status", "detail", "code"}
         for response in operation["responses"].values():
             assert "HTTPValidationError" not in str(response), (verb, path)
+        json_body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if json_body is not None:
+            assert "example" in json_body or "examples" in json_body, (verb, path)
+    job = resolve(document, {"$ref": "#/components/schemas/JobOut"})
+    assert job["examples"][0]["state"] in job["properties"]["state"]["enum"]
 
 
 def test_submit_job_body_is_one_schema_per_method_discriminated_by_method(document):
