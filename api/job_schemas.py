@@ -115,6 +115,7 @@ class JobOut(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     deadline_at: str | None = None
+    webhook: WebhookRequest | None = None
     progress: JobProgress | None = None
     error: JobError | None = None
     artifacts: list[JobArtifact]

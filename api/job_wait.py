@@ -47,9 +47,9 @@ async def wait_finished(service: JobService, job: Job, seconds: float) -> Job:
     except BROKER_ERRORS as exc:
         raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc
     finally:
-        await asyncio.shield(_close(pubsub, client))
+        await asyncio.shield(close_subscription(pubsub, client))
 
 
-async def _close(pubsub, client) -> None:
+async def close_subscription(pubsub, client) -> None:
     await pubsub.aclose()
     await client.aclose()

@@ -1,4 +1,4 @@
-"""The Celery application: Redis broker, queues ``gpu`` and ``cpu``, settings for GPU work.
+"""The Celery application: Redis broker, queues ``gpu``, ``cpu`` and ``webhooks``, settings for GPU work.
 
 Late acknowledgement with requeue on a lost worker (a job killed with its
 worker runs again), one reserved message per process (prefetch 1; run the

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import secrets
 import socket
@@ -27,6 +26,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import httpx
+import pydantic_core
 
 from worker.jobs import Job
 
@@ -114,7 +114,7 @@ def enqueue(celery, job: Job, event: str) -> None:
     """Queue one delivery of ``event`` for ``job`` when it asked for it (never raises: a job outlives its hooks)."""
     if not wants(job, event):
         return
-    body = json.dumps(payload(job, event), separators=(",", ":"))
+    body = pydantic_core.to_json(payload(job, event), inf_nan_mode="null").decode()  # JSON has no NaN
     try:
         celery.send_task(TASK_NAME, args=[job.webhook["url"], f"msg_{secrets.token_hex(12)}", body], queue=QUEUE)
     except Exception:  # the broker is down: this event is lost, the job is not

@@ -1,7 +1,6 @@
 """Jobs: submit a method run, follow it (poll or SSE), cancel it, download its artifacts."""
 
 import asyncio
-import json
 import math
 import time
 from datetime import datetime, timezone
@@ -14,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, SettingsDep
 from api.job_schemas import JobRequest
-from api.job_wait import preferred_wait, wait_finished
+from api.job_wait import close_subscription, preferred_wait, wait_finished
+from api.json_response import FiniteJSONResponse, finite_json
 from api.problems import Problem, invalid_request
 from worker.jobs import STATES, Job
 from worker.service import BROKER_ERRORS, JobService
@@ -62,6 +62,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "deadline_at": _iso(job.deadline_at),
+        "webhook": job.webhook,
         "progress": progress,
         "error": job.error,
         "artifacts": artifacts,
@@ -86,6 +87,7 @@ def _found(job: Job | None, job_id: str) -> Job:
     "`deadline_seconds`: a job not started that long after submission ends `aborted`. `webhook`: its events "
     "are POSTed to a URL, signed (Standard Webhooks).",
     response_model=None,
+    response_class=FiniteJSONResponse,
     responses={
         200: {"description": "finished: an identical job already succeeded, or it finished within `Prefer: wait`", **JOB},
         202: {"description": "queued or running; follow Location", **JOB},
@@ -126,6 +128,7 @@ def parse_job_request(body: bytes) -> JobRequest:
     "/jobs",
     summary="Jobs, newest first, optionally of one state",
     response_model=None,
+    response_class=FiniteJSONResponse,
     responses={200: {"description": "one page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobPage"}}}}},
 )
 def list_jobs(
@@ -139,6 +142,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts", response_model=None,
+            response_class=FiniteJSONResponse,
             responses={200: {"description": "the job", **JOB}})
 def get_job(job_id: str, service: JobsDep) -> dict:
     return job_body(_found(service.get(job_id), job_id), service.storage)
@@ -155,6 +159,7 @@ def get_job(job_id: str, service: JobsDep) -> dict:
         202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it", **JOB},
     },
     response_model=None,
+    response_class=FiniteJSONResponse,
 )
 def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
     outcome, job = service.cancel(job_id)
@@ -232,13 +237,8 @@ async def _events(job_id: str, service: JobService, heartbeat: float):
     except BROKER_ERRORS:
         yield _sse("error", {"code": "broker_unavailable", "detail": "the job queue became unreachable; reconnect later"})
     finally:
-        await asyncio.shield(_close(pubsub, client))
-
-
-async def _close(pubsub, client) -> None:
-    await pubsub.aclose()
-    await client.aclose()
+        await asyncio.shield(close_subscription(pubsub, client))
 
 
 def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return f"event: {event}\ndata: {finite_json(data).decode()}\n\n"

@@ -63,8 +63,13 @@ def test_completed_delivery_is_signed_and_verifies(live, image_id, receiver):
     assert headers["webhook-signature"] == expected_signature(headers["webhook-id"], headers["webhook-timestamp"], delivery.body)
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
     data = delivery.event["data"]
-    assert data["id"] == job["id"] and data["state"] == "succeeded"
+    assert data["id"] == job["id"] and data["state"] == "succeeded" and job["webhook"]["url"] == receiver.url
     assert any(artifact["url"] == f"/v1/jobs/{job['id']}/artifacts/final.png" for artifact in data["artifacts"])
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError  # the reference implementation
+
+    assert Webhook(WEBHOOK_SECRET).verify(delivery.body, headers)["data"]["id"] == job["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WEBHOOK_SECRET).verify(delivery.body.replace(b"succeeded", b"failed"), headers)
     tampered = delivery.body.replace(b"succeeded", b"failed")
     assert headers["webhook-signature"] != expected_signature(headers["webhook-id"], headers["webhook-timestamp"], tampered)
     assert [d.event["type"] for d in receiver.deliveries] == ["job.completed"]  # only the events asked for
