@@ -224,6 +224,7 @@ def cli(live, *args, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_cli_saliency_models_and_style(live, photos, tmp_path):
     saliency = cli(live, "saliency", str(photos / "cat.jpg"), "-o", "map.png", cwd=tmp_path)
     assert saliency.returncode == 0, saliency.stderr

@@ -15,6 +15,7 @@ from api.app import create_app
 from api.openapi import openapi_text
 
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
+pytestmark = pytest.mark.slow
 
 
 def png(image) -> bytes:

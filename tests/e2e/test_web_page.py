@@ -7,9 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs Debian's chromium and chromedriver"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs Debian's chromium and chromedriver"),
+]
 
 STYLE = {"size": 32, "steps": 6, "scales": 1, "coarse_steps": 1, "optimizer": "adam", "preview_every": 1, "seed": 3}
 
