@@ -134,3 +134,20 @@ def test_a_job_not_started_before_its_deadline_ends_aborted(live, image_id, rece
     assert job["state"] == "aborted" and job["error"]["code"] == "deadline_passed" and job["started_at"] is None
     assert receiver.wait_for("job.completed").event["data"]["state"] == "aborted"
     assert wait_state(live, blocker["id"])["state"] == "succeeded"
+
+
+def test_fifty_waiting_requests_hold_no_threads(live, image_id):
+    """Identical submissions share one job; 50 of them waiting (more than the 40 threads of the sync routes'
+    pool) leave the API free to answer a sync route at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    job = probe_job(image_id, time.time(), params={"steps": 4, "sleep": 1.0})  # runs for 4 s or more
+    with ThreadPoolExecutor(50) as pool:
+        waits = [pool.submit(httpx.post, f"{live.url}/v1/jobs", json=job, headers={"Prefer": "wait=30"}, timeout=40)
+                 for _ in range(50)]
+        wait_state(live, submit(live, job).json()["id"], ("running",))
+        assert httpx.get(f"{live.url}/v1/models", timeout=30).status_code == 200
+        assert not any(future.done() for future in waits)  # answered while all 50 still wait
+        answers = [future.result() for future in waits]
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.json()["id"] for answer in answers}) == 1
