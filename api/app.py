@@ -1,22 +1,33 @@
 """The FastAPI application factory (``uvicorn --factory api.app:create_app``)."""
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
+from api.deps import app_job_service, current_key, require_scope
 from api.inline_links import LinkedResults
+from api.metrics import Metrics
+from api.observability import Observe
 from api.inline_pool import InlinePool
 from api.job_schemas import job_components
 from api.openapi import install_openapi, route_operation_id
 from api.problems import install_problem_handlers
-from api.routes import ROUTERS
+from api.routes import PUBLIC_ROUTERS, ROUTERS
 from api.routes.inline import inline_router
+from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from api.routes.web import static_files
 from engine.models import load_model
+from api.deps import make_collection_store
+from api.settings import Settings, get_settings
+from worker.model_store import install_model_source
 from worker.plugins import load_plugins
-from worker.settings import Settings, get_settings
+from worker.samples import ensure_samples
+from worker.storage import StorageUnavailable, make_storage
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -27,10 +38,20 @@ async def lifespan(app: FastAPI):
     try:
         for name in settings.warm_models:
             await pool.run(load_model, name, settings.device)
+        if settings.builtin_samples:
+            await _make_samples(app)
         yield
     finally:
         await asyncio.to_thread(pool.close)
         app.state.inline_pool = None
+
+
+async def _make_samples(app: FastAPI) -> None:
+    try:
+        store = app.state.collection_store = make_collection_store(app.state.settings, make_storage(app.state.settings))
+        await asyncio.to_thread(ensure_samples, store)
+    except StorageUnavailable as exc:
+        log.warning("built-in samples collection not made (storage unavailable): %s", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,14 +65,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
+    app.state.model_store = install_model_source(app.state.settings)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=app.state.settings.max_upload_bytes,
+        route_limits={MODEL_UPLOAD_PATH: app.state.settings.max_model_bytes + MODEL_METADATA_BYTES},
+    )
+    app.state.metrics = Metrics(lambda: app_job_service(app).redis, worker_max_age_seconds=app.state.settings.job_time_limit)
+    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer, 413s included
     for router in ROUTERS:
+        app.include_router(router, dependencies=[Depends(current_key)])
+    for router in PUBLIC_ROUTERS:
         app.include_router(router)
     app.mount("/static", static_files(), name="static")
     inline, components = inline_router()
-    app.include_router(inline)  # last: its catch-all answers POSTs to unknown method names
+    # last: its catch-all answers POSTs to unknown method names
+    app.include_router(inline, dependencies=[Depends(require_scope("submit"))])
     job_body, job_schemas = job_components()
     install_openapi(app, {**components, **job_schemas}, {"submit_job": job_body})
     return app

@@ -4,7 +4,8 @@ Neither uvicorn nor FastAPI limits bodies. This answers 413
 ``payload_too_large`` (problem+json) before the body is buffered: at once when
 ``Content-Length`` is over the limit, otherwise as soon as the streamed bytes
 pass it (chunked uploads). Whatever the application was about to answer to the
-aborted body is dropped in favour of the 413.
+aborted body is dropped in favour of the 413. ``route_limits`` gives single
+paths (model uploads) their own limit.
 """
 
 import json
@@ -19,17 +20,19 @@ class _BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, route_limits: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.route_limits = route_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.route_limits.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(send, declared)
+        if declared is not None and declared > limit:
+            await self._refuse(send, declared, limit)
             return
 
         received = 0
@@ -41,7 +44,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
                     raise _BodyTooLarge
             return message
@@ -59,12 +62,12 @@ class BodySizeLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(send, None)
+            await self._refuse(send, None, limit)
 
-    async def _refuse(self, send: Send, declared: int | None) -> None:
+    async def _refuse(self, send: Send, declared: int | None, limit: int) -> None:
         size = f"{declared} bytes" if declared is not None else "the streamed body"
         body = json.dumps(
-            problem_body(413, "payload_too_large", f"{size} is over the {self.max_bytes}-byte upload limit")
+            problem_body(413, "payload_too_large", f"{size} is over the {limit}-byte upload limit")
         ).encode()
         headers = [
             (b"content-type", PROBLEM_JSON.encode()),

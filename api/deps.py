@@ -1,15 +1,34 @@
-"""Dependencies declared once as ``Annotated`` aliases."""
+"""Dependencies declared once as ``Annotated`` aliases.
+
+Tenancy pattern, for every stored resource: a route takes ``TenantDep`` (the
+tenant of the API key that sent the request) and passes it to every store
+call that reads, lists, changes or deletes the resource, e.g.
+``jobs.get_owned(job_id, tenant)``, ``image_bytes(storage, image_id, tenant)``.
+The store keys its records by tenant (``images/<tenant>/<id>``) or checks the
+record's owner, and answers another tenant's id exactly as an unknown one
+(404), so existence never leaks. Routes that change things declare the scope
+they need: ``dependencies=[Depends(require_scope("submit"))]`` (or ``"admin"``).
+"""
 
 import threading
-from typing import Annotated
+from typing import Annotated, Callable
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.inline_links import LinkedResults
 from api.inline_pool import InlinePool
-from api.inline_request import ImageResolver
-from worker.service import JobService
-from worker.settings import Settings
+from api.inline_request import CollectionResolver, ImageResolver
+from api.job_service import JobService
+from worker.broker import broker_errors
+from api.keys import ApiKey, KeyStore, same_token
+from api.problems import Problem
+from api.quotas import Quotas
+from api.settings import Settings
+from worker.collections import CollectionLimits, CollectionStore
+from worker.feature_store import StoredFeatures
+from worker.model_store import ModelStore
+from worker.style_models import StyleModelStore
 from worker.uploads import image_bytes
 
 _SERVICE_LOCK = threading.Lock()
@@ -33,14 +52,123 @@ def job_service(request: Request) -> JobService:
     everything but jobs; a broker or storage that is down surfaces as 503
     (api.problems) when a route uses it.
     """
+    return app_job_service(request.app)
+
+
+def app_job_service(app) -> JobService:
     with _SERVICE_LOCK:
-        service = getattr(request.app.state, "job_service", None)
+        service = getattr(app.state, "job_service", None)
         if service is None:
-            service = request.app.state.job_service = JobService(request.app.state.settings)
+            service = app.state.job_service = JobService(app.state.settings)
     return service
 
 
-def image_resolver(request: Request) -> ImageResolver:
+def key_store(request: Request) -> KeyStore:
+    return KeyStore(job_service(request).redis)
+
+
+def quotas(request: Request) -> Quotas:
+    service = job_service(request)
+    with _SERVICE_LOCK:
+        found = getattr(request.app.state, "quotas", None)
+        if found is None:
+            found = request.app.state.quotas = Quotas(service.redis)
+    return found
+
+
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`")
+_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: <API key>`")
+OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0)
+ADMIN_KEY = ApiKey(id="admin", tenant="admin", scope="admin", name="bootstrap admin key (CONVLENS_ADMIN_KEY)",
+                   rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0)
+
+
+def _unauthorized(code: str, detail: str, error: str | None = None) -> Problem:
+    challenge = 'Bearer realm="convlens"' + (f', error="{error}"' if error else "")
+    return Problem(401, code, detail, {"WWW-Authenticate": challenge})
+
+
+def current_key(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    header: Annotated[str | None, Depends(_HEADER)],
+) -> ApiKey:
+    """The API key that sent the request (``Authorization: Bearer`` or ``X-API-Key``), counted against its rate.
+
+    Open access (``CONVLENS_OPEN_ACCESS``) needs no key: one tenant, ``public``,
+    every scope, no limits.
+    """
+    settings: Settings = request.app.state.settings
+    if settings.open_access:
+        return OPEN_KEY
+    token = bearer.credentials if bearer is not None else header
+    if not token:
+        raise _unauthorized("missing_api_key", "send an API key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    if settings.admin_key is not None and same_token(token, settings.admin_key.get_secret_value()):
+        key = ADMIN_KEY
+    else:
+        with broker_errors():
+            key = key_store(request).lookup(token)
+        if key is None:
+            raise _unauthorized("invalid_api_key", "the API key is unknown or was revoked", "invalid_token")
+    request.state.api_key = key
+    per_minute = settings.rate_per_minute if key.rate_per_minute is None else key.rate_per_minute
+    with broker_errors():
+        wait = quotas(request).hit(key.id, per_minute)
+    if wait is not None:
+        raise Problem(429, "rate_limited", f"this key may send {per_minute} requests per minute; retry in {wait} s",
+                      {"Retry-After": str(wait)})
+    return key
+
+
+KeyDep = Annotated[ApiKey, Depends(current_key)]
+
+
+def current_tenant(key: KeyDep) -> str:
+    """The tenant a request acts for (its key's): every stored resource belongs to one, and lookups take it.
+
+    Open access has a single tenant, ``public``.
+    """
+    return key.tenant
+
+
+TenantDep = Annotated[str, Depends(current_tenant)]
+
+
+def require_scope(scope: str) -> Callable[[ApiKey], ApiKey]:
+    """A dependency refusing (403) keys below ``scope``: ``Depends(require_scope("admin"))``."""
+
+    def check(key: KeyDep) -> ApiKey:
+        if not key.grants(scope):
+            raise Problem(403, "insufficient_scope", f"this key has scope {key.scope!r}; this needs {scope!r}")
+        return key
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+def key_limit(key: ApiKey, settings: Settings, name: str) -> int:
+    """The key's own limit ``name`` (rate_per_minute, max_active_jobs, max_stored_bytes), or the settings' default."""
+    own = getattr(key, name)
+    return getattr(settings, name) if own is None else own
+
+
+def collection_store(request: Request) -> CollectionStore:
+    """The app's collection store, on the jobs' object storage."""
+    storage = job_service(request).storage
+    with _SERVICE_LOCK:
+        store = getattr(request.app.state, "collection_store", None)
+        if store is None:
+            store = request.app.state.collection_store = make_collection_store(request.app.state.settings, storage)
+    return store
+
+
+def make_collection_store(settings: Settings, storage) -> CollectionStore:
+    limits = CollectionLimits(settings.collection_max_images, settings.collection_max_bytes, settings.collection_max_pixels, settings.max_image_pixels)
+    return CollectionStore(storage, limits)
+
+
+def image_resolver(request: Request, tenant: TenantDep) -> ImageResolver:
     """How an ``image_id`` in an inline request becomes bytes: read from the jobs' image store.
 
     Called in the inline pool (storage I/O stays off the event loop) and only
@@ -49,24 +177,51 @@ def image_resolver(request: Request) -> ImageResolver:
     """
 
     def resolve(image_id: str) -> bytes:
-        return image_bytes(job_service(request).storage, image_id)
+        return image_bytes(job_service(request).storage, image_id, tenant)
 
     return resolve
 
 
-def current_tenant(request: Request) -> str:
-    """The tenant a request acts for: every stored resource belongs to one, and lookups take it.
+def model_store(request: Request) -> ModelStore:
+    """The app's registered-model store (made on first use; see ``create_app``)."""
+    return request.app.state.model_store()
 
-    Open mode (no API keys configured) has a single tenant, ``public``.
-    """
-    return "public"
+
+def collection_resolver(request: Request, tenant: TenantDep) -> CollectionResolver:
+    """How a ``{"collection": id}`` inline input becomes image ids: the tenant's collection (404 if not theirs)."""
+
+    def resolve(collection_id: str) -> list[tuple[str, str]]:
+        return [(m.name, m.id) for m in collection_store(request).get(tenant, collection_id).images]
+
+    return resolve
+
+
+def style_model_store(request: Request) -> StyleModelStore:
+    """One store per app: it keeps recently used networks loaded."""
+    storage = job_service(request).storage
+    with _SERVICE_LOCK:
+        store = getattr(request.app.state, "style_model_store", None)
+        if store is None:
+            store = request.app.state.style_model_store = StyleModelStore(storage)
+    return store
+
+
+def feature_cache(request: Request) -> StoredFeatures:
+    return StoredFeatures(job_service(request).storage)
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
-TenantDep = Annotated[str, Depends(current_tenant)]
+QuotasDep = Annotated[Quotas, Depends(quotas)]
+KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
+ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
+RegistrationAllowed = Depends(require_scope("admin"))  # registering and deleting models
+CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
+CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]
+FeatureCacheDep = Annotated[StoredFeatures, Depends(feature_cache)]
+StyleModelsDep = Annotated[StyleModelStore, Depends(style_model_store)]
 
 
 def inline_links(request: Request) -> LinkedResults:

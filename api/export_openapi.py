@@ -9,7 +9,7 @@ from pathlib import Path
 
 from api.app import create_app
 from api.openapi import openapi_text
-from worker.settings import Settings
+from api.settings import Settings
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 

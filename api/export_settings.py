@@ -1,4 +1,4 @@
-"""The configuration table of the README, made from the Settings class: ``python -m api.export_settings``.
+"""The configuration table of the README, made from the API Settings class (the worker's and its own): ``python -m api.export_settings``.
 
 Every setting is an environment variable ``CONVLENS_<NAME>``; the table gives
 its default and meaning (the field's description, else the note below).
@@ -9,7 +9,7 @@ import sys
 
 from pydantic_settings import BaseSettings
 
-from worker.settings import Settings
+from api.settings import Settings
 
 NOTES = {  # settings declared without a description
     "redis_url": "Redis for the broker, job records, progress pub/sub and dedup keys",

@@ -21,12 +21,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.problems import Problem, invalid_request
-from api.schemas import DEFAULT_MODEL, Base64Image, Envelope
+from api.schemas import DEFAULT_MODEL, Base64Image, CollectionInput, Envelope
 from engine.decoding import decode_base64, decode_image
 from engine.registry import Inputs, InputSlot, Method
 from engine.run import parse_params
 
 ImageResolver = Callable[[str], bytes]  # image id -> the stored file's bytes
+CollectionResolver = Callable[[str], list[tuple[str, str]]]  # collection id -> [(image name, image id)]
 
 
 @dataclass
@@ -107,13 +108,16 @@ async def _form_contents(form: FormData, method: Method, slots: dict[str, InputS
     return Form(texts["model"], texts["params"], files)
 
 
-def parse(method: Method, body: Form | bytes) -> InlineCall:
-    """Validate either form into one :class:`InlineCall` (raises Problem / InvalidParams)."""
+def parse(method: Method, body: Form | bytes, collections: CollectionResolver | None = None) -> InlineCall:
+    """Validate either form into one :class:`InlineCall` (raises Problem / InvalidParams).
+
+    ``collections`` expands a JSON ``{"collection": id}`` input into its images (by id).
+    """
     if isinstance(body, Form):
         model, raw_params, uploads = body.model or DEFAULT_MODEL, _form_params(body.params), _form_uploads(method, body)
     else:
         envelope = _envelope(body)
-        model, raw_params, uploads = envelope.model, envelope.params, _json_uploads(method, envelope)
+        model, raw_params, uploads = envelope.model, envelope.params, _json_uploads(method, envelope, collections)
     params = parse_params(method, raw_params)
     check_counts(method, uploads)
     return InlineCall(model, params, uploads)
@@ -153,7 +157,7 @@ def _envelope(body: bytes) -> Envelope:
         raise invalid_request(exc) from None
 
 
-def _json_uploads(method: Method, envelope: Envelope) -> dict[str, list[Upload]]:
+def _json_uploads(method: Method, envelope: Envelope, collections: CollectionResolver | None) -> dict[str, list[Upload]]:
     slots = {slot.name: slot for slot in method.inputs}
     unknown = sorted(set(envelope.inputs) - set(slots))
     if unknown:
@@ -165,6 +169,11 @@ def _json_uploads(method: Method, envelope: Envelope) -> dict[str, list[Upload]]
     uploads = {}
     for name, value in envelope.inputs.items():
         slot = slots[name]
+        if isinstance(value, CollectionInput):
+            if not slot.many or collections is None:
+                raise Problem(422, "invalid_input", f"input {name!r} takes one image, not a collection", input=name)
+            uploads[name] = [Upload(f"{name}:{label}", image_id=image_id) for label, image_id in collections(value.collection)]
+            continue
         items = value if isinstance(value, list) else [value]
         if isinstance(value, list) != slot.many:
             shape = "a list of images" if slot.many else "one image object, not a list"

@@ -32,6 +32,11 @@ class WebhookRequest(BaseModel):
     )
 
 
+class CollectionRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    collection: str = Field(description="a collection id (POST /v1/collections; 'samples' is built in): its images, in order")
+
+
 class JobOptions(BaseModel):
     """What every job request may add to its method, model, inputs and params."""
 
@@ -48,8 +53,9 @@ class JobRequest(JobOptions):
 
     method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
     model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
-    inputs: dict[str, str | list[str]] = Field(
-        default_factory=dict, description="input slot -> uploaded image id (POST /v1/images), or a list of ids"
+    inputs: dict[str, str | list[str] | CollectionRef] = Field(
+        default_factory=dict,
+        description="input slot -> uploaded image id (POST /v1/images), a list of ids, or {\"collection\": id} for all of a collection's images",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
 
@@ -107,6 +113,7 @@ class JobOut(BaseModel):
     params: dict[str, Any]
     inputs: dict[str, str | list[str]]
     content_hash: str
+    request_id: str | None = Field(None, description="the X-Request-ID of the submission")
     deliveries: int
     worker: str | None = None
     cancel_requested: bool
@@ -131,8 +138,9 @@ class JobPage(BaseModel):
 def _slot(slot: InputSlot) -> tuple[Any, Any]:
     what = "uploaded image ids (POST /v1/images)" if slot.many else "an uploaded image id (POST /v1/images)"
     if slot.many:
-        kind: Any = list[str]
-        field = Field(description=f"{slot.description}: {what}", min_length=slot.min_count, max_length=slot.max_count)
+        what += ", or {\"collection\": id}"
+        kind: Any = list[str] | CollectionRef
+        field = Field(description=f"{slot.description}: {what}")
     else:
         kind, field = str, Field(description=f"{slot.description}: {what}")
     if slot.optional:

@@ -12,7 +12,8 @@ import time
 from redis import asyncio as aioredis
 
 from worker.jobs import Job
-from worker.service import BROKER_ERRORS, BrokerUnavailable, JobService
+from api.job_service import JobService
+from worker.broker import BROKER_ERRORS, BrokerUnavailable
 
 _WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 

@@ -2,8 +2,11 @@
 
 On top of FastAPI's document: operation ids are the route names (``submit_job``,
 ``saliency``), request bodies built from the registry replace the ones named in
-``bodies``, and every operation documents its errors as
-``application/problem+json`` (FastAPI's own 422 schema is not what we answer).
+``bodies``, and every operation documents the problem documents it can answer
+with (``application/problem+json``): any 4xx, 503 when Redis or storage is
+down, and for keyed operations 401 (with ``WWW-Authenticate``), 403 and 429
+(with ``Retry-After``). FastAPI's own 422 schema is replaced: our 422 is a
+problem document too.
 """
 
 import json
@@ -15,6 +18,8 @@ from fastapi.routing import APIRoute
 from api.problems import PROBLEM_JSON
 
 PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+_CHALLENGE = {"WWW-Authenticate": {"description": "Bearer realm=\"convlens\"", "schema": {"type": "string"}}}
 
 
 def route_operation_id(route: APIRoute) -> str:
@@ -52,17 +57,21 @@ def _operations(document: dict):
         yield from path.values()
 
 
+def _problem(description: str, headers: dict | None = None) -> dict:
+    content = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
+    return {"description": description, "content": content, **({"headers": headers} if headers else {})}
+
+
 def _document_problems(operation: dict) -> None:
-    problem = {"content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
     responses = operation.setdefault("responses", {})
     if "422" in responses:
-        responses["422"] = {"description": "invalid request (problem details naming each field)", **problem}
-    responses.setdefault("4XX", {"description": "bad request (problem details with a stable code)", **problem})
-    responses.setdefault("5XX", {
-        "description": "unavailable (503 with Retry-After when the broker or storage is down)",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-        **problem,
-    })
+        responses["422"] = _problem("invalid request or params (problem details naming each field)")
+    responses.setdefault("4XX", _problem("bad request (a problem document with a stable code)"))
+    responses.setdefault("503", _problem("broker or storage unavailable; retry later", _RETRY_AFTER))
+    if operation.get("security"):
+        responses.setdefault("401", _problem("missing or unknown API key", _CHALLENGE))
+        responses.setdefault("403", _problem("the API key lacks the scope this needs"))
+        responses.setdefault("429", _problem("rate limit, job or storage quota, or a full inline pool", _RETRY_AFTER))
 
 
 def openapi_text(app: FastAPI) -> str:

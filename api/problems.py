@@ -14,12 +14,17 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
-from worker.service import BrokerUnavailable
+from worker.broker import BrokerUnavailable
+from worker.jobs import JobQuotaExceeded
+from worker.logs import json_logger
 from worker.storage import StorageUnavailable
+from worker.collections import CollectionRejected, UnknownCollection
+from worker.style_models import UnknownStyleModel
 from worker.uploads import UnknownImage
 from worker.webhooks import WebhookRefused
 
 PROBLEM_JSON = "application/problem+json"
+log = json_logger("convlens.errors")
 
 ENGINE_STATUS = {
     "unknown_model": 404,
@@ -29,6 +34,17 @@ ENGINE_STATUS = {
     "unknown_method": 404,
     "invalid_params": 422,
     "unsupported_model": 422,
+    "over_inline_budget": 422,
+    "over_job_caps": 422,
+    "not_a_model": 400,
+    "pickled_model": 415,
+    "invalid_onnx": 422,
+    "unsupported_operator": 422,
+    "invalid_metadata": 422,
+    "output_mismatch": 422,
+    "model_failed": 422,
+    "too_many_parameters": 422,
+    "model_too_slow": 422,
 }
 
 IMAGE_STATUS = {
@@ -83,7 +99,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EngineError)
     async def _engine(_request: Request, exc: EngineError):
-        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message)
+        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message, **getattr(exc, "extra", {}))
 
     @app.exception_handler(ImageRejected)
     async def _image(_request: Request, exc: ImageRejected):
@@ -93,6 +109,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unknown_image(_request: Request, exc: UnknownImage):
         return problem_response(404, "unknown_image", str(exc))
 
+    @app.exception_handler(UnknownCollection)
+    async def _unknown_collection(_request: Request, exc: UnknownCollection):
+        return problem_response(404, "unknown_collection", str(exc))
+
+    @app.exception_handler(UnknownStyleModel)
+    async def _unknown_style_model(_request: Request, exc: UnknownStyleModel):
+        return problem_response(404, "unknown_style_model", str(exc))
+
+    @app.exception_handler(CollectionRejected)
+    async def _collection_rejected(_request: Request, exc: CollectionRejected):
+        return problem_response(exc.status, exc.code, exc.message, **exc.extra)
+
     @app.exception_handler(WebhookRefused)
     async def _webhook(_request: Request, exc: WebhookRefused):
         return problem_response(422, exc.code, exc.message)
@@ -100,6 +128,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(BrokerUnavailable)
     async def _broker(request: Request, exc: BrokerUnavailable):
         return problem_response(503, "broker_unavailable", str(exc), _retry_after(request))
+
+    @app.exception_handler(JobQuotaExceeded)
+    async def _job_quota(request: Request, exc: JobQuotaExceeded):
+        retry = {"Retry-After": str(request.app.state.settings.quota_retry_after_seconds)}
+        return problem_response(429, "job_quota_exceeded", str(exc), retry, limit=exc.limit)
 
     @app.exception_handler(StorageUnavailable)
     async def _storage(request: Request, exc: StorageUnavailable):
@@ -120,7 +153,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, _exc: Exception):
+    async def _unexpected(request: Request, exc: Exception):
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc, extra={"request_id": getattr(request.state, "request_id", None)})
         return problem_response(500, "internal_error", "the server failed to handle this request; it has been logged")
 
 

@@ -28,13 +28,18 @@ class StoredImage(BaseModel):
 ImageInput = Annotated[Base64Image | StoredImage, Field(description="one picture, inline or by reference")]
 
 
+class CollectionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    collection: str = Field(description="the id of a collection (POST /v1/collections; 'samples' is built in): all its images, in order")
+
+
 class Envelope(BaseModel):
     """The JSON request's shape, common to every method (params and inputs checked per method)."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = DEFAULT_MODEL
     params: dict[str, Any] = Field(default_factory=dict)
-    inputs: dict[str, ImageInput | list[ImageInput]] = Field(default_factory=dict)
+    inputs: dict[str, ImageInput | list[ImageInput] | CollectionInput] = Field(default_factory=dict)
 
 
 class ArtifactOut(BaseModel):
@@ -76,8 +81,8 @@ def camel(name: str) -> str:
 
 def _slot_field(slot: InputSlot) -> tuple[Any, Any]:
     if slot.many:
-        kind: Any = list[ImageInput]
-        field = Field(description=slot.description, min_length=slot.min_count, max_length=slot.max_count)
+        kind: Any = list[ImageInput] | CollectionInput
+        field = Field(description=f"{slot.description} ({slot.min_count}..{slot.max_count} images, or a collection)")
     else:
         kind = ImageInput
         field = Field(description=slot.description)

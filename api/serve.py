@@ -14,6 +14,12 @@ Children: redis-server, ``celery -A worker.app worker -c 1 -Q gpu,cpu``
 (prefetch 1), a thread-pool worker for ``-Q webhooks`` (deliveries never wait
 behind a job) and ``uvicorn --factory api.app:create_app``. Ctrl-C or SIGTERM
 stops them in order (API, worker, Redis); if one dies, the rest are stopped.
+The API finishes its in-flight requests first (uvicorn's graceful shutdown,
+``--graceful-seconds``).
+
+Access: on a loopback address with no ``CONVLENS_ADMIN_KEY`` the service runs
+in open access (one tenant, no keys) unless ``CONVLENS_OPEN_ACCESS`` says
+otherwise; on any other address it refuses to start without keys.
 """
 
 import argparse
@@ -25,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from api.settings import Settings, is_loopback
 
 
 def _free_port(host: str) -> int:
@@ -84,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--var", default="var", help="where the embedded Redis keeps its working directory")
+    parser.add_argument("--graceful-seconds", type=int, default=30, help="how long the API may finish in-flight requests when stopped")
     args = parser.parse_args(argv)
+
+    if not os.environ.get("CONVLENS_ADMIN_KEY") and "CONVLENS_OPEN_ACCESS" not in os.environ and is_loopback(args.host):
+        os.environ["CONVLENS_OPEN_ACCESS"] = "true"  # the one-machine default
+    refusal = Settings().refuses_to_bind(args.host)
+    if refusal:
+        print(f"ConvLens: {refusal}", file=sys.stderr, flush=True)
+        return 2
 
     stopping = False
 
@@ -107,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         hooks = _spawn([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=threads", "-c", "4",
                         "-Q", "webhooks", "-n", "webhooks@%h", "-l", "warning"], env)
         children.append(("webhooks", hooks, 10))
-        api = _spawn([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
-                      "--host", args.host, "--port", str(args.port)], env)
-        children.append(("api", api, 10))
+        api = _spawn([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", args.host,
+                      "--port", str(args.port), "--timeout-graceful-shutdown", str(args.graceful_seconds)], env)
+        children.append(("api", api, args.graceful_seconds + 10))
         print(f"ConvLens on http://{args.host}:{args.port} (docs: /docs); broker {env['CONVLENS_REDIS_URL']}", flush=True)
         while not stopping:
             dead = [name for name, process, _ in children if process.poll() is not None]

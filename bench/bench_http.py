@@ -38,7 +38,7 @@ from skimage import data  # noqa: E402
 from api.app import create_app  # noqa: E402
 from engine.registry import all_methods  # noqa: E402
 from engine.run import run_method  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from api.settings import Settings  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 WARMUP = 3
@@ -51,7 +51,7 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> uvicorn.Server:
-    settings = Settings(device="cpu", inline_threads=1, warm_models=[MODEL])
+    settings = Settings(device="cpu", inline_threads=1, warm_models=[MODEL], open_access=True)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -126,7 +126,7 @@ def main() -> None:
         tmp = Path(tmp)
         redis_server = RedisServer(tmp / "redis").start()
         env = {"CONVLENS_REDIS_URL": redis_server.url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"),
-               "CONVLENS_PLUGINS": "tests.e2e.plugins", "CONVLENS_DEVICE": "cpu"}
+               "CONVLENS_PLUGINS": "tests.e2e.plugins", "CONVLENS_DEVICE": "cpu", "CONVLENS_OPEN_ACCESS": "true"}
         worker = CeleryWorker(env, tmp / "worker.log").start()
         port = free_port()
         api_process = subprocess.Popen(

@@ -58,3 +58,18 @@ class ImageRejected(EngineError):
 
 class Cancelled(Exception):
     """Raised through the engine when the caller's progress callback asks to stop."""
+
+
+class ModelRejected(EngineError):
+    """A model file or its metadata refused at registration; ``code`` says why.
+
+    Codes: ``not_a_model`` (no model file of a known format), ``pickled_model``
+    (a pickle: never loaded), ``invalid_onnx`` (the ONNX checker refused it),
+    ``unsupported_operator`` (the converter lacks an operator), ``invalid_metadata``,
+    ``output_mismatch`` (outputs disagree with the labels), ``model_failed`` (it
+    would not load or run), ``too_many_parameters``, ``model_too_slow``.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code

@@ -1,9 +1,12 @@
 """Hooks as context managers that always undo themselves.
 
 Every hook registered here is removed in ``finally``, whatever happens inside
-the ``with`` block: a long-lived worker must never accumulate hooks.
+the ``with`` block: a long-lived worker must never accumulate hooks. Hooks
+fire only for forward passes of the thread that registered them, so
+concurrent calls on one shared model never see each other's hooks.
 """
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -13,6 +16,18 @@ from torch import nn
 
 class StopForward(Exception):
     """Raised by a capture hook to end a forward pass after its deepest layer."""
+
+
+def this_thread_only(hook):
+    """``hook`` as a forward hook that does nothing in passes run by other threads than the caller's."""
+    owner = threading.get_ident()
+
+    def scoped(module, inputs, output):
+        if threading.get_ident() == owner:
+            return hook(module, inputs, output)
+        return None
+
+    return scoped
 
 
 @contextmanager
@@ -38,7 +53,7 @@ def capture(modules: dict[str, nn.Module], stop_early: bool = False, detach: boo
 
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+            handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
         yield outputs
     finally:
         for handle in handles:

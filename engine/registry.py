@@ -2,8 +2,10 @@
 worker's task all come from here.
 
 A method is a name, a typed params model, the image inputs it needs, flags
-for where it may run, and ``run(model, inputs, params, progress) -> Result``;
-a module declares one with the :func:`method` decorator on its run function.
+for where it may run, ``run(model, inputs, params, progress) -> Result`` and
+optionally ``cost(model, params, images) -> Cost`` (what a call will cost,
+stated before it runs; a default per category otherwise); a module declares
+one with the :func:`method` decorator on its run function.
 """
 
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from typing import Any, Callable, Literal
 from PIL import Image
 from pydantic import BaseModel
 
+from engine.cost import Cost, default_cost
 from engine.errors import UnknownMethod
 from engine.named_registry import Registry
 from engine.models.wrapper import ConvLensModel
@@ -20,6 +23,7 @@ from engine.result import Result
 
 Inputs = dict[str, Image.Image | list[Image.Image]]
 RunFn = Callable[[ConvLensModel, Inputs, Any, Progress], Result]
+CostFn = Callable[[ConvLensModel, Any, int], Cost]  # (model, parsed params, number of input pictures)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,14 @@ class Method:
     inline: bool = True  # may answer within the HTTP request
     needs_classifier: bool = False  # refuses models without a classifier head
     queue: Literal["gpu", "cpu"] = "gpu"
+    cost: CostFn | None = None
+    uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
+
+    def estimate(self, model: ConvLensModel, params: BaseModel, images: int) -> Cost:
+        """What running with ``params`` on ``images`` input pictures will cost (nothing is run)."""
+        if self.cost is not None:
+            return self.cost(model, params, images)
+        return default_cost(self.category, model, params, images)
 
     def as_dict(self) -> dict:
         return {
@@ -63,6 +75,7 @@ class Method:
             "category": self.category,
             "inline": self.inline,
             "needs_classifier": self.needs_classifier,
+            "uses_cache": self.uses_cache,
             "inputs": [slot.as_dict() for slot in self.inputs],
             "params_schema": self.params.model_json_schema(),
         }

@@ -31,6 +31,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from engine.concurrency import build_once
 from engine.errors import UnsupportedModel
 
 Rule = Literal["guided", "deconv"]
@@ -216,10 +217,7 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[str, RuleCopy]]" = weakref.We
 
 def rule_copy(model: nn.Module, rule: Rule) -> RuleCopy:
     """The cached rule copy of ``model`` (built once per model and rule)."""
-    per_model = _CACHE.setdefault(model, {})
-    if rule not in per_model:
-        per_model[rule] = build_rule_copy(model, rule)
-    return per_model[rule]
+    return build_once(_CACHE.setdefault(model, {}), rule, lambda: build_rule_copy(model, rule))
 
 
 class _StopAt(Exception):

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -11,13 +12,16 @@ from PIL import Image
 class Result:
     """Named images, named raw arrays and JSON-able data.
 
-    ``main`` names the picture returned when a client asks for ``image/png``.
+    ``main`` names the picture returned when a client asks for ``image/png``;
+    ``tensors`` is a trained network's state dict that the service stores as a
+    resource (a style model), never an artifact.
     """
 
     images: dict[str, Image.Image] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     main: str | None = None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def main_image(self) -> Image.Image:
         if self.main is not None:

@@ -4,8 +4,10 @@ import time
 
 from pydantic import BaseModel, ValidationError
 
-from engine.errors import InvalidParams, UnsupportedModel
+from engine.concurrency import GATE
+from engine.errors import InvalidParams
 from engine.models import load_model
+from engine.models.support import check_supported
 from engine.progress import Progress, no_progress
 from engine.registry import Inputs, Method, get_method
 from engine.result import Result
@@ -29,6 +31,12 @@ def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
         raise InvalidParams(f"invalid params for {method.name}: {problems}") from exc
+
+
+def shape_inputs(method: Method, inputs: dict) -> dict:
+    """``inputs`` with a single value given for a ``many`` slot taken as a list of one (other values as they are)."""
+    many = {slot.name for slot in method.inputs if slot.many}
+    return {name: [value] if name in many and not isinstance(value, list) else value for name, value in inputs.items()}
 
 
 def check_inputs(method: Method, inputs: Inputs) -> None:
@@ -57,21 +65,26 @@ def run_method(
     params: dict | BaseModel | None = None,
     progress: Progress = no_progress,
     device: str | None = None,
+    cache=None,
 ) -> Result:
     """Validate everything, load the (cached) model and run the method.
+
+    ``cache`` (an :class:`engine.inspect.collection.FeatureCache`) reaches the
+    methods that reuse derived data (``uses_cache``); others never see it.
 
     ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]``
     name what ran.
     """
     method = get_method(name)
     parsed = parse_params(method, params)
+    inputs = shape_inputs(method, inputs)
     check_inputs(method, inputs)
     model = load_model(model_name, device)
-    if method.needs_classifier and model.labels is None:
-        raise UnsupportedModel(f"method {name!r} needs a classifier; model {model_name!r} has no classifier head")
+    check_supported(model.spec, method)
     start = time.perf_counter()
-    with model.lock:
-        result = method.run(model, inputs, parsed, progress)
+    extra = (cache,) if method.uses_cache else ()
+    with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
+        result = method.run(model, inputs, parsed, progress, *extra)
     result.data["method"] = name
     result.data["model"] = model_name
     result.data.setdefault("params", parsed.model_dump(mode="json"))

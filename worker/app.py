@@ -3,15 +3,37 @@
 Reads the settings, imports plugin methods and the built-in ones in the
 parent (so children inherit them), and leaves models and CUDA alone: each
 pool child loads its models lazily on its first job (``engine.models.load_model``
-caches them per process), after the fork.
+caches them per process), after the fork. The main process also runs the reaper (:mod:`worker.reaper`).
 """
 
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready, worker_shutdown
+
 from engine.registry import all_methods
+from worker.logs import use_json
+from worker.model_store import install_model_source
 from worker.plugins import load_plugins
 from worker.queue_app import create_celery
+from worker.reaper import Reaper
 from worker.settings import get_settings
 
 settings = get_settings()
+install_model_source(settings)  # registered models: looked up in the shared store, loaded lazily in the child
 load_plugins(settings)
 all_methods()
 app = create_celery(settings)
+
+if settings.log_format == "json":
+    after_setup_logger.connect(lambda logger, *args, **kwargs: use_json(logger), weak=False)
+    after_setup_task_logger.connect(lambda logger, *args, **kwargs: use_json(logger), weak=False)
+
+_reaper = Reaper(app, settings)
+
+
+@worker_ready.connect
+def _start_reaper(**_) -> None:
+    _reaper.start()
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_) -> None:
+    _reaper.stopped.set()

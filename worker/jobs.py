@@ -6,7 +6,17 @@ Lua script (atomic with the checks it depends on) that also publishes an
 event on the job's channel for the SSE stream.
 
 States: queued -> running -> succeeded | failed | cancelled; queued -> cancelled;
-queued -> aborted (its deadline to start passed before a worker reached it).
+queued -> aborted (its deadline to start passed before a worker reached it);
+running -> queued again when the reaper finds its worker gone.
+
+Nothing gets stuck: every unfinished job is in the ``active`` set; a running
+job's worker keeps a heartbeat key alive; the reaper (:meth:`JobStore.reap`)
+puts a running job whose heartbeat has expired back in the queue, or fails it
+once its deliveries are spent, and sends again a queued job whose message was
+never sent or has waited suspiciously long (a duplicate message is harmless:
+a delivery of a job that is finished, or running with a live heartbeat, does
+nothing). A submission's dedup key lives only briefly until its message is
+sent, so a failed send never blocks identical submissions.
 """
 
 import json
@@ -21,47 +31,98 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled", "aborted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result", "webhook")
-_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "deadline_at")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "sent_at", "deadline_at")
 
 _CREATE = """
 local existing = redis.call('GET', KEYS[3])
 if existing then
   local state = redis.call('HGET', ARGV[3] .. existing, 'state')
-  if state and state ~= 'failed' and state ~= 'cancelled' and state ~= 'aborted' then return existing end
+  local sent = redis.call('HEXISTS', ARGV[3] .. existing, 'sent_at') == 1
+  local reusable = state and state ~= 'failed' and state ~= 'cancelled' and state ~= 'aborted'
+  if reusable and (sent or state ~= 'queued') then return existing end
 end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  local state = redis.call('HGET', ARGV[3] .. id, 'state')
+  if state ~= 'queued' and state ~= 'running' then redis.call('SREM', KEYS[5], id) end
+end
+local limit = tonumber(ARGV[6])
+if limit > 0 and redis.call('SCARD', KEYS[5]) >= limit then return false end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
 return ARGV[1]
+"""
+
+_SENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'sent_at', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return 1
 """
 
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0} end
 if state ~= 'queued' and state ~= 'running' then return {'finished', 0} end
+if state == 'running' then
+  local owner = redis.call('HGET', KEYS[1], 'worker')
+  if owner and owner ~= ARGV[3] and redis.call('EXISTS', ARGV[6] .. owner) == 1 then return {'duplicate', 0} end
+end
 local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
-if state == 'queued' and deadline and tonumber(ARGV[1]) > tonumber(deadline) then
-  redis.call('HSET', KEYS[1], 'state', 'aborted', 'finished_at', ARGV[1], 'error', ARGV[6])
+local never_started = redis.call('HEXISTS', KEYS[1], 'started_at') == 0
+if state == 'queued' and never_started and deadline and tonumber(ARGV[1]) > tonumber(deadline) then
+  redis.call('HSET', KEYS[1], 'state', 'aborted', 'finished_at', ARGV[1], 'error', ARGV[8])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
   redis.call('PUBLISH', ARGV[4], 'state')
   return {'aborted', 0}
 end
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
   redis.call('PUBLISH', ARGV[4], 'state')
   return {'cancelled', 0}
 end
 local n = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 if n > tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', ARGV[5])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
   redis.call('PUBLISH', ARGV[4], 'state')
   return {'poisoned', n}
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[3])
+redis.call('SET', ARGV[6] .. ARGV[3], ARGV[1], 'PX', ARGV[7])
 redis.call('PUBLISH', ARGV[4], 'state')
 return {'run', n}
+"""
+
+_FAIL_UNSENT = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'sent_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', ARGV[3])
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+redis.call('PUBLISH', ARGV[2], 'state')
+return 1
+"""
+
+_REAP_RUNNING = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'skip' end
+local owner = redis.call('HGET', KEYS[1], 'worker')
+if owner and redis.call('EXISTS', ARGV[5] .. owner) == 1 then return 'alive' end
+if tonumber(redis.call('HGET', KEYS[1], 'deliveries') or '0') >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', ARGV[4])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('PUBLISH', ARGV[3], 'state')
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'sent_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'worker')
+redis.call('PUBLISH', ARGV[3], 'state')
+return 'requeue'
 """
 
 _PROGRESS = """
@@ -85,15 +146,17 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if redis.call('GET', KEYS[2]) == redis.call('HGET', KEYS[1], 'id') then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
 redis.call('PUBLISH', ARGV[2], 'state')
 return fields[2]
 """
 
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
+if not state or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[4] then return 'missing' end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'cancel_requested', '1', 'cancel_requested_at', ARGV[1])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
   redis.call('PUBLISH', ARGV[2], 'state')
   return 'cancelled'
 end
@@ -107,6 +170,7 @@ if state == 'running' then
   local grace = tonumber(ARGV[3])
   if grace < 0 or tonumber(ARGV[1]) - tonumber(asked) < grace then return 'requested' end
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
   redis.call('PUBLISH', ARGV[2], 'state')
   return 'terminate'
 end
@@ -140,7 +204,10 @@ class Job:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     worker: str | None = None
-    deadline_at: float | None = None  # a job still queued then ends aborted
+    sent_at: float | None = None
+    tenant: str = "public"
+    request_id: str | None = None
+    deadline_at: float | None = None  # a job not started by then ends aborted
     webhook: dict[str, Any] | None = None  # {"url", "events"}: see worker.webhooks
 
     @property
@@ -184,13 +251,33 @@ def _flat(fields: dict[str, str]) -> list[str]:
     return [part for pair in fields.items() for part in pair]
 
 
-class JobStore:
-    """Job records in Redis; every method is one round trip."""
+class JobQuotaExceeded(Exception):
+    """The tenant already has as many queued and running jobs as its key allows."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int, prefix: str = "convlens"):
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} jobs may be queued or running at once; wait for one to finish")
+        self.limit = limit
+
+
+class JobStore:
+    """Job records in Redis; every method is one round trip (the reaper: one per unfinished job).
+
+    Every job belongs to a tenant. The API-side calls (``create``, ``get_owned``,
+    ``list``, ``cancel``) take the tenant, and another tenant's job is simply
+    not found; the worker runs whatever id it is handed (``get``, ``start``...).
+    """
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int, prefix: str = "convlens", heartbeat_seconds: float = 5.0,
+                 unsent_seconds: float = 30.0):
         self.redis, self.ttl, self.prefix = client, ttl_seconds, prefix
-        self.index = f"{prefix}:jobs"
+        # a dedup key lives this long until the job's message is known sent; an unsent job fails after it
+        self.unsent_seconds = unsent_seconds
+        self.active = f"{prefix}:active"  # unfinished jobs of every tenant, scored by creation time
+        self.heartbeat_ms = max(1, int(3 * heartbeat_seconds * 1000))  # a heartbeat missed three times: worker gone
         self._create = client.register_script(_CREATE)
+        self._sent = client.register_script(_SENT)
+        self._reap_running = client.register_script(_REAP_RUNNING)
+        self._fail_unsent = client.register_script(_FAIL_UNSENT)
         self._start = client.register_script(_START)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
@@ -202,44 +289,73 @@ class JobStore:
     def channel(self, job_id: str) -> str:
         return f"{self.prefix}:events:{job_id}"
 
-    def _dedup_key(self, content_hash: str) -> str:
-        return f"{self.prefix}:dedup:{content_hash}"
+    def index(self, tenant: str) -> str:
+        return f"{self.prefix}:jobs:{tenant}"
+
+    def _tenant_active_key(self, tenant: str) -> str:
+        return f"{self.prefix}:active:{tenant}"
+
+    def _dedup_key(self, job: Job) -> str:
+        return f"{self.prefix}:dedup:{job.tenant}:{job.content_hash}"
+
+    def _heartbeat_prefix(self) -> str:
+        return f"{self.prefix}:heartbeat:"
 
     def ping(self) -> None:
         self.redis.ping()
 
-    def create(self, job: Job) -> tuple[Job, bool]:
-        """Store a new queued job, unless an identical one exists that did not fail or get cancelled.
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
+        """Store a new queued job, unless an identical one of the same tenant exists that did not fail, get cancelled or abort.
 
         Returns the job that stands for the request and whether it is the new one.
+        With ``max_active`` > 0, raises JobQuotaExceeded when the tenant already
+        has that many jobs queued or running (checked in the same script).
         """
-        keys = [self.key(job.id), self.index, self._dedup_key(job.content_hash)]
-        winner = _text(self._create(keys=keys, args=[job.id, self.ttl, f"{self.prefix}:job:", *_flat(job.to_fields())]))
-        if winner == job.id:
+        keys = [self.key(job.id), self.index(job.tenant), self._dedup_key(job), self.active, self._tenant_active_key(job.tenant)]
+        args = [job.id, self.ttl, f"{self.prefix}:job:", max(1, round(self.unsent_seconds)), repr(job.created_at), max_active,
+                *_flat(job.to_fields())]
+        winner = self._create(keys=keys, args=args)
+        if winner is None:
+            raise JobQuotaExceeded(max_active)
+        if _text(winner) == job.id:
             return job, True
-        existing = self.get(winner)
-        return (existing, False) if existing is not None else self.create(job)
+        existing = self.get_owned(_text(winner), job.tenant)
+        return (existing, False) if existing is not None else self.create(job, max_active)
+
+    def mark_sent(self, job: Job) -> None:
+        """The job's message is in the queue: its dedup key now lives as long as the record."""
+        self._sent(keys=[self.key(job.id), self._dedup_key(job)], args=[self.ttl, repr(time.time()), job.id])
 
     def get(self, job_id: str) -> Job | None:
+        """Any tenant's job (the worker's lookup); the API uses ``get_owned``."""
         raw = self.redis.hgetall(self.key(job_id))
         return Job.from_fields(raw) if raw else None
+
+    def get_owned(self, job_id: str, tenant: str) -> Job | None:
+        """The job when it belongs to ``tenant``, else None: a foreign id is not found."""
+        job = self.get(job_id)
+        return job if job is not None and job.tenant == tenant else None
 
     def remove(self, job_id: str) -> None:
         """Forget a job that could not be queued (its task was never sent)."""
         job = self.get(job_id)
+        if job is None:
+            return
         pipe = self.redis.pipeline()
         pipe.delete(self.key(job_id))
-        pipe.zrem(self.index, job_id)
-        if job is not None:
-            pipe.delete(self._dedup_key(job.content_hash))
+        pipe.zrem(self.index(job.tenant), job_id)
+        pipe.zrem(self.active, job_id)
+        pipe.srem(self._tenant_active_key(job.tenant), job_id)
+        pipe.delete(self._dedup_key(job))
         pipe.execute()
 
-    def list(self, state: str | None = None, limit: int = 20, cursor: str | None = None) -> tuple[list[Job], str | None]:
-        """Jobs newest first, optionally of one state; ``cursor`` is the last id of the previous page."""
+    def list(self, tenant: str, state: str | None = None, limit: int = 20, cursor: str | None = None) -> tuple[list[Job], str | None]:
+        """The tenant's jobs newest first, optionally of one state; ``cursor`` is the last id of the previous page."""
+        index = self.index(tenant)
         found: list[Job] = []
         upper = f"({cursor}" if cursor else "+"
         while len(found) < limit:
-            ids = [_text(i) for i in self.redis.zrevrangebylex(self.index, upper, "-", start=0, num=max(limit, 50))]
+            ids = [_text(i) for i in self.redis.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50))]
             if not ids:
                 return found, None
             pipe = self.redis.pipeline()
@@ -256,23 +372,79 @@ class JobStore:
                     if len(found) == limit:
                         return found, job.id
             if expired:
-                self.redis.zrem(self.index, *expired)
+                self.redis.zrem(index, *expired)
             upper = f"({ids[-1]}"
         return found, None
 
     # -- worker side -------------------------------------------------------
 
     def start(self, job_id: str, max_deliveries: int, worker: str) -> tuple[str, int]:
-        """Claim a delivery: ("run", n) to run it, else why not (missing, finished, cancelled, aborted, poisoned)."""
+        """Claim a delivery: ("run", n) to run it, else why not (missing, finished, duplicate, cancelled, aborted, poisoned)."""
         poison = json.dumps({
             "code": "poison_pill",
             "message": f"the job was delivered more than {max_deliveries} times; every attempt ended its worker",
         })
         late = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
         action, deliveries = self._start(
-            keys=[self.key(job_id)], args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison, late]
+            keys=[self.key(job_id), self.active],
+            args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison, self._heartbeat_prefix(),
+                  self.heartbeat_ms, late],
         )
         return _text(action), int(deliveries)
+
+    def unfinished_inputs(self) -> set[str]:
+        """``<tenant>/<image id>`` of every image an unfinished job reads."""
+        ids: set[str] = set()
+        for job_id in self.redis.zrange(self.active, 0, -1):
+            job = self.get(_text(job_id))
+            if job is not None and not job.finished:
+                ids.update(f"{job.tenant}/{image_id}" for image_id in job.input_ids())
+        return ids
+
+    def heartbeat(self, worker: str) -> None:
+        """``worker`` is alive and running a job (the key outlives three missed beats)."""
+        self.redis.set(self._heartbeat_prefix() + worker, repr(time.time()), px=self.heartbeat_ms)
+
+    def stop_heartbeat(self, worker: str) -> None:
+        self.redis.delete(self._heartbeat_prefix() + worker)
+
+    def reap(self, max_deliveries: int, resend_after_seconds: float) -> "dict[str, list[str]]":
+        """Find unfinished jobs nobody will finish; returns ``{"requeue": [...], "failed": [...]}``.
+
+        A running job whose worker's heartbeat has expired goes back to
+        ``queued`` (its id is returned to be sent again), or fails with
+        ``worker_lost`` once its deliveries are spent. A queued job never
+        marked sent (its submission failed, or its submitter died, between
+        record and send) fails with ``not_sent``; one sent longer than
+        ``resend_after_seconds`` ago (a broker restart may have lost its
+        message) is returned to be sent again.
+        """
+        now = time.time()
+        lost = json.dumps({
+            "code": "worker_lost",
+            "message": f"the worker running the job stopped answering, {max_deliveries} times; not retried again",
+        })
+        unsent = json.dumps({"code": "not_sent", "message": "the job's submission failed before it reached the queue; submit it again"})
+        found: "dict[str, list[str]]" = {"requeue": [], "failed": []}
+        for job_id in (_text(i) for i in self.redis.zrange(self.active, 0, -1)):
+            job = self.get(job_id)
+            if job is None or job.finished:
+                self.redis.zrem(self.active, job_id)
+                continue
+            if job.state == "running":
+                outcome = _text(self._reap_running(
+                    keys=[self.key(job_id), self.active],
+                    args=[repr(now), max_deliveries, self.channel(job_id), lost, self._heartbeat_prefix()],
+                ))
+                if outcome in found:
+                    found[outcome].append(job_id)
+            elif job.state == "queued":
+                if job.sent_at is None and now - job.created_at > self.unsent_seconds:
+                    if self._fail_unsent(keys=[self.key(job_id), self.active], args=[repr(now), self.channel(job_id), unsent]):
+                        found["failed"].append(job_id)
+                elif job.sent_at is not None and now - job.sent_at > resend_after_seconds:
+                    found["requeue"].append(job_id)
+        return found
 
     def report_progress(self, job_id: str, progress: dict[str, Any], store: bool = True) -> bool:
         """Store progress (when ``store``); True when the job should stop (cancel requested or gone)."""
@@ -287,7 +459,7 @@ class JobStore:
         """
         assert state in FINISHED
         flat = _flat({name: _dump(name, value) for name, value in fields.items()})
-        keys = [self.key(job.id), self._dedup_key(job.content_hash)]
+        keys = [self.key(job.id), self._dedup_key(job), self.active]
         ended = self._finish(keys=keys, args=[self.ttl, self.channel(job.id), state, repr(time.time()), *flat])
         return _text(ended) if ended else None
 
@@ -296,7 +468,7 @@ class JobStore:
 
     # -- API side ------------------------------------------------------------
 
-    def cancel(self, job_id: str, grace_seconds: float = -1) -> str:
+    def cancel(self, job_id: str, tenant: str, grace_seconds: float = -1) -> str:
         """Cancel a job, or ask it to stop; returns what happened.
 
         - ``cancelled``: it was queued, and now never runs;
@@ -305,9 +477,10 @@ class JobStore:
         - ``terminate``: it was asked at least ``grace_seconds`` ago (negative:
           never) and still runs; it is now recorded cancelled, and the caller
           must end its process;
-        - ``finished`` or ``missing``.
+        - ``finished``, or ``missing`` (also for another tenant's job).
         """
-        return _text(self._cancel(keys=[self.key(job_id)], args=[repr(time.time()), self.channel(job_id), grace_seconds]))
+        args = [repr(time.time()), self.channel(job_id), grace_seconds, tenant]
+        return _text(self._cancel(keys=[self.key(job_id), self.active], args=args))
 
 
 def _text(value: bytes | str) -> str:

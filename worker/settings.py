@@ -1,10 +1,16 @@
-"""Service settings (environment variables prefixed ``CONVLENS_``), read once per process."""
+"""Worker settings (environment variables prefixed ``CONVLENS_``): broker, jobs, storage; read once per process.
+
+The API's own settings (request limits, inline pool, keys, rate limits) extend these in
+:mod:`api.settings`; the worker never reads them.
+"""
 
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.cost import Budget
 
 
 class Settings(BaseSettings):
@@ -14,7 +20,6 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_connect_timeout: float = Field(1.0, gt=0, description="seconds; a dead broker answers 503 this fast")
     redis_socket_timeout: float = Field(2.0, gt=0, description="seconds per Redis command")
-    retry_after_seconds: int = Field(2, ge=1, description="Retry-After sent with 503 and 202 answers")
 
     # jobs
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="job records (and dedup) expire this long after their last change")
@@ -23,14 +28,22 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(4 * 3600, ge=1, description="seconds before an unacknowledged job is redelivered; longer than the longest job")
     redelivery_check_seconds: int = Field(60, ge=1, description="how often a worker looks for jobs abandoned by dead workers")
     max_deliveries: int = Field(3, ge=1, description="a job delivered more often (it keeps killing workers) fails as a poison pill")
-    cancel_grace_seconds: float = Field(
-        30.0, ge=0, description="a running job asked to cancel that is still running this long after: a repeated DELETE kills its process"
-    )
+    heartbeat_seconds: float = Field(5.0, gt=0, description="a worker running a job refreshes its heartbeat this often; three missed: its job is requeued")
+    resend_queued_after_seconds: float = Field(3600.0, gt=0, description="a job queued this long since its message was sent is sent again (a broker restart may have lost it)")
+    unsent_job_seconds: float = Field(30.0, gt=0, description="a job whose message is not known sent this long after submission fails (not_sent); its dedup key lives as long")
+    upload_ttl_seconds: int = Field(30 * 24 * 3600, ge=60, description="uploaded images are deleted this long after their last upload, unless an unfinished job uses them")
+    retention_sweep_seconds: float = Field(3600.0, gt=0, description="how often a worker deletes the stored objects of expired jobs and uploads")
+    record_retry_seconds: float = Field(60.0, ge=0, description="how long a finishing job retries Redis and storage errors (with backoff) before giving up")
     progress_interval_seconds: float = Field(0.1, ge=0, description="minimum time between stored progress updates")
     preview_interval_seconds: float = Field(2.0, ge=0, description="minimum time between stored preview images")
     worker_max_memory_per_child_kb: int = Field(8_000_000, ge=100_000, description="recycle a worker child above this resident memory")
-    sse_heartbeat_seconds: float = Field(15.0, gt=0, description="comment lines keeping idle event streams open")
     plugins: str = Field("", description="comma-separated modules imported at API and worker start to register extra methods")
+    log_format: Literal["json", "text"] = Field("json", description="json: one object per line, with request and job ids")
+
+    # job caps: hard limits on one job's estimated cost (engine.cost), refused at submission with 422
+    job_max_passes: int = Field(2_000_000, ge=1, description="forward/backward passes through the network")
+    job_max_pixels: int = Field(256_000_000, ge=1, description="output pixels")
+    job_max_bytes: int = Field(6 * 2**30, ge=1, description="working memory or output bytes; below worker_max_memory_per_child_kb")
 
     # object storage
     storage: Literal["filesystem", "s3"] = "filesystem"
@@ -44,22 +57,22 @@ class Settings(BaseSettings):
     s3_create_bucket: bool = False
     s3_presign_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
 
-    # request limits
-    max_upload_bytes: int = 20 * 1024 * 1024
+    # decoding and running methods (the API's inline calls use these too)
     max_image_pixels: int = 40_000_000
-    inline_threads: int = 4
-    inline_backlog: int = 16  # inline calls that may wait for a thread; more are answered 429
-    warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
+    collection_max_images: int = Field(256, ge=1, description="images one collection may hold")
+    collection_max_bytes: int = Field(200 * 1024 * 1024, ge=1, description="bytes of image files one collection may hold (zips: inflated)")
+    collection_max_pixels: int = Field(400_000_000, ge=1, description="pixels of all the images of one collection together")
+    builtin_samples: bool = Field(True, description="make the built-in 'samples' collection at start-up")
     device: str | None = None  # None: CUDA when present, else CPU
 
-    # clients: inline artifacts, Prefer: wait, webhooks
-    inline_embed: str = Field(
-        "none", description="artifacts embedded (base64) in inline JSON answers when the request has no ?embed=: "
-        "'none', 'all', 'main' or a comma-separated list of names; the others are linked"
-    )
-    inline_link_seconds: float = Field(300.0, gt=0, description="how long linked inline artifacts stay downloadable")
-    inline_link_max_results: int = Field(256, ge=1, description="inline results kept for their links (oldest dropped first)")
-    max_wait_seconds: float = Field(60.0, ge=0, description="the longest `Prefer: wait=N` honoured on POST /v1/jobs")
+    # registered models
+    max_model_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest model file accepted (413 above)")
+    max_model_parameters: int = Field(150_000_000, ge=1, description="models with more parameters are refused")
+    model_load_seconds: float = Field(120.0, gt=0, description="reading and converting a model file may take this long")
+    model_forward_seconds: float = Field(30.0, gt=0, description="the validating forward pass at the native size may take this long")
+    model_cache_bytes: int = Field(4 * 1024**3, ge=0, description="loaded models kept per process (parameters + buffers), least recently used out")
+
+    # webhooks (the API checks a job's webhook; the webhooks worker delivers it)
     webhook_secret: str | None = Field(
         None, description="signs webhook deliveries (Standard Webhooks; 'whsec_<base64>' or plain text); unset: jobs may not name a webhook"
     )
@@ -78,6 +91,9 @@ class Settings(BaseSettings):
         if self.visibility_timeout <= self.job_time_limit:
             raise ValueError("visibility_timeout must exceed job_time_limit, or long jobs run twice")
         return self
+
+    def job_caps(self) -> Budget:
+        return Budget(self.job_max_passes, self.job_max_pixels, self.job_max_bytes)
 
     def plugin_modules(self) -> list[str]:
         return [name.strip() for name in self.plugins.split(",") if name.strip()]

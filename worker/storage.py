@@ -11,7 +11,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from worker.settings import Settings
 
@@ -49,6 +49,10 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """Every key under ``prefix`` with its last-modified time (epoch seconds)."""
+        ...
 
     def presigned_url(self, key: str) -> str | None:
         """A URL clients can GET without credentials, or None when the backend has none."""
@@ -91,6 +95,17 @@ class FilesystemStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for path in base.rglob("*"):
+            if path.is_file() and not path.name.startswith((".tmp-", ".ready-")):
+                try:
+                    yield path.relative_to(self.root).as_posix(), path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
 
     def presigned_url(self, key: str) -> str | None:
         return None
@@ -164,6 +179,12 @@ class S3Storage:
     def delete(self, key: str) -> None:
         with _translated(key):
             self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        with _translated(prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["LastModified"].timestamp()
 
     def presigned_url(self, key: str) -> str | None:
         return self.signer.generate_presigned_url(

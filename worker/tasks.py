@@ -5,6 +5,12 @@ ids come from the job record, which the API wrote before sending. The task is
 idempotent (a redelivered job whose record is final does nothing), so late
 acknowledgement is safe: a job killed with its worker runs again.
 
+While a job runs its worker heartbeats (:class:`Heartbeat`), so that the
+reaper can tell a job whose worker is gone from a long one. Recording the
+result retries Redis and storage errors with backoff for
+``record_retry_seconds``; the record changes in one atomic script, so it is
+never half-written.
+
 Cancelling is cooperative (the progress callback raises Cancelled); a job whose
 cancel was requested never ends ``succeeded``, even when its method returns
 without reporting progress, and one that ignores it past the grace period has
@@ -14,6 +20,7 @@ its process killed by the API (:func:`worker.queue_app.terminate_job`).
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,10 +32,14 @@ from PIL import Image
 
 from engine.errors import Cancelled, EngineError
 from engine.run import run_method
+from worker.feature_store import StoredFeatures
 from worker.artifacts import discard_result, store_preview, store_result
-from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
+from worker.backoff import with_backoff
+from worker.jobs import FINISHED, REDIS_ERRORS, Job, JobStore, connect
+from worker.metrics import record_job, record_worker_memory
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
+from worker.style_models import save_trained_style_model
 from worker.uploads import UnknownImage, load_image
 from worker import webhooks
 
@@ -43,11 +54,24 @@ class JobTask(Task):
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(connect(self.settings), self.settings.job_ttl_seconds)
+        return JobStore(connect(self.settings), self.settings.job_ttl_seconds, heartbeat_seconds=self.settings.heartbeat_seconds, unsent_seconds=self.settings.unsent_job_seconds)
 
     @cached_property
     def storage(self) -> Storage:
         return make_storage(self.settings)
+
+    def after_return(self, status, retval, task_id, args, kwargs, einfo):
+        """Publish the job's metrics (its final state and duration, this process's memory) for /metrics."""
+        if not args:
+            return
+        try:
+            record_worker_memory(self.jobs.redis, _worker_name())
+            job = self.jobs.get(args[0]) if retval in ENDED else None
+            if job is not None and job.finished:
+                ran = job.finished_at - job.started_at if job.started_at and job.finished_at else None
+                record_job(self.jobs.redis, job.method, job.state, ran)
+        except REDIS_ERRORS:
+            log.warning("job %s: metrics not recorded (Redis unreachable)", args[0])
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         # Runs in the pool's parent when the hard time limit killed the child,
@@ -59,7 +83,7 @@ class JobTask(Task):
                 webhooks.enqueue(self.app, self.jobs.get(job.id), "completed")
 
 
-ENDED = frozenset({"succeeded", "failed", "cancelled", "aborted", "poisoned"})
+ENDED = FINISHED | {"poisoned"}  # what a delivery returns when it ended its job
 
 
 def run_job_and_notify(task: JobTask, job_id: str) -> str:
@@ -72,50 +96,101 @@ def run_job_and_notify(task: JobTask, job_id: str) -> str:
 
 def run_job(task: JobTask, job_id: str) -> str:
     jobs, settings = task.jobs, task.settings
-    action, deliveries = jobs.start(job_id, settings.max_deliveries, f"{socket.gethostname()}:{os.getpid()}")
+    worker = _worker_name()
+    action, deliveries = jobs.start(job_id, settings.max_deliveries, worker)
     if action != "run":
-        log.info("job %s not run: %s", job_id, action)
+        log.info("job %s not run: %s", job_id, action, extra={"job_id": job_id})
         return action
-    job = jobs.get(job_id)
-    log.info("job %s: %s on %s (delivery %d)", job_id, job.method, job.model, deliveries)
+    with Heartbeat(jobs, worker, settings.heartbeat_seconds):
+        try:
+            job = jobs.get(job_id)
+            record_worker_memory(jobs.redis, worker)
+            return _run(task, job, deliveries)
+        except REDIS_ERRORS as exc:
+            # The records are unreachable, so nothing can be recorded: requeue the
+            # message (or, with the broker down too, leave it unacknowledged to be
+            # redelivered; the reaper requeues it once the heartbeat expires); the
+            # delivery count still bounds the retries.
+            raise Reject(exc, requeue=True) from exc
+
+
+def _run(task: JobTask, job: Job, deliveries: int) -> str:
+    jobs, settings = task.jobs, task.settings
+    budget = settings.record_retry_seconds
+
+    def record(state: str, **fields) -> str | None:
+        return with_backoff(lambda: jobs.finish(job, state, **fields), REDIS_ERRORS, budget)
+
+    def fail(code: str, message: str) -> str:
+        return record("failed", error={"code": code, "message": message}) or "not running"
+
+    log.info("job %s: %s on %s (delivery %d)", job.id, job.method, job.model, deliveries,
+             extra={"job_id": job.id, "request_id": job.request_id, "tenant": job.tenant})
     webhooks.enqueue(task.app, job, "start")
     try:
-        inputs = _load_inputs(task.storage, job.inputs, settings.max_image_pixels)
+        inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, job, "progress"))
-        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device)
-        artifacts = store_result(task.storage, job.id, result)
+        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
+        with_backoff(lambda: save_trained_style_model(task.storage, job.tenant, job.id, job.method, result), (StorageUnavailable,), budget)
+        artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)
     except Cancelled:
-        jobs.finish(job, "cancelled")
-        return "cancelled"
+        return record("cancelled") or "not running"
     except EngineError as exc:  # ImageRejected included: a stored input that no longer decodes
-        jobs.fail(job, exc.code, exc.message)
+        return fail(exc.code, exc.message)
     except UnknownImage as exc:
-        jobs.fail(job, "unknown_image", str(exc))
+        return fail("unknown_image", str(exc))
     except SoftTimeLimitExceeded:
-        jobs.fail(job, "time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
+        return fail("time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
     except StorageUnavailable as exc:
-        jobs.fail(job, "storage_unavailable", str(exc))
-    except REDIS_ERRORS as exc:
-        # The records are unreachable, so nothing can be recorded: requeue the
-        # message (or, with the broker down too, leave it unacknowledged to be
-        # redelivered); the delivery count still bounds the retries.
-        raise Reject(exc, requeue=True) from exc
+        return fail("storage_unavailable", str(exc))
+    except REDIS_ERRORS:
+        raise
     except Exception as exc:  # a bug in a method: record it, never leave the job running
-        log.exception("job %s failed", job_id)
-        jobs.fail(job, "internal_error", f"{type(exc).__name__}: {exc}")
-    else:
-        ended = jobs.finish(job, "succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
-        if ended != "succeeded":  # cancelled while its method ran on without reporting progress
-            discard_result(task.storage, artifacts)
-        return ended or "not running"
-    return "failed"
+        log.exception("job %s failed", job.id)
+        return fail("internal_error", f"{type(exc).__name__}: {exc}")
+    ended = record("succeeded", artifacts=artifacts, result=result.data, progress=progress.final())
+    if ended != "succeeded":  # cancelled while its method ran on without reporting progress
+        discard_result(task.storage, artifacts)
+    return ended or "not running"
 
 
-def _load_inputs(storage: Storage, inputs: dict, max_pixels: int) -> dict:
+class Heartbeat:
+    """Refreshes ``worker``'s heartbeat every ``seconds`` from a thread while a job runs; removed at the end."""
+
+    def __init__(self, jobs: JobStore, worker: str, seconds: float):
+        self.jobs, self.worker, self.seconds = jobs, worker, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="convlens-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.jobs.heartbeat(self.worker)
+            except REDIS_ERRORS:
+                log.warning("heartbeat of %s not recorded: Redis unreachable", self.worker)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.jobs.stop_heartbeat(self.worker)
+        except REDIS_ERRORS:
+            pass  # it expires by itself
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _load_inputs(storage: Storage, job: Job, max_pixels: int) -> dict:
     def load(image_id: str) -> Image.Image:
-        return load_image(storage, image_id, max_pixels)
+        return load_image(storage, image_id, max_pixels, job.tenant)
 
-    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in inputs.items()}
+    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in job.inputs.items()}
 
 
 @dataclass

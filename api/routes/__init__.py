@@ -1,5 +1,7 @@
 """Every router of the API, one module per resource."""
 
-from api.routes import health, images, jobs, models, results, web
+from api.routes import collections, health, images, jobs, keys, models, results, style_models, web
 
-ROUTERS = [models.router, images.router, jobs.router, results.router, health.router, web.router]
+# /v1: every call needs a key (api.deps)
+ROUTERS = [models.router, images.router, collections.router, style_models.router, jobs.router, keys.router, results.router]
+PUBLIC_ROUTERS = [health.router, web.router]  # probes and the web page (its JS sends the key): no key

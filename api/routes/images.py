@@ -1,11 +1,12 @@
 """Uploaded images: stored once under their content hash, referenced by jobs through that id."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, SettingsDep
+from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
+from worker.broker import broker_errors
 from api.problems import Problem
-from worker.uploads import read_image, store_image
+from worker.uploads import content_id, image_key, read_image, store_image
 
 router = APIRouter(prefix="/v1", tags=["images"])
 
@@ -28,20 +29,51 @@ _UPLOAD_BODY = {
     summary="Upload an image (multipart field 'file', or the raw bytes as the body)",
     openapi_extra=_UPLOAD_BODY,
     responses={200: {"description": "already stored (same bytes)"}, 201: {"description": "stored"}},
+    dependencies=[Depends(require_scope("submit"))],
 )
-async def upload_image(request: Request, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
+async def upload_image(
+    request: Request, service: JobsDep, settings: SettingsDep, key: KeyDep, quotas: QuotasDep, response: Response
+) -> dict:
     data = await _upload_bytes(request)
-    stored, created = await run_in_threadpool(store_image, service.storage, data, settings.max_image_pixels)
+    stored, created = await run_in_threadpool(_store_within_quota, service, settings, key, quotas, data)
     response.headers["Location"] = f"/v1/images/{stored.id}"
     if not created:
         response.status_code = 200
     return {**stored.as_dict(), "url": f"/v1/images/{stored.id}"}
 
 
-@router.get("/images/{image_id}", summary="The bytes of an uploaded image")
-def get_image(image_id: str, service: JobsDep) -> Response:
-    data, media_type = read_image(service.storage, image_id)
-    return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+@router.get(
+    "/images/{image_id}",
+    summary="The bytes of an uploaded image",
+    response_class=Response,
+    responses={200: {"description": "the image as uploaded", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+def get_image(image_id: str, service: JobsDep, tenant: TenantDep) -> Response:
+    data, media_type = read_image(service.storage, image_id, tenant)
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+def _store_within_quota(service, settings, key, quotas, data: bytes):
+    """Reserve the bytes in the tenant's quota first; give them back unless the upload was new and stored.
+
+    A re-upload of bytes the tenant already stored is answered even when its quota is full.
+    """
+    allowed = key_limit(key, settings, "max_stored_bytes")
+    if allowed <= 0:  # unlimited: nothing is counted
+        return store_image(service.storage, data, settings.max_image_pixels, key.tenant)
+    with broker_errors():
+        reserved = quotas.reserve_bytes(key.tenant, len(data), allowed)
+    if not reserved and not service.storage.exists(image_key(content_id(data), key.tenant)):
+        raise Problem(429, "storage_quota_exceeded", f"this upload would pass the {allowed} bytes this key may keep stored",
+                      {"Retry-After": str(settings.quota_retry_after_seconds)})
+    created = False
+    try:
+        stored, created = store_image(service.storage, data, settings.max_image_pixels, key.tenant)
+    finally:
+        if reserved and not created:
+            with broker_errors():
+                quotas.release_bytes(key.tenant, len(data))
+    return stored, created
 
 
 async def _upload_bytes(request: Request) -> bytes:

@@ -4,6 +4,7 @@ Generated from :mod:`engine.registry`, so a newly registered method gets its
 route, its typed request schema and its documentation with no code here.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Annotated
@@ -11,17 +12,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
-from api.deps import ImageResolverDep, InlineLinksDep, InlinePoolDep, SettingsDep, TenantDep
+from api.deps import CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlineLinksDep, InlinePoolDep, SettingsDep, TenantDep
 from api.inline_links import parse_embed
-from api.inline_request import Form, ImageResolver, decode_inputs, parse, receive
+from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
+from api.inline_request import CollectionResolver, Form, ImageResolver, decode_inputs, parse, receive
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
+from engine.cost import check_inline
 from engine.encoding import NPY, PNG
-from engine.models import get_spec
+from engine.inspect.collection import FeatureCache
+from engine.models import get_spec, load_model
 from engine.registry import Method, all_methods, get_method
 from engine.result import Result
 from engine.run import run_method
+from api.settings import Settings
 
 REF = "#/components/schemas/{model}"
 
@@ -43,7 +48,10 @@ model's input size: `stretch` (whole picture, aspect not kept), `crop` (centre c
 `inline_embed`, `none` unless configured) in base64, the others as links to
 `GET /v1/results/{{id}}/{{name}}`, valid for a few minutes; `Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
 itself (`image/png` or `application/x-npy`). Errors are `application/problem+json` with a stable
-`code`; 429 (with `Retry-After`) when the inline pool is full: retry, or submit a job.
+`code`; 422 `over_inline_budget` when the call's estimated cost (network passes, output pixels,
+bytes) is over the inline budget, and 503 `inline_time_limit` when it runs past the inline time
+limit: submit a job instead; 429 (with `Retry-After`) when the inline pool is full: retry, or
+submit a job.
 """
 
 
@@ -82,6 +90,8 @@ def _endpoint(method: Method):
         settings: SettingsDep,
         pool: InlinePoolDep,
         resolve: ImageResolverDep,
+        collections: CollectionResolverDep,
+        cache: FeatureCacheDep,
         links: InlineLinksDep,
         tenant: TenantDep,
         artifact: Annotated[
@@ -93,12 +103,18 @@ def _endpoint(method: Method):
                   "the others are linked", examples=["heatmap,overlay"]),
         ] = None,
     ) -> Response:
-        wanted = negotiate(request.headers.get("accept"), artifact, parse_embed(embed or settings.inline_embed))
-        body = await receive(request, method)
-        content, media_type, timings = await pool.run(
-            answer, method, body, wanted, settings.max_image_pixels, settings.device, resolve,
-            lambda result: links.keep(result, tenant),
-        )
+        start = time.perf_counter()
+        try:
+            wanted = negotiate(request.headers.get("accept"), artifact, parse_embed(embed or settings.inline_embed))
+            body = await receive(request, method)
+            progress = InlineProgress(settings.inline_time_limit_seconds)
+            work = asyncio.ensure_future(pool.run(
+                answer, method, body, wanted, settings, resolve, progress, collections, cache,
+                lambda result: links.keep(result, tenant),
+            ))
+            content, media_type, timings = await until_done_or_gone(request, work, progress)
+        finally:
+            request.app.state.metrics.inline.labels(method.name).observe(time.perf_counter() - start)
         return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
 
     endpoint.__name__ = method.name
@@ -109,21 +125,31 @@ def answer(
     method: Method,
     body: Form | bytes,
     wanted: Wanted,
-    max_pixels: int,
-    device: str | None,
+    settings: Settings,
     resolve: ImageResolver,
+    progress: InlineProgress,
+    collections: CollectionResolver | None = None,
+    cache: FeatureCache | None = None,
     keep: Callable[[Result], str] | None = None,
 ) -> tuple[bytes, str, dict]:
-    """Validate, decode, run and encode (in the inline pool, off the event loop).
+    """Validate, check the cost against the inline budget, decode, run and encode (in the inline
+    pool, off the event loop).
 
     Returns the body, its media type and the timings (ms).
     """
-    call = parse(method, body)
+    call = parse(method, body, collections)
     get_spec(call.model)  # an unknown model fails before any decoding
+    images = sum(len(uploads) for uploads in call.uploads.values())
+    check_inline(method.name, method.estimate(load_model(call.model, settings.device), call.params, images), settings.inline_budget())
     start = time.perf_counter()
-    inputs = decode_inputs(method, call, max_pixels, resolve)
+    inputs = decode_inputs(method, call, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    result = run_method(method.name, call.model, inputs, call.params, device=device)
+    try:
+        result = run_method(method.name, call.model, inputs, call.params, progress, settings.device, cache)
+    except InlineTimeLimit as exc:
+        raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={method.name!r})") from None
+    except ClientGone as exc:
+        raise Problem(503, "client_gone", str(exc)) from None
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
     content, media_type = render(result, wanted, keep)
@@ -183,6 +209,7 @@ def _responses(result_ref: dict, problem_ref: dict) -> dict:
             "content": {"application/json": {"schema": result_ref}, PNG: binary, NPY: binary},
         },
         "4XX": {"description": "bad input (problem details with a stable code)", **problem},
+        503: {"description": "the call ran past the inline time limit: submit a job", **problem},
         429: {
             "description": "the inline pool is full; retry after Retry-After seconds",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},

@@ -6,18 +6,22 @@ import time
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, SettingsDep
-from api.job_schemas import JobRequest
+from api.deps import CollectionsDep, JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
+from api.job_schemas import CollectionRef, JobRequest
 from api.job_wait import close_subscription, preferred_wait, wait_finished
 from api.json_response import FiniteJSONResponse, finite_json
 from api.problems import Problem, invalid_request
+from api.keys import ApiKey
+from api.settings import Settings
+from worker.collections import CollectionStore, resolve_inputs
 from worker.jobs import STATES, Job
-from worker.service import BROKER_ERRORS, JobService
+from api.job_service import JobService
+from worker.broker import BROKER_ERRORS
 from worker.storage import ObjectNotFound, Storage
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -54,6 +58,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "params": job.params,
         "inputs": job.inputs,
         "content_hash": job.content_hash,
+        "request_id": job.request_id,
         "deliveries": job.deliveries,
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
@@ -81,7 +86,8 @@ def _found(job: Job | None, job_id: str) -> Job:
     "/jobs",
     status_code=202,
     summary="Submit a job; identical submissions share one job",
-    description="The body names the method and carries its inputs (uploaded image ids) and params; "
+    description="The body names the method and carries its inputs (uploaded image ids, or `{\"collection\": id}` "
+    "for all of a collection's images) and params; "
     "its schema is one per method, told apart by `method`. `Prefer: wait=N` holds the request up to N seconds "
     "(at most `max_wait_seconds`) and answers 200 with the finished job if it finished in time, else 202 as usual. "
     "`deadline_seconds`: a job not started that long after submission ends `aborted`. `webhook`: its events "
@@ -92,19 +98,19 @@ def _found(job: Job | None, job_id: str) -> Job:
         200: {"description": "finished: an identical job already succeeded, or it finished within `Prefer: wait`", **JOB},
         202: {"description": "queued or running; follow Location", **JOB},
     },
+    dependencies=[Depends(require_scope("submit"))],
 )
 async def submit_job(
     request: Request,
     service: JobsDep,
     settings: SettingsDep,
+    collections: CollectionsDep,
+    key: KeyDep,
     response: Response,
     prefer: Annotated[str | None, Header(description="`wait=N`: hold the answer up to N seconds for the job to finish")] = None,
 ) -> dict:
     body = parse_job_request(await request.body())
-    job, _created = await run_in_threadpool(
-        service.submit, body.method, body.model, body.inputs, body.params, body.deadline_seconds,
-        body.webhook.model_dump(mode="json") if body.webhook else None,
-    )
+    job, _created = await run_in_threadpool(_submit, service, settings, collections, key, body, getattr(request.state, "request_id", None))
     wait = preferred_wait(prefer, settings.max_wait_seconds)
     if wait is not None:
         job = await wait_finished(service, job, wait)
@@ -115,6 +121,15 @@ async def submit_job(
     else:
         response.headers["Retry-After"] = str(settings.retry_after_seconds)
     return job_body(job, service.storage)
+
+
+def _submit(service: JobService, settings: Settings, collections: CollectionStore, key: ApiKey, body: JobRequest, request_id: str | None):
+    """Resolve collection inputs and submit (storage and Redis I/O: run in the threadpool)."""
+    inputs = resolve_inputs(collections, key.tenant, {k: v.model_dump() if isinstance(v, CollectionRef) else v for k, v in body.inputs.items()})
+    return service.submit(
+        body.method, body.model, inputs, body.params, key.tenant, request_id, key_limit(key, settings, "max_active_jobs"),
+        body.deadline_seconds, body.webhook.model_dump(mode="json") if body.webhook else None,
+    )
 
 
 def parse_job_request(body: bytes) -> JobRequest:
@@ -133,19 +148,20 @@ def parse_job_request(body: bytes) -> JobRequest:
 )
 def list_jobs(
     service: JobsDep,
+    tenant: TenantDep,
     state: Literal[STATES] | None = Query(None, description="only jobs in this state"),
     limit: int = Query(20, ge=1, le=100),
     cursor: str | None = Query(None, pattern=r"^[0-9a-f]{24}$", description="next_cursor of the previous page"),
 ) -> dict:
-    jobs, next_cursor = service.list(state, limit, cursor)
+    jobs, next_cursor = service.list(tenant, state, limit, cursor)
     return {"jobs": [job_body(job, service.storage) for job in jobs], "next_cursor": next_cursor}
 
 
 @router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts", response_model=None,
             response_class=FiniteJSONResponse,
             responses={200: {"description": "the job", **JOB}})
-def get_job(job_id: str, service: JobsDep) -> dict:
-    return job_body(_found(service.get(job_id), job_id), service.storage)
+def get_job(job_id: str, service: JobsDep, tenant: TenantDep) -> dict:
+    return job_body(_found(service.get(job_id, tenant), job_id), service.storage)
 
 
 @router.delete(
@@ -160,9 +176,10 @@ def get_job(job_id: str, service: JobsDep) -> dict:
     },
     response_model=None,
     response_class=FiniteJSONResponse,
+    dependencies=[Depends(require_scope("submit"))],
 )
-def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: Response) -> dict:
-    outcome, job = service.cancel(job_id)
+def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep, response: Response) -> dict:
+    outcome, job = service.cancel(job_id, tenant)
     job = _found(job, job_id)
     if outcome == "requested":
         response.status_code = 202
@@ -173,9 +190,18 @@ def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, response: R
     return job_body(job, service.storage)
 
 
-@router.get("/jobs/{job_id}/artifacts/{name}", summary="Download one artifact of a finished job")
-def get_artifact(job_id: str, name: str, service: JobsDep) -> Response:
-    job = _found(service.get(job_id), job_id)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/jobs/{job_id}/artifacts/{name}",
+    summary="Download one artifact of a finished job",
+    response_class=Response,
+    responses={200: {"description": "a PNG image, a .npy array or the result's JSON data",
+                     "content": {"image/png": _BINARY, "application/x-npy": _BINARY, "application/json": {}}}},
+)
+def get_artifact(job_id: str, name: str, service: JobsDep, tenant: TenantDep) -> Response:
+    job = _found(service.get(job_id, tenant), job_id)
     artifact = next((item for item in job.artifacts if item["name"] == name), None)
     if artifact is None:
         raise Problem(404, "unknown_artifact", f"job {job_id} has no artifact {name!r}")
@@ -186,9 +212,14 @@ def get_artifact(job_id: str, name: str, service: JobsDep) -> Response:
     return Response(data, media_type=artifact["media_type"], headers={"Content-Disposition": f'inline; filename="{name}"'})
 
 
-@router.get("/jobs/{job_id}/preview", summary="The latest preview image of a running synthesis job")
-def get_preview(job_id: str, service: JobsDep) -> Response:
-    job = _found(service.get(job_id), job_id)
+@router.get(
+    "/jobs/{job_id}/preview",
+    summary="The latest preview image of a running synthesis job",
+    response_class=Response,
+    responses={200: {"description": "the latest preview", "content": {"image/png": _BINARY}}},
+)
+def get_preview(job_id: str, service: JobsDep, tenant: TenantDep) -> Response:
+    job = _found(service.get(job_id, tenant), job_id)
     try:
         data = service.storage.get(f"previews/{job.id}.png")
     except ObjectNotFound as exc:
@@ -202,8 +233,8 @@ def get_preview(job_id: str, service: JobsDep) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def job_events(job_id: str, service: JobsDep, settings: SettingsDep) -> StreamingResponse:
-    _found(await run_in_threadpool(service.get, job_id), job_id)
+async def job_events(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep) -> StreamingResponse:
+    _found(await run_in_threadpool(service.get, job_id, tenant), job_id)
     return StreamingResponse(
         _events(job_id, service, settings.sse_heartbeat_seconds),
         media_type="text/event-stream",

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from engine.concurrency import build_once
 from engine.models import ConvLensModel
 
 _CACHE: "weakref.WeakKeyDictionary[ConvLensModel, torch.nn.Module]" = weakref.WeakKeyDictionary()
@@ -19,7 +20,5 @@ _CACHE: "weakref.WeakKeyDictionary[ConvLensModel, torch.nn.Module]" = weakref.We
 
 def channels_last_forward(model: ConvLensModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """``model``'s forward pass, computed on its channels-last copy."""
-    if model not in _CACHE:
-        _CACHE[model] = copy.deepcopy(model.net).to(memory_format=torch.channels_last)
-    net = _CACHE[model]
+    net = build_once(_CACHE, model, lambda: copy.deepcopy(model.net).to(memory_format=torch.channels_last))
     return lambda x: net(model.normalize(x).contiguous(memory_format=torch.channels_last))

@@ -20,6 +20,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from engine.concurrency import build_once
+
 
 def _batch_norm_stats(node: fx.Node, root: nn.Module):
     """(running_mean, running_var, weight, bias, eps) of an eval-mode batch norm node, else None."""
@@ -98,11 +100,12 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDicti
 
 def folded(model: nn.Module) -> nn.Module:
     """The cached folded copy of ``model``; ``model`` itself when it has nothing to fold or cannot be traced."""
-    if model not in _CACHE:
+    def build() -> nn.Module:
         try:
             copy = fold_batch_norms(model)
         except Exception:  # untraceable control flow: use the model as it is
-            copy = None
-        found = copy is not None and any(name.startswith("convlens_folded_") for name, _ in copy.named_children())
-        _CACHE[model] = copy if found else model
-    return _CACHE[model]
+            return model
+        found = any(name.startswith("convlens_folded_") for name, _ in copy.named_children())
+        return copy if found else model
+
+    return build_once(_CACHE, model, build)

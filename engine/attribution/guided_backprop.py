@@ -28,7 +28,7 @@ from engine.result import Result
 
 class ReluRuleParams(AttributionParams):
     layer: str | None = Field(None, description="explain one unit of this layer instead of a class score")
-    channel: int | None = Field(None, ge=0, description="channel of `layer` to explain")
+    channel: int | None = Field(None, ge=0, le=65535, description="channel of `layer` to explain")
     neuron: tuple[int, int] | None = Field(
         None, description="(y, x) of a single neuron of the channel; default: the whole channel"
     )

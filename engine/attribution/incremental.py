@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from engine.concurrency import build_once
+
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
 
 _POINTWISE_MODULES = (
@@ -329,12 +331,31 @@ _TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = 
 
 def traced(model: nn.Module) -> fx.GraphModule:
     """The cached fx trace of ``model`` (shares its weights); raises Unsupported if it cannot be traced."""
-    if model not in _TRACES:
+    def build() -> fx.GraphModule | Unsupported:
         try:
-            _TRACES[model] = fx.symbolic_trace(model)
+            return _without_script_leaves(fx.symbolic_trace(model))
+        except Unsupported as exc:
+            return exc
         except Exception as exc:  # fx raises many types for untraceable control flow
-            _TRACES[model] = Unsupported(f"cannot trace the model: {exc}")
-    found = _TRACES[model]
+            return Unsupported(f"cannot trace the model: {exc}")
+
+    found = build_once(_TRACES, model, build)
     if isinstance(found, Unsupported):
         raise found
     return found
+
+
+def _without_script_leaves(gm: fx.GraphModule) -> fx.GraphModule:
+    """A TorchScript submodule is one opaque call: no plan could recompute less than all of it."""
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            value = gm.get_submodule(node.target)
+        elif node.op == "get_attr":  # fx reaches a scripted submodule through its C++ handle
+            value = gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+        else:
+            continue
+        if isinstance(value, (torch.jit.ScriptModule, torch._C.ScriptObject)):
+            raise Unsupported(f"{node.target!r} is TorchScript, opaque to tracing")
+    return gm

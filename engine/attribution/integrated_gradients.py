@@ -20,6 +20,7 @@ from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
+from engine.cost import Cost, saved_for_backward
 from engine.imaging import to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
@@ -81,12 +82,20 @@ def integrated_gradients(
     return attributions, delta
 
 
+def integrated_gradients_cost(model: ConvLensModel, params: IntegratedGradientsParams, images: int) -> Cost:
+    """A forward and a backward pass per path point (plus the two ends); a batch's activations alive at once."""
+    height, width = model.input_size
+    memory = saved_for_backward(model) * min(params.internal_batch_size, params.steps)
+    return Cost(2 * params.steps + 3, 4 * height * width, memory, "lower steps or internal_batch_size")
+
+
 @method(
     "integrated_gradients",
     summary="Gradients integrated along the path from a baseline picture (Sundararajan et al. 2017)",
     category="attribute",
     params=IntegratedGradientsParams,
     needs_classifier=True,
+    cost=integrated_gradients_cost,
 )
 def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progress) -> Result:
     index = requested_class(model, params.target_class)

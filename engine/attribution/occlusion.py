@@ -28,6 +28,7 @@ from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
+from engine.cost import Cost, forward_peak
 from engine.errors import InvalidParams
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
@@ -135,12 +136,30 @@ def occlusion_drops(
     return {"maps": maps, "logits": clean, "index": index, "strategy": used, "windows": len(windows)}
 
 
+def window_count(height: int, width: int, window: int, stride: int) -> int:
+    """How many windows :func:`window_grid` makes (without building them)."""
+    rows = math.ceil(max(height - window, 0) / stride) + 1
+    cols = math.ceil(max(width - window, 0) / stride) + 1
+    return rows * cols
+
+
+def occlusion_cost(model: ConvLensModel, params: OcclusionParams, images: int) -> Cost:
+    """One forward pass per window (plus the clean one), a batch of occluded pictures alive at once."""
+    height, width = model.input_size
+    windows = window_count(height, width, params.window, params.stride)
+    return Cost(
+        windows + 1, 3 * height * width, forward_peak(model) * min(params.batch_size, windows),
+        f"raise stride (now {params.stride}) or window (now {params.window}): {windows:,} windows",
+    )
+
+
 @method(
     "occlusion",
     summary="Drop of the class probability as a grey window slides over the picture (Zeiler & Fergus 2014)",
     category="attribute",
     params=OcclusionParams,
     needs_classifier=True,
+    cost=occlusion_cost,
 )
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
     index = requested_class(model, params.target_class)

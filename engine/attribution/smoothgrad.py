@@ -16,6 +16,7 @@ from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
+from engine.cost import FLOAT, Cost, saved_for_backward
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
@@ -47,12 +48,21 @@ def smoothgrad_gradient(
     return total / samples
 
 
+def smoothgrad_cost(model: ConvLensModel, params: SmoothGradParams, images: int) -> Cost:
+    """A forward and a backward pass per sample; a batch's activations and all the noise alive at once."""
+    height, width = model.input_size
+    noise = params.samples * 3 * height * width * FLOAT
+    memory = saved_for_backward(model) * min(params.batch_size, params.samples) + noise
+    return Cost(2 * params.samples + 1, 3 * height * width, memory, "lower samples or batch_size")
+
+
 @method(
     "smoothgrad",
     summary="Vanilla gradients averaged over noisy copies of the picture (Smilkov et al. 2017)",
     category="attribute",
     params=SmoothGradParams,
     needs_classifier=True,
+    cost=smoothgrad_cost,
 )
 def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress) -> Result:
     index = requested_class(model, params.target_class)

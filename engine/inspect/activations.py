@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field
 
+from engine.cost import FLOAT, Cost, area_ratio, forward_peak
 from engine.errors import InvalidParams
 from engine.hooks import capture, run_until
 from engine.imaging import Fit, fit_image, tile_grid, to_tensor
@@ -38,11 +39,28 @@ def feature_map(model: ConvLensModel, image: torch.Tensor, layer: str) -> torch.
     return output[0]
 
 
+def activations_cost(model: ConvLensModel, params: ActivationsParams, images: int) -> Cost:
+    """One forward pass; the layer's float maps (returned as an array) and the upscaled grid of those drawn."""
+    layer = params.layer or model.spec.default_layer or model.spec.first_conv
+    size = (params.size, params.size) if params.size else tuple(model.input_size)
+    shape = model.layer_info(layer).shape
+    if len(shape) != 3:
+        return Cost(1, 3 * size[0] * size[1], forward_peak(model, size), "")
+    scale = area_ratio(model, size) ** 0.5
+    channels, height, width = shape[0], max(1, round(shape[1] * scale)), max(1, round(shape[2] * scale))
+    drawn = min(len(set(params.channels)) if params.channels is not None else channels, params.top_k or channels, params.max_channels)
+    zoom = zoom_for(max(height, width), params.tile_size)
+    grid = drawn * (height * zoom + 1) * (width * zoom + 1)
+    array = channels * height * width * FLOAT
+    return Cost(1, grid + 3 * size[0] * size[1], 2 * array + 2 * grid + forward_peak(model, size), "lower size or pick fewer channels")
+
+
 @method(
     "activations",
     summary="One layer's feature maps for an image, as a grid, with per-channel statistics",
     category="inspect",
     params=ActivationsParams,
+    cost=activations_cost,
 )
 def activations(model: ConvLensModel, inputs, params: ActivationsParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer or model.spec.first_conv

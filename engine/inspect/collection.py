@@ -4,9 +4,16 @@ Every collection method shares the same knobs (size, fit, batch size) and the
 same pass: fit each picture to one size, run the network in batches only as
 deep as the layer needs (under ``torch.inference_mode``), report progress per
 batch. The batch size changes speed and memory, never the answer.
+
+Feature vectors are derived data: :func:`feature_vectors` looks them up in a
+:class:`FeatureCache` (the worker's and the API's live in object storage)
+under a key made of the model, layer, pooling and the content hash of every
+fitted picture, so a collection embedded once is found again, and a changed
+collection (another picture, another size or fit) gets a new key.
 """
 
-from typing import Callable, Literal
+import hashlib
+from typing import Callable, Literal, Protocol
 
 import numpy as np
 import torch
@@ -70,12 +77,47 @@ class FeatureParams(CollectionParams):
     pooling: Pooling = Field("avg", description="how a feature map (C, H, W) becomes a vector: global average, global max, or flattened")
 
 
-def feature_vectors(model: ConvLensModel, images: list[Image.Image], params: FeatureParams, progress: Progress) -> tuple[np.ndarray, str]:
-    """(N, D) float32 feature vectors of already fitted images, and the layer they came from."""
+class FeatureCache(Protocol):
+    def load(self, key: str) -> np.ndarray | None: ...
+
+    def save(self, key: str, features: np.ndarray) -> None: ...
+
+
+class Features(BaseModel):
+    """Where a collection's feature vectors came from."""
+
+    layer: str
+    pooling: Pooling
+    key: str
+    cached: bool
+
+
+def features_key(model: ConvLensModel, images: list[Image.Image], layer: str, pooling: Pooling) -> str:
+    """Content hash of what the vectors depend on: model, layer, pooling and every fitted picture's pixels."""
+    digest = hashlib.sha256(f"{model.spec.name}\n{layer}\n{pooling}\n".encode())
+    for image in images:
+        rgb = image.convert("RGB")
+        digest.update(f"{rgb.width}x{rgb.height}\n".encode())
+        digest.update(hashlib.sha256(rgb.tobytes()).digest())
+    return digest.hexdigest()[:40]
+
+
+def feature_vectors(
+    model: ConvLensModel, images: list[Image.Image], params: FeatureParams, progress: Progress, cache: FeatureCache | None = None
+) -> tuple[np.ndarray, Features]:
+    """(N, D) float32 feature vectors of already fitted images, and where they came from.
+
+    With a ``cache`` the vectors are read from it when present (no forward
+    pass, no progress) and stored into it when computed.
+    """
     layer = params.layer or model.spec.penultimate
     if layer is None:
         raise InvalidParams(f"model {model.spec.name!r} names no penultimate layer; pass params.layer")
     model.layer(layer)
+    key = features_key(model, images, layer, params.pooling)
+    found = cache.load(key) if cache is not None else None
+    if found is not None and found.shape[0] == len(images):
+        return found, Features(layer=layer, pooling=params.pooling, key=key, cached=True)
 
     def pool(output: torch.Tensor) -> torch.Tensor:
         if output.dim() == 4 and params.pooling == "avg":
@@ -84,4 +126,7 @@ def feature_vectors(model: ConvLensModel, images: list[Image.Image], params: Fea
             return output.amax((2, 3))
         return output.flatten(1)
 
-    return layer_outputs(model, images, layer, params.batch_size, progress, pool).numpy(), layer
+    vectors = layer_outputs(model, images, layer, params.batch_size, progress, pool).numpy()
+    if cache is not None:
+        cache.save(key, vectors)
+    return vectors, Features(layer=layer, pooling=params.pooling, key=key, cached=False)

@@ -12,6 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
+from engine.imaging import tile_grid
 from engine.inspect.display import thumbnail
 from engine.models import ConvLensModel
 from engine.registry import InputSlot, method
@@ -54,18 +55,36 @@ def thumbnail_map(images: list[Image.Image], coords: np.ndarray, canvas: int, si
 
 
 @method(
+    "embed_collection",
+    summary="A collection's feature vectors at one layer (stored, and reused by embedding and nearest_neighbours)",
+    category="inspect",
+    params=FeatureParams,
+    inputs=(InputSlot("images", "the collection to embed", many=True, min_count=1, max_count=MAX_IMAGES),),
+    inline=False,
+    uses_cache=True,
+)
+def embed_collection(model: ConvLensModel, inputs, params: FeatureParams, progress, cache=None) -> Result:
+    images = fit_all(inputs["images"], params.shape(model), params.fit)
+    vectors, found = feature_vectors(model, images, params, progress, cache)
+    data = {"features": found.model_dump(), "shape": list(vectors.shape)}
+    sheet = tile_grid(np.stack([np.asarray(thumbnail(image, 32)) for image in images]), columns=min(8, len(images)))
+    return Result(images={"contact_sheet": sheet}, arrays={"features": vectors}, data=data, main="contact_sheet")
+
+
+@method(
     "embedding",
     summary="A collection's penultimate features in 2-D (PCA or t-SNE), drawn as a map of thumbnails",
     category="inspect",
     params=EmbeddingParams,
     inputs=(InputSlot("images", "the collection to lay out", many=True, min_count=3, max_count=MAX_IMAGES),),
-    inline=False,
+    uses_cache=True,
 )
-def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress) -> Result:
+def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress, cache=None) -> Result:
     images = fit_all(inputs["images"], params.shape(model), params.fit)
-    vectors, layer = feature_vectors(model, images, params, progress)
+    vectors, found = feature_vectors(model, images, params, progress, cache)
     coords, info = project(vectors.astype(np.float64), params)
-    data = {"layer": layer, "pooling": params.pooling, "projection": params.method, "coordinates": coords.tolist(), **info}
+    data = {"layer": found.layer, "pooling": params.pooling, "features": found.model_dump(), "projection": params.method,
+            "coordinates": coords.tolist(), **info}  # fmt: skip
     return Result(
         images={"map": thumbnail_map(images, coords, params.canvas, params.thumb_size)},
         arrays={"coordinates": coords, "features": vectors},

@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from engine.cost import Cost
 from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
@@ -53,6 +54,17 @@ def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarra
     return kernels.permute(0, 2, 3, 1).numpy()
 
 
+def filters_cost(model: ConvLensModel, params: FiltersParams, images: int) -> Cost:
+    """No pass; the upscaled tiles and the grid they are copied into, one byte per grey (three per RGB) pixel."""
+    layer = params.layer or model.spec.first_conv
+    count, inputs, *kernel = conv_layer(model, layer).weight.shape
+    drawn = min(len(set(params.channels)) if params.channels is not None else count, params.max_filters)
+    rgb = layer == model.spec.first_conv and inputs == 3
+    side = max(kernel) * zoom_for(max(kernel), params.tile_size) + 1
+    pixels = drawn * (1 if rgb else min(inputs, params.max_input_channels)) * side * side
+    return Cost(0, pixels, 2 * pixels * (3 if rgb else 1), "lower max_filters, max_input_channels or tile_size")
+
+
 @method(
     "filters",
     summary="A convolution layer's learned filters as a picture grid (RGB for the first layer)",
@@ -60,6 +72,7 @@ def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarra
     params=FiltersParams,
     inputs=(),
     queue="cpu",
+    cost=filters_cost,
 )
 def filters(model: ConvLensModel, inputs, params: FiltersParams, progress) -> Result:
     layer = params.layer or model.spec.first_conv

@@ -3,9 +3,13 @@ regions across a collection that excite it most (Girshick et al. 2014,
 https://arxiv.org/abs/1311.2524; Zeiler & Fergus 2014). Each patch is the
 receptive field of the winning position, computed analytically from the
 conv/pool chain; the part of the field beyond the image border is drawn grey.
+``channel_overview`` asks the reverse question of a layer: which of its
+channels this collection excites most (mean over images of each channel's
+peak), each drawn with its best patch.
 """
 
 import numpy as np
+import torch
 from PIL import Image
 from pydantic import Field
 
@@ -23,7 +27,7 @@ BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
 
 class MaxPatchesParams(CollectionParams):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
-    channel: int = Field(0, ge=0, description="channel of that layer")
+    channel: int = Field(0, ge=0, le=65535, description="channel of that layer")
     top_k: int = Field(9, ge=1, le=64, description="how many patches to return")
     per_image: int = Field(1, ge=1, le=64, description="at most this many positions from one image")
     tile_size: int = Field(64, ge=16, le=256, description="side of each drawn patch")
@@ -70,11 +74,12 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
     images = fit_all(inputs["images"], size, params.fit)
     maps = layer_outputs(model, images, layer, params.batch_size, progress, lambda x: x[:, params.channel]).numpy()
     width = maps.shape[2]
-    found, tiles = [], []
+    found, tiles, pixels = [], [], []
     for index, position, value in strongest(maps, params.top_k, params.per_image):
         y, x = divmod(position, width)
         box = field.box(y, x)
         picture, clipped = patch(images[index], box)
+        pixels.append(np.asarray(picture))
         resample = Image.NEAREST if params.tile_size >= picture.width else Image.BILINEAR
         tiles.append(captioned(picture.resize((params.tile_size, params.tile_size), resample), f"#{index} {value:.3g}"))
         found.append({"image": index, "position": [y, x], "activation": value, "box": list(box), "box_in_image": clipped})
@@ -88,7 +93,50 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
     }
     return Result(
         images={"patches": tile_grid(np.stack(tiles))},
-        arrays={"maps": maps},
+        arrays={"maps": maps, "patch_pixels": np.stack(pixels)},
         data=data,
         main="patches",
     )
+
+
+class OverviewParams(CollectionParams):
+    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
+    top_channels: int = Field(16, ge=1, le=256, description="how many of the most excited channels to show")
+    tile_size: int = Field(64, ge=16, le=256, description="side of each drawn patch")
+
+
+@method(
+    "channel_overview",
+    summary="Which channels of a layer a collection excites most, each with its strongest patch",
+    category="inspect",
+    params=OverviewParams,
+    inputs=(InputSlot("images", "the collection", many=True, min_count=1, max_count=MAX_IMAGES),),
+)
+def channel_overview(model: ConvLensModel, inputs, params: OverviewParams, progress) -> Result:
+    layer = params.layer or model.spec.default_layer or model.spec.first_conv
+    size = params.shape(model)
+    info = model.layer_info(layer, size)
+    if len(info.shape) != 3:
+        raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
+    field = receptive_field(model, layer, size)
+    images = fit_all(inputs["images"], size, params.fit)
+    width = info.shape[2]
+
+    def peaks(output):  # (N, C): each channel's peak and where it is
+        flat = output.flatten(2)
+        values, positions = flat.max(2)
+        return torch.stack([values, positions.to(values.dtype)], -1)
+
+    found = layer_outputs(model, images, layer, params.batch_size, progress, peaks).numpy()
+    values, positions = found[..., 0], found[..., 1].astype(np.int64)
+    excitement = values.mean(0)
+    order = np.argsort(-excitement, kind="stable")[: params.top_channels]
+    channels, tiles = [], []
+    for c in order:
+        best = int(values[:, c].argmax())
+        y, x = divmod(int(positions[best, c]), width)
+        picture, _ = patch(images[best], field.box(y, x))
+        tiles.append(captioned(picture.resize((params.tile_size, params.tile_size), Image.BILINEAR), f"ch{c} {excitement[c]:.3g}"))
+        channels.append({"channel": int(c), "mean_peak": float(excitement[c]), "best_image": best, "position": [y, x], "box": list(field.box(y, x))})
+    data = {"layer": layer, "image_size": list(size), "receptive_field": field.as_dict(), "channels": channels}
+    return Result(images={"overview": tile_grid(np.stack(tiles))}, arrays={"mean_peaks": excitement}, data=data, main="overview")

@@ -14,6 +14,7 @@ from engine.imaging import tile_grid, to_tensor
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.inspect.display import captioned, thumbnail
 from engine.models import ConvLensModel
+from engine.progress import no_progress
 from engine.registry import InputSlot, method
 from engine.result import Result
 
@@ -72,14 +73,16 @@ def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], labels
         InputSlot("images", "the collection to search", many=True, min_count=2, max_count=MAX_IMAGES),
         InputSlot("query", "an image to find neighbours for; default: every image of the collection", optional=True),
     ),
-    inline=False,
+    uses_cache=True,
 )
-def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, progress) -> Result:
+def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, progress, cache=None) -> Result:
     size = params.shape(model)
     images = fit_all(inputs["images"], size, params.fit)
     extra = fit_all([inputs["query"]], size, params.fit) if inputs.get("query") is not None else []
     has_query = bool(extra)
-    vectors, layer = feature_vectors(model, images + extra, params, progress)
+    vectors, found = feature_vectors(model, images, params, progress, cache)
+    if has_query:
+        vectors = np.concatenate([vectors, feature_vectors(model, extra, params, no_progress)[0]])
     candidates = len(images) if has_query else len(images) - 1
     k = min(params.k, candidates)
     queries = extra or images
@@ -96,7 +99,7 @@ def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, p
         ]
 
     result = Result(arrays={"features": vectors}, main="neighbours")
-    data = {"layer": layer, "pooling": params.pooling, "metric": params.metric, "k": k, "feature_dim": int(vectors.shape[1]), "notes": notes}
+    data = {"layer": found.layer, "pooling": params.pooling, "features": found.model_dump(), "metric": params.metric, "k": k, "feature_dim": int(vectors.shape[1]), "notes": notes}
     data["neighbours"] = search(vectors, "neighbours", result)
     if params.compare_pixels:
         pixels = np.stack([to_tensor(image).flatten().numpy() for image in images + extra])

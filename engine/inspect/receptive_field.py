@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.hooks import capture, run_until
+from engine.hooks import capture, run_until, this_thread_only
 from engine.models import ConvLensModel
 
 SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
@@ -86,7 +86,7 @@ def receptive_field(model: ConvLensModel, layer: str, size: tuple[int, int]) -> 
     try:
         for module in model.layers.values():
             if isinstance(module, SPATIAL):
-                handles.append(module.register_forward_hook(lambda m, _i, _o: order.append(m)))
+                handles.append(module.register_forward_hook(this_thread_only(lambda m, _i, _o: order.append(m))))
         with torch.inference_mode(), capture({layer: target}, stop_early=True):
             run_until(model, torch.zeros(1, 3, *size, device=model.device))
     finally:

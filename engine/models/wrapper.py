@@ -8,6 +8,7 @@ Layer names are those of the wrapped network (``net.named_modules()``).
 """
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,11 +18,16 @@ import torch
 from PIL import Image
 from torch import nn
 
+from engine.concurrency import GATE
 from engine.errors import UnknownChannel, UnknownClass, UnknownLayer
+from engine.hooks import this_thread_only
 from engine.imaging import Fit, fit_image
 
 if TYPE_CHECKING:
     from engine.models.zoo import ModelSpec
+
+
+CATALOGUE_SIZES = 16  # layer catalogues kept per model, one per input size asked for
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,9 @@ class LayerInfo:
 class ConvLensModel(nn.Module):
     """A network from the zoo, in eval mode, with its preprocessing in front.
 
-    ``lock`` serialises methods that attach hooks to this shared instance: a
-    forward hook registered by one request would otherwise fire for another
-    request's forward pass running in a second thread.
+    One instance is shared by concurrent calls: nothing here or in a method
+    changes it (hooks fire only for the thread that registered them, see
+    :mod:`engine.concurrency`).
 
     ``layers`` maps every named submodule of the network to the module, built
     once: the network is never changed after loading, and walking
@@ -90,8 +96,8 @@ class ConvLensModel(nn.Module):
         self.normalize = Normalize(spec.preprocessing)
         self.net = net
         self._layers = {name: module for name, module in net.named_modules() if name}
-        self.lock = threading.RLock()
-        self._catalogues: dict[tuple[int, int], tuple[LayerInfo, ...]] = {}
+        self._catalogue_lock = threading.Lock()
+        self._catalogues: OrderedDict[tuple[int, int], tuple[LayerInfo, ...]] = OrderedDict()
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -131,11 +137,21 @@ class ConvLensModel(nn.Module):
         return module
 
     def catalogue(self, size: tuple[int, int] | None = None) -> tuple[LayerInfo, ...]:
-        """Every module whose output is a feature map or vector, in order of completion, with its shape."""
+        """Every module whose output is a feature map or vector, in order of completion, with its shape.
+
+        The last ``CATALOGUE_SIZES`` sizes asked for are kept (least recently used dropped first).
+        """
         size = tuple(size or self.input_size)
-        if size not in self._catalogues:
-            self._catalogues[size] = self._trace_shapes(size)
-        return self._catalogues[size]
+        with self._catalogue_lock:
+            if size in self._catalogues:
+                self._catalogues.move_to_end(size)
+                return self._catalogues[size]
+        found = self._trace_shapes(size)
+        with self._catalogue_lock:
+            self._catalogues[size] = found
+            while len(self._catalogues) > CATALOGUE_SIZES:
+                self._catalogues.popitem(last=False)
+        return found
 
     def _trace_shapes(self, size: tuple[int, int]) -> tuple[LayerInfo, ...]:
         found: dict[str, LayerInfo] = {}
@@ -148,10 +164,12 @@ class ConvLensModel(nn.Module):
 
             return hook
 
-        with self.lock:
+        with GATE.shared():
             try:
                 for name, module in self._layers.items():
-                    handles.append(module.register_forward_hook(watch(name, module)))
+                    if isinstance(module, torch.jit.ScriptModule):
+                        continue  # scripted layers take no hooks: a TorchScript model has no catalogue
+                    handles.append(module.register_forward_hook(this_thread_only(watch(name, module))))
                 with torch.inference_mode():
                     self(torch.zeros(1, 3, *size, device=self.device))
             finally:

@@ -1,155 +1,257 @@
-"""Fast style transfer: a feed-forward network trained to paint in one style
+"""Fast style transfer: a feed-forward network trained once to paint in a style
 (Johnson et al. 2016, https://arxiv.org/abs/1603.08155), with instance
-normalisation instead of batch normalisation (Ulyanov et al. 2016,
-https://arxiv.org/abs/1607.08022).
+normalisation (Ulyanov et al. 2016, https://arxiv.org/abs/1607.08022); several
+styles share one network through conditional instance normalisation, one
+scale and shift per style and channel (Dumoulin et al. 2017,
+https://arxiv.org/abs/1610.07629), so styles can also be mixed.
 
-The transformer (strided-conv downsampling, residual blocks, nearest-upsample
-convs) is trained for ``steps`` Adam steps on square crops of the content
-collection against perceptual losses of the loss network (the request's
-model, VGG19 by default layers): content at ``content_layer``, style as Gram
-matrices at ``style_layers``, plus a little total variation. Both feature
-losses are relative (squared error over the target's mean square), so the
-weights mean the same for any loss network's feature scale (Caffe VGG19's
-0-255 features have Gram entries near 1e6). It is then
-applied, in one forward pass each, to every content image at its own size.
+``train_style_model`` fits the transformer with the shared render loop
+(:func:`engine.optim.loop.render`: the optimised parameters are the network's,
+a step hook draws the next batch of random crops and flips of the content
+collection and one style per batch). Content and style losses are relative
+(squared error over the target's mean square), so the weights mean the same
+for any loss network's feature scale. The trained weights come back as
+``Result.tensors``; the service stores them as a style model and
+:func:`stylise` applies one in a single forward pass.
 """
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, Field
 from torch import nn
 
-from engine.hooks import capture, run_until
-from engine.imaging import fit_image, to_image, to_tensor
+from engine.errors import InvalidParams
+from engine.imaging import fit_image, tile_grid, to_image, to_tensor
 from engine.models import ConvLensModel
-from engine.optim.loop import Rendered
-from engine.optim.style_losses import gram_matrix
-from engine.optim.report import synthesis_result
+from engine.optim.loop import ImageParam, Precision, render
+from engine.optim.objectives import Objective
+from engine.optim.report import plot_losses
+from engine.optim.style_losses import gram_matrix, total_variation
 from engine.registry import InputSlot, method
 from engine.result import Result
+from engine.synthesis.feature_targets import features
 
 STYLE_LAYERS = ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1")
+MAX_STYLES = 16
 
 
-class FastStyleParams(BaseModel):
-    steps: int = Field(300, ge=1, le=20000, description="training steps of the transformer network")
-    batch_size: int = Field(4, ge=1, le=32, description="content crops per training step")
-    size: int = Field(256, ge=32, le=512, description="side of the square training crops (and of the style image)")
-    lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate")
-    content_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the content (feature) loss")
-    style_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the style (Gram) loss")
-    tv_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the total-variation smoothness loss")
-    content_layer: str = Field("block4_relu2", description="loss-network layer compared for content")
-    style_layers: list[str] = Field(list(STYLE_LAYERS), min_length=1, max_length=16, description="loss-network layers whose Gram matrices carry the style")
-    width: int = Field(32, ge=4, le=64, description="channels of the transformer's first layer (x2, x4 after each downsampling)")
-    residual_blocks: int = Field(5, ge=1, le=10, description="residual blocks in the transformer")
-    max_side: int = Field(1024, ge=64, le=4096, description="longer pictures are stylised at this side and resized back to their own size")
-    preview_every: int = Field(50, ge=0, le=20000, description="make a preview every k steps (0: never)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the network's initial weights and the crop order")
+class StyleModelConfig(BaseModel):
+    """What it takes to rebuild a trained transformer from its weights."""
+
+    width: int = Field(ge=4, le=64)
+    blocks: int = Field(ge=1, le=10)
+    styles: int = Field(ge=1, le=MAX_STYLES)
+    style_names: list[str]
 
 
-def conv(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
-    layers = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride), nn.InstanceNorm2d(cout, affine=True)]
-    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
+class CondInstanceNorm(nn.Module):
+    """Instance norm whose scale and shift are a mix of per-style ones."""
+
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(styles, channels))
+        self.shift = nn.Parameter(torch.zeros(styles, channels))
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x) * (mix @ self.scale)[None, :, None, None] + (mix @ self.shift)[None, :, None, None]
+
+
+class ConvNorm(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, styles: int, stride: int = 1, relu: bool = True, upsample: bool = False):
+        super().__init__()
+        self.pad, self.upsample, self.relu = kernel // 2, upsample, relu
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        self.norm = CondInstanceNorm(cout, styles)
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = self.norm(self.conv(F.pad(x, [self.pad] * 4, mode="reflect")), mix)
+        return F.relu(x) if self.relu else x
 
 
 class Residual(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, styles: int):
         super().__init__()
-        self.body = nn.Sequential(conv(channels, channels, 3), conv(channels, channels, 3, relu=False))
+        self.a, self.b = ConvNorm(channels, channels, 3, styles), ConvNorm(channels, channels, 3, styles, relu=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x, mix), mix)
 
 
 class Transformer(nn.Module):
-    """RGB [0, 1] in, RGB [0, 1] out, same size (inputs are reflect-padded to a multiple of 4)."""
+    """RGB [0, 1] in, RGB [0, 1] out, same size (inputs are reflect-padded to a multiple of 4).
 
-    def __init__(self, width: int, blocks: int):
+    ``mix`` weights the styles (one-hot picks one); default: the first style.
+    """
+
+    def __init__(self, width: int, blocks: int, styles: int = 1):
         super().__init__()
-        w = width
-        self.net = nn.Sequential(
-            conv(3, w, 9), conv(w, 2 * w, 3, 2), conv(2 * w, 4 * w, 3, 2),
-            *[Residual(4 * w) for _ in range(blocks)],
-            nn.Upsample(scale_factor=2, mode="nearest"), conv(4 * w, 2 * w, 3),
-            nn.Upsample(scale_factor=2, mode="nearest"), conv(2 * w, w, 3),
-            nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9),
-        )  # fmt: skip
+        w, s = width, styles
+        self.styles = styles
+        self.layers = nn.ModuleList(
+            [ConvNorm(3, w, 9, s), ConvNorm(w, 2 * w, 3, s, stride=2), ConvNorm(2 * w, 4 * w, 3, s, stride=2)]
+            + [Residual(4 * w, s) for _ in range(blocks)]
+            + [ConvNorm(4 * w, 2 * w, 3, s, upsample=True), ConvNorm(2 * w, w, 3, s, upsample=True)]
+        )
+        self.out = nn.Conv2d(w, 3, 9)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+        if mix is None:
+            mix = one_hot(0, self.styles, x.device)
         height, width = x.shape[2:]
-        x = nn.functional.pad(x, (0, -width % 4, 0, -height % 4), mode="reflect")
-        return torch.sigmoid(self.net(x))[:, :, :height, :width]
+        x = F.pad(x, (0, -width % 4, 0, -height % 4), mode="reflect")
+        for layer in self.layers:
+            x = layer(x, mix)
+        return torch.sigmoid(self.out(F.pad(x, [4] * 4, mode="reflect")))[:, :, :height, :width]
 
 
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    return (images[:, :, 1:] - images[:, :, :-1]).abs().mean() + (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
+def one_hot(index: int, styles: int, device=None) -> torch.Tensor:
+    return F.one_hot(torch.tensor(index), styles).float().to(device)
 
 
-def stylise(net: Transformer, image: Image.Image, max_side: int, device: torch.device) -> Image.Image:
-    """``image`` through the trained network, returned at its own size."""
+def build(config: StyleModelConfig) -> Transformer:
+    return Transformer(config.width, config.blocks, config.styles).eval()
+
+
+def style_mix(config: StyleModelConfig, style: int | None, weights: list[float] | None) -> torch.Tensor:
+    """The mixing vector for one style index, or for weights (normalised to sum 1); InvalidParams otherwise."""
+    if weights is not None:
+        if style is not None:
+            raise InvalidParams("give either style or style_weights, not both")
+        if len(weights) != config.styles or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise InvalidParams(f"style_weights takes {config.styles} non-negative numbers, not all zero")
+        mix = torch.tensor(weights, dtype=torch.float32)
+        return mix / mix.sum()
+    style = 0 if style is None else style
+    if not 0 <= style < config.styles:
+        raise InvalidParams(f"this style model has {config.styles} styles (0..{config.styles - 1}); got style {style}")
+    return one_hot(style, config.styles)
+
+
+def stylise(net: Transformer, image: Image.Image, mix: torch.Tensor, max_side: int) -> Image.Image:
+    """``image`` through the trained network in one forward pass, returned at its own size."""
+    device = next(net.parameters()).device
     scale = min(1.0, max_side / max(image.size))
     work = image if scale == 1.0 else image.resize((max(4, round(image.width * scale)), max(4, round(image.height * scale))), Image.BICUBIC)
     with torch.inference_mode():
-        out = to_image(net(to_tensor(work, device)))
+        out = to_image(net(to_tensor(work, device), mix.to(device)))
     return out if out.size == image.size else out.resize(image.size, Image.BICUBIC)
 
 
+class PerceptualLoss:
+    """Johnson et al.'s loss for one style: relative content error at one layer, relative Gram error at others."""
+
+    def __init__(self, model: ConvLensModel, style: torch.Tensor, content_layer: str, style_layers: list[str]):
+        self.model, self.content_layer, self.style_layers = model, content_layer, list(style_layers)
+        self.grams = {name: gram_matrix(value)[0] for name, value in features(model, style, style_layers).items()}
+        self.scales = {name: gram.pow(2).mean().clamp_min(1e-12) for name, gram in self.grams.items()}
+
+    def content(self, found: dict, target: torch.Tensor) -> torch.Tensor:
+        return (found[self.content_layer] - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+
+    def style(self, found: dict) -> torch.Tensor:
+        return sum((gram_matrix(found[n]) - self.grams[n]).pow(2).mean() / self.scales[n] for n in self.style_layers)
+
+    def evaluate(self, images: torch.Tensor, outputs: torch.Tensor) -> tuple[float, float]:
+        """(content, style) loss of ``outputs`` as stylisations of ``images``."""
+        layers = [self.content_layer, *self.style_layers]
+        target = features(self.model, images, [self.content_layer])[self.content_layer]
+        found = features(self.model, outputs, layers)
+        return float(self.content(found, target)), float(self.style(found))
+
+
+class TrainStyleParams(BaseModel):
+    steps: int = Field(2000, ge=1, le=40000, description="training steps (one batch each)")
+    batch_size: int = Field(4, ge=1, le=32, description="content crops per step")
+    size: int = Field(256, ge=32, le=512, description="side of the square training crops (and of the style images)")
+    lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate")
+    content_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the relative content (feature) loss")
+    style_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the relative style (Gram) loss")
+    tv_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the total-variation smoothness loss (pixels in [0, 1])")
+    content_layer: str = Field("block4_relu2", description="loss-network layer compared for content")
+    style_layers: list[str] = Field(list(STYLE_LAYERS), min_length=1, max_length=16, description="loss-network layers whose Gram matrices carry the style")
+    width: int = Field(16, ge=4, le=64, description="channels of the transformer's first layer (x2, x4 after each downsampling)")
+    residual_blocks: int = Field(3, ge=1, le=10, description="residual blocks in the transformer")
+    precision: Precision = Field("float32", description="bfloat16 runs the loss network under autocast; losses stay float32")
+    style_names: list[str] | None = Field(None, max_length=MAX_STYLES, description="one name per style image; default style_0, style_1, ...")
+    preview_every: int = Field(50, ge=0, le=40000, description="make a preview every k steps (0: never)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the initial weights, crops, flips and style order")
+
+
+def random_crops(images: list[Image.Image], side: int, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` random square crops (shorter side scaled to 1-1.5x ``side``), each flipped half the time."""
+    crops = []
+    for index in rng.integers(0, len(images), count):
+        image = images[index]
+        scale = side * rng.uniform(1.0, 1.5) / min(image.size)
+        resized = image.resize((max(side, round(image.width * scale)), max(side, round(image.height * scale))), Image.BILINEAR)
+        left, top = rng.integers(0, resized.width - side + 1), rng.integers(0, resized.height - side + 1)
+        crop = to_tensor(resized.crop((left, top, left + side, top + side)))
+        crops.append(crop.flip(-1) if rng.random() < 0.5 else crop)
+    return torch.cat(crops)
+
+
 @method(
-    "fast_style_transfer",
-    summary="Train a feed-forward style network on a content collection, then stylise each content image",
+    "train_style_model",
+    summary="Train a feed-forward style network (one style, or several mixable ones) on a content collection",
     category="synthesise",
-    params=FastStyleParams,
+    params=TrainStyleParams,
     inputs=(
-        InputSlot("content", "pictures to train on and to stylise", many=True, min_count=1, max_count=64),
-        InputSlot("style", "the style picture"),
+        InputSlot("content", "pictures to train on (a collection; the built-in 'samples' is a good default)", many=True, min_count=1, max_count=256),
+        InputSlot("style", "one style picture per style", many=True, min_count=1, max_count=MAX_STYLES),
     ),
     inline=False,
 )
-def fast_style_transfer(model: ConvLensModel, inputs, params: FastStyleParams, progress) -> Result:
+def train_style_model(model: ConvLensModel, inputs, params: TrainStyleParams, progress) -> Result:
     device, square = model.device, (params.size, params.size)
-    layers = dict.fromkeys([params.content_layer, *params.style_layers])
-    modules = {name: model.layer(name) for name in layers}
+    styles = inputs["style"]
+    names = params.style_names or [f"style_{i}" for i in range(len(styles))]
+    if len(names) != len(styles):
+        raise InvalidParams(f"style_names has {len(names)} names for {len(styles)} style images")
+    for name in dict.fromkeys([params.content_layer, *params.style_layers]):
+        model.layer(name)
+    losses = [PerceptualLoss(model, to_tensor(fit_image(s, square, "crop"), device), params.content_layer, params.style_layers) for s in styles]
     contents = [image.convert("RGB") for image in inputs["content"]]
-    crops = torch.cat([to_tensor(fit_image(image, square, "crop"), device) for image in contents])
-    with capture(modules, stop_early=True, detach=True) as found, torch.inference_mode():
-        run_until(model, to_tensor(fit_image(inputs["style"], square, "crop"), device))
-        style_grams = {name: gram_matrix(found[name]).clone() for name in params.style_layers}
-    style_scale = {name: style_grams[name].pow(2).mean().clamp_min(1e-12) for name in params.style_layers}
+    config = StyleModelConfig(width=params.width, blocks=params.residual_blocks, styles=len(styles), style_names=names)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
-        net = Transformer(params.width, params.residual_blocks).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=params.lr)
+        net = build(config).train().to(device)
     rng = np.random.default_rng(params.seed)
-    losses, parts = [], {"content": [], "style": [], "tv": []}
-    with capture(modules, stop_early=True) as found:
-        for step in range(1, params.steps + 1):
-            batch = crops[torch.from_numpy(rng.integers(0, len(crops), params.batch_size)).to(device)]
-            out = net(batch)
-            found.clear()
-            run_until(model, torch.cat([out, batch]))
-            half = len(batch)
-            target = found[params.content_layer][half:].detach()
-            content = (found[params.content_layer][:half] - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
-            style = sum((gram_matrix(found[name][:half]) - style_grams[name]).pow(2).mean() / style_scale[name] for name in params.style_layers)
-            tv = total_variation(out)
-            loss = params.content_weight * content + params.style_weight * style + params.tv_weight * tv
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-            for name, value in (("content", content), ("style", style), ("tv", tv)):
-                parts[name].append(float(value.detach()))
-            preview = None
-            if params.preview_every and (step % params.preview_every == 0 or step == params.steps):
-                with torch.no_grad():
-                    preview = to_image(net(crops[:1]))
-            progress(step, params.steps, preview, loss=losses[-1])
-    outputs = [stylise(net, image, params.max_side, device) for image in contents]
-    notes = [f"content {i} stylised at max side {params.max_side} and resized back" for i, img in enumerate(contents) if max(img.size) > params.max_side]
-    first = to_tensor(outputs[0])
-    result = synthesis_result(Rendered(first, losses, params.steps), {"loss_parts": parts, "notes": notes}, name="stylised_0")
-    for index, picture in enumerate(outputs[1:], start=1):
-        result.images[f"stylised_{index}"] = picture
-    return result
+    batch: dict = {}
+
+    def next_batch(*_):
+        batch["images"] = random_crops(contents, params.size, params.batch_size, rng).to(device)
+        batch["style"] = int(rng.integers(0, len(styles)))
+
+    def stylised_then_originals() -> torch.Tensor:
+        """One loss-network pass serves both: the stylised crops, then the crops (the content targets)."""
+        return torch.cat([net(batch["images"], one_hot(batch["style"], len(styles), device)), batch["images"]])
+
+    def perceptual(found, image):
+        half, loss = len(image) // 2, losses[batch["style"]]
+        stylised = {name: value[:half] for name, value in found.items()}
+        target = found[params.content_layer][half:].detach()
+        tv = total_variation_of({}, image[:half])
+        return params.content_weight * loss.content(stylised, target) + params.style_weight * loss.style(stylised) + params.tv_weight * tv
+
+    total_variation_of = total_variation()
+    objective = Objective(perceptual, {params.content_layer, *params.style_layers}, "perceptual")
+    next_batch()
+    param = ImageParam(list(net.parameters()), stylised_then_originals)
+    rendered = render(model, param, objective, params.steps, "adam", params.lr, step_hook=next_batch, progress=progress,
+                      preview_every=params.preview_every, precision=params.precision)  # fmt: skip
+    net.eval()
+    examples = contents[: min(4, len(contents))]
+    rows = [[np.asarray(fit_image(c, (128, 128), "crop")) for c in examples]]
+    for index in range(len(styles)):
+        rows.append([np.asarray(stylise(net, Image.fromarray(tile), one_hot(index, len(styles)), params.size)) for tile in rows[0]])
+    data = {"style_model": config.model_dump(), "losses": rendered.losses, "steps": rendered.steps}
+    return Result(
+        images={"examples": tile_grid(np.stack([t for row in rows for t in row]), columns=len(examples)), "loss_curve": plot_losses(rendered.losses)},
+        data=data,
+        main="examples",
+        tensors={name: value.detach().cpu().contiguous() for name, value in net.state_dict().items()},
+    )

@@ -27,7 +27,7 @@ class FeatureInversionParams(BaseModel):
     lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units")
     tv_weight: float = Field(0.01, ge=0, le=1e3, description="weight of the TV^beta regulariser (pixels in [0, 1]) against the relative squared feature error")
     tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regulariser")
-    seed: int = Field(0, ge=0, description="random seed for the noise the search starts from")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed for the noise the search starts from")
     preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
 
 

@@ -26,7 +26,7 @@ from engine.synthesis.normalised_render import render_from_noise
 
 class TextureSynthesisParams(BaseModel):
     layers: list[str] | None = Field(None, min_length=1, max_length=16, description="layers whose Gram matrices are matched; default block1..5_relu1 on vgg19")
-    layer_weights: list[float] | None = Field(None, description="one weight per layer; default 1/C^2 for a layer with C channels")
+    layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per layer; default 1/C^2 for a layer with C channels")
     texture_size: int = Field(256, ge=32, le=1024, description="the texture photo is resized so its longest side has this many pixels")
     height: int = Field(256, ge=32, le=1024, description="output height in pixels")
     width: int = Field(256, ge=32, le=1024, description="output width in pixels")
@@ -35,7 +35,7 @@ class TextureSynthesisParams(BaseModel):
     lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units")
     tv_weight: float = Field(0.0, ge=0, le=1e3, description="weight of a TV^beta regulariser (pixels in [0, 1])")
     tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regulariser")
-    seed: int = Field(0, ge=0, description="random seed for the starting noise")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed for the starting noise")
     preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
 
 

@@ -11,7 +11,7 @@ from api.app import create_app
 from engine import registry
 from engine.registry import InputSlot, Method
 from engine.result import Result
-from worker.settings import Settings
+from api.settings import Settings
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,7 +24,8 @@ def image_store(tmp_path_factory):
 
 
 def make_settings(**overrides) -> Settings:
-    return Settings(**{"inline_threads": 2, "inline_backlog": 8, "device": "cpu", **overrides})
+    """Open access (one tenant, no keys) unless a test configures keys."""
+    return Settings(**{"inline_threads": 2, "inline_backlog": 8, "device": "cpu", "open_access": True, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,24 @@ def probe_method():
 def probe_client(probe_method):
     with TestClient(create_app(make_settings())) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from tests.e2e.servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+@pytest.fixture
+def keyed_settings(redis_server, tmp_path):
+    """Keys required (a bootstrap admin key), a real Redis and a fresh store per test."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return make_settings(open_access=False, admin_key=ADMIN_KEY, redis_url=redis_server.url, storage_dir=str(tmp_path / "storage"))

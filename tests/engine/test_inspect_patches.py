@@ -113,3 +113,51 @@ def test_bad_layer_or_channel_raise_engine_errors(vgg19, efficientnet, photos):
     with pytest.raises(InvalidParams, match="vector"):
         run_method("max_activating_patches", "efficientnet_lite0", {"images": photos}, {"layer": "classifier", "size": 64}, device="cpu")
     assert hook_count(vgg19) == 0 and hook_count(efficientnet) == 0
+
+
+BORDER = (124, 116, 104)
+
+
+@pytest.mark.parametrize("model_name, layer, channel", [("vgg19", "block3_conv2", 40), ("efficientnet_lite0", "blocks.2", 7)])
+def test_each_patch_alone_reproduces_its_activation_and_the_order(request, model_name, layer, channel, photos):
+    """A patch pasted alone on a blank canvas, at its place, gives its unit the reported value:
+    the unit sees nothing outside the computed receptive field, so the order is the reported one."""
+    model = request.getfixturevalue({"vgg19": "vgg19", "efficientnet_lite0": "efficientnet"}[model_name])
+    size = 96
+    params = {"layer": layer, "channel": channel, "top_k": 6, "per_image": 2, "size": size}
+    result = run_method("max_activating_patches", model_name, {"images": photos}, params, device="cpu")
+    field = receptive_field(model, layer, (size, size))
+    pixels = result.arrays["patch_pixels"]
+    assert pixels.shape[1:3] == tuple(field.as_dict()["size"]) == (field.rows.size, field.cols.size)
+    canvases = []
+    for found, patch in zip(result.data["patches"], pixels):
+        left, top, right, bottom = found["box"]
+        inner = found["box_in_image"]
+        canvas = np.empty((size, size, 3), np.uint8)
+        canvas[:] = BORDER
+        canvas[inner[1] : inner[3], inner[0] : inner[2]] = patch[inner[1] - top : inner[3] - top, inner[0] - left : inner[2] - left]
+        canvases.append(canvas)
+    batch = torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).float() / 255
+    maps = []
+    handle = model.layer(layer).register_forward_hook(lambda _m, _i, out: maps.append(out[:, channel]))
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        handle.remove()
+    again = [float(maps[0][i, p["position"][0], p["position"][1]]) for i, p in enumerate(result.data["patches"])]
+    reported = [p["activation"] for p in result.data["patches"]]
+    np.testing.assert_allclose(again, reported, rtol=1e-4, atol=1e-4)
+    assert np.argsort(-np.array(again), kind="stable").tolist() == list(range(len(again)))
+
+
+def test_channel_overview_ranks_channels_by_their_mean_peak(vgg19, photos):
+    params = {"layer": "block2_conv1", "top_channels": 5, "size": 64}
+    result = run_method("channel_overview", "vgg19", {"images": photos}, params, device="cpu")
+    batch = torch.cat([to_tensor(fit_image(img, (64, 64))) for img in photos])
+    with torch.no_grad():
+        maps = vgg19.net[: list(dict(vgg19.net.named_children())).index("block2_conv1") + 1](vgg19.normalize(batch)).numpy()
+    mean_peaks = maps.reshape(len(photos), 128, -1).max(2).mean(0)
+    assert [c["channel"] for c in result.data["channels"]] == np.argsort(-mean_peaks, kind="stable")[:5].tolist()
+    np.testing.assert_allclose(result.arrays["mean_peaks"], mean_peaks, rtol=1e-5)
+    assert result.images["overview"].size[0] > 64

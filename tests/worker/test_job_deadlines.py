@@ -12,6 +12,8 @@ def test_a_queued_job_past_its_deadline_is_aborted_at_start(store):  # noqa: F81
     aborted = store.get(job.id)
     assert aborted.state == "aborted" and aborted.finished and aborted.started_at is None
     assert aborted.error["code"] == "deadline_passed" and aborted.deliveries == 0
+    assert store.redis.zscore(store.active, job.id) is None  # finished: out of the reaper's set
+    assert store.reap(3, 0) == {"requeue": [], "failed": []}
     assert store.start(job.id, 3, "w:1") == ("finished", 0)  # a redelivery does nothing
 
 

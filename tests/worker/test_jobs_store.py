@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import Cancelled
-from worker.jobs import Job, JobStore, new_job_id
+from worker.jobs import Job, JobQuotaExceeded, JobStore, new_job_id
 from worker.settings import Settings
 from worker.storage import FilesystemStorage
 from worker.tasks import JobProgress
@@ -35,13 +35,14 @@ def test_created_job_reads_back_with_types_and_ttl(store, redis_client):
 
 def test_identical_job_is_shared_until_it_fails_or_is_cancelled(store):
     first, _ = store.create(make_job("same"))
+    store.mark_sent(first)
     twin, created = store.create(make_job("same"))
     assert not created and twin.id == first.id
     store.start(first.id, 3, "w:1")
     store.fail(first, "internal_error", "boom")
     retry, created = store.create(make_job("same"))
     assert created and retry.id != first.id
-    assert store.cancel(retry.id) == "cancelled"
+    assert store.cancel(retry.id, "public") == "cancelled"
     third, created = store.create(make_job("same"))
     assert created and third.id not in {first.id, retry.id}
 
@@ -49,6 +50,7 @@ def test_identical_job_is_shared_until_it_fails_or_is_cancelled(store):
 def test_deliveries_are_counted_and_a_poison_pill_fails(store):
     job, _ = store.create(make_job())
     assert [store.start(job.id, 2, "w:1") for _ in range(2)] == [("run", 1), ("run", 2)]
+    store.stop_heartbeat("w:1")  # its worker died
     assert store.start(job.id, 2, "w:2") == ("poisoned", 3)
     failed = store.get(job.id)
     assert failed.state == "failed" and failed.error["code"] == "poison_pill" and failed.finished_at
@@ -58,50 +60,51 @@ def test_deliveries_are_counted_and_a_poison_pill_fails(store):
 
 def test_cancel_queued_running_and_finished(store, redis_client):
     queued, _ = store.create(make_job("q"))
-    assert store.cancel(queued.id) == "cancelled"
+    assert store.cancel(queued.id, "public") == "cancelled"
     assert store.start(queued.id, 3, "w:1") == ("finished", 0)  # a cancelled job never runs
     assert store.get(queued.id).deliveries == 0
 
     running, _ = store.create(make_job("r"))
     store.start(running.id, 3, "w:1")
     assert not store.report_progress(running.id, {"step": 1})
-    assert store.cancel(running.id) == "requested"
+    assert store.cancel(running.id, "public") == "requested"
     assert store.report_progress(running.id, {"step": 2})  # the worker is told to stop
     assert store.get(running.id).state == "running"
+    store.stop_heartbeat("w:1")
     assert store.start(running.id, 3, "w:2") == ("cancelled", 0)  # redelivered after cancel: not rerun
-    assert store.cancel(running.id) == "finished"
-    assert store.cancel("0" * 24) == "missing"
+    assert store.cancel(running.id, "public") == "finished"
+    assert store.cancel("0" * 24, "public") == "missing"
 
 
 def test_a_repeated_cancel_past_the_grace_period_terminates(store):
     job, _ = store.create(make_job("t"))
     store.start(job.id, 3, "w:1")
-    assert store.cancel(job.id, grace_seconds=60) == "requested"
+    assert store.cancel(job.id, "public", grace_seconds=60) == "requested"
     asked = store.get(job.id).cancel_requested_at
     assert asked and store.get(job.id).state == "running"
-    assert store.cancel(job.id, grace_seconds=60) == "requested"  # within the grace period: still asking
+    assert store.cancel(job.id, "public", grace_seconds=60) == "requested"  # within the grace period: still asking
     assert store.get(job.id).cancel_requested_at == asked  # the grace period runs from the first request
-    assert store.cancel(job.id, grace_seconds=-1) == "requested"  # negative: never terminate
+    assert store.cancel(job.id, "public", grace_seconds=-1) == "requested"  # negative: never terminate
     time.sleep(0.05)
-    assert store.cancel(job.id, grace_seconds=0.01) == "terminate"
+    assert store.cancel(job.id, "public", grace_seconds=0.01) == "terminate"
     killed = store.get(job.id)
     assert killed.state == "cancelled" and killed.finished_at >= asked
     assert store.start(job.id, 3, "w:2") == ("finished", 0)  # redelivered after the kill: not run again
     assert store.finish(job, "succeeded", result={"top": []}) is None  # its late ending is ignored
-    assert store.cancel(job.id, grace_seconds=0) == "finished"
+    assert store.cancel(job.id, "public", grace_seconds=0) == "finished"
 
 
 def test_a_job_asked_to_cancel_never_ends_succeeded(store):
     job, _ = store.create(make_job("c"))
     store.start(job.id, 3, "w:1")
-    store.cancel(job.id)
+    store.cancel(job.id, "public")
     assert store.finish(job, "succeeded", artifacts=[{"name": "x.png"}], result={"top": []}) == "cancelled"
     done = store.get(job.id)
     assert (done.state, done.artifacts, done.result) == ("cancelled", [], None)
 
     failing, _ = store.create(make_job("f"))
     store.start(failing.id, 3, "w:1")
-    store.cancel(failing.id)
+    store.cancel(failing.id, "public")
     assert store.fail(failing, "internal_error", "boom") == "failed"  # a failure is still reported as one
 
 
@@ -135,17 +138,17 @@ def test_progress_is_stored_only_while_running_and_when_asked(store):
 
 def test_list_is_newest_first_paginated_filtered_and_forgets_expired(store, redis_client):
     jobs = [store.create(make_job(f"h{i}"))[0] for i in range(7)]
-    store.cancel(jobs[2].id)
-    store.cancel(jobs[5].id)
+    store.cancel(jobs[2].id, "public")
+    store.cancel(jobs[5].id, "public")
     redis_client.delete(store.key(jobs[3].id))  # expired record
-    page, cursor = store.list(limit=3)
+    page, cursor = store.list("public", limit=3)
     assert [j.id for j in page] == [jobs[6].id, jobs[5].id, jobs[4].id] and cursor == jobs[4].id
-    page, cursor = store.list(limit=3, cursor=cursor)
+    page, cursor = store.list("public", limit=3, cursor=cursor)
     assert [j.id for j in page] == [jobs[2].id, jobs[1].id, jobs[0].id]
-    assert store.list(limit=3, cursor=cursor)[0] == []
-    cancelled, cursor = store.list(state="cancelled", limit=10)
+    assert store.list("public", limit=3, cursor=cursor)[0] == []
+    cancelled, cursor = store.list("public", state="cancelled", limit=10)
     assert [j.id for j in cancelled] == [jobs[5].id, jobs[2].id] and cursor is None
-    assert redis_client.zscore(store.index, jobs[3].id) is None
+    assert redis_client.zscore(store.index("public"), jobs[3].id) is None
 
 
 def test_progress_callback_reports_eta_throttles_previews_and_cancels(store, tmp_path):
@@ -162,7 +165,34 @@ def test_progress_callback_reports_eta_throttles_previews_and_cancels(store, tmp
     assert stored["step"] == 2 and stored["fraction"] == 0.5 and stored["eta_seconds"] > 0
     assert stored["info"] == {"loss": 1.0} and stored["preview_step"] == 1  # second preview throttled
     assert Image.open(tmp_path / "previews" / f"{job.id}.png").getpixel((0, 0)) == (255, 0, 0)
-    store.cancel(job.id)
+    store.cancel(job.id, "public")
     with pytest.raises(Cancelled):
         progress(3, 4)
     assert json.loads(json.dumps(progress.final()))["fraction"] == 1.0
+
+
+def test_a_tenant_sees_only_its_own_jobs_and_never_shares_a_twin(store):
+    mine, _ = store.create(make_job("same", tenant="alice"))
+    theirs, created = store.create(make_job("same", tenant="bob"))
+    assert created and theirs.id != mine.id  # identical submissions of two tenants: two records
+    assert store.get_owned(mine.id, "alice") == mine
+    assert store.get_owned(mine.id, "bob") is None
+    assert [j.id for j in store.list("bob")[0]] == [theirs.id]
+    assert store.cancel(mine.id, "bob") == "missing"
+    assert store.get(mine.id).state == "queued"  # untouched by the foreign cancel
+    assert store.cancel(mine.id, "alice") == "cancelled"
+
+
+def test_active_job_quota_counts_queued_and_running_jobs_only(store):
+    first, _ = store.create(make_job("a1", tenant="carol"), max_active=2)
+    second, _ = store.create(make_job("a2", tenant="carol"), max_active=2)
+    with pytest.raises(JobQuotaExceeded, match="at most 2"):
+        store.create(make_job("a3", tenant="carol"), max_active=2)
+    store.mark_sent(first)
+    twin, created = store.create(make_job("a1", tenant="carol"), max_active=2)
+    assert not created and twin.id == first.id  # a twin of a queued (sent) job costs nothing
+    store.create(make_job("d1", tenant="dave"), max_active=2)  # another tenant has its own count
+    store.start(second.id, 3, "w:1")
+    store.fail(second, "internal_error", "boom")
+    third, created = store.create(make_job("a3", tenant="carol"), max_active=2)
+    assert created and third.state == "queued"

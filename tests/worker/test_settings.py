@@ -1,5 +1,9 @@
 """Settings refuse combinations that would run long jobs twice or never soft-stop them."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -30,3 +34,20 @@ def test_celery_is_configured_for_gpu_work():
     assert conf.broker_transport_options["visibility_timeout"] == 9000
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (7000, 8000)
     assert {q.name: q.routing_key for q in conf.task_queues} == {"gpu": "gpu", "cpu": "cpu", "webhooks": "webhooks"}
+
+
+def test_the_worker_never_imports_the_api():
+    """worker/ reads only its own settings; the API's live in api.settings and extend them."""
+    code = "import sys, worker.app, worker.tasks; print(sorted(m for m in sys.modules if m == 'api' or m.startswith('api.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "CONVLENS_PLUGINS": ""})
+    assert out.stdout.strip() == "[]"
+
+
+def test_api_settings_extend_the_worker_settings_with_the_same_env_names(monkeypatch):
+    from api.settings import Settings as ApiSettings
+
+    monkeypatch.setenv("CONVLENS_INLINE_THREADS", "3")
+    monkeypatch.setenv("CONVLENS_JOB_TTL_SECONDS", "120")
+    settings = ApiSettings()
+    assert (settings.inline_threads, settings.job_ttl_seconds) == (3, 120)
+    assert "inline_threads" not in Settings.model_fields

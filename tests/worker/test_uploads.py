@@ -13,21 +13,32 @@ from worker.uploads import UnknownImage, image_bytes, load_image, read_image, re
 def test_store_dedups_by_content_and_reads_back(tmp_path, chelsea, coffee):
     storage = FilesystemStorage(tmp_path)
     data = encode(chelsea)
-    first, created = store_image(storage, data, 1_000_000)
-    again, created_again = store_image(storage, data, 1_000_000)
-    other, _ = store_image(storage, encode(coffee, "JPEG"), 1_000_000)
+    first, created = store_image(storage, data, 1_000_000, "alice")
+    again, created_again = store_image(storage, data, 1_000_000, "alice")
+    other, _ = store_image(storage, encode(coffee, "JPEG"), 1_000_000, "alice")
     assert created and not created_again and first == again
     assert other.id != first.id and other.media_type == "image/jpeg"
     assert (first.width, first.height, first.format, first.bytes) == (chelsea.width, chelsea.height, "PNG", len(data))
-    assert read_image(storage, first.id) == (data, "image/png")
-    assert image_bytes(storage, first.id) == data
-    assert np.array_equal(np.asarray(load_image(storage, first.id, 1_000_000)), np.asarray(chelsea))
-    require_images(storage, [first.id, other.id])
+    assert read_image(storage, first.id, "alice") == (data, "image/png")
+    assert image_bytes(storage, first.id, "alice") == data
+    assert np.array_equal(np.asarray(load_image(storage, first.id, 1_000_000, "alice")), np.asarray(chelsea))
+    require_images(storage, [first.id, other.id], "alice")
     for bad in ("f" * 32, "../../etc/passwd", "ABC"):
         with pytest.raises(UnknownImage):
-            require_images(storage, [first.id, bad])
+            require_images(storage, [first.id, bad], "alice")
         with pytest.raises(UnknownImage):
-            image_bytes(storage, bad)
+            image_bytes(storage, bad, "alice")
+
+
+def test_another_tenants_image_is_not_found(tmp_path, chelsea):
+    storage = FilesystemStorage(tmp_path)
+    stored, _ = store_image(storage, encode(chelsea), 1_000_000, "alice")
+    with pytest.raises(UnknownImage):
+        image_bytes(storage, stored.id, "bob")
+    with pytest.raises(UnknownImage):
+        require_images(storage, [stored.id], "bob")
+    again, created = store_image(storage, encode(chelsea), 1_000_000, "bob")  # bob's own copy, same id
+    assert created and again.id == stored.id
 
 
 @pytest.mark.parametrize("data, code", [
@@ -38,6 +49,6 @@ def test_store_dedups_by_content_and_reads_back(tmp_path, chelsea, coffee):
 def test_rejected_uploads_are_not_stored(tmp_path, data, code):
     storage = FilesystemStorage(tmp_path)
     with pytest.raises(ImageRejected) as caught:
-        store_image(storage, data, 1_000_000)
+        store_image(storage, data, 1_000_000, "alice")
     assert caught.value.code == code
     assert not (tmp_path / "images").exists()

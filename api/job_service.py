@@ -1,35 +1,32 @@
 """What the API does with jobs and images, without HTTP: validate, store, queue, read, cancel.
 
 Submissions are validated synchronously against the registry (method, model,
-params, input slots, uploaded image ids), so a bad job is refused before it
-is queued. Identical submissions (same content hash of method, model,
-canonical params and input ids) share one job unless that job failed or was
-cancelled.
+params, input slots, uploaded image ids) and their estimated cost against the
+job caps, so a bad job is refused before it is queued. Identical submissions
+of one tenant (same content hash of method, model, canonical params, input
+ids, deadline and webhook) share one job unless that job failed, was cancelled
+or aborted. Every call takes
+the tenant it acts for: another tenant's job is not found.
 """
 
 import hashlib
 import json
-from contextlib import contextmanager
 from typing import Any
 
-from kombu.exceptions import OperationalError
-
-from engine.errors import UnsupportedModel
-from engine.models import get_spec
+from engine.cost import check_job
+from engine.models import get_spec, load_model
+from engine.models.support import check_supported
 from engine.registry import get_method
-from engine.run import check_inputs, parse_params
-from worker.jobs import REDIS_ERRORS, Job, JobStore, connect, new_job_id
+from engine.run import check_inputs, parse_params, shape_inputs
+from worker.broker import BROKER_ERRORS, BrokerUnavailable, broker_errors
+from worker.jobs import Job, JobStore, connect, new_job_id
 from worker.queue_app import create_celery, send_job, terminate_job
-from worker.settings import Settings
+from api.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
 from worker import webhooks
 
-BROKER_ERRORS = (*REDIS_ERRORS, OperationalError)
 
-
-class BrokerUnavailable(Exception):
-    """Redis (broker and job records) cannot be reached."""
 
 
 def content_hash(method: str, model: str, params: dict, inputs: dict) -> str:
@@ -41,7 +38,7 @@ class JobService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.redis = connect(settings)
-        self.jobs = JobStore(self.redis, settings.job_ttl_seconds)
+        self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
         self.storage = make_storage(settings)
         self.celery = create_celery(settings)
 
@@ -51,20 +48,27 @@ class JobService:
         model_name: str,
         inputs: dict[str, str | list[str]],
         params: dict[str, Any],
+        tenant: str,
+        request_id: str | None = None,
+        max_active: int = 0,
         deadline_seconds: float | None = None,
         webhook: dict | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job (or find its identical twin); returns the job and whether it is new.
+        """Queue a job of ``tenant`` (or find its identical twin); returns the job and whether it is new.
 
+        JobQuotaExceeded when the tenant already has ``max_active`` jobs queued or running.
         A job with a deadline or a webhook is only ever the twin of one with the same
         deadline and webhook (both are part of its content hash).
         """
         method = get_method(method_name)
         spec = get_spec(model_name)
-        parsed = parse_params(method, params).model_dump(mode="json")
+        typed = parse_params(method, params)
+        parsed = typed.model_dump(mode="json")
+        inputs = shape_inputs(method, inputs)
         check_inputs(method, inputs)
-        if method.needs_classifier and spec.labels is None:
-            raise UnsupportedModel(f"method {method.name!r} needs a classifier; model {spec.name!r} has no classifier head")
+        check_supported(spec, method)
+        images = sum(len(ids) if isinstance(ids, list) else 1 for ids in inputs.values())
+        check_job(method.name, method.estimate(load_model(spec.name, self.settings.device), typed, images), self.settings.job_caps())
         webhooks.check_request(webhook, self.settings)
         options = {"deadline_seconds": deadline_seconds, "webhook": webhook}
         digest = content_hash(method.name, spec.name, parsed, inputs)
@@ -78,13 +82,15 @@ class JobService:
             params=parsed,
             inputs=inputs,
             content_hash=digest,
+            tenant=tenant,
+            request_id=request_id,
             webhook=webhook,
         )
         if deadline_seconds is not None:
             job.deadline_at = job.created_at + deadline_seconds
-        require_images(self.storage, job.input_ids())
+        require_images(self.storage, job.input_ids(), tenant)
         with broker_errors():
-            job, created = self.jobs.create(job)
+            job, created = self.jobs.create(job, max_active)
         if created:
             try:
                 send_job(self.celery, job.id, job.queue)
@@ -92,27 +98,31 @@ class JobService:
                 try:
                     self.jobs.remove(job.id)
                 except BROKER_ERRORS:
-                    pass  # the record expires; the job was never sent
+                    pass  # its dedup key expires within seconds; the reaper sends the job or it expires
                 raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc
+            try:
+                self.jobs.mark_sent(job)
+            except BROKER_ERRORS:
+                pass  # sent: the job runs; only its dedup key stays short-lived
         return job, created
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, tenant: str) -> Job | None:
         with broker_errors():
-            return self.jobs.get(job_id)
+            return self.jobs.get_owned(job_id, tenant)
 
-    def list(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+    def list(self, tenant: str, state: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         with broker_errors():
-            return self.jobs.list(state, limit, cursor)
+            return self.jobs.list(tenant, state, limit, cursor)
 
-    def cancel(self, job_id: str) -> tuple[str, Job | None]:
+    def cancel(self, job_id: str, tenant: str) -> tuple[str, Job | None]:
         """Cancel a queued job, ask a running one to stop, or, asked before and past the grace
         period, end its process: returns "cancelled", "requested", "terminated", "finished" or "missing"."""
         with broker_errors():
-            outcome = self.jobs.cancel(job_id, self.settings.cancel_grace_seconds)
+            outcome = self.jobs.cancel(job_id, tenant, self.settings.cancel_grace_seconds)
             if outcome == "terminate":
                 terminate_job(self.celery, job_id)
                 outcome = "terminated"
-            job = self.jobs.get(job_id)
+            job = self.jobs.get_owned(job_id, tenant)
             if outcome in ("cancelled", "terminated"):
                 webhooks.enqueue(self.celery, job, "completed")
             return outcome, job
@@ -120,12 +130,3 @@ class JobService:
     def ping(self) -> None:
         with broker_errors():
             self.jobs.ping()
-
-
-@contextmanager
-def broker_errors():
-    """Turn Redis/kombu connection errors into BrokerUnavailable."""
-    try:
-        yield
-    except BROKER_ERRORS as exc:
-        raise BrokerUnavailable(f"the job queue is unreachable: {exc}") from exc

@@ -1,0 +1,149 @@
+"""Load through the real stack (uvicorn API, Redis, one Celery worker), loopback only, bounded.
+
+1. Inline saliency (efficientnet_lite0, a 224 px photo) from one client for
+   ``--duration / 4`` seconds, then from ``--concurrency`` clients for
+   ``--duration`` seconds: errors, p50/p95/p99 latency and requests/s against
+   the single-client rate. 429 (inline pool full) counts as an error.
+2. ``--jobs`` trivial jobs (``probe_steps``, one step on a 16 px image, see
+   bench_jobs.py): resident memory of the API and of the worker (main process
+   plus pool child) after the first 10% of the jobs and after all of them.
+
+    python bench/bench_load.py [--duration 60] [--concurrency 16] [--jobs 500]
+"""
+
+import argparse
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_jobs import _ready, poll, submit, upload_images  # noqa: E402
+from tests.e2e.servers import CeleryWorker, RedisServer, free_port, wait_for  # noqa: E402
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` and its children (kB)."""
+    total = 0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        pass
+    for one in pids:
+        try:
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total
+
+
+async def hammer(base_url: str, body: bytes, clients: int, seconds: float) -> tuple[list[float], dict[int, int]]:
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+    stop = time.monotonic() + seconds
+    headers = {"content-type": "application/json", "accept": "image/png"}
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=300) as http:
+            while time.monotonic() < stop:
+                start = time.perf_counter()
+                try:
+                    response = await http.post("/v1/saliency", content=body, headers=headers)
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = -1
+                if status == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[status] = errors.get(status, 0) + 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors | {"elapsed": time.monotonic() - began}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000 if ordered else float("nan")
+
+
+def report(name: str, latencies: list[float], outcome: dict) -> float:
+    elapsed = outcome.pop("elapsed")
+    rate = len(latencies) / elapsed
+    print(f"{name:<24} {rate:6.2f} req/s  p50 {percentile(latencies, .5):8.1f} ms  p95 {percentile(latencies, .95):8.1f} ms"
+          f"  p99 {percentile(latencies, .99):8.1f} ms  ok {len(latencies)}  errors {sum(outcome.values())} {outcome or ''}")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=500)
+    args = parser.parse_args()
+
+    import base64
+    import json
+
+    from skimage import data
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.fromarray(data.chelsea()).resize((224, 224)).save(photo, "PNG")
+    body = json.dumps({"model": "efficientnet_lite0", "inputs": {"image": {"base64": base64.b64encode(photo.getvalue()).decode()}}}).encode()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        redis_server = RedisServer(tmp / "redis").start()
+        # the inline pool holds every client: 429 would be an error here
+        env = {"CONVLENS_REDIS_URL": redis_server.url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"),
+               "CONVLENS_PLUGINS": "tests.e2e.plugins", "CONVLENS_DEVICE": "cpu",
+               "CONVLENS_INLINE_BACKLOG": str(args.concurrency), "CONVLENS_WARM_MODELS": '["efficientnet_lite0"]'}
+        worker = CeleryWorker(env, tmp / "worker.log").start()
+        port = free_port()
+        api_process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=base_url, timeout=300) as api:
+                wait_for(lambda: _ready(api), 180, "the API", interval=0.3)
+                api.post("/v1/saliency", content=body, headers={"content-type": "application/json"})  # warm-up
+            print(f"inline saliency, efficientnet_lite0 224 px, {os.cpu_count()} CPU cores")
+            single = report("1 client", *asyncio.run(hammer(base_url, body, 1, args.duration / 4)))
+            many = report(f"{args.concurrency} clients", *asyncio.run(hammer(base_url, body, args.concurrency, args.duration)))
+            print(f"{'throughput ratio':<24} {many / single:6.2f}x the single-client rate")
+
+            with httpx.Client(base_url=base_url, timeout=60) as api:
+                images = upload_images(api, args.jobs, seed=1)
+                warm = max(1, args.jobs // 10)
+                for image_id in images[:warm]:
+                    poll(api, submit(api, image_id), interval=0.01)
+                before = rss_kb(api_process.pid), rss_kb(worker.pid)
+                for image_id in images[warm:]:
+                    poll(api, submit(api, image_id), interval=0.01)
+                after = rss_kb(api_process.pid), rss_kb(worker.pid)
+            print(f"memory over {args.jobs} trivial jobs (after {warm} -> after {args.jobs}):")
+            for name, b, a in zip(("API", "worker"), before, after):
+                print(f"  {name:<7} {b / 1024:8.1f} MB -> {a / 1024:8.1f} MB  ({(a - b) / b * 100:+.1f}%)")
+        finally:
+            api_process.terminate()
+            api_process.wait(10)
+            worker.stop()
+            redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Registered-model speed: the ONNX copy of EfficientNet-Lite0 against the built-in, and against Captum.
+
+The built-in network is exported to ONNX (legacy exporter, opset 17), read back
+through :mod:`engine.models.formats` (onnx2torch -> torch.fx) and validated and
+registered exactly as ``POST /v1/models`` does, minus HTTP and storage.
+- saliency, guided backprop: the whole inline method (``engine.run.run_method``,
+  224 px chelsea) on the copy vs on the built-in; ratio = copy / built-in
+  (target <= 1.2x).
+- occlusion: window 32, stride 16, mean fill, on the copy: ours
+  (receptive-field recomputation) vs Captum ``Occlusion`` with
+  ``perturbations_per_eval`` equal to our batch; ratio = Captum / ours (target >= 2x).
+Contenders alternate order each round after a warm-up; medians are compared and
+the outputs checked to agree.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_registered_models.py [--repeats 5] [--occlusion-repeats 3] [--batch 16]
+"""
+
+import argparse
+import io
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+from captum.attr import Occlusion
+from PIL import Image
+from skimage import data
+
+from engine.attribution.baselines import mean_colour
+from engine.attribution.occlusion import occlusion_drops
+from engine.imaging import fit_image, to_tensor
+from engine.models import load_model, register_model
+from engine.models.formats import load_network
+from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
+from engine.run import run_method
+
+CLASS = 285  # Egyptian cat
+COPY = "lite0-onnx-bench"
+
+
+def onnx_copy(builtin) -> str:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(builtin.net, (torch.zeros(1, 3, 224, 224),), buffer, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}})
+    net = load_network(buffer.getvalue(), "onnx")
+    meta = ModelMetadata.parse({"name": COPY, "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                                "input_size": [224, 224], "labels": "imagenet"})
+    meta = validate_network(net, meta, "onnx", RegistrationLimits(10**8, 600, 600))
+    register_model(spec_from_metadata(meta, "onnx", lambda: net, "bench", "bench"))
+    return COPY
+
+
+def rounds(contenders: dict, repeats: int) -> tuple[dict, dict]:
+    outputs = {name: fn() for name, fn in contenders.items()}  # warm-up
+    times = {name: [] for name in contenders}
+    for i in range(repeats):
+        order = list(contenders.items())
+        for name, fn in order if i % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}, outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--occlusion-repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+
+    builtin = load_model("efficientnet_lite0", "cpu")
+    copy = load_model(onnx_copy(builtin), "cpu")
+    image = fit_image(Image.fromarray(data.chelsea()), builtin.input_size)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0 224px vs its ONNX copy, chelsea")
+
+    verdicts = []
+    for method in ("saliency", "guided_backprop"):
+        medians, out = rounds({
+            "builtin": lambda m=method: run_method(m, "efficientnet_lite0", {"image": image}, {"target_class": CLASS}),
+            "onnx": lambda m=method: run_method(m, COPY, {"image": image}, {"target_class": CLASS}),
+        }, args.repeats)
+        a, b = out["onnx"].arrays["map"], out["builtin"].arrays["map"]
+        assert np.allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max()), float(np.abs(a - b).max())
+        ratio = medians["onnx"] / medians["builtin"]
+        print(f"{method:16s} built-in {medians['builtin'] * 1000:7.0f} ms   onnx copy {medians['onnx'] * 1000:7.0f} ms   copy/built-in {ratio:5.2f}x")
+        verdicts.append((method, ratio, ratio <= 1.2, "<= 1.2x (copy / built-in)"))
+
+    x = to_tensor(image)
+    fill = mean_colour(copy)
+    baseline = torch.tensor(fill).view(1, 3, 1, 1).expand_as(x).clone()
+
+    def probability(batch):
+        return copy(batch).softmax(-1)[:, CLASS]
+
+    def captum():
+        with torch.inference_mode():
+            return Occlusion(probability).attribute(x, sliding_window_shapes=(3, 32, 32), strides=(3, 16, 16),
+                                                    baselines=baseline, perturbations_per_eval=args.batch)[0, 0]
+
+    def ours():
+        found = occlusion_drops(copy, x, CLASS, 32, 16, fill, args.batch)
+        assert found["strategy"] == "receptive_field"
+        return found["maps"]["probability"]
+
+    medians, out = rounds({"ours": ours, "captum": captum}, args.occlusion_repeats)
+    bound = 1e-4 * float(out["captum"].abs().max())
+    assert torch.allclose(out["ours"], out["captum"], atol=bound, rtol=1e-4), float((out["ours"] - out["captum"]).abs().max())
+    ratio = medians["captum"] / medians["ours"]
+    print(f"{'occlusion':16s} ours {medians['ours'] * 1000:7.0f} ms   captum {medians['captum'] * 1000:7.0f} ms   captum/ours {ratio:5.2f}x (onnx copy)")
+    verdicts.append(("occlusion", ratio, ratio >= 2.0, ">= 2x (Captum / ours, on the copy)"))
+    for name, ratio, ok, target in verdicts:
+        print(f"{name:16s} {ratio:5.2f}x  {'meets' if ok else 'MISSES'} the {target} target")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""What a method call will cost, stated before it runs, and the budgets it is checked against.
+
+A :class:`Cost` counts passes through the network (one forward or one backward
+pass of one picture at the size the method runs at), output pixels (every
+picture the answer carries) and bytes (the largest of the working memory and
+the answer's arrays and pictures). Estimates come from the params and the
+model's layer catalogue at its native size, scaled by area for other sizes
+(feature maps scale with the picture's area up to rounding), so estimating
+runs nothing. The API compares a call's cost with the inline budget, the job
+service with the job caps; either refuses with a message naming what to change.
+"""
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import EngineError
+
+if TYPE_CHECKING:
+    from engine.models.wrapper import ConvLensModel
+
+FLOAT = 4  # bytes of one float32 value
+
+
+@dataclass(frozen=True)
+class Cost:
+    passes: int
+    pixels: int
+    bytes: int
+    hint: str = ""  # which params make the call cheaper
+
+    def as_dict(self) -> dict[str, int]:
+        return {"passes": self.passes, "pixels": self.pixels, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class Budget:
+    passes: int
+    pixels: int
+    bytes: int
+
+    def excess(self, cost: Cost) -> list[str]:
+        """What ``cost`` exceeds, in words (empty when it fits)."""
+        over = []
+        if cost.passes > self.passes:
+            over.append(f"{cost.passes:,} network passes (limit {self.passes:,})")
+        if cost.pixels > self.pixels:
+            over.append(f"{cost.pixels:,} output pixels (limit {self.pixels:,})")
+        if cost.bytes > self.bytes:
+            over.append(f"{_size(cost.bytes)} of memory or output (limit {_size(self.bytes)})")
+        return over
+
+
+class OverBudget(EngineError):
+    """A call whose estimated cost exceeds the inline budget (``over_inline_budget``) or the job caps (``over_job_caps``)."""
+
+    def __init__(self, code: str, message: str, cost: Cost):
+        super().__init__(message)
+        self.code = code
+        self.extra = {"cost": cost.as_dict()}
+
+
+def check_inline(method_name: str, cost: Cost, budget: Budget) -> None:
+    over = budget.excess(cost)
+    if over:
+        raise OverBudget(
+            "over_inline_budget",
+            f"{method_name} would need {' and '.join(over)}, over the inline budget; submit it as a job "
+            f"(POST /v1/jobs with method={method_name!r}){_hint(cost)}",
+            cost,
+        )
+
+
+def check_job(method_name: str, cost: Cost, caps: Budget) -> None:
+    over = caps.excess(cost)
+    if over:
+        raise OverBudget(
+            "over_job_caps",
+            f"{method_name} would need {' and '.join(over)}, over what even a job may use{_hint(cost)}",
+            cost,
+        )
+
+
+def _hint(cost: Cost) -> str:
+    return f", or {cost.hint}" if cost.hint else ""
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+# -- what the network needs ---------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _native_activations(model: "ConvLensModel") -> tuple[int, int]:
+    """(sum over leaf layers, largest one) of float32 output bytes for one picture at the native size."""
+    leaves = [info for info in model.catalogue() if next(model.layers[info.name].children(), None) is None]
+    sizes = [math.prod(info.shape) * FLOAT for info in leaves] or [0]
+    return sum(sizes), max(sizes)
+
+
+def area_ratio(model: "ConvLensModel", size: tuple[int, int] | None) -> float:
+    height, width = model.input_size
+    return 1.0 if size is None else size[0] * size[1] / (height * width)
+
+
+def saved_for_backward(model: "ConvLensModel", size: tuple[int, int] | None = None) -> int:
+    """Bytes a backward pass keeps for one picture: every leaf layer's output."""
+    return int(_native_activations(model)[0] * area_ratio(model, size))
+
+
+def forward_peak(model: "ConvLensModel", size: tuple[int, int] | None = None) -> int:
+    """Bytes alive at once in a gradient-free forward pass of one picture: the largest layer's input and output."""
+    return int(2 * _native_activations(model)[1] * area_ratio(model, size))
+
+
+# -- defaults ------------------------------------------------------------------------
+
+
+def run_size(model: "ConvLensModel", params: Any) -> tuple[int, int]:
+    """The (height, width) a method runs at, from its ``size`` / ``max_side`` / ``height``+``width`` params."""
+    if getattr(params, "height", None) and getattr(params, "width", None):
+        return params.height, params.width
+    for name in ("size", "max_side"):
+        side = getattr(params, name, None)
+        if side:
+            return side, side
+    return tuple(model.input_size)
+
+
+def default_cost(category: str, model: "ConvLensModel", params: Any, images: int) -> Cost:
+    """A method's cost from its category and its usual params (steps, batch_size, octaves, scales, size).
+
+    Methods that follow gradients pay one forward and one backward pass per
+    step and picture and keep every activation of a batch; inspect methods pay
+    one forward pass per picture and keep the largest activations of a batch.
+    """
+    size = run_size(model, params)
+    pictures = max(images, 1)
+    batch = getattr(params, "batch_size", 1) or 1
+    pixels = 3 * size[0] * size[1]
+    if category == "inspect":
+        return Cost(pictures, pixels, forward_peak(model, size) * min(batch, pictures), "use fewer or smaller pictures")
+    steps = getattr(params, "steps", 1) * getattr(params, "octaves", 1) * getattr(params, "scales", 1)
+    # fool methods step every picture; synthesis steps one batch and reads its inputs once
+    passes = 2 * steps * pictures if category == "fool" else 2 * steps * batch + (pictures if category == "synthesise" else 0)
+    memory = saved_for_backward(model, size) * (pictures if category == "fool" else batch)
+    return Cost(passes, pixels, memory, "lower steps, size or batch_size")

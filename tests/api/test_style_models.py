@@ -1,0 +1,70 @@
+"""POST /v1/stylize and the style-model routes, on a stored two-style network.
+
+The network here has random weights (this tests the routes and the weight format, not training:
+tests/engine/test_fast_style.py trains real ones); its two styles get different norm parameters.
+"""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.synthesis.fast_style import StyleModelConfig, build
+from tests.pictures import encode
+from worker.storage import make_storage
+from worker.style_models import StyleModelStore
+
+MODEL_ID = "ab" * 12
+
+
+@pytest.fixture(scope="module")
+def stored(client):
+    config = StyleModelConfig(width=4, blocks=1, styles=2, style_names=["one", "two"])
+    torch.manual_seed(0)
+    net = build(config)
+    with torch.no_grad():
+        for name, value in net.state_dict().items():
+            if name.endswith(("scale", "shift")):
+                value.copy_(torch.randn_like(value))
+    StyleModelStore(make_storage(client.app.state.settings)).save("public", MODEL_ID, config, net.state_dict(), {"job": None})
+    return MODEL_ID
+
+
+def stylize(client, photo: Image.Image, **fields):
+    return client.post("/v1/stylize", json={"style_model": MODEL_ID, "image": {"base64": base64.b64encode(encode(photo)).decode()}, **fields})
+
+
+def picture(answer) -> np.ndarray:
+    assert answer.status_code == 200, answer.text
+    return np.asarray(Image.open(io.BytesIO(answer.content)), dtype=np.float32)
+
+
+def test_styles_and_a_mix_are_three_pictures(client, stored, chelsea):
+    photo = chelsea.resize((60, 40))
+    one, two, mixed = picture(stylize(client, photo, style=0)), picture(stylize(client, photo, style=1)), picture(stylize(client, photo, style_weights=[1, 1]))
+    assert one.shape == (40, 60, 3)
+    for a, b in ((one, two), (one, mixed), (two, mixed)):
+        assert np.abs(a - b).mean() > 2.0
+    np.testing.assert_array_equal(picture(stylize(client, photo, style_weights=[1, 0])), one)
+
+
+def test_listed_and_read(client, stored):
+    assert MODEL_ID in [m["id"] for m in client.get("/v1/style-models").json()["style_models"]]
+    record = client.get(f"/v1/style-models/{MODEL_ID}").json()
+    assert record["styles"] == 2 and record["style_names"] == ["one", "two"]
+
+
+def test_unknown_model_and_bad_styles(client, stored, chelsea):
+    photo = chelsea.resize((32, 32))
+    for model_id in ("cd" * 12, "not-an-id"):
+        answer = client.post("/v1/stylize", json={"style_model": model_id, "image": {"base64": base64.b64encode(encode(photo)).decode()}})
+        assert answer.status_code == 404 and answer.json()["code"] == "unknown_style_model"
+        assert client.get(f"/v1/style-models/{model_id}").status_code == 404
+    for fields in ({"style": 2}, {"style_weights": [1.0]}, {"style": 0, "style_weights": [1, 1]}):
+        answer = stylize(client, photo, **fields)
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_params", fields
+    assert client.post("/v1/stylize", json={"style_model": MODEL_ID}).status_code == 422
+    assert client.post("/v1/stylize", content=b"{", headers={"content-type": "application/json"}).status_code == 400

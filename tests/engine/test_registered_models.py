@@ -1,0 +1,143 @@
+"""Reading model files, validating them against their metadata, the model cache and the zoo's model source."""
+
+import io
+import pickle
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from engine.errors import ModelRejected, UnknownModel
+from engine.models import zoo
+from engine.models.cache import ModelCache, model_bytes
+from engine.models.formats import load_network, read_onnx, sniff_format
+from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
+from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, tiny_net, torchscript_bytes
+
+SIZE = (64, 64)
+LIMITS = RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60)
+
+
+def meta(**overrides) -> ModelMetadata:
+    return ModelMetadata.parse({"name": "tiny", "preprocessing": IMAGENET_PRE, "input_size": list(SIZE),
+                                "labels": ["a", "b", "c", "d"], **overrides})
+
+
+def test_formats_are_told_apart_and_pickles_refused_unread():
+    net = tiny_net()
+    assert sniff_format(onnx_bytes(net, SIZE)) == "onnx"
+    assert sniff_format(pt2_bytes(net, SIZE)) == "torch_export"
+    assert sniff_format(torchscript_bytes(net)) == "torchscript"
+    saved = io.BytesIO()
+    torch.save(net.state_dict(), saved)
+    for pickled in (saved.getvalue(), pickle.dumps({"a": 1})):
+        with pytest.raises(ModelRejected) as refused:
+            sniff_format(pickled)
+        assert refused.value.code == "pickled_model"
+
+
+def test_every_format_loads_to_the_same_function():
+    net = tiny_net()
+    x = torch.rand(3, 3, *SIZE)
+    expected = net(x)
+    for data, fmt in ((onnx_bytes(net, SIZE), "onnx"), (pt2_bytes(net, SIZE), "torch_export"), (torchscript_bytes(net), "torchscript")):
+        torch.testing.assert_close(load_network(data, fmt)(x), expected, rtol=1e-4, atol=1e-5, msg=fmt)
+    assert isinstance(load_network(onnx_bytes(net, SIZE), "onnx"), torch.fx.GraphModule)
+
+
+def test_onnx_with_external_data_is_refused():
+    proto = onnx.load_from_string(onnx_bytes(tiny_net(), SIZE))
+    tensor = proto.graph.initializer[0]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    tensor.ClearField("raw_data")
+    with pytest.raises(ModelRejected) as refused:
+        read_onnx(proto.SerializeToString())
+    assert refused.value.code == "invalid_onnx" and "external data" in refused.value.message
+
+
+def test_validation_resolves_default_layers():
+    resolved = validate_network(load_network(onnx_bytes(tiny_net(), SIZE), "onnx"), meta(), "onnx", LIMITS)
+    assert resolved.first_conv.endswith("Conv") and resolved.gradcam_layer and resolved.embedding_layer
+
+
+class BatchOfOne(nn.Module):
+    """Flattens with a hard-coded batch size of one, as a carelessly exported model does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)).reshape(1, 4)
+
+
+@pytest.mark.parametrize("case, code", [
+    ("parameters", "too_many_parameters"),
+    ("slow", "model_too_slow"),
+    ("batch_of_one", "model_failed"),
+    ("output", "output_mismatch"),
+    ("first_conv", "invalid_metadata"),
+])
+def test_validation_refuses(case, code):
+    net, metadata, limits = tiny_net(), meta(), LIMITS
+    if case == "parameters":
+        limits = RegistrationLimits(100, 60, 60)
+    if case == "slow":
+        limits = RegistrationLimits(10**7, 60, 1e-9)
+    if case == "batch_of_one":
+        net = BatchOfOne().eval()
+    if case == "output":
+        metadata = meta(labels="imagenet")
+    if case == "first_conv":
+        net = load_network(onnx_bytes(net, SIZE), "onnx")
+        second = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)][1]
+        metadata = meta(first_conv=second)
+    with pytest.raises(ModelRejected) as refused:
+        validate_network(net, metadata, "onnx", limits)
+    assert refused.value.code == code
+
+
+def test_cache_evicts_the_least_recently_used_by_memory():
+    nets = {name: nn.Linear(100, 100) for name in "abc"}  # 40,400 bytes each
+    size = model_bytes(nets["a"])
+    cache, loads = ModelCache(2 * size), []
+
+    def loader(name):
+        return lambda: loads.append(name) or nets[name]
+
+    cache.get("a", loader("a"))
+    cache.get("b", loader("b"))
+    cache.get("a", loader("a"))  # a is now the most recent
+    cache.get("c", loader("c"))  # b goes
+    assert cache.keys() == ["a", "c"] and loads == ["a", "b", "c"]
+    cache.resize(size // 2)  # the last one stays even alone over the limit
+    assert cache.keys() == ["c"]
+
+
+def test_zoo_follows_its_model_source():
+    net = tiny_net()
+    records = {"followed": "hash-1"}
+
+    def source(name):
+        if name not in records:
+            return None
+        return spec_from_metadata(meta(name=name), "onnx", lambda: net, "public", records[name])
+
+    previous = zoo._source
+    zoo.set_model_source(source)
+    try:
+        first = zoo.load_model("followed", "cpu")
+        assert zoo.load_model("followed", "cpu") is first
+        records["followed"] = "hash-2"  # replaced through another process
+        assert zoo.get_spec("followed").content_hash == "hash-2"
+        assert zoo.load_model("followed", "cpu") is not first
+        del records["followed"]  # removed through another process
+        with pytest.raises(UnknownModel):
+            zoo.get_spec("followed")
+        assert not [key for key in zoo.CACHE.keys() if key[0] == "followed"]
+        assert zoo.get_spec("vgg19").builtin  # built-ins never ask the source
+    finally:
+        zoo.set_model_source(previous)
