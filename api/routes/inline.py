@@ -23,6 +23,7 @@ from engine.cost import check_inline
 from engine.encoding import NPY, PNG
 from engine.inspect.collection import FeatureCache
 from engine.models import get_spec, load_model
+from engine.models.support import check_supported
 from engine.registry import Method, all_methods, get_method
 from engine.result import Result
 from engine.run import run_method
@@ -138,7 +139,7 @@ def answer(
     Returns the body, its media type and the timings (ms).
     """
     call = parse(method, body, collections)
-    get_spec(call.model)  # an unknown model fails before any decoding
+    check_supported(get_spec(call.model), method)  # an unknown or unsuitable model fails before any decoding or estimate
     images = sum(len(uploads) for uploads in call.uploads.values())
     check_inline(method.name, method.estimate(load_model(call.model, settings.device), call.params, images), settings.inline_budget())
     start = time.perf_counter()
