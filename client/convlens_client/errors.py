@@ -20,6 +20,14 @@ class BadImage(BadRequest):
     """400: a picture is empty, not an image, or broken."""
 
 
+class Unauthorized(ConvLensError):
+    """401: no API key was sent, or it is unknown or revoked."""
+
+
+class Forbidden(ConvLensError):
+    """403: the API key's scope does not allow this call."""
+
+
 class NotFound(ConvLensError):
     """404: no such model, layer, class, method, job, image, artifact or result (or not yours)."""
 
@@ -41,6 +49,10 @@ class UnknownImage(NotFound):
 
 
 class UnknownArtifact(NotFound):
+    pass
+
+
+class UnknownCollection(NotFound):
     pass
 
 
@@ -76,8 +88,12 @@ class WebhookRefused(InvalidRequest):
     """422: the webhook target is not allowed, or the service has no webhook secret."""
 
 
+class OverBudget(InvalidRequest):
+    """422: the call's estimated cost is over the inline budget (submit a job) or the job caps."""
+
+
 class RateLimited(ConvLensError):
-    """429: the inline pool is full; ``retry_after`` seconds were suggested."""
+    """429: the inline pool is full, or the key is over its rate or job quota; ``retry_after`` seconds were suggested."""
 
     retry_after: float | None = None
 
@@ -117,10 +133,15 @@ BY_CODE: dict[str, type[ConvLensError]] = {
     "invalid_params": InvalidParams,
     "webhook_refused": WebhookRefused,
     "webhooks_not_configured": WebhookRefused,
+    "unknown_collection": UnknownCollection,
+    "over_inline_budget": OverBudget,
+    "over_job_caps": OverBudget,
 }
 
 BY_STATUS: dict[int, type[ConvLensError]] = {
     400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     406: NotAcceptable,
     409: Conflict,
