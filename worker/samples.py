@@ -23,10 +23,14 @@ def sample_files() -> list[Path]:
 
 
 def ensure_samples(store: CollectionStore) -> Collection:
-    """The ``samples`` collection, made on first use (the tenants' size limits do not apply to it)."""
+    """The ``samples`` collection, made on first use.
+
+    The tenants' limits, the picture size limit included, do not apply to these
+    known files: a service configured for small pictures still starts.
+    """
     try:
         return store.get(BUILTIN, SAMPLES)
     except UnknownCollection:
         files = [(path.stem, path.read_bytes()) for path in sample_files()]
-        fitting = CollectionLimits(len(files), sum(len(data) for _, data in files), 10**10, store.limits.max_image_pixels)
+        fitting = CollectionLimits(len(files), sum(len(data) for _, data in files), 10**10, 10**10)
         return CollectionStore(store.storage, fitting).create(BUILTIN, "Sample photos (scikit-image, scikit-learn)", files, collection_id=SAMPLES)
