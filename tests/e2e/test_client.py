@@ -250,3 +250,27 @@ def test_console_script_is_declared():
     from importlib import import_module
 
     assert callable(getattr(import_module(module), function))
+
+
+def test_keys_are_sent_and_refusals_raise_their_class(live, photos):
+    """A second real app that needs keys (same Redis): no key 401, a read key 403 on submit, the admin key works."""
+    admin_key = "client-test-admin-key-0123456789"
+    env = {**live.env, "CONVLENS_OPEN_ACCESS": "false", "CONVLENS_ADMIN_KEY": admin_key}
+    from api.app import create_app
+
+    api = LiveAPI(create_app(settings_from(env))).start()
+    try:
+        with ConvLens(api.url) as anonymous, pytest.raises(errors.Unauthorized) as caught:
+            anonymous.models()
+        assert caught.value.status == 401 and caught.value.code == "missing_api_key"
+        with ConvLens(api.url, api_key=admin_key) as admin:
+            assert {"efficientnet_lite0", "vgg19"} <= {model["name"] for model in admin.models()}
+            made = admin.http.post("/v1/keys", json={"scope": "read", "name": "client test"})
+            assert made.status_code == 201, made.text
+        with ConvLens(api.url, api_key=made.json()["key"]) as reader:
+            assert reader.models()
+            with pytest.raises(errors.Forbidden) as caught:
+                reader.classify(photos / "small_cat.png")
+        assert caught.value.status == 403 and caught.value.code == "insufficient_scope"
+    finally:
+        api.stop()
