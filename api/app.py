@@ -8,14 +8,17 @@ from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
 from api.deps import app_job_service, current_key, require_scope
+from api.inline_links import LinkedResults
 from api.metrics import Metrics
 from api.observability import Observe
 from api.inline_pool import InlinePool
-from api.openapi import install_openapi
+from api.job_schemas import job_components
+from api.openapi import install_openapi, route_operation_id
 from api.problems import install_problem_handlers
 from api.routes import PUBLIC_ROUTERS, ROUTERS
 from api.routes.inline import inline_router
 from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
+from api.routes.web import static_files
 from engine.models import load_model
 from api.deps import make_collection_store
 from api.settings import Settings, get_settings
@@ -58,8 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="See what a convolutional network sees and learned: the methods of CS231n's "
         "'Visualizing and Understanding' over HTTP, inline or as jobs.",
         lifespan=lifespan,
+        generate_unique_id_function=route_operation_id,
     )
     app.state.settings = settings or get_settings()
+    app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
     app.state.model_store = install_model_source(app.state.settings)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
@@ -74,8 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[Depends(current_key)])
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
+    app.mount("/static", static_files(), name="static")
     inline, components = inline_router()
     # last: its catch-all answers POSTs to unknown method names
     app.include_router(inline, dependencies=[Depends(require_scope("submit"))])
-    install_openapi(app, components)
+    job_body, job_schemas = job_components()
+    install_openapi(app, {**components, **job_schemas}, {"submit_job": job_body})
     return app

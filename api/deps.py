@@ -16,6 +16,7 @@ from typing import Annotated, Callable
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.inline_links import LinkedResults
 from api.inline_pool import InlinePool
 from api.inline_request import CollectionResolver, ImageResolver
 from api.job_service import JobService
@@ -221,3 +222,10 @@ CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
 CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]
 FeatureCacheDep = Annotated[StoredFeatures, Depends(feature_cache)]
 StyleModelsDep = Annotated[StyleModelStore, Depends(style_model_store)]
+
+
+def inline_links(request: Request) -> LinkedResults:
+    return request.app.state.inline_links
+
+
+InlineLinksDep = Annotated[LinkedResults, Depends(inline_links)]

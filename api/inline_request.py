@@ -20,7 +20,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from api.problems import Problem
+from api.problems import Problem, invalid_request
 from api.schemas import DEFAULT_MODEL, Base64Image, CollectionInput, Envelope
 from engine.decoding import decode_base64, decode_image
 from engine.registry import Inputs, InputSlot, Method
@@ -154,12 +154,7 @@ def _envelope(body: bytes) -> Envelope:
     try:
         return Envelope.model_validate(document)
     except ValidationError as exc:
-        errors = [
-            {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
-            for error in exc.errors(include_url=False)
-        ]
-        detail = "; ".join(f"{'.'.join(error['loc'])}: {error['msg']}" for error in errors)
-        raise Problem(422, "invalid_request", detail, errors=errors) from None
+        raise invalid_request(exc) from None
 
 
 def _json_uploads(method: Method, envelope: Envelope, collections: CollectionResolver | None) -> dict[str, list[Upload]]:

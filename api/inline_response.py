@@ -1,7 +1,8 @@
 """A Result -> the bytes of the answer the client asked for.
 
-- ``application/json`` (default): :class:`api.schemas.InlineResult`, every
-  artifact embedded in base64 (PNG images, ``.npy`` arrays);
+- ``application/json`` (default): :class:`api.schemas.InlineResult`, the
+  artifacts named by ``?embed=`` embedded in base64 (PNG images, ``.npy``
+  arrays), the others linked (:mod:`api.inline_links`), encoded only if fetched;
 - ``Accept: image/png``: the main picture itself;
 - ``?artifact=<name>``: that artifact itself, PNG for an image or ``.npy`` for
   an array (Accept may name its type, or ``*/*``).
@@ -10,10 +11,13 @@
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from api.problems import Problem
-from engine.encoding import NPY, PNG, encode_artifact, encode_result, has_artifact
+from engine.encoding import NPY, PNG, encode_artifact, has_artifact
 from engine.result import Result
 
 JSON = "application/json"
@@ -26,15 +30,16 @@ class Wanted:
     media_type: str  # for an artifact: the first acceptable of PNG / NPY, checked again once its kind is known
     artifact: str | None = None
     accept: str | None = None
+    embed: frozenset[str] | None = None  # artifact names embedded in JSON ("main": the main picture); None: all
 
 
-def negotiate(accept: str | None, artifact: str | None) -> Wanted:
+def negotiate(accept: str | None, artifact: str | None, embed: frozenset[str] | None = None) -> Wanted:
     offers = [PNG, NPY] if artifact else [JSON, PNG]
     choice = _choose(accept, offers)
     if choice is None:
         what = f"artifact {artifact!r} as " if artifact else ""
         raise Problem(406, "not_acceptable", f"can answer {what}{' or '.join(offers)}, not {accept!r}")
-    return Wanted(choice, artifact, accept)
+    return Wanted(choice, artifact, accept, embed)
 
 
 def _choose(accept: str | None, offers: list[str]) -> str | None:
@@ -60,8 +65,11 @@ def _choose(accept: str | None, offers: list[str]) -> str | None:
     return None
 
 
-def render(result: Result, wanted: Wanted) -> tuple[bytes, str]:
-    """The response body and its media type; ``data["timings"]["encode_ms"]`` gets the encoding time."""
+def render(result: Result, wanted: Wanted, keep: Callable[[Result], str] | None = None) -> tuple[bytes, str]:
+    """The response body and its media type; ``data["timings"]["encode_ms"]`` gets the encoding time.
+
+    ``keep`` stores the result for its links and returns its id (JSON answers that link artifacts).
+    """
     start = time.perf_counter()
     if wanted.artifact is not None:
         content, media_type = _artifact(result, wanted)
@@ -70,7 +78,7 @@ def render(result: Result, wanted: Wanted) -> tuple[bytes, str]:
             raise Problem(406, "not_acceptable", "this result has no picture; ask for application/json")
         content, media_type = encode_artifact(result, _main(result), fast=True).content, PNG
     else:
-        return _json(result), JSON
+        return _json(result, wanted.embed, keep), JSON
     _record_encode_time(result, start)
     return content, media_type
 
@@ -94,19 +102,35 @@ def _record_encode_time(result: Result, start: float) -> None:
     result.data.setdefault("timings", {})["encode_ms"] = round((time.perf_counter() - start) * 1000, 3)
 
 
-def _json(result: Result) -> bytes:
+def _json(result: Result, embed: frozenset[str] | None, keep: Callable[[Result], str] | None) -> bytes:
     start = time.perf_counter()
-    artifacts = [
-        {**artifact.describe(), "data_base64": base64.b64encode(artifact.content).decode("ascii")}
-        for artifact in encode_result(result, fast=True)
-    ]
+    main = _main(result)
+    names = [*result.images, *result.arrays]
+    embedded = set(names) if embed is None or keep is None else {name for name in names if name in embed or (name == main and "main" in embed)}
+    result_id = keep(result) if len(embedded) < len(names) else None
+    artifacts = []
+    for name in names:
+        if name in embedded:
+            artifact = encode_artifact(result, name, fast=True)
+            artifacts.append({**artifact.describe(), "data_base64": base64.b64encode(artifact.content).decode("ascii")})
+        else:
+            artifacts.append({**_describe(result, name), "url": f"/v1/results/{result_id}/{name}"})
     _record_encode_time(result, start)
     data = result.data
     body = {
         "method": data.get("method"),
         "model": data.get("model"),
-        "main": _main(result),
+        "main": main,
         "data": data,
         "artifacts": artifacts,
     }
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _describe(result: Result, name: str) -> dict:
+    """What :meth:`engine.encoding.Artifact.describe` says, without encoding anything."""
+    if name in result.images:
+        image = result.images[name]
+        return {"name": name, "kind": "image", "media_type": PNG, "width": image.width, "height": image.height}
+    array = np.asarray(result.arrays[name])
+    return {"name": name, "kind": "array", "media_type": NPY, "shape": list(array.shape), "dtype": array.dtype.str}

@@ -3,8 +3,9 @@
 Submissions are validated synchronously against the registry (method, model,
 params, input slots, uploaded image ids) and their estimated cost against the
 job caps, so a bad job is refused before it is queued. Identical submissions
-of one tenant (same content hash of method, model, canonical params and input
-ids) share one job unless that job failed or was cancelled. Every call takes
+of one tenant (same content hash of method, model, canonical params, input
+ids, deadline and webhook) share one job unless that job failed, was cancelled
+or aborted. Every call takes
 the tenant it acts for: another tenant's job is not found.
 """
 
@@ -23,6 +24,7 @@ from worker.queue_app import create_celery, send_job, terminate_job
 from api.settings import Settings
 from worker.storage import make_storage
 from worker.uploads import require_images
+from worker import webhooks
 
 
 
@@ -49,10 +51,14 @@ class JobService:
         tenant: str,
         request_id: str | None = None,
         max_active: int = 0,
+        deadline_seconds: float | None = None,
+        webhook: dict | None = None,
     ) -> tuple[Job, bool]:
         """Queue a job of ``tenant`` (or find its identical twin); returns the job and whether it is new.
 
         JobQuotaExceeded when the tenant already has ``max_active`` jobs queued or running.
+        A job with a deadline or a webhook is only ever the twin of one with the same
+        deadline and webhook (both are part of its content hash).
         """
         method = get_method(method_name)
         spec = get_spec(model_name)
@@ -63,6 +69,11 @@ class JobService:
         check_supported(spec, method)
         images = sum(len(ids) if isinstance(ids, list) else 1 for ids in inputs.values())
         check_job(method.name, method.estimate(load_model(spec.name, self.settings.device), typed, images), self.settings.job_caps())
+        webhooks.check_request(webhook, self.settings)
+        options = {"deadline_seconds": deadline_seconds, "webhook": webhook}
+        digest = content_hash(method.name, spec.name, parsed, inputs)
+        if deadline_seconds is not None or webhook is not None:
+            digest = hashlib.sha256(f"{digest}:{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
         job = Job(
             id=new_job_id(),
             method=method.name,
@@ -70,10 +81,13 @@ class JobService:
             queue=method.queue,
             params=parsed,
             inputs=inputs,
-            content_hash=content_hash(method.name, spec.name, parsed, inputs),
+            content_hash=digest,
             tenant=tenant,
             request_id=request_id,
+            webhook=webhook,
         )
+        if deadline_seconds is not None:
+            job.deadline_at = job.created_at + deadline_seconds
         require_images(self.storage, job.input_ids(), tenant)
         with broker_errors():
             job, created = self.jobs.create(job, max_active)
@@ -108,7 +122,10 @@ class JobService:
             if outcome == "terminate":
                 terminate_job(self.celery, job_id)
                 outcome = "terminated"
-            return outcome, self.jobs.get_owned(job_id, tenant)
+            job = self.jobs.get_owned(job_id, tenant)
+            if outcome in ("cancelled", "terminated"):
+                webhooks.enqueue(self.celery, job, "completed")
+            return outcome, job
 
     def ping(self) -> None:
         with broker_errors():

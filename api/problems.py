@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
@@ -20,6 +21,7 @@ from worker.storage import StorageUnavailable
 from worker.collections import CollectionRejected, UnknownCollection
 from worker.style_models import UnknownStyleModel
 from worker.uploads import UnknownImage
+from worker.webhooks import WebhookRefused
 
 PROBLEM_JSON = "application/problem+json"
 log = json_logger("convlens.errors")
@@ -65,6 +67,16 @@ class Problem(Exception):
         self.extra = extra
 
 
+def invalid_request(exc: ValidationError) -> Problem:
+    """422 ``invalid_request`` naming every field pydantic refused."""
+    errors = [
+        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False)
+    ]
+    detail = "; ".join(f"{'.'.join(error['loc'])}: {error['msg']}" for error in errors)
+    return Problem(422, "invalid_request", detail or "invalid request", errors=errors)
+
+
 def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {
         "type": f"https://convlens.dev/problems/{code}",
@@ -108,6 +120,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(CollectionRejected)
     async def _collection_rejected(_request: Request, exc: CollectionRejected):
         return problem_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(WebhookRefused)
+    async def _webhook(_request: Request, exc: WebhookRefused):
+        return problem_response(422, exc.code, exc.message)
 
     @app.exception_handler(BrokerUnavailable)
     async def _broker(request: Request, exc: BrokerUnavailable):

@@ -50,7 +50,8 @@ class ArtifactOut(BaseModel):
     height: int | None = Field(None, description="images only")
     shape: list[int] | None = Field(None, description="arrays only")
     dtype: str | None = Field(None, description="arrays only, numpy dtype string (e.g. '<f4')")
-    data_base64: str
+    data_base64: str | None = Field(None, description="the bytes, when embedded (?embed=)")
+    url: str | None = Field(None, description="where to download it, when linked (valid for a few minutes)")
 
 
 class InlineResult(BaseModel):

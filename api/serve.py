@@ -11,7 +11,8 @@ Celery's filesystem transport (no pub/sub, no job records) cannot. Set
 filesystem backend under ``CONVLENS_STORAGE_DIR`` (default ``var/storage``).
 
 Children: redis-server, ``celery -A worker.app worker -c 1 -Q gpu,cpu``
-(prefetch 1) and ``uvicorn --factory api.app:create_app``. Ctrl-C or SIGTERM
+(prefetch 1), a thread-pool worker for ``-Q webhooks`` (deliveries never wait
+behind a job) and ``uvicorn --factory api.app:create_app``. Ctrl-C or SIGTERM
 stops them in order (API, worker, Redis); if one dies, the rest are stopped.
 The API finishes its in-flight requests first (uvicorn's graceful shutdown,
 ``--graceful-seconds``).
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         worker = _spawn([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork", "-c", "1",
                          "-Q", "gpu,cpu", "--prefetch-multiplier=1", "-l", "info"], env)
         children.append(("worker", worker, 30))
+        hooks = _spawn([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=threads", "-c", "4",
+                        "-Q", "webhooks", "-n", "webhooks@%h", "-l", "warning"], env)
+        children.append(("webhooks", hooks, 10))
         api = _spawn([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", args.host,
                       "--port", str(args.port), "--timeout-graceful-shutdown", str(args.graceful_seconds)], env)
         children.append(("api", api, args.graceful_seconds + 10))

@@ -33,6 +33,15 @@ class Settings(WorkerSettings):
     inline_max_bytes: int = Field(4 * 2**30, ge=1, description="working memory or output bytes")
     inline_time_limit_seconds: float = Field(60.0, gt=0, description="an inline call still running this long stops at its next step (503)")
 
+    # inline artifacts and Prefer: wait
+    inline_embed: str = Field(
+        "none", description="artifacts embedded (base64) in inline JSON answers when the request has no ?embed=: "
+        "'none', 'all', 'main' or a comma-separated list of names; the others are linked"
+    )
+    inline_link_seconds: float = Field(300.0, gt=0, description="how long linked inline artifacts stay downloadable")
+    inline_link_max_results: int = Field(256, ge=1, description="inline results kept for their links (oldest dropped first)")
+    max_wait_seconds: float = Field(60.0, ge=0, description="the longest `Prefer: wait=N` honoured on POST /v1/jobs")
+
     # API keys (api.keys) and their default limits (a key may carry its own; 0: unlimited)
     open_access: bool = Field(
         False, description="no keys: every request acts for the one tenant 'public' with every scope; loopback only"

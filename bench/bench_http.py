@@ -3,7 +3,8 @@
 One process: a real uvicorn server on 127.0.0.1 (in a thread) and an httpx
 client. Runs alternate between the engine (``run_method`` on the decoded
 picture) and HTTP (multipart upload answered as JSON, and as ``Accept:
-image/png``), so both see the same machine load. Prints medians of:
+image/png``; JSON with every artifact embedded, with the default links only, and
+with the main picture embedded), so both see the same machine load. Prints medians of:
 
 - the engine alone, and each HTTP round trip;
 - overhead = round trip - the engine time of that same call (from the
@@ -83,7 +84,12 @@ def main() -> None:
     upload = io.BytesIO()
     photo.save(upload, format="PNG")
     files = {"image": ("chelsea.png", upload.getvalue(), "image/png")}
-    variants = {"JSON answer": {}, "Accept: image/png": {"accept": "image/png"}}
+    variants = {  # name -> (query, headers)
+        "JSON, embed=all": ("?embed=all", {}),
+        "JSON, default (linked)": ("", {}),
+        "JSON, embed=main": ("?embed=main", {}),
+        "Accept: image/png": ("", {"accept": "image/png"}),
+    }
 
     port = free_port()
     server = start_server(port)
@@ -97,8 +103,8 @@ def main() -> None:
                 run_method(method, MODEL, {"image": photo}, {}, device="cpu")
                 engine = (time.perf_counter() - start) * 1000
                 measured = {
-                    name: round_trip(client, f"/v1/{method}", files=files, headers=headers)
-                    for name, headers in variants.items()
+                    name: round_trip(client, f"/v1/{method}{query}", files=files, headers=headers)
+                    for name, (query, headers) in variants.items()
                 }
                 start = time.perf_counter()
                 refused = client.post(f"/v1/{method}", files=files, data={"model": "no_such_model"})
@@ -119,13 +125,13 @@ def main() -> None:
     median = statistics.median
     note = "" if method == "saliency" else " (saliency is not registered: fell back to classify)"
     print(f"method {method}{note}; model {MODEL}; {args.size}x{args.size} PNG upload; {args.runs} runs, medians")
-    print(f"{'engine alone (run_method)':28s} {median(engine_ms):8.2f} ms")
+    print(f"{'engine alone (run_method)':34s} {median(engine_ms):8.2f} ms")
     for name, values in trips.items():
         print(
-            f"{'HTTP, ' + name:28s} {median(values['trip']):8.2f} ms   overhead {median(values['overhead']):6.2f} ms"
+            f"{'HTTP, ' + name:34s} {median(values['trip']):8.2f} ms   overhead {median(values['overhead']):6.2f} ms"
             f"   (of which decode {median(values['decode']):.2f}, encode {median(values['encode']):.2f})"
         )
-    print(f"{'HTTP floor (refused upload)':28s} {median(floor_ms):8.2f} ms")
+    print(f"{'HTTP floor (refused upload)':34s} {median(floor_ms):8.2f} ms")
 
 
 if __name__ == "__main__":

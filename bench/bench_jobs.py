@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.servers import CeleryWorker, RedisServer, free_port, wait_for  # noqa: E402
 
-FINISHED = {"succeeded", "failed", "cancelled"}
+FINISHED = {"succeeded", "failed", "cancelled", "aborted"}
 
 
 def upload_images(api: httpx.Client, count: int, seed: int) -> list[str]:
@@ -70,6 +70,20 @@ def follow(api: httpx.Client, job_id: str) -> dict:
                 assert job["state"] == "succeeded", job
                 return job
     raise RuntimeError("the event stream ended without a final state")
+
+
+def submit_and_wait(api: httpx.Client, image_id: str) -> dict:
+    """One request: ``Prefer: wait=30`` holds it until the job finished."""
+    body = {"method": "probe_steps", "model": "efficientnet_lite0", "inputs": {"image": image_id}, "params": {"steps": 1, "size": 16, "layer": "conv_stem"}}
+    response = api.post("/v1/jobs", json=body, headers={"Prefer": "wait=30"})
+    assert response.status_code == 200 and response.json()["state"] == "succeeded", response.text
+    return response.json()
+
+
+def page_bytes(api: httpx.Client) -> dict[str, int]:
+    """Bytes of the web page's first load: the page, its script and style, and the two catalogue calls it makes."""
+    paths = ["/", "/static/app.js", "/static/style.css", "/v1/models", "/v1/methods"]
+    return {path: len(api.get(path, headers={"accept-encoding": "identity"}).content) for path in paths}
 
 
 def round_trips(api: httpx.Client, image_ids: list[str], wait) -> list[float]:
@@ -123,11 +137,15 @@ def main() -> None:
         try:
             with httpx.Client(base_url=base_url, timeout=30) as api:
                 wait_for(lambda: _ready(api), 120, "the API", interval=0.3)
-                images = upload_images(api, 2 * args.runs + args.jobs + 3, seed=0)
+                images = upload_images(api, 3 * args.runs + args.jobs + 3, seed=0)
                 round_trips(api, images[:3], poll)  # warm-up: the worker child loads its model
-                polled = round_trips(api, images[3:3 + args.runs], poll)
-                streamed = round_trips(api, images[3 + args.runs:3 + 2 * args.runs], follow)
-            rate = throughput(base_url, images[3 + 2 * args.runs:], args.submitters)
+                polled, streamed, waited = [], [], []
+                for i in range(args.runs):  # interleaved, so that all three see the same machine load
+                    polled += round_trips(api, [images[3 + 3 * i]], poll)
+                    streamed += round_trips(api, [images[4 + 3 * i]], follow)
+                    waited.append(_timed(submit_and_wait, api, images[5 + 3 * i]))
+                page = page_bytes(api)
+            rate = throughput(base_url, images[3 + 3 * args.runs:], args.submitters)
         finally:
             api_process.terminate()
             api_process.wait(10)
@@ -136,7 +154,16 @@ def main() -> None:
     print(f"trivial job round trip, one worker (-c 1), {os.cpu_count()} CPU cores")
     print(describe("submit -> poll (2 ms)", polled))
     print(describe("submit -> SSE", streamed))
+    print(describe("Prefer: wait (1 call)", waited))
+    print(f"{'Prefer: wait - poll':<22} median {1000 * (statistics.median(waited) - statistics.median(polled)):+7.1f} ms")
+    print(f"{'web page first load':<22} {sum(page.values()) / 1024:7.1f} KiB   ({', '.join(f'{k} {v}' for k, v in page.items())})")
     print(f"{'throughput':<22} {rate:7.1f} jobs/s   ({args.jobs} jobs, {args.submitters} submitters)")
+
+
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def _ready(api: httpx.Client) -> bool:

@@ -6,6 +6,7 @@ Lua script (atomic with the checks it depends on) that also publishes an
 event on the job's channel for the SSE stream.
 
 States: queued -> running -> succeeded | failed | cancelled; queued -> cancelled;
+queued -> aborted (its deadline to start passed before a worker reached it);
 running -> queued again when the reaper finds its worker gone.
 
 Nothing gets stuck: every unfinished job is in the ``active`` set; a running
@@ -26,18 +27,19 @@ from typing import Any
 
 import redis
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "aborted")
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result")
-_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "sent_at")
+_JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result", "webhook")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "sent_at", "deadline_at")
 
 _CREATE = """
 local existing = redis.call('GET', KEYS[3])
 if existing then
   local state = redis.call('HGET', ARGV[3] .. existing, 'state')
   local sent = redis.call('HEXISTS', ARGV[3] .. existing, 'sent_at') == 1
-  if state and state ~= 'failed' and state ~= 'cancelled' and (sent or state ~= 'queued') then return existing end
+  local reusable = state and state ~= 'failed' and state ~= 'cancelled' and state ~= 'aborted'
+  if reusable and (sent or state ~= 'queued') then return existing end
 end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   local state = redis.call('HGET', ARGV[3] .. id, 'state')
@@ -67,10 +69,18 @@ return 1
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0} end
-if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return {'finished', 0} end
+if state ~= 'queued' and state ~= 'running' then return {'finished', 0} end
 if state == 'running' then
   local owner = redis.call('HGET', KEYS[1], 'worker')
   if owner and owner ~= ARGV[3] and redis.call('EXISTS', ARGV[6] .. owner) == 1 then return {'duplicate', 0} end
+end
+local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
+local never_started = redis.call('HEXISTS', KEYS[1], 'started_at') == 0
+if state == 'queued' and never_started and deadline and tonumber(ARGV[1]) > tonumber(deadline) then
+  redis.call('HSET', KEYS[1], 'state', 'aborted', 'finished_at', ARGV[1], 'error', ARGV[8])
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('PUBLISH', ARGV[4], 'state')
+  return {'aborted', 0}
 end
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
@@ -191,6 +201,8 @@ class Job:
     sent_at: float | None = None
     tenant: str = "public"
     request_id: str | None = None
+    deadline_at: float | None = None  # a job not started by then ends aborted
+    webhook: dict[str, Any] | None = None  # {"url", "events"}: see worker.webhooks
 
     @property
     def finished(self) -> bool:
@@ -287,7 +299,7 @@ class JobStore:
         self.redis.ping()
 
     def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
-        """Store a new queued job, unless an identical one of the same tenant exists that did not fail or get cancelled.
+        """Store a new queued job, unless an identical one of the same tenant exists that did not fail, get cancelled or abort.
 
         Returns the job that stands for the request and whether it is the new one.
         With ``max_active`` > 0, raises JobQuotaExceeded when the tenant already
@@ -361,14 +373,16 @@ class JobStore:
     # -- worker side -------------------------------------------------------
 
     def start(self, job_id: str, max_deliveries: int, worker: str) -> tuple[str, int]:
-        """Claim a delivery: ("run", n) to run it, else why not (missing, finished, cancelled, poisoned)."""
+        """Claim a delivery: ("run", n) to run it, else why not (missing, finished, duplicate, cancelled, aborted, poisoned)."""
         poison = json.dumps({
             "code": "poison_pill",
             "message": f"the job was delivered more than {max_deliveries} times; every attempt ended its worker",
         })
+        late = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
         action, deliveries = self._start(
             keys=[self.key(job_id), self.active],
-            args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison, self._heartbeat_prefix(), self.heartbeat_ms],
+            args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison, self._heartbeat_prefix(),
+                  self.heartbeat_ms, late],
         )
         return _text(action), int(deliveries)
 

@@ -1,4 +1,4 @@
-"""The Celery application: Redis broker, queues ``gpu`` and ``cpu``, settings for GPU work.
+"""The Celery application: Redis broker, queues ``gpu``, ``cpu`` and ``webhooks``, settings for GPU work.
 
 Late acknowledgement with requeue on a lost worker (a job killed with its
 worker runs again), one reserved message per process (prefetch 1; run the
@@ -11,9 +11,10 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from worker.settings import Settings
-from worker.tasks import TASK_NAME, JobTask, run_job
+from worker import webhooks
+from worker.tasks import TASK_NAME, JobTask, run_job_and_notify
 
-QUEUES = ("gpu", "cpu")
+QUEUES = ("gpu", "cpu", "webhooks")
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -42,7 +43,8 @@ def create_celery(settings: Settings) -> Celery:
             "socket_timeout": settings.redis_socket_timeout,
         },
     )
-    app.task(name=TASK_NAME, bind=True, base=JobTask, settings=settings)(run_job)
+    app.task(name=TASK_NAME, bind=True, base=JobTask, settings=settings)(run_job_and_notify)
+    app.task(name=webhooks.TASK_NAME, bind=True, settings=settings, acks_late=True)(webhooks.deliver_task)
     return app
 
 

@@ -20,6 +20,7 @@ from worker.retention import sweep
 from worker.broker import BROKER_ERRORS
 from worker.settings import Settings
 from worker.storage import StorageError, make_storage
+from worker import webhooks
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def reap_once(jobs: JobStore, app: Celery, settings: Settings) -> dict[str, list
         jobs.mark_sent(job)
     for job_id in found["failed"]:
         log.warning("job %s failed: its message was never sent", job_id)
+        webhooks.enqueue(app, jobs.get(job_id), "completed")
     if found["requeue"]:
         log.info("requeued jobs %s", ", ".join(found["requeue"]))
     return found

@@ -23,7 +23,11 @@ def sample_files() -> list[Path]:
 
 
 def ensure_samples(store: CollectionStore) -> Collection:
-    """The ``samples`` collection, made on first use (no tenant's limits apply: the photos ship with the packages)."""
+    """The ``samples`` collection, made on first use.
+
+    The tenants' limits, the picture size limit included, do not apply to these
+    known files: a service configured for small pictures still starts.
+    """
     try:
         return store.get(BUILTIN, SAMPLES)
     except UnknownCollection:

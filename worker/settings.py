@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     model_forward_seconds: float = Field(30.0, gt=0, description="the validating forward pass at the native size may take this long")
     model_cache_bytes: int = Field(4 * 1024**3, ge=0, description="loaded models kept per process (parameters + buffers), least recently used out")
 
+    # webhooks (the API checks a job's webhook; the webhooks worker delivers it)
+    webhook_secret: str | None = Field(
+        None, description="signs webhook deliveries (Standard Webhooks; 'whsec_<base64>' or plain text); unset: jobs may not name a webhook"
+    )
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks target loopback, private and link-local addresses (SSRF risk: tests and closed networks only)"
+    )
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="per delivery attempt")
+    webhook_max_attempts: int = Field(6, ge=1, description="deliveries tried this often before giving up")
+    webhook_retry_base_seconds: float = Field(2.0, ge=0, description="backoff: attempt n waits base * 2**(n-1) seconds")
+    webhook_progress_interval_seconds: float = Field(1.0, ge=0, description="minimum time between progress deliveries")
+
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> "Settings":
         if self.job_soft_time_limit >= self.job_time_limit:

@@ -22,7 +22,8 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from celery import Task
@@ -40,6 +41,7 @@ from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
 from worker.style_models import save_trained_style_model
 from worker.uploads import UnknownImage, load_image
+from worker import webhooks
 
 TASK_NAME = "convlens.run_job"
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class JobTask(Task):
             return
         try:
             record_worker_memory(self.jobs.redis, _worker_name())
-            job = self.jobs.get(args[0]) if retval in (*FINISHED, "poisoned") else None
+            job = self.jobs.get(args[0]) if retval in ENDED else None
             if job is not None and job.finished:
                 ran = job.finished_at - job.started_at if job.started_at and job.finished_at else None
                 record_job(self.jobs.redis, job.method, job.state, ran)
@@ -78,6 +80,18 @@ class JobTask(Task):
             job = self.jobs.get(args[0])
             if job is not None:
                 self.jobs.fail(job, "time_limit", f"the job ran past the hard limit of {self.settings.job_time_limit} s")
+                webhooks.enqueue(self.app, self.jobs.get(job.id), "completed")
+
+
+ENDED = FINISHED | {"poisoned"}  # what a delivery returns when it ended its job
+
+
+def run_job_and_notify(task: JobTask, job_id: str) -> str:
+    """:func:`run_job`, then the job's ``completed`` webhook when this delivery is what ended it."""
+    outcome = run_job(task, job_id)
+    if outcome in ENDED:
+        webhooks.enqueue(task.app, task.jobs.get(job_id), "completed")
+    return outcome
 
 
 def run_job(task: JobTask, job_id: str) -> str:
@@ -112,9 +126,10 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
 
     log.info("job %s: %s on %s (delivery %d)", job.id, job.method, job.model, deliveries,
              extra={"job_id": job.id, "request_id": job.request_id, "tenant": job.tenant})
+    webhooks.enqueue(task.app, job, "start")
     try:
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
-        progress = JobProgress(jobs, task.storage, job, settings)
+        progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, job, "progress"))
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
         with_backoff(lambda: save_trained_style_model(task.storage, job.tenant, job.id, job.method, result), (StorageUnavailable,), budget)
         artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)
@@ -191,10 +206,11 @@ class JobProgress:
     storage: Storage
     job: Job
     settings: Settings
+    on_progress: Callable[[Job], None] | None = None  # the progress webhook, at most every webhook_progress_interval_seconds
 
     def __post_init__(self):
         self.began = time.monotonic()
-        self.last_store = self.last_preview = float("-inf")
+        self.last_store = self.last_preview = self.last_hook = float("-inf")
         self.state: dict = {}
 
     def __call__(self, step: int, total: int, preview: Image.Image | None = None, **info) -> None:
@@ -217,6 +233,9 @@ class JobProgress:
             self.last_store = now
         if self.jobs.report_progress(self.job.id, self.state, store=due):
             raise Cancelled(f"job {self.job.id} was cancelled")
+        if self.on_progress is not None and now - self.last_hook >= self.settings.webhook_progress_interval_seconds:
+            self.last_hook = now
+            self.on_progress(replace(self.job, state="running", progress=dict(self.state)))
 
     def final(self) -> dict | None:
         if not self.state:

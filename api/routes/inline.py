@@ -6,12 +6,14 @@ route, its typed request schema and its documentation with no code here.
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
-from api.deps import CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlinePoolDep, SettingsDep
+from api.deps import CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlineLinksDep, InlinePoolDep, SettingsDep, TenantDep
+from api.inline_links import parse_embed
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
 from api.inline_request import CollectionResolver, Form, ImageResolver, decode_inputs, parse, receive
 from api.inline_response import Wanted, negotiate, render
@@ -23,6 +25,7 @@ from engine.inspect.collection import FeatureCache
 from engine.models import get_spec, load_model
 from engine.models.support import check_supported
 from engine.registry import Method, all_methods, get_method
+from engine.result import Result
 from engine.run import run_method
 from api.settings import Settings
 
@@ -41,8 +44,10 @@ is composited on white. Where the method has a `fit` param, it says how a pictur
 model's input size: `stretch` (whole picture, aspect not kept), `crop` (centre crop) or `pad`
 (letterbox in the dataset's mean colour).
 
-**Answer**: JSON with `data` and every artifact (PNG images, `.npy` arrays) in base64;
-`Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
+**Answer**: JSON with `data` and the artifacts (PNG images, `.npy` arrays): those named by
+`?embed=` (`all`, `none`, `main` or names such as `heatmap,overlay`; default: the service's
+`inline_embed`, `none` unless configured) in base64, the others as links to
+`GET /v1/results/{{id}}/{{name}}`, valid for a few minutes; `Accept: image/png` returns the main picture itself; `?artifact=<name>` returns one artifact
 itself (`image/png` or `application/x-npy`). Errors are `application/problem+json` with a stable
 `code`; 422 `over_inline_budget` when the call's estimated cost (network passes, output pixels,
 bytes) is over the inline budget, and 503 `inline_time_limit` when it runs past the inline time
@@ -67,8 +72,8 @@ def inline_router() -> tuple[APIRouter, dict[str, dict]]:
             f"/{method.name}",
             _endpoint(method),
             methods=["POST"],
-            name=f"inline_{method.name}",
-            operation_id=f"inline_{method.name}",
+            name=method.name,
+            operation_id=method.name,
             summary=method.summary,
             description=method.summary + "\n" + USAGE.format(inputs=_inputs_text(method)),
             response_class=Response,
@@ -88,22 +93,32 @@ def _endpoint(method: Method):
         resolve: ImageResolverDep,
         collections: CollectionResolverDep,
         cache: FeatureCacheDep,
+        links: InlineLinksDep,
+        tenant: TenantDep,
         artifact: Annotated[
             str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
+        ] = None,
+        embed: Annotated[
+            str | None,
+            Query(description="artifacts embedded in the JSON answer: all, none, main, or names (heatmap,overlay); "
+                  "the others are linked", examples=["heatmap,overlay"]),
         ] = None,
     ) -> Response:
         start = time.perf_counter()
         try:
-            wanted = negotiate(request.headers.get("accept"), artifact)
+            wanted = negotiate(request.headers.get("accept"), artifact, parse_embed(embed or settings.inline_embed))
             body = await receive(request, method)
             progress = InlineProgress(settings.inline_time_limit_seconds)
-            work = asyncio.ensure_future(pool.run(answer, method, body, wanted, settings, resolve, progress, collections, cache))
+            work = asyncio.ensure_future(pool.run(
+                answer, method, body, wanted, settings, resolve, progress, collections, cache,
+                lambda result: links.keep(result, tenant),
+            ))
             content, media_type, timings = await until_done_or_gone(request, work, progress)
         finally:
             request.app.state.metrics.inline.labels(method.name).observe(time.perf_counter() - start)
         return Response(content, media_type=media_type, headers={"Server-Timing": server_timing(timings)})
 
-    endpoint.__name__ = f"inline_{method.name}"
+    endpoint.__name__ = method.name
     return endpoint
 
 
@@ -116,6 +131,7 @@ def answer(
     progress: InlineProgress,
     collections: CollectionResolver | None = None,
     cache: FeatureCache | None = None,
+    keep: Callable[[Result], str] | None = None,
 ) -> tuple[bytes, str, dict]:
     """Validate, check the cost against the inline budget, decode, run and encode (in the inline
     pool, off the event loop).
@@ -138,7 +154,7 @@ def answer(
         raise Problem(503, "client_gone", str(exc)) from None
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
-    content, media_type = render(result, wanted)
+    content, media_type = render(result, wanted, keep)
     return content, media_type, timings
 
 
@@ -164,12 +180,18 @@ def _inputs_text(method: Method) -> str:
     )
 
 
+def _example(method: Method) -> dict:
+    picture = {"image_id": "<image id from POST /v1/images>"}
+    inputs = {slot.name: [picture] * slot.min_count if slot.many else picture for slot in method.inputs if not slot.optional}
+    return {"model": "efficientnet_lite0", "params": {}, "inputs": inputs}
+
+
 def _request_body(method: Method, json_ref: dict, params_ref: dict) -> dict:
     return {
         "required": True,
         "content": {
             "multipart/form-data": {"schema": multipart_schema(method, params_ref)},
-            "application/json": {"schema": json_ref},
+            "application/json": {"schema": json_ref, "example": _example(method)},
         },
     }
 

@@ -1,20 +1,24 @@
 """Jobs: submit a method run, follow it (poll or SSE), cancel it, download its artifacts."""
 
 import asyncio
-import json
 import math
 import time
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CollectionsDep, JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
-from api.problems import Problem
-from worker.collections import resolve_inputs
+from api.job_schemas import CollectionRef, JobRequest
+from api.job_wait import close_subscription, preferred_wait, wait_finished
+from api.json_response import FiniteJSONResponse, finite_json
+from api.problems import Problem, invalid_request
+from api.keys import ApiKey
+from api.settings import Settings
+from worker.collections import CollectionStore, resolve_inputs
 from worker.jobs import STATES, Job
 from api.job_service import JobService
 from worker.broker import BROKER_ERRORS
@@ -22,22 +26,7 @@ from worker.storage import ObjectNotFound, Storage
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-
-class CollectionRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    collection: str = Field(description="a collection id (POST /v1/collections; 'samples' is built in): its images, in order")
-
-
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
-    model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
-    inputs: dict[str, str | list[str] | CollectionRef] = Field(
-        default_factory=dict,
-        description="input slot -> uploaded image id (POST /v1/images), a list of ids, or {\"collection\": id} for all of a collection's images",
-    )
-    params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
+JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobOut"}}}}
 
 
 def _iso(moment: float | None) -> str | None:
@@ -77,6 +66,8 @@ def job_body(job: Job, storage: Storage) -> dict:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "deadline_at": _iso(job.deadline_at),
+        "webhook": job.webhook,
         "progress": progress,
         "error": job.error,
         "artifacts": artifacts,
@@ -95,18 +86,35 @@ def _found(job: Job | None, job_id: str) -> Job:
     "/jobs",
     status_code=202,
     summary="Submit a job; identical submissions share one job",
-    responses={200: {"description": "an identical job already succeeded"}, 202: {"description": "queued or running"}},
+    description="The body names the method and carries its inputs (uploaded image ids, or `{\"collection\": id}` "
+    "for all of a collection's images) and params; "
+    "its schema is one per method, told apart by `method`. `Prefer: wait=N` holds the request up to N seconds "
+    "(at most `max_wait_seconds`) and answers 200 with the finished job if it finished in time, else 202 as usual. "
+    "`deadline_seconds`: a job not started that long after submission ends `aborted`. `webhook`: its events "
+    "are POSTed to a URL, signed (Standard Webhooks).",
+    response_model=None,
+    response_class=FiniteJSONResponse,
+    responses={
+        200: {"description": "finished: an identical job already succeeded, or it finished within `Prefer: wait`", **JOB},
+        202: {"description": "queued or running; follow Location", **JOB},
+    },
     dependencies=[Depends(require_scope("submit"))],
 )
-def submit_job(
-    request: JobRequest, service: JobsDep, settings: SettingsDep, collections: CollectionsDep, key: KeyDep, http: Request,
+async def submit_job(
+    request: Request,
+    service: JobsDep,
+    settings: SettingsDep,
+    collections: CollectionsDep,
+    key: KeyDep,
     response: Response,
+    prefer: Annotated[str | None, Header(description="`wait=N`: hold the answer up to N seconds for the job to finish")] = None,
 ) -> dict:
-    inputs = resolve_inputs(collections, key.tenant, {k: v.model_dump() if isinstance(v, CollectionRef) else v for k, v in request.inputs.items()})
-    job, _created = service.submit(
-        request.method, request.model, inputs, request.params, key.tenant,
-        getattr(http.state, "request_id", None), key_limit(key, settings, "max_active_jobs"),
-    )
+    body = parse_job_request(await request.body())
+    job, _created = await run_in_threadpool(_submit, service, settings, collections, key, body, getattr(request.state, "request_id", None))
+    wait = preferred_wait(prefer, settings.max_wait_seconds)
+    if wait is not None:
+        job = await wait_finished(service, job, wait)
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200
@@ -115,7 +123,29 @@ def submit_job(
     return job_body(job, service.storage)
 
 
-@router.get("/jobs", summary="Jobs, newest first, optionally of one state")
+def _submit(service: JobService, settings: Settings, collections: CollectionStore, key: ApiKey, body: JobRequest, request_id: str | None):
+    """Resolve collection inputs and submit (storage and Redis I/O: run in the threadpool)."""
+    inputs = resolve_inputs(collections, key.tenant, {k: v.model_dump() if isinstance(v, CollectionRef) else v for k, v in body.inputs.items()})
+    return service.submit(
+        body.method, body.model, inputs, body.params, key.tenant, request_id, key_limit(key, settings, "max_active_jobs"),
+        body.deadline_seconds, body.webhook.model_dump(mode="json") if body.webhook else None,
+    )
+
+
+def parse_job_request(body: bytes) -> JobRequest:
+    try:
+        return JobRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+@router.get(
+    "/jobs",
+    summary="Jobs, newest first, optionally of one state",
+    response_model=None,
+    response_class=FiniteJSONResponse,
+    responses={200: {"description": "one page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobPage"}}}}},
+)
 def list_jobs(
     service: JobsDep,
     tenant: TenantDep,
@@ -127,7 +157,9 @@ def list_jobs(
     return {"jobs": [job_body(job, service.storage) for job in jobs], "next_cursor": next_cursor}
 
 
-@router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts")
+@router.get("/jobs/{job_id}", summary="One job: state, progress, error, artifacts", response_model=None,
+            response_class=FiniteJSONResponse,
+            responses={200: {"description": "the job", **JOB}})
 def get_job(job_id: str, service: JobsDep, tenant: TenantDep) -> dict:
     return job_body(_found(service.get(job_id, tenant), job_id), service.storage)
 
@@ -139,9 +171,11 @@ def get_job(job_id: str, service: JobsDep, tenant: TenantDep) -> dict:
     "one still running `cancel_grace_seconds` after that first request is killed by a repeated DELETE "
     "(its worker process is terminated) and ends cancelled.",
     responses={
-        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)"},
-        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it"},
+        200: {"description": "cancelled: it was queued (never runs), or it ignored the first request past the grace period (killed)", **JOB},
+        202: {"description": "running: asked to stop at its next step; DELETE again after Retry-After seconds to kill it", **JOB},
     },
+    response_model=None,
+    response_class=FiniteJSONResponse,
     dependencies=[Depends(require_scope("submit"))],
 )
 def cancel_job(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep, response: Response) -> dict:
@@ -234,13 +268,8 @@ async def _events(job_id: str, service: JobService, heartbeat: float):
     except BROKER_ERRORS:
         yield _sse("error", {"code": "broker_unavailable", "detail": "the job queue became unreachable; reconnect later"})
     finally:
-        await asyncio.shield(_close(pubsub, client))
-
-
-async def _close(pubsub, client) -> None:
-    await pubsub.aclose()
-    await client.aclose()
+        await asyncio.shield(close_subscription(pubsub, client))
 
 
 def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return f"event: {event}\ndata: {finite_json(data).decode()}\n\n"

@@ -1,8 +1,8 @@
 """API keys (admin scope): make one (its token is shown once), list them, revoke one."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Body, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import KeyStoreDep, require_scope
@@ -26,8 +26,15 @@ class KeyRequest(BaseModel):
     max_stored_bytes: int | None = Field(None, ge=0, description="uploaded bytes its tenant keeps (0: unlimited)")
 
 
+KEY_EXAMPLES = {
+    "submit": {"summary": "a key that submits jobs for a new tenant", "value": {"scope": "submit", "name": "batch jobs"}},
+    "shared": {"summary": "a read-only key of an existing tenant, 60 requests a minute",
+               "value": {"scope": "read", "name": "dashboard", "tenant": "acme", "rate_per_minute": 60}},
+}
+
+
 @router.post("/keys", status_code=201, summary="Make an API key; the answer holds its token, shown only this once")
-def create_key(request: KeyRequest, keys: KeyStoreDep, response: Response) -> dict:
+def create_key(request: Annotated[KeyRequest, Body(openapi_examples=KEY_EXAMPLES)], keys: KeyStoreDep, response: Response) -> dict:
     with broker_errors():
         key, token = keys.create(**request.model_dump())
     response.headers["Location"] = f"/v1/keys/{key.id}"

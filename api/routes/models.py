@@ -27,7 +27,7 @@ _REGISTER_BODY = {
                     "type": "object",
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "ONNX, torch.export (.pt2) or TorchScript file"},
-                        "metadata": {"type": "string", "description": "JSON: name, preprocessing, input_size, labels, optional gradcam_layer, embedding_layer, first_conv, format"},
+                        "metadata": {"type": "string", "description": "JSON: name, preprocessing, input_size, labels, optional gradcam_layer, embedding_layer, first_conv, format, eval_fit"},
                     },
                     "required": ["file", "metadata"],
                 }

@@ -54,7 +54,10 @@ class StylizeRequest(BaseModel):
     summary="Stylise a picture with a stored style model, in one forward pass",
     response_class=Response,
     responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": StylizeRequest.model_json_schema()}}}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": StylizeRequest.model_json_schema(),
+        "example": {"style_model": "<style model id>", "image": {"image_id": "<image id>"}, "max_side": 512},
+    }}}},
     dependencies=[SUBMIT],
 )
 async def stylize(request: Request, store: StyleModelsDep, tenant: TenantDep, pool: InlinePoolDep, settings: SettingsDep, service: JobsDep) -> Response:

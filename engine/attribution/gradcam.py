@@ -15,7 +15,7 @@ from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.errors import InvalidParams
 from engine.hooks import capture
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
 from engine.result import Result
@@ -53,7 +53,7 @@ def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Re
     index = requested_class(model, params.target_class)
     layer = params.layer or model.spec.default_layer
     model.layer(layer)
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     clock = Stopwatch()
     upsampled, cam, logits, index = gradcam_map(model, to_tensor(image, model.device), layer, index)
     clock.lap("attribution_ms")

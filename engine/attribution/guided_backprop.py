@@ -19,7 +19,7 @@ from engine.attribution.render import attribution_result, gradient_picture
 from engine.attribution.targets import ClassTarget, UnitTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.errors import UnsupportedModel
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
 from engine.relu_rules import Rule, rule_copy, run_until_node
@@ -67,7 +67,7 @@ def relu_rule_gradient(
 
 def _run(rule: Rule, name: str):
     def run(model: ConvLensModel, inputs, params: ReluRuleParams, progress) -> Result:
-        image = fit_image(inputs["image"], model.input_size, params.fit)
+        image = model.fit_input(inputs["image"], params.fit)
         unit, index = None, None
         if params.layer is not None:
             unit = UnitTarget.checked(model, params.layer, params.channel, params.neuron, params.reduce, model.input_size)

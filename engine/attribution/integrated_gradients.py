@@ -21,7 +21,7 @@ from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.cost import Cost, saved_for_backward
-from engine.imaging import fit_image, to_image, to_tensor
+from engine.imaging import to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
 from engine.registry import method
@@ -99,7 +99,7 @@ def integrated_gradients_cost(model: ConvLensModel, params: IntegratedGradientsP
 )
 def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progress) -> Result:
     index = requested_class(model, params.target_class)
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     x = to_tensor(image, model.device)
     baseline = baseline_picture(model, x, params.baseline, params.blur_sigma)
     clock = Stopwatch()

@@ -29,7 +29,7 @@ from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.cost import Cost, forward_peak
 from engine.errors import InvalidParams
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
 from engine.registry import method
@@ -162,7 +162,7 @@ def occlusion_cost(model: ConvLensModel, params: OcclusionParams, images: int) -
 )
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:
     index = requested_class(model, params.target_class)
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     fill = tuple(model.mean_colour().flatten().tolist()) if params.fill == "mean" else tuple(c / 255.0 for c in params.fill)
     clock = Stopwatch()
     found = occlusion_drops(

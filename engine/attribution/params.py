@@ -15,7 +15,9 @@ class AttributionParams(BaseModel):
     target_class: int | str | None = Field(
         None, description="class to explain, as an index or a label; default: the predicted top-1 class"
     )
-    fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
+    fit: Fit | None = Field(
+        None, description="how the picture is resized to the model's input size; default: the model's own evaluation resize (eval_fit in GET /v1/models)"
+    )
     normalization: Normalization = Field(
         "auto",
         description="how the map is scaled for the heatmap: percentile (the top `outlier_percentile`% of pixels "

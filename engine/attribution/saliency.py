@@ -11,7 +11,7 @@ from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
 from engine.attribution.targets import ClassTarget, requested_class
 from engine.attribution.timing import Stopwatch
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
 from engine.result import Result
@@ -30,7 +30,7 @@ class SaliencyParams(AttributionParams):
 )
 def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> Result:
     index = requested_class(model, params.target_class)
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     clock = Stopwatch()
     grad, logits, index = class_gradient(channels_last_forward(model), to_tensor(image, model.device), index)
     clock.lap("attribution_ms")

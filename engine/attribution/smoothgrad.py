@@ -17,7 +17,7 @@ from engine.attribution.render import attribution_result, max_abs_over_channels
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.cost import FLOAT, Cost, saved_for_backward
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.progress import Progress, no_progress
 from engine.registry import method
@@ -66,7 +66,7 @@ def smoothgrad_cost(model: ConvLensModel, params: SmoothGradParams, images: int)
 )
 def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress) -> Result:
     index = requested_class(model, params.target_class)
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     x = to_tensor(image, model.device)
     clock = Stopwatch()
     with torch.inference_mode():

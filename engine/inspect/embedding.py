@@ -30,6 +30,8 @@ class EmbeddingParams(FeatureParams):
 
 def project(vectors: np.ndarray, params: EmbeddingParams) -> tuple[np.ndarray, dict]:
     """(N, 2) coordinates and what the projection reports about itself."""
+    if not np.ptp(vectors, axis=0).any():  # one point: PCA divides by zero variance, scikit-learn's t-SNE crashes
+        return np.zeros((len(vectors), 2)), {"notes": ["every image has the same features: all are drawn at one point"]}
     if params.method == "pca":
         pca = PCA(n_components=2)
         return pca.fit_transform(vectors), {"explained_variance_ratio": pca.explained_variance_ratio_.tolist(), "notes": []}

@@ -3,7 +3,7 @@
 import torch
 from pydantic import BaseModel, Field
 
-from engine.imaging import Fit, fit_image, to_tensor
+from engine.imaging import Fit, to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
 from engine.result import Result
@@ -11,7 +11,9 @@ from engine.result import Result
 
 class ClassifyParams(BaseModel):
     top_k: int = Field(5, ge=1, le=1000, description="how many classes to return")
-    fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
+    fit: Fit | None = Field(
+        None, description="how the picture is resized to the model's input size; default: the model's own evaluation resize (eval_fit in GET /v1/models)"
+    )
 
 
 @method(
@@ -23,7 +25,7 @@ class ClassifyParams(BaseModel):
     queue="cpu",
 )
 def classify(model: ConvLensModel, inputs, params: ClassifyParams, progress) -> Result:
-    image = fit_image(inputs["image"], model.input_size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit)
     with torch.inference_mode():
         probs = model(to_tensor(image, model.device)).softmax(-1)[0]
     values, indices = probs.topk(min(params.top_k, probs.numel()))

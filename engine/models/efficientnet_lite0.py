@@ -45,6 +45,7 @@ SPEC = register_model(
         build=build,
         preprocessing=Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
         input_size=(224, 224),
+        eval_fit="crop",  # ImageNet evaluation: shorter side resized, centre crop
         first_conv="conv_stem",
         labels=IMAGENET_LABELS,
         penultimate="global_pool",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 from torch import nn
 
 from engine.errors import ModelRejected
+from engine.imaging import Fit
 from engine.models.formats import ModelFormat, timed
 from engine.models.labels import IMAGENET_LABELS
 from engine.models.wrapper import ConvLensModel, Preprocessing
@@ -55,6 +56,8 @@ class ModelMetadata(BaseModel):
     embedding_layer: str | None = Field(None, description="layer whose output is an image's feature vector; default: the one before the classifier")
     first_conv: str | None = Field(None, description="the convolution on the pixels; default: the first Conv2d with 3 input channels")
     format: ModelFormat | None = Field(None, description="the file's format; default: detected from the file")
+    eval_fit: Fit = Field("stretch", description="how the model's own evaluation resizes a picture (stretch, crop, pad): "
+                          "the default fit of classify and the attributions")
 
     @classmethod
     def parse(cls, raw: str | bytes | dict) -> "ModelMetadata":
@@ -90,6 +93,7 @@ def spec_from_metadata(
         labels=meta.label_tuple(),
         penultimate=meta.embedding_layer,
         default_layer=meta.gradcam_layer,
+        eval_fit=meta.eval_fit,
         weights=f"registered {fmt} file, sha256 {content_hash}",
         format=fmt,
         owner=owner,

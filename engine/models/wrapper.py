@@ -15,11 +15,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import torch
+from PIL import Image
 from torch import nn
 
 from engine.concurrency import GATE
 from engine.errors import UnknownChannel, UnknownClass, UnknownLayer
 from engine.hooks import this_thread_only
+from engine.imaging import Fit, fit_image
 
 if TYPE_CHECKING:
     from engine.models.zoo import ModelSpec
@@ -123,6 +125,9 @@ class ConvLensModel(nn.Module):
         """
         mean = self.normalize.mean
         return (mean.flip(1) if self.normalize.bgr else mean).clone()
+    def fit_input(self, image: Image.Image, fit: Fit | None = None) -> Image.Image:
+        """``image`` at the model's input size, resized by ``fit`` or, when None, as its own evaluation does."""
+        return fit_image(image, self.input_size, fit or self.spec.eval_fit)
 
     # -- layers ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.errors import UnknownModel
+from engine.imaging import Fit
 from engine.models.cache import ModelCache
 from engine.models.wrapper import ConvLensModel, Preprocessing
 from engine.named_registry import NameTaken, Registry
@@ -33,6 +34,7 @@ class ModelSpec:
     penultimate: str | None = None  # layer whose output is the image's feature vector
     default_layer: str | None = None  # a sensible deep conv layer (Grad-CAM, activations)
     weights: str = ""
+    eval_fit: Fit = "stretch"  # how the model's own evaluation resizes a picture; the default fit of classify and attributions
     format: str = "builtin"  # or a registered file's format: onnx, torch_export, torchscript
     owner: str | None = None  # the tenant that registered it; None for built-ins
     content_hash: str = ""  # sha256 of a registered file
@@ -53,6 +55,7 @@ class ModelSpec:
             "penultimate": self.penultimate,
             "default_layer": self.default_layer,
             "weights": self.weights,
+            "eval_fit": self.eval_fit,
             "format": self.format,
             "builtin": self.builtin,
         }

@@ -84,6 +84,15 @@ def test_samples_are_real_named_photos(client):
     assert client.delete("/v1/collections/samples").status_code == 409
 
 
+def test_samples_are_made_even_where_the_picture_limit_is_smaller(tmp_path):
+    """The samples are known files: a service configured for small pictures still starts with them."""
+    settings = make_settings(storage_dir=str(tmp_path / "storage"), max_image_pixels=64 * 64)
+    with TestClient(create_app(settings)) as small:
+        assert len(small.get("/v1/collections/samples").json()["images"]) >= 6
+        refused = post_files(small, [("big.png", encode(Image.new("RGB", (65, 64))))])
+        assert refused.status_code == 413 and refused.json()["code"] == "image_too_large"
+
+
 def test_foreign_and_malformed_ids_are_404(client, photos):
     for bad in ("0" * 24, "samples2", "a.b"):
         answer = client.get(f"/v1/collections/{bad}")

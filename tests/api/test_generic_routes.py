@@ -66,8 +66,11 @@ def test_every_inline_method_runs_over_http_with_default_params(client, astronau
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["method"] == method.name and body["data"]["timings"]["total_ms"] > 0
-    for artifact in body["artifacts"]:
-        content = base64.b64decode(artifact["data_base64"])
+    for artifact in body["artifacts"]:  # linked by default: fetched once each
+        assert "data_base64" not in artifact
+        download = client.get(artifact["url"])
+        assert download.headers["content-type"] == artifact["media_type"]
+        content = download.content
         if artifact["kind"] == "image":
             assert Image.open(io.BytesIO(content)).size == (artifact["width"], artifact["height"])
         else:

@@ -39,7 +39,7 @@ def test_many_slots_mix_ids_and_inline_pictures(probe_method, client, chelsea, c
     with TestClient(create_app(client.app.state.settings)) as probe_client:
         cat = probe_client.post("/v1/images", files={"file": ("cat.png", encode(chelsea), "image/png")}).json()["id"]
         pictures = [{"image_id": cat}, {"base64": base64.b64encode(encode(coffee)).decode()}]
-        response = probe_client.post("/v1/probe", json={"inputs": {"images": pictures}})
+        response = probe_client.post("/v1/probe?embed=sizes", json={"inputs": {"images": pictures}})
         assert response.status_code == 200, response.text
         sizes = next(a for a in response.json()["artifacts"] if a["name"] == "sizes")
         assert np.load(io.BytesIO(base64.b64decode(sizes["data_base64"]))).tolist() == [list(chelsea.size), list(coffee.size)]

@@ -15,14 +15,14 @@ CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat
 
 def multipart(client, image_bytes, params=None, **kwargs):
     data = {"params": json.dumps(params)} if params is not None else {}
-    return client.post("/v1/classify", files={"image": ("photo", image_bytes, "application/octet-stream")}, data=data, **kwargs)
+    return client.post("/v1/classify?embed=all", files={"image": ("photo", image_bytes, "application/octet-stream")}, data=data, **kwargs)
 
 
 def as_json(client, image_bytes, params=None, **kwargs):
     body = {"inputs": {"image": {"base64": base64.b64encode(image_bytes).decode()}}}
     if params is not None:
         body["params"] = params
-    return client.post("/v1/classify", json=body, **kwargs)
+    return client.post("/v1/classify?embed=all", json=body, **kwargs)
 
 
 @pytest.mark.parametrize("send", [multipart, as_json], ids=["multipart", "json"])

@@ -66,7 +66,7 @@ def test_catalogue_lists_every_convolution_with_its_shape(architecture):
 
 def test_first_layer_filters_come_as_rgb_tiles(registry_client, architecture):
     net, _size, described = architecture
-    response = registry_client.post("/v1/filters", json={"model": described["name"], "params": {"max_filters": 16}})
+    response = registry_client.post("/v1/filters?embed=all", json={"model": described["name"], "params": {"max_filters": 16}})
     assert response.status_code == 200, response.text
     body = response.json()
     first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
@@ -85,7 +85,7 @@ def test_attribution_methods_run(registry_client, architecture, small_chelsea, m
     _net, size, described = architecture
     params = {"window": size[0] // 4, "stride": size[0] // 4} if method == "occlusion" else {}
     files = {"image": ("p.png", encode(small_chelsea, "PNG"), "image/png")}
-    response = registry_client.post(f"/v1/{method}", files=files, data={"model": described["name"], "params": json.dumps(params)})
+    response = registry_client.post(f"/v1/{method}?embed=all", files=files, data={"model": described["name"], "params": json.dumps(params)})
     assert response.status_code == 200, response.text
     maps = [a for a in response.json()["artifacts"] if a["name"] == "map"]
     array = np.load(io.BytesIO(base64.b64decode(maps[0]["data_base64"])), allow_pickle=False)

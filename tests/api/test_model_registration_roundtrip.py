@@ -14,18 +14,18 @@ from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, register, reg
 from tests.pictures import encode
 
 BUILTIN = "efficientnet_lite0"
-METHODS = {
-    "saliency": {},
-    "guided_backprop": {},
-    "gradcam": {},
-    "occlusion": {"window": 56, "stride": 56},
+METHODS = {  # explicit fit: the maps are compared as before eval_fit (classify checks the declared eval_fit)
+    "saliency": {"fit": "stretch"},
+    "guided_backprop": {"fit": "stretch"},
+    "gradcam": {"fit": "stretch"},
+    "occlusion": {"window": 56, "stride": 56, "fit": "stretch"},
 }
 EXPORTERS = {"onnx": lambda net: onnx_bytes(net, (224, 224)), "torch_export": lambda net: pt2_bytes(net, (224, 224))}
 
 
 def call(client, method: str, model: str, image: bytes, params: dict) -> dict:
     body = {"model": model, "params": params, "inputs": {"image": {"base64": base64.b64encode(image).decode()}}}
-    response = client.post(f"/v1/{method}", json=body)
+    response = client.post(f"/v1/{method}?embed=all", json=body)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -43,7 +43,7 @@ def arrays(answer: dict) -> dict[str, np.ndarray]:
 def copy(request, registry_client, efficientnet):
     fmt = request.param
     name = f"lite0-{fmt.replace('_', '-')}"
-    meta = {"name": name, "preprocessing": IMAGENET_PRE, "input_size": [224, 224], "labels": "imagenet"}
+    meta = {"name": name, "preprocessing": IMAGENET_PRE, "input_size": [224, 224], "labels": "imagenet", "eval_fit": "crop"}
     response = register(registry_client, name, EXPORTERS[fmt](efficientnet.net), meta)
     assert response.status_code == 201, response.text
     described = response.json()

@@ -29,7 +29,7 @@ def scripted(registry_client):
 
 def post(client, method, model, picture, params=None):
     files = {"image": ("p.png", encode(picture, "PNG"), "image/png")}
-    return client.post(f"/v1/{method}", files=files, data={"model": model, "params": json.dumps(params or {})})
+    return client.post(f"/v1/{method}?embed=all", files=files, data={"model": model, "params": json.dumps(params or {})})
 
 
 def array(answer, name="map") -> np.ndarray:

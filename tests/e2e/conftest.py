@@ -9,7 +9,7 @@ import redis
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.e2e.servers import CeleryWorker, RedisServer, S3Server, s3_env
+from tests.e2e.servers import CeleryWorker, LiveAPI, RedisServer, S3Server, s3_env
 from worker.jobs import FINISHED
 from api.settings import Settings
 
@@ -95,3 +95,36 @@ def stack(request, redis_server, s3_server, tmp_path_factory):
     yield stack
     stack.client.close()
     stack.worker.stop()
+
+
+WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy1vbmx5LTMyLWJ5dGVzISE="
+
+
+@dataclass
+class Live:
+    """The app on a real loopback port (uvicorn), a job worker and a webhook worker, real Redis."""
+
+    url: str
+    settings: Settings
+    env: dict[str, str]
+    worker: CeleryWorker
+    hooks_worker: CeleryWorker
+
+
+@pytest.fixture(scope="session")
+def live(redis_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    env = stack_env(redis_server.url.replace("/0", "/5"), "filesystem", tmp, None, webhook_secret=WEBHOOK_SECRET,
+                    webhook_allow_private="true", webhook_retry_base_seconds="0.2",
+                    webhook_progress_interval_seconds="1", inline_threads="2", max_upload_bytes="3000000")
+    redis.Redis.from_url(env["CONVLENS_REDIS_URL"]).flushdb()
+    worker = CeleryWorker(env, tmp / "worker.log").start()
+    hooks = CeleryWorker(env, tmp / "hooks.log", queues="webhooks", pool="threads", concurrency=4).start()
+    from api.app import create_app
+
+    settings = settings_from(env)
+    api = LiveAPI(create_app(settings)).start()
+    yield Live(api.url, settings, env, worker, hooks)
+    api.stop()
+    hooks.stop()
+    worker.stop()

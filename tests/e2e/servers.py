@@ -93,7 +93,8 @@ def _pings(client: redis.Redis) -> bool:
 class CeleryWorker:
     """``celery -A worker.app worker --pool=prefork -c 1 -Q gpu,cpu`` in its own process group."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "gpu,cpu", pool: str = "prefork", concurrency: int = 1,
+                 extra_args: tuple[str, ...] = ()):
         # One torch thread: the worker shares the cores with the test process (and, here, other work);
         # torch's default of a thread per core made the every-method file 3-4x slower when measured.
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -101,13 +102,14 @@ class CeleryWorker:
         self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self.name = ""
+        self.queues, self.pool, self.concurrency = queues, pool, concurrency
 
     def start(self, timeout: float = 90) -> "CeleryWorker":
         self.name = f"w{uuid.uuid4().hex[:8]}@test"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork", "-c", "1",
-             "-Q", "gpu,cpu", "--prefetch-multiplier=1", "-n", self.name, "--without-gossip",
+            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", f"--pool={self.pool}", "-c", str(self.concurrency),
+             "-Q", self.queues, "--prefetch-multiplier=1", "-n", self.name, "--without-gossip",
              "--without-mingle", "--without-heartbeat", "-l", "info", *self.extra_args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -182,3 +184,33 @@ def s3_env(server: S3Server, bucket: str) -> dict[str, str]:
         "CONVLENS_S3_SECRET_ACCESS_KEY": "testing",
         "CONVLENS_S3_CREATE_BUCKET": "true",
     }
+
+
+class LiveAPI:
+    """The real app served by uvicorn on a loopback port, in a thread of the test process."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "LiveAPI":
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), 60, "uvicorn")
+        if not self.server.started:
+            raise RuntimeError("uvicorn did not start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(10)

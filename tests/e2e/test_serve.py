@@ -45,7 +45,7 @@ def test_serve_runs_a_job_with_nothing_installed_and_stops_every_child(tmp_path,
         done = wait_for(lambda: (j := api.get(f"/v1/jobs/{job['id']}").json())["state"] in {"succeeded", "failed"} and j, 120, "the job")
         assert done["state"] == "succeeded", done
         children = children_of(launcher.pid)
-        assert len(children) == 3  # redis-server, celery worker, uvicorn
+        assert len(children) == 4  # redis-server, celery worker, webhook worker, uvicorn
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(60) == 0
         time.sleep(0.5)

@@ -110,7 +110,7 @@ def test_saliency_matches_captum_on_efficientnet(efficientnet, cat224):
 def test_saliency_method_matches_captum_on_efficientnet(efficientnet, chelsea):
     """The registered method (channels-last copy, through the registry) against Captum on the plain model."""
     result = run_method("saliency", "efficientnet_lite0", {"image": chelsea}, {}, device="cpu")
-    x = to_tensor(fit_image(chelsea, efficientnet.input_size))
+    x = to_tensor(fit_image(chelsea, efficientnet.input_size, "crop"))  # efficientnet's evaluation resize, the default
     index = result.data["target"]["index"]
     theirs = Saliency(efficientnet).attribute(x, target=index, abs=True)[0].amax(0)
     ours = torch.from_numpy(result.arrays["map"])

@@ -106,6 +106,16 @@ def test_tsne_runs_on_a_small_collection_and_clamps_perplexity(vgg19, photos):
     assert hook_count(vgg19) == 0
 
 
+@pytest.mark.parametrize("projection", ["tsne", "pca"])
+def test_identical_images_lie_at_one_point_instead_of_crashing(vgg19, chelsea, projection):
+    """Three copies of one photo have no spread: scikit-learn's t-SNE would crash the process on them."""
+    params = {"method": projection, "size": 64, "iterations": 250, "canvas": 256}
+    result = run_method("embedding", "vgg19", {"images": [chelsea] * 3}, params, device="cpu")
+    assert result.arrays["coordinates"].tolist() == [[0.0, 0.0]] * 3
+    assert "same features" in result.data["notes"][0]
+    json.dumps(result.data, allow_nan=False)
+
+
 def test_collection_limits_are_enforced(photos):
     with pytest.raises(InvalidParams, match="2..256"):
         run_method("nearest_neighbours", "vgg19", {"images": photos[:1]}, {"size": 64}, device="cpu")

@@ -79,3 +79,18 @@ def test_layers_are_indexed_once_not_walked_per_lookup(efficientnet, monkeypatch
     with pytest.raises(UnknownLayer):
         efficientnet.layer("")
     assert walks == []
+
+
+def test_classify_and_attributions_default_to_the_models_evaluation_resize(chelsea):
+    """efficientnet_lite0 declares a centre crop (its ImageNet evaluation); an explicit fit still wins."""
+    from engine.models import get_spec
+    from engine.run import run_method
+
+    assert get_spec("efficientnet_lite0").eval_fit == "crop" and get_spec("vgg19").eval_fit == "stretch"
+    wide = chelsea.resize((400, 200))
+    for method in ("classify", "saliency"):
+        default = run_method(method, "efficientnet_lite0", {"image": wide}, {}, device="cpu").images["input"]
+        cropped = run_method(method, "efficientnet_lite0", {"image": wide}, {"fit": "crop"}, device="cpu").images["input"]
+        stretched = run_method(method, "efficientnet_lite0", {"image": wide}, {"fit": "stretch"}, device="cpu").images["input"]
+        assert default.tobytes() == cropped.tobytes() != stretched.tobytes()
+        assert default.tobytes() == fit_image(wide, (224, 224), "crop").tobytes()

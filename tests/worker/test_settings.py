@@ -33,7 +33,7 @@ def test_celery_is_configured_for_gpu_work():
     assert conf.worker_cancel_long_running_tasks_on_connection_loss
     assert conf.broker_transport_options["visibility_timeout"] == 9000
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (7000, 8000)
-    assert {q.name: q.routing_key for q in conf.task_queues} == {"gpu": "gpu", "cpu": "cpu"}
+    assert {q.name: q.routing_key for q in conf.task_queues} == {"gpu": "gpu", "cpu": "cpu", "webhooks": "webhooks"}
 
 
 def test_the_worker_never_imports_the_api():

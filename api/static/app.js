@@ -1,0 +1,308 @@
+// ConvLens web page: the catalogue, one method at a time (inline or as a job), and a side-by-side comparison.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { models: [], methods: [] };
+const RAMPS = {  // CSS stops close to each matplotlib / OpenCV colour map, for the shared colour bar
+  jet: "#00008f,#0000ff,#00ffff,#ffff00,#ff0000,#800000",
+  viridis: "#440154,#3b528b,#21918c,#5ec962,#fde725",
+  inferno: "#000004,#56106e,#bb3754,#f98e09,#fcffa4",
+  magma: "#000004,#51127c,#b73779,#fc8961,#fcfdbf",
+  turbo: "#30123b,#4686fb,#1ae4b6,#a2fc3c,#fabb39,#e4460a,#7a0403",
+  hot: "#0b0000,#ff0000,#ffff00,#ffffff",
+  gray: "#000000,#ffffff",
+};
+const COMPARE_DEFAULT = ["saliency", "gradcam", "guided_backprop", "smoothgrad", "integrated_gradients", "occlusion"];
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.blob();
+  if (!response.ok) throw new Error(body.code ? `${body.code}: ${body.detail}` : `HTTP ${response.status}`);
+  return body;
+}
+
+function option(select, value, text, selected) {
+  const item = new Option(text || value, value, selected, selected);
+  select.add(item);
+}
+
+function showError(error) {
+  $("error").hidden = !error;
+  $("error").textContent = error ? String(error.message || error) : "";
+}
+
+function figure(src, caption, download) {
+  const box = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = src;
+  img.alt = caption;
+  img.dataset.artifact = caption;
+  const text = document.createElement("figcaption");
+  text.textContent = caption;
+  if (download) {
+    const link = document.createElement("a");
+    link.href = src;
+    link.download = download;
+    link.textContent = "download";
+    text.append(link);
+  }
+  box.append(img, text);
+  return box;
+}
+
+// ---- catalogue --------------------------------------------------------------------------------
+
+async function load() {
+  const [models, methods] = await Promise.all([api("/v1/models"), api("/v1/methods")]);
+  state.models = models.models;
+  state.methods = methods.methods;
+  for (const select of [$("model"), $("compare-model")]) {
+    for (const model of state.models) option(select, model.name, model.name, model.name === "efficientnet_lite0");
+  }
+  for (const method of state.methods) option($("method"), method.name, `${method.name} (${method.category}${method.inline ? "" : ", job"})`, method.name === "saliency");
+  for (const method of state.methods.filter((m) => m.category === "attribute" && m.inline)) {
+    const label = document.createElement("label");
+    label.className = "check";
+    label.innerHTML = `<input type="checkbox" name="compare" value="${method.name}"${COMPARE_DEFAULT.includes(method.name) ? " checked" : ""}> ${method.name}`;
+    $("compare-methods").append(label);
+  }
+  const shared = state.methods.find((m) => m.name === "saliency") || state.methods.find((m) => m.category === "attribute");
+  if (shared) {
+    const props = shared.params_schema.properties;
+    for (const value of props.normalization.enum) option($("compare-normalization"), value, value, value === props.normalization.default);
+    for (const value of props.colormap.enum) option($("compare-colormap"), value, value, value === "viridis");
+  }
+  renderMethod();
+  $("status").textContent = `${state.models.length} models, ${state.methods.length} methods`;
+}
+
+function currentMethod() {
+  return state.methods.find((m) => m.name === $("method").value);
+}
+
+function renderMethod() {
+  const method = currentMethod();
+  $("method-summary").textContent = method.summary;
+  const slots = $("slots");
+  slots.replaceChildren();
+  for (const slot of method.inputs) {
+    const label = document.createElement("label");
+    label.textContent = `${slot.name}${slot.many ? ` (${slot.min_count}..${slot.max_count} pictures)` : ""}${slot.optional ? " (optional)" : ""}`;
+    const input = document.createElement("input");
+    input.type = "file";
+    input.accept = "image/*";
+    input.id = `slot-${slot.name}`;
+    input.multiple = slot.many;
+    input.title = slot.description;
+    label.append(input);
+    slots.append(label);
+  }
+  const fields = $("params");
+  fields.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Params" }));
+  for (const [name, schema] of Object.entries(method.params_schema.properties || {})) {
+    const input = paramInput(name, schema);
+    if (!input) continue;
+    const label = document.createElement("label");
+    label.title = schema.description || "";
+    label.append(document.createTextNode(name), input);
+    if (input.type === "checkbox") label.className = "check";
+    fields.append(label);
+  }
+  if (!method.inline && $("model").value === "efficientnet_lite0" && method.category === "synthesise" && method.name !== "class_visualization") {
+    $("model").value = "vgg19";
+  }
+}
+
+function simpleType(schema) {
+  if (schema.enum) return "enum";
+  if (schema.type) return schema.type;
+  const kinds = (schema.anyOf || []).map((s) => s.type).filter((t) => t && t !== "null");
+  return kinds.length === 1 ? kinds[0] : kinds.includes("integer") && kinds.includes("string") ? "string" : null;
+}
+
+function paramInput(name, schema) {
+  const kind = simpleType(schema);
+  let input;
+  if (kind === "enum") {
+    input = document.createElement("select");
+    for (const value of schema.enum) option(input, value, value, value === schema.default);
+  } else if (kind === "boolean") {
+    input = Object.assign(document.createElement("input"), { type: "checkbox", checked: !!schema.default });
+  } else if (kind === "integer" || kind === "number") {
+    input = Object.assign(document.createElement("input"), { type: "number", step: kind === "integer" ? "1" : "any" });
+    if (schema.default !== null && schema.default !== undefined) input.value = schema.default;
+    if (schema.minimum !== undefined) input.min = schema.minimum;
+    if (schema.maximum !== undefined) input.max = schema.maximum;
+  } else if (kind === "string") {
+    input = Object.assign(document.createElement("input"), { type: "text", placeholder: schema.default ?? "default" });
+    if (typeof schema.default === "string") input.value = schema.default;
+  } else {
+    return null;  // lists and objects keep their defaults here (the API and client take them)
+  }
+  input.id = `param-${name}`;
+  input.dataset.param = name;
+  input.dataset.kind = kind;
+  return input;
+}
+
+function params() {
+  const chosen = {};
+  for (const input of $("params").querySelectorAll("[data-param]")) {
+    const kind = input.dataset.kind;
+    if (kind === "boolean") chosen[input.dataset.param] = input.checked;
+    else if (input.value === "") continue;
+    else if (kind === "integer") chosen[input.dataset.param] = parseInt(input.value, 10);
+    else if (kind === "number") chosen[input.dataset.param] = parseFloat(input.value);
+    else chosen[input.dataset.param] = /^-?\d+$/.test(input.value) ? parseInt(input.value, 10) : input.value;
+  }
+  return chosen;
+}
+
+// ---- one method -------------------------------------------------------------------------------
+
+async function run(event) {
+  event.preventDefault();
+  showError(null);
+  $("results").replaceChildren();
+  $("data").textContent = "";
+  const method = currentMethod();
+  $("run").disabled = true;
+  try {
+    if (method.inline) await runInline(method);
+    else await runJob(method);
+  } catch (error) {
+    showError(error);
+  } finally {
+    $("run").disabled = false;
+  }
+}
+
+async function runInline(method) {
+  const form = new FormData();
+  form.append("model", $("model").value);
+  form.append("params", JSON.stringify(params()));
+  for (const slot of method.inputs) {
+    for (const file of $(`slot-${slot.name}`).files) form.append(slot.name, file);
+  }
+  $("status").textContent = `running ${method.name}...`;
+  const started = performance.now();
+  const result = await api(`/v1/${method.name}?embed=none`, { method: "POST", body: form });
+  for (const artifact of result.artifacts.filter((a) => a.kind === "image")) {
+    $("results").append(figure(artifact.url, artifact.name, `${method.name}-${artifact.name}.png`));
+  }
+  $("data").textContent = JSON.stringify(result.data, null, 2);
+  $("status").textContent = `${method.name}: ${Math.round(performance.now() - started)} ms`;
+}
+
+async function upload(file) {
+  const form = new FormData();
+  form.append("file", file);
+  return (await api("/v1/images", { method: "POST", body: form })).id;
+}
+
+async function runJob(method) {
+  const inputs = {};
+  for (const slot of method.inputs) {
+    const files = [...$(`slot-${slot.name}`).files];
+    if (!files.length) continue;
+    const ids = await Promise.all(files.map(upload));
+    inputs[slot.name] = slot.many ? ids : ids[0];
+  }
+  const body = { method: method.name, model: $("model").value, inputs, params: params() };
+  const job = await api("/v1/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  await follow(job);
+}
+
+function showJob(job) {
+  $("job").hidden = false;
+  $("job-id").textContent = job.id;
+  $("job-state").textContent = job.state;
+  const fraction = job.state === "succeeded" ? 1 : (job.progress && job.progress.fraction) || 0;
+  $("progress").value = fraction;
+  $("progress-text").textContent = `${Math.round(fraction * 100)}%` + (job.progress && job.progress.info && job.progress.info.loss !== undefined ? ` loss ${Number(job.progress.info.loss).toPrecision(4)}` : "");
+  if (job.progress && job.progress.preview_url) $("preview").src = job.progress.preview_url;
+}
+
+function follow(job) {
+  showJob(job);
+  $("cancel").onclick = () => api(`/v1/jobs/${job.id}`, { method: "DELETE" }).catch(showError);
+  return new Promise((resolve) => {
+    const finish = (final) => {
+      showJob(final);
+      if (final.state === "succeeded") {
+        for (const artifact of final.artifacts.filter((a) => a.kind === "image")) {
+          $("results").append(figure(artifact.url, artifact.name, artifact.name));
+        }
+        $("data").textContent = JSON.stringify(final.result, null, 2);
+      } else if (final.error) {
+        showError(`${final.error.code}: ${final.error.message}`);
+      }
+      resolve(final);
+    };
+    if (["succeeded", "failed", "cancelled", "aborted"].includes(job.state)) return finish(job);
+    const events = new EventSource(job.links.events);
+    events.addEventListener("progress", (message) => showJob(JSON.parse(message.data)));
+    events.addEventListener("state", (message) => { events.close(); finish(JSON.parse(message.data)); });
+    events.addEventListener("error", () => {
+      if (events.readyState === EventSource.CLOSED) api(`/v1/jobs/${job.id}`).then(finish, showError);
+    });
+  });
+}
+
+// ---- comparison -------------------------------------------------------------------------------
+
+async function compare(event) {
+  event.preventDefault();
+  const file = $("compare-image").files[0];
+  const chosen = [...document.querySelectorAll("input[name=compare]:checked")].map((input) => input.value);
+  const grid = $("compare-grid");
+  grid.replaceChildren();
+  if (!file || !chosen.length) return;
+  const colormap = $("compare-colormap").value;
+  $("colorbar").hidden = false;
+  $("colorbar-ramp").style.background = `linear-gradient(to right, ${RAMPS[colormap] || RAMPS.gray})`;
+  const shared = { colormap, normalization: $("compare-normalization").value };
+  $("compare-run").disabled = true;
+  grid.append(figure(URL.createObjectURL(file), "input"));
+  const cells = chosen.map((name) => {
+    const cell = figure("", name);
+    cell.dataset.method = name;
+    cell.classList.add("pending");
+    grid.append(cell);
+    return cell;
+  });
+  for (const cell of cells) {  // one at a time: the inline pool is shared with everyone else
+    const name = cell.dataset.method;
+    const form = new FormData();
+    form.append("model", $("compare-model").value);
+    form.append("params", JSON.stringify(name === "occlusion" ? { ...shared, window: 32, stride: 16 } : shared));
+    form.append("image", file);
+    try {
+      const result = await api(`/v1/${name}?embed=none`, { method: "POST", body: form });
+      const heatmap = result.artifacts.find((a) => a.name === "heatmap") || result.artifacts.find((a) => a.name === result.main);
+      cell.querySelector("img").src = heatmap.url;
+      cell.querySelector("figcaption").textContent = `${name} (${Math.round(result.data.timings.total_ms)} ms)`;
+      cell.classList.replace("pending", "done");
+    } catch (error) {
+      cell.querySelector("figcaption").textContent = `${name}: ${error.message}`;
+      cell.classList.replace("pending", "failed");
+    }
+  }
+  $("compare-run").disabled = false;
+}
+
+// ---- wiring -----------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const tab of document.querySelectorAll(".tab")) {
+    tab.addEventListener("click", () => {
+      for (const other of document.querySelectorAll(".tab")) other.classList.toggle("active", other === tab);
+      for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== tab.dataset.view;
+    });
+  }
+  $("method").addEventListener("change", renderMethod);
+  $("run-form").addEventListener("submit", run);
+  $("compare-form").addEventListener("submit", compare);
+  load().catch(showError);
+});

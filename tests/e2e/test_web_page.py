@@ -1,0 +1,135 @@
+"""The web page at / in a real headless Chromium (Debian's, driven by Selenium) against the live app."""
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs Debian's chromium and chromedriver"),
+]
+
+STYLE = {"size": 32, "steps": 6, "scales": 1, "coarse_steps": 1, "optimizer": "adam", "preview_every": 1, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("CONVLENS_TEST_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, chelsea, coffee) -> Path:
+    folder = tmp_path_factory.mktemp("page-photos")
+    chelsea.save(folder / "chelsea.png")
+    chelsea.resize((48, 32)).save(folder / "small_chelsea.png")
+    coffee.resize((48, 32)).save(folder / "coffee.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait(browser, condition, timeout=120):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+
+
+def loaded_images(browser, css: str) -> list:
+    """The <img> elements matching ``css`` that finished loading a real picture."""
+    return [img for img in browser.find_elements("css selector", css)
+            if browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)]
+
+
+def open_page(browser, live):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(live.url + "/")
+    wait(browser, lambda b: len(Select(b.find_element("id", "method")).options) > 10)
+
+
+def choose(browser, element_id: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", element_id)).select_by_value(value)
+
+
+def test_first_load_is_under_300_kb(live):
+    page = httpx.get(live.url + "/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    sizes = [len(page.content)] + [len(httpx.get(live.url + path).content) for path in ("/static/app.js", "/static/style.css")]
+    sizes += [len(httpx.get(live.url + path).content) for path in ("/v1/models", "/v1/methods")]
+    assert sum(sizes) < 300_000, sizes
+
+
+def test_saliency_on_chelsea_shows_the_overlay(browser, live, photos, artifacts):
+    open_page(browser, live)
+    choose(browser, "method", "saliency")
+    browser.find_element("id", "slot-image").send_keys(str(photos / "chelsea.png"))
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: {img.get_attribute("data-artifact") for img in loaded_images(b, "#results img")} >= {"input", "heatmap", "overlay"})
+    overlay = browser.find_element("css selector", "#results img[data-artifact=overlay]")
+    assert browser.execute_script("return arguments[0].naturalWidth", overlay) == 224
+    assert "tabby" in browser.find_element("id", "data").text or "cat" in browser.find_element("id", "data").text
+    browser.save_screenshot(str(artifacts / "saliency.png"))
+
+
+def test_comparison_shows_at_least_four_methods_on_one_scale(browser, live, photos, artifacts):
+    open_page(browser, live)
+    browser.find_element("id", "tab-compare").click()
+    browser.find_element("id", "compare-image").send_keys(str(photos / "chelsea.png"))
+    chosen = [box.get_attribute("value") for box in browser.find_elements("css selector", "input[name=compare]:checked")]
+    assert len(chosen) >= 4
+    browser.find_element("id", "compare-run").click()
+    wait(browser, lambda b: not b.find_elements("css selector", "#compare-grid .pending"), timeout=240)
+    done = browser.find_elements("css selector", "#compare-grid figure.done")
+    assert {cell.get_attribute("data-method") for cell in done} == set(chosen)
+    assert len(loaded_images(browser, "#compare-grid figure.done img")) == len(chosen) >= 4
+    ramp = browser.find_element("id", "colorbar-ramp").value_of_css_property("background-image")
+    assert "linear-gradient" in ramp
+    browser.save_screenshot(str(artifacts / "comparison.png"))
+
+
+def test_style_job_progress_reaches_100_percent_and_its_result_shows(browser, live, photos, artifacts):
+    open_page(browser, live)
+    choose(browser, "method", "style_transfer")
+    assert browser.find_element("id", "model").get_attribute("value") == "vgg19"
+    browser.find_element("id", "slot-content").send_keys(str(photos / "small_chelsea.png"))
+    browser.find_element("id", "slot-style").send_keys(str(photos / "coffee.png"))
+    for name, value in STYLE.items():
+        field = browser.find_element("id", f"param-{name}")
+        if field.tag_name == "select":
+            choose(browser, f"param-{name}", str(value))
+        else:
+            field.clear()
+            field.send_keys(str(value))
+    browser.find_element("id", "run").click()
+    fractions = []
+    wait(browser, lambda b: fractions.append(float(b.find_element("id", "progress").get_attribute("value")))
+         or b.find_element("id", "job-state").text == "succeeded")
+    assert browser.find_element("id", "progress-text").text.startswith("100%")
+    assert float(browser.find_element("id", "progress").get_attribute("value")) == 1.0
+    wait(browser, lambda b: "image.png" in {img.get_attribute("data-artifact") for img in loaded_images(b, "#results img")})
+    assert fractions == sorted(fractions)
+    browser.execute_script("document.getElementById('progress').scrollIntoView()")
+    browser.save_screenshot(str(artifacts / "style_job.png"))
