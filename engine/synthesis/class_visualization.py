@@ -81,7 +81,7 @@ class ClassVisualizationParams(BaseModel):
         description="weighted terms to maximise together",
     )
     parameterization: Parameterization = Field(
-        "fourier",
+        "pixels",
         description="fourier: 1/f-scaled spectrum in decorrelated colour (Olah et al. 2017); maco: phase only, natural "
         "amplitude (Fel et al. 2023); pixels: the pixels themselves with Yosinski et al.'s regularisers",
     )
