@@ -4,7 +4,8 @@ Requests: a fixed one-minute window per key (one Lua call: INCR, EXPIRE on
 the first hit); past the limit the answer is 429 with the seconds left in the
 window. Stored bytes: a counter per tenant, reserved before an upload is
 written (one Lua call: refuse if it would pass the limit, else INCRBY) and
-released when the upload turned out to be stored already or failed; with no
+released when the upload turned out to be stored already or failed, and by
+the retention sweep when it deletes an upload (:mod:`worker.usage`); with no
 limit nothing is counted. The
 concurrent-jobs limit is checked inside the job store's create script
 (:class:`worker.jobs.JobStore`). A limit of 0 means unlimited.
@@ -14,6 +15,8 @@ import math
 import time
 
 import redis
+
+from worker.usage import release_stored_bytes, stored_bytes_key
 
 _HIT = """
 local n = redis.call('INCR', KEYS[1])
@@ -38,7 +41,7 @@ class Quotas:
         self._reserve = client.register_script(_RESERVE)
 
     def stored_key(self, tenant: str) -> str:
-        return f"{self.prefix}:usage:{tenant}:stored_bytes"
+        return stored_bytes_key(self.prefix, tenant)
 
     def hit(self, key_id: str, per_minute: int, now: float | None = None) -> int | None:
         """Count one request; None when allowed, else the seconds until the window resets."""
@@ -56,7 +59,7 @@ class Quotas:
         return self._reserve(keys=[self.stored_key(tenant)], args=[size, limit]) >= 0
 
     def release_bytes(self, tenant: str, size: int) -> None:
-        self.redis.decrby(self.stored_key(tenant), size)
+        release_stored_bytes(self.redis, self.prefix, tenant, size)
 
     def stored_bytes(self, tenant: str) -> int:
         return int(self.redis.get(self.stored_key(tenant)) or 0)

@@ -4,7 +4,8 @@ Job records expire in Redis ``job_ttl_seconds`` after their last change; the
 sweep then deletes their artifacts (``jobs/<id>/...``) and preview
 (``previews/<id>.png``). Uploads (``images/<tenant>/<id>``) are deleted
 ``upload_ttl_seconds`` after their last upload, unless an unfinished job
-still reads them. Keys under any other prefix are never touched. On S3 the
+still reads them, and their bytes go back to their tenant's stored-bytes
+quota. Keys under any other prefix are never touched. On S3 the
 same can be enforced by lifecycle rules (see README, "Retention").
 """
 
@@ -13,6 +14,7 @@ import time
 
 from worker.jobs import JobStore
 from worker.storage import Storage
+from worker.usage import release_stored_bytes
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,9 @@ def sweep(storage: Storage, jobs: JobStore, upload_ttl_seconds: float, now: floa
     in_use = jobs.unfinished_inputs()
     for key, modified in list(storage.list("images/")):
         if now - modified > upload_ttl_seconds and key.split("/", 1)[1] not in in_use:
+            size = len(storage.get(key))
             storage.delete(key)
+            release_stored_bytes(jobs.redis, jobs.prefix, key.split("/")[1], size)  # the tenant's quota gets it back
             deleted["images"] += 1
     if any(deleted.values()):
         log.info("retention sweep deleted %s", deleted)

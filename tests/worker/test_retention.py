@@ -10,6 +10,7 @@ from tests.worker.test_jobs_store import make_job
 from tests.worker.test_storage import s3_settings
 from worker.jobs import JobStore
 from worker.retention import sweep
+from worker.usage import stored_bytes_key
 from worker.settings import Settings
 from worker.storage import make_storage
 
@@ -49,3 +50,15 @@ def test_expired_records_and_their_objects_go_unexpired_ones_stay(storage, redis
         "images/public/" + "b" * 32, "images/public/" + "d" * 32, "models/mine.onnx",
     ])
     assert sweep(storage, long, upload_ttl_seconds=1.5) == {"artifacts": 0, "previews": 0, "images": 0}
+
+
+def test_a_swept_upload_gives_its_bytes_back_to_its_tenants_quota(storage, redis_client):
+    jobs = JobStore(redis_client, ttl_seconds=600)
+    counter = stored_bytes_key(jobs.prefix, "alice")
+    redis_client.set(counter, 1000)
+    storage.put("images/alice/" + "e" * 32, b"x" * 300, "image/png")
+    storage.put("images/bob/" + "f" * 32, b"y" * 50, "image/png")  # bob's quota was never counted
+    time.sleep(1.1)
+    assert sweep(storage, jobs, upload_ttl_seconds=0.5)["images"] == 2
+    assert int(redis_client.get(counter)) == 700
+    assert int(redis_client.get(stored_bytes_key(jobs.prefix, "bob")) or 0) == 0  # never below zero
