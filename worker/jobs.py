@@ -33,6 +33,8 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result", "webhook")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "sent_at", "deadline_at")
 
+_LATE = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
+
 _CREATE = """
 local existing = redis.call('GET', KEYS[3])
 if existing then
@@ -104,6 +106,16 @@ return {'run', n}
 _FAIL_UNSENT = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'sent_at') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', ARGV[3])
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+redis.call('PUBLISH', ARGV[2], 'state')
+return 1
+"""
+
+_ABORT_LATE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'started_at') == 1 then return 0 end
+local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
+if not deadline or tonumber(ARGV[1]) <= tonumber(deadline) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'aborted', 'finished_at', ARGV[1], 'error', ARGV[3])
 redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
 redis.call('PUBLISH', ARGV[2], 'state')
 return 1
@@ -272,6 +284,7 @@ class JobStore:
         self._sent = client.register_script(_SENT)
         self._reap_running = client.register_script(_REAP_RUNNING)
         self._fail_unsent = client.register_script(_FAIL_UNSENT)
+        self._abort_late = client.register_script(_ABORT_LATE)
         self._start = client.register_script(_START)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
@@ -378,11 +391,10 @@ class JobStore:
             "code": "poison_pill",
             "message": f"the job was delivered more than {max_deliveries} times; every attempt ended its worker",
         })
-        late = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
         action, deliveries = self._start(
             keys=[self.key(job_id), self.active],
             args=[repr(time.time()), max_deliveries, worker, self.channel(job_id), poison, self._heartbeat_prefix(),
-                  self.heartbeat_ms, late],
+                  self.heartbeat_ms, _LATE],
         )
         return _text(action), int(deliveries)
 
@@ -403,7 +415,7 @@ class JobStore:
         self.redis.delete(self._heartbeat_prefix() + worker)
 
     def reap(self, resend_after_seconds: float) -> "dict[str, list[str]]":
-        """Find unfinished jobs nobody will finish; returns ``{"requeue": [...], "failed": [...]}``.
+        """Find unfinished jobs nobody will finish; returns ``{"requeue": [...], "failed": [...], "aborted": [...]}``.
 
         A running job whose worker's heartbeat has expired goes back to
         ``queued`` (its id is returned to be sent again); once its deliveries
@@ -411,11 +423,12 @@ class JobStore:
         marked sent (its submission failed, or its submitter died, between
         record and send) fails with ``not_sent``; one sent longer than
         ``resend_after_seconds`` ago (a broker restart may have lost its
-        message) is returned to be sent again.
+        message) is returned to be sent again; one whose deadline to start
+        has passed ends ``aborted`` now, not only when a worker reaches it.
         """
         now = time.time()
         unsent = json.dumps({"code": "not_sent", "message": "the job's submission failed before it reached the queue; submit it again"})
-        found: "dict[str, list[str]]" = {"requeue": [], "failed": []}
+        found: "dict[str, list[str]]" = {"requeue": [], "failed": [], "aborted": []}
         for job_id in (_text(i) for i in self.redis.zrange(self.active, 0, -1)):
             job = self.get(job_id)
             if job is None or job.finished:
@@ -429,7 +442,10 @@ class JobStore:
                 if outcome in found:
                     found[outcome].append(job_id)
             elif job.state == "queued":
-                if job.sent_at is None and now - job.created_at > self.unsent_seconds:
+                if job.deadline_at is not None and now > job.deadline_at and job.started_at is None:
+                    if self._abort_late(keys=[self.key(job_id), self.active], args=[repr(now), self.channel(job_id), _LATE]):
+                        found["aborted"].append(job_id)
+                elif job.sent_at is None and now - job.created_at > self.unsent_seconds:
                     if self._fail_unsent(keys=[self.key(job_id), self.active], args=[repr(now), self.channel(job_id), unsent]):
                         found["failed"].append(job_id)
                 elif job.sent_at is not None and now - job.sent_at > resend_after_seconds:

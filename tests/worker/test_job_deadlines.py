@@ -13,7 +13,7 @@ def test_a_queued_job_past_its_deadline_is_aborted_at_start(store):  # noqa: F81
     assert aborted.state == "aborted" and aborted.finished and aborted.started_at is None
     assert aborted.error["code"] == "deadline_passed" and aborted.deliveries == 0
     assert store.redis.zscore(store.active, job.id) is None  # finished: out of the reaper's set
-    assert store.reap(3, 0) == {"requeue": [], "failed": []}
+    assert store.reap(0) == {"requeue": [], "failed": [], "aborted": []}
     assert store.start(job.id, 3, "w:1") == ("finished", 0)  # a redelivery does nothing
 
 
@@ -30,3 +30,15 @@ def test_an_aborted_job_is_not_shared_with_a_new_identical_submission(store):  #
     store.start(late.id, 3, "w:1")
     fresh, created = store.create(make_job("twin"))
     assert created and fresh.id != late.id
+
+
+def test_the_reaper_aborts_a_queued_job_past_its_deadline_before_any_worker_reaches_it(store):  # noqa: F811
+    late, _ = store.create(make_job("waiting", deadline_at=time.time() + 0.2))
+    store.mark_sent(late)
+    assert store.reap(3600)["aborted"] == []  # not late yet
+    time.sleep(0.3)
+    assert store.reap(3600) == {"requeue": [], "failed": [], "aborted": [late.id]}
+    aborted = store.get(late.id)
+    assert aborted.state == "aborted" and aborted.error["code"] == "deadline_passed"
+    assert store.redis.zscore(store.active, late.id) is None
+    assert store.start(late.id, 3, "w:1") == ("finished", 0)  # its message, delivered later, runs nothing

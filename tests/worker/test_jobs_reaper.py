@@ -25,9 +25,9 @@ def test_the_reaper_requeues_a_running_job_whose_worker_stopped_beating(store):
     store.mark_sent(job)
     store.start(job.id, 3, "w:1")
     store.heartbeat("w:1")
-    assert store.reap(3600) == {"requeue": [], "failed": []}  # alive
+    assert store.reap(3600) == {"requeue": [], "failed": [], "aborted": []}  # alive
     time.sleep(0.4)
-    assert store.reap(3600) == {"requeue": [job.id], "failed": []}
+    assert store.reap(3600) == {"requeue": [job.id], "failed": [], "aborted": []}
     assert store.get(job.id).state == "queued"
     assert store.start(job.id, 3, "w:2") == ("run", 2)
 
@@ -53,7 +53,7 @@ def test_a_job_never_sent_keeps_no_dedup_key_and_fails_with_a_reason(store, redi
     store.mark_sent(again)
     assert redis_client.ttl(store._dedup_key(orphan)) > store.unsent_seconds
     store.unsent_seconds = 0
-    assert store.reap(3600) == {"requeue": [], "failed": [orphan.id]}
+    assert store.reap(3600) == {"requeue": [], "failed": [orphan.id], "aborted": []}
     assert store.get(orphan.id).error["code"] == "not_sent"
     assert store.get(again.id).state == "queued"  # sent: left alone
 
