@@ -28,7 +28,6 @@ from captum.attr import Occlusion
 from PIL import Image
 from skimage import data
 
-from engine.attribution.baselines import mean_colour
 from engine.attribution.occlusion import occlusion_drops
 from engine.imaging import fit_image, to_tensor
 from engine.models import load_model, register_model
@@ -92,7 +91,7 @@ def main() -> None:
         verdicts.append((method, ratio, ratio <= 1.2, "<= 1.2x (copy / built-in)"))
 
     x = to_tensor(image)
-    fill = mean_colour(copy)
+    fill = tuple(copy.mean_colour().flatten().tolist())
     baseline = torch.tensor(fill).view(1, 3, 1, 1).expand_as(x).clone()
 
     def probability(batch):
