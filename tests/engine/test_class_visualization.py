@@ -125,7 +125,7 @@ def test_feature_accentuation_amplifies_the_class_and_stays_close_to_the_photo(e
     from engine.imaging import fit_image
 
     photo = fit_image(chelsea, (96, 96))
-    params = {"size": 96, "steps": 12, "preview_every": 0, "judge": False, "objectives": [{"kind": "class", "class": "tiger"}]}
+    params = {"parameterization": "fourier", "size": 96, "steps": 12, "preview_every": 0, "judge": False, "objectives": [{"kind": "class", "class": "tiger"}]}
     result = run_method("class_visualization", "efficientnet_lite0", {"image": chelsea}, params, device="cpu")
     with torch.inference_mode():
         before = float(efficientnet(to_tensor(photo)).softmax(-1)[0, 292])
