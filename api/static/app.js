@@ -70,8 +70,8 @@ async function load() {
   const shared = state.methods.find((m) => m.name === "saliency") || state.methods.find((m) => m.category === "attribute");
   if (shared) {
     const props = shared.params_schema.properties;
-    for (const value of props.normalization.enum) option($("compare-normalization"), value, value, value === props.normalization.default);
-    for (const value of props.colormap.enum) option($("compare-colormap"), value, value, value === "viridis");
+    for (const value of enumValues(props.normalization)) option($("compare-normalization"), value, value, value === props.normalization.default);
+    for (const value of enumValues(props.colormap)) option($("compare-colormap"), value, value, value === "viridis");
   }
   renderMethod();
   $("status").textContent = `${state.models.length} models, ${state.methods.length} methods`;
@@ -114,8 +114,16 @@ function renderMethod() {
   }
 }
 
+// The choices of a string param: its enum, or the enums and constants of its anyOf branches (e.g. a colour map or "auto").
+function enumValues(schema) {
+  if (schema.enum) return schema.enum;
+  const branches = schema.anyOf || [];
+  const values = branches.flatMap((s) => s.enum || (s.const !== undefined ? [s.const] : []));
+  return values.length && branches.every((s) => s.enum || s.const !== undefined || s.type === "null") ? values : null;
+}
+
 function simpleType(schema) {
-  if (schema.enum) return "enum";
+  if (enumValues(schema)) return "enum";
   if (schema.type) return schema.type;
   const kinds = (schema.anyOf || []).map((s) => s.type).filter((t) => t && t !== "null");
   return kinds.length === 1 ? kinds[0] : kinds.includes("integer") && kinds.includes("string") ? "string" : null;
@@ -126,7 +134,7 @@ function paramInput(name, schema) {
   let input;
   if (kind === "enum") {
     input = document.createElement("select");
-    for (const value of schema.enum) option(input, value, value, value === schema.default);
+    for (const value of enumValues(schema)) option(input, value, value, value === schema.default);
   } else if (kind === "boolean") {
     input = Object.assign(document.createElement("input"), { type: "checkbox", checked: !!schema.default });
   } else if (kind === "integer" || kind === "number") {
