@@ -109,7 +109,8 @@ def main() -> None:
         # the inline pool holds every client: 429 would be an error here
         env = {"CONVLENS_REDIS_URL": redis_server.url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"),
                "CONVLENS_PLUGINS": "tests.e2e.plugins", "CONVLENS_DEVICE": "cpu",
-               "CONVLENS_INLINE_BACKLOG": str(args.concurrency), "CONVLENS_WARM_MODELS": '["efficientnet_lite0"]'}
+               "CONVLENS_INLINE_BACKLOG": str(args.concurrency), "CONVLENS_WARM_MODELS": '["efficientnet_lite0"]',
+               "CONVLENS_OPEN_ACCESS": "true"}
         worker = CeleryWorker(env, tmp / "worker.log").start()
         port = free_port()
         api_process = subprocess.Popen(
