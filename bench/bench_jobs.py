@@ -125,15 +125,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         redis_server = RedisServer(tmp / "redis").start()
-        env = {"CONVLENS_REDIS_URL": redis_server.url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"),
-               "CONVLENS_PLUGINS": "tests.e2e.plugins", "CONVLENS_DEVICE": "cpu", "CONVLENS_OPEN_ACCESS": "true"}
+        env = stack_env(tmp, redis_server.url)
         worker = CeleryWorker(env, tmp / "worker.log").start()
-        port = free_port()
-        api_process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        )
-        base_url = f"http://127.0.0.1:{port}"
+        api_process, base_url = start_api(env)
         try:
             with httpx.Client(base_url=base_url, timeout=30) as api:
                 wait_for(lambda: _ready(api), 120, "the API", interval=0.3)
@@ -158,6 +152,22 @@ def main() -> None:
     print(f"{'Prefer: wait - poll':<22} median {1000 * (statistics.median(waited) - statistics.median(polled)):+7.1f} ms")
     print(f"{'web page first load':<22} {sum(page.values()) / 1024:7.1f} KiB   ({', '.join(f'{k} {v}' for k, v in page.items())})")
     print(f"{'throughput':<22} {rate:7.1f} jobs/s   ({args.jobs} jobs, {args.submitters} submitters)")
+
+
+def stack_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    """Settings of a benchmark's loopback stack: its own Redis and storage, the test plugins, the CPU, open access."""
+    return {"CONVLENS_REDIS_URL": redis_url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"), "CONVLENS_PLUGINS": "tests.e2e.plugins",
+            "CONVLENS_DEVICE": "cpu", "CONVLENS_OPEN_ACCESS": "true", **extra}
+
+
+def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """uvicorn serving the app in a process of its own on a free loopback port: the process and its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+    return process, f"http://127.0.0.1:{port}"
 
 
 def _timed(fn, *args) -> float:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import io
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_jobs import _ready, poll, submit, upload_images  # noqa: E402
-from tests.e2e.servers import CeleryWorker, RedisServer, free_port, wait_for  # noqa: E402
+from bench.bench_jobs import _ready, poll, stack_env, start_api, submit, upload_images  # noqa: E402
+from tests.e2e.servers import CeleryWorker, RedisServer, wait_for  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -107,17 +106,10 @@ def main() -> None:
         tmp = Path(tmp)
         redis_server = RedisServer(tmp / "redis").start()
         # the inline pool holds every client: 429 would be an error here
-        env = {"CONVLENS_REDIS_URL": redis_server.url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"),
-               "CONVLENS_PLUGINS": "tests.e2e.plugins", "CONVLENS_DEVICE": "cpu",
-               "CONVLENS_INLINE_BACKLOG": str(args.concurrency), "CONVLENS_WARM_MODELS": '["efficientnet_lite0"]',
-               "CONVLENS_OPEN_ACCESS": "true"}
+        env = stack_env(tmp, redis_server.url, CONVLENS_INLINE_BACKLOG=str(args.concurrency),
+                        CONVLENS_WARM_MODELS='["efficientnet_lite0"]')
         worker = CeleryWorker(env, tmp / "worker.log").start()
-        port = free_port()
-        api_process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        )
-        base_url = f"http://127.0.0.1:{port}"
+        api_process, base_url = start_api(env)
         try:
             with httpx.Client(base_url=base_url, timeout=300) as api:
                 wait_for(lambda: _ready(api), 180, "the API", interval=0.3)
