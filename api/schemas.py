@@ -107,9 +107,20 @@ def json_request_model(method: Method) -> type[BaseModel]:
     )
 
 
+BINARY = {"type": "string", "format": "binary"}
+
+
+def upload_body(properties: dict[str, Any], required: list[str], raw: str | None = None) -> dict:
+    """``openapi_extra`` of a route that reads its own body: a multipart form with these fields and, with ``raw``,
+    the bytes themselves as that media type."""
+    content: dict[str, Any] = {"multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": required}}}
+    if raw:
+        content[raw] = {"schema": BINARY}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def multipart_schema(method: Method, params_ref: dict) -> dict:
     """The multipart/form-data form of the same request (OpenAPI schema)."""
-    binary = {"type": "string", "format": "binary"}
     properties: dict[str, Any] = {
         "model": {"type": "string", "default": DEFAULT_MODEL, "description": "a model name from GET /v1/models"},
         "params": {
@@ -123,12 +134,12 @@ def multipart_schema(method: Method, params_ref: dict) -> dict:
         if slot.many:
             properties[slot.name] = {
                 "type": "array",
-                "items": binary,
+                "items": BINARY,
                 "minItems": slot.min_count,
                 "maxItems": slot.max_count,
                 "description": f"{slot.description} (repeat the field, {slot.min_count}..{slot.max_count} files)",
             }
         else:
-            properties[slot.name] = {**binary, "description": slot.description}
+            properties[slot.name] = {**BINARY, "description": slot.description}
     required = [slot.name for slot in method.inputs if not slot.optional]
     return {"type": "object", "properties": properties, "required": required}

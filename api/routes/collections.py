@@ -7,6 +7,7 @@ from starlette.exceptions import HTTPException
 
 from api.deps import CollectionsDep, JobsDep, SettingsDep, TenantDep, require_scope
 from api.problems import Problem
+from api.schemas import BINARY, upload_body
 from engine.encoding import png_bytes
 from worker.collections import Collection
 from worker.uploads import load_image
@@ -14,25 +15,14 @@ from worker.uploads import load_image
 SUBMIT = Depends(require_scope("submit"))  # routes that store, change or compute
 router = APIRouter(prefix="/v1", tags=["collections"])
 
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string", "description": "a name for the collection"},
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                  "description": "pictures, or zips of pictures (repeat the field)"},
-                    },
-                    "required": ["files"],
-                }
-            },
-            "application/zip": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}  # fmt: skip
+_UPLOAD_BODY = upload_body(
+    {
+        "name": {"type": "string", "description": "a name for the collection"},
+        "files": {"type": "array", "items": BINARY, "description": "pictures, or zips of pictures (repeat the field)"},
+    },
+    ["files"],
+    raw="application/zip",
+)
 
 
 def collection_body(collection: Collection) -> dict:

@@ -6,21 +6,12 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
 from worker.broker import broker_errors
 from api.problems import Problem
+from api.schemas import BINARY, upload_body
 from worker.uploads import content_id, image_key, read_image, store_image
 
 router = APIRouter(prefix="/v1", tags=["images"])
 
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
+_UPLOAD_BODY = upload_body({"file": BINARY}, ["file"], raw="image/*")
 
 
 @router.post(

@@ -6,6 +6,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ModelStoreDep, RegistrationAllowed, TenantDep
 from api.problems import Problem
+from api.schemas import BINARY, upload_body
 from engine.errors import UnknownModel
 from engine.models import ModelSpec, get_spec, list_specs, load_model
 from engine.models.support import method_support
@@ -18,23 +19,13 @@ router = APIRouter(prefix="/v1", tags=["models"])
 MODEL_UPLOAD_PATH = "/v1/models"
 MODEL_METADATA_BYTES = 8 * 1024 * 1024  # labels of a large classifier fit
 
-_REGISTER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "ONNX, torch.export (.pt2) or TorchScript file"},
-                        "metadata": {"type": "string", "description": "JSON: name, preprocessing, input_size, labels, optional gradcam_layer, embedding_layer, first_conv, format, eval_fit"},
-                    },
-                    "required": ["file", "metadata"],
-                }
-            }
-        },
-    }
-}
+_REGISTER_BODY = upload_body(
+    {
+        "file": {**BINARY, "description": "ONNX, torch.export (.pt2) or TorchScript file"},
+        "metadata": {"type": "string", "description": "JSON: name, preprocessing, input_size, labels, optional gradcam_layer, embedding_layer, first_conv, format, eval_fit"},
+    },
+    ["file", "metadata"],
+)
 
 
 def _visible_spec(name: str, tenant: str) -> ModelSpec:
