@@ -8,8 +8,10 @@ https://distill.pub/2017/feature-visualization/), ``maco`` (phase only, natural
 amplitude; Fel et al. 2023) or ``pixels`` (the earlier recipe: class score minus
 an L2 penalty, Simonyan et al. 2014, https://arxiv.org/abs/1312.6034, with
 Yosinski et al.'s blur and pixel clipping, 2015, https://arxiv.org/abs/1506.06579).
-``facets`` > 1 renders a batch pushed apart by a diversity term; ``centre_bias``
-asks for the target in the middle (after Nguyen et al. 2016). Given an
+``facets`` > 1 renders a batch pushed apart by a diversity term, started from
+the cluster means of ``examples`` when given (Nguyen et al. 2016's multifaceted
+visualisation, :mod:`engine.synthesis.facet_starts`); ``centre_bias`` asks for
+the target in the middle (after Nguyen et al. 2016). Given an
 ``image``, the method accentuates it instead (starts from the photo and stays
 close to it). Every class result is scored by an independent judge network
 (:mod:`engine.models.judge`).
@@ -32,6 +34,8 @@ from engine.models.judge import judge
 from engine.optim.params import Start, pixels, start_image
 from engine.optim.report import synthesis_result
 from engine.optim.spectral import fourier, maco
+from engine.synthesis.facet_starts import cluster_means
+from engine.inspect.collection import MAX_IMAGES
 from engine.optim.transforms import centre_zoom, jitter, pad, random_rotate, random_scale, standard_transforms
 from engine.progress import Progress, no_progress
 from engine.registry import method
@@ -167,16 +171,18 @@ def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor, 
     return hook
 
 
-def image_param(model: ConvLensModel, params: ClassVisualizationParams, photo: torch.Tensor | None, generator):
+def image_param(model: ConvLensModel, params: ClassVisualizationParams, start: torch.Tensor | None, generator):
+    """The parameterisation, started from ``start`` (one picture, or one per facet) when given."""
     size, device = (params.size, params.size), model.device
     if params.parameterization == "fourier":
-        return fourier(size, params.facets, decorrelate=params.decorrelate, generator=generator, device=device, init=photo)
+        return fourier(size, params.facets, decorrelate=params.decorrelate, generator=generator, device=device, init=start)
     if params.parameterization == "maco":
-        if photo is not None:
-            raise InvalidParams("maco fixes the amplitude spectrum, so it cannot start from a photo; use fourier or pixels")
+        if start is not None:
+            raise InvalidParams("maco fixes the amplitude spectrum, so it cannot start from a photo or from example "
+                                "images; use fourier or pixels")
         return maco(size, params.facets, params.decorrelate, generator, device)
-    if photo is not None:
-        return pixels(photo.expand(params.facets, -1, -1, -1))
+    if start is not None:
+        return pixels(start.expand(params.facets, -1, -1, -1))
     kind = "noise" if params.facets > 1 else params.init  # identical starts would stay identical facets
     return pixels(torch.cat([start_image(kind, size, model, generator) for _ in range(params.facets)]))
 
@@ -218,15 +224,15 @@ def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int],
 
 def visualize(
     model: ConvLensModel, params: ClassVisualizationParams, objective: obj.Objective,
-    photo: torch.Tensor | None = None, progress: Progress = no_progress, closeness: float = 0.0,
+    start: torch.Tensor | None = None, progress: Progress = no_progress, closeness: float = 0.0,
 ) -> Rendered:
     """The recipe ``params`` names (parameterisation, transforms, regularisers), run on ``objective``;
-    with a ``photo``, start from it and add ``closeness`` times the mean squared distance to it
-    (measured on the picture itself, before the random transforms)."""
+    with a ``start`` (one picture, or one per facet), begin there and add ``closeness`` times the
+    mean squared distance to it (measured on the picture itself, before the random transforms)."""
     generator = torch.Generator().manual_seed(params.seed)
-    param = image_param(model, params, photo, generator)
-    if photo is not None and closeness > 0:
-        near = obj.Objective(lambda f, x: (param.image_fn() - photo).pow(2).mean(), (), "l2(photo)")
+    param = image_param(model, params, start, generator)
+    if start is not None and closeness > 0:
+        near = obj.Objective(lambda f, x: (param.image_fn() - start).pow(2).mean(), (), "l2(photo)")
         objective = objective + closeness * near
     _, default_blur, default_transforms = RECIPE_DEFAULTS[params.parameterization]
     blur_every = params.blur_every if params.blur_every is not None else default_blur
@@ -250,7 +256,11 @@ def visualize(
     summary="Synthesise the image a class, layer, channel or neuron responds to most, or accentuate it in a photo",
     category="synthesise",
     params=ClassVisualizationParams,
-    inputs=(InputSlot("image", "a photo to accentuate the objectives in (feature accentuation)", optional=True),),
+    inputs=(
+        InputSlot("image", "a photo to accentuate the objectives in (feature accentuation)", optional=True),
+        InputSlot("examples", "photos of the target (a collection): each facet starts from the mean of one cluster of "
+                  "their features (multifaceted visualisation)", many=True, min_count=1, max_count=MAX_IMAGES, optional=True),
+    ),
     inline=False,
 )
 def class_visualization(model: ConvLensModel, inputs, params: ClassVisualizationParams, progress) -> Result:
@@ -258,6 +268,10 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
     size = (params.size, params.size)
     terms = [(term, term_objective(model, term, size)) for term in params.objectives]
     photo = to_tensor(fit_image(inputs["image"], size, "stretch"), model.device) if inputs.get("image") is not None else None
+    examples = inputs.get("examples")
+    if photo is not None and examples:
+        raise InvalidParams("give either an image to accentuate or example images to start the facets from, not both")
+    start = cluster_means(model, examples, params.facets, size, params.seed) if examples else photo
     default_l2 = RECIPE_DEFAULTS[params.parameterization][0]
     l2 = params.l2 if params.l2 is not None else (1.0 if photo is not None else default_l2)
     objective = sum((term.weight * objective for term, objective in terms), obj.l2(model.mean_colour()) * (0.0 if photo is not None else l2))
@@ -265,7 +279,7 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
         layer = params.diversity_layer or DIVERSITY_LAYER.get(model.spec.name) or model.spec.default_layer
         model.layer_info(layer, size)
         objective = objective + params.diversity * obj.diversity(layer)
-    rendered = visualize(model, params, objective, photo, progress, closeness=l2)
+    rendered = visualize(model, params, objective, start, progress, closeness=l2 if photo is not None else 0.0)
     data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None}
     if model.labels is not None:
         classes = list(dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class"))

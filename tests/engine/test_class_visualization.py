@@ -137,6 +137,39 @@ def test_feature_accentuation_amplifies_the_class_and_stays_close_to_the_photo(e
         run_method("class_visualization", "efficientnet_lite0", {"image": chelsea}, {**params, "parameterization": "maco"}, device="cpu")
 
 
+def test_multifaceted_starts_are_the_means_of_feature_clusters_of_the_examples(efficientnet, chelsea, coffee):
+    """Nguyen et al. 2016: with cats and cups among the examples, one facet starts from the mean cat, one from the mean cup."""
+    from PIL import ImageOps
+
+    from engine.imaging import fit_image
+    from engine.synthesis.facet_starts import cluster_means
+
+    def variants(photo):
+        return [photo, ImageOps.mirror(photo), photo.crop((20, 10, photo.width - 10, photo.height - 20))]
+
+    cats, cups = variants(chelsea), variants(coffee)
+    examples = [cats[0], cups[0], cats[1], cups[1], cats[2], cups[2]]
+
+    def mean_of(photos):
+        return torch.cat([to_tensor(fit_image(p, (64, 64), "stretch")) for p in photos]).mean(0)
+
+    starts = cluster_means(efficientnet, examples, 2, (64, 64), seed=0)
+    assert starts.shape == (2, 3, 64, 64)
+    assert torch.allclose(starts[0], mean_of(cats), atol=1e-6) and torch.allclose(starts[1], mean_of(cups), atol=1e-6)
+
+    params = {"parameterization": "pixels", "size": 64, "steps": 3, "facets": 2, "preview_every": 0, "judge": False,
+              "objectives": [{"kind": "class", "class": "tabby"}]}
+    result = run_method("class_visualization", "efficientnet_lite0", {"examples": examples}, params, device="cpu")
+    facets = [to_tensor(result.images[f"facet_{k}"])[0] for k in range(2)]
+    for own, other in ((0, 1), (1, 0)):
+        assert (facets[own] - starts[own]).abs().mean() < 0.5 * (facets[own] - starts[other]).abs().mean()
+    for bad_inputs, bad_params in (({"examples": examples[:1]}, params),
+                                   ({"examples": examples, "image": chelsea}, params),
+                                   ({"examples": examples}, {**params, "parameterization": "maco"})):
+        with pytest.raises(InvalidParams):
+            run_method("class_visualization", "efficientnet_lite0", bad_inputs, bad_params, device="cpu")
+
+
 TEN_CLASSES = ["goldfinch", "flamingo", "tarantula", "lemon", "pizza", "volcano", "jellyfish", "king penguin", "monarch", "daisy"]
 
 
