@@ -3,7 +3,10 @@ on efficientnet_lite0 (one batch, one class per image: the same recipe as one ca
 class up to the random transform draws) and report efficientnet_lite0's and the
 independent judge's (efficientnet_lite1) probability and rank of each target.
 
-    .venv/bin/python bench/class_vis_recipes.py --recipes fourier pixels --steps 200
+    .venv/bin/python bench/class_vis_recipes.py --recipes fourier fourier:standard pixels --steps 200
+
+A recipe is a parameterisation, optionally with the transform set after a colon
+(``fourier:standard``); alone it takes the parameterisation's default set.
 """
 
 import argparse
@@ -35,7 +38,7 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
         verdict = judge(images[k : k + 1], index)[0]
         rows.append({"class": name, "own": float(own[k, index]), "judge": verdict["probability"], "rank": verdict["rank"], "judge_top1": verdict["top1"]})
     return {
-        "recipe": params.parameterization,
+        "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}",
         "steps": params.steps,
         "seconds_per_step": seconds / params.steps,
         "judge_top1": sum(r["rank"] == 1 for r in rows),
@@ -47,7 +50,7 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recipes", nargs="+", default=["fourier", "maco", "pixels"])
+    parser.add_argument("--recipes", nargs="+", default=["fourier", "fourier:standard", "maco", "pixels"])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--classes", nargs="+", default=CLASSES)
     parser.add_argument("--size", type=int, default=224)
@@ -55,7 +58,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_model("efficientnet_lite0", "cpu")
     for recipe in args.recipes:
-        params = ClassVisualizationParams(parameterization=recipe, steps=args.steps, size=args.size)
+        parameterization, _, transforms = recipe.partition(":")
+        params = ClassVisualizationParams(parameterization=parameterization, transforms=transforms or None, steps=args.steps, size=args.size)
         print(json.dumps(measure(model, args.classes, params)), flush=True)
 
 

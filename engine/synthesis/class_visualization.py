@@ -36,7 +36,7 @@ from engine.optim.report import synthesis_result
 from engine.optim.spectral import fourier, maco
 from engine.synthesis.facet_starts import cluster_means
 from engine.inspect.collection import MAX_IMAGES
-from engine.optim.transforms import centre_zoom, jitter, pad, random_rotate, random_scale, standard_transforms
+from engine.optim.transforms import centre_zoom, jitter, pad, random_rotate, random_scale, standard_transforms, strong_transforms
 from engine.progress import Progress, no_progress
 from engine.registry import method
 from engine.result import Result
@@ -74,7 +74,7 @@ Parameterization = Literal["fourier", "maco", "pixels"]
 # The layer whose Gram matrices the diversity term pushes apart (a mid-level layer, as in Lucid).
 DIVERSITY_LAYER = {"efficientnet_lite0": "blocks.4", "vgg19": "block4_conv1"}
 # What each parameterisation uses when a knob is left unset: (l2, blur_every, transforms).
-RECIPE_DEFAULTS = {"pixels": (2.0, 4, "custom"), "fourier": (0.0, 0, "standard"), "maco": (0.0, 0, "standard")}
+RECIPE_DEFAULTS = {"pixels": (2.0, 4, "custom"), "fourier": (0.0, 0, "strong"), "maco": (0.0, 0, "strong")}
 
 
 class ClassVisualizationParams(BaseModel):
@@ -85,9 +85,10 @@ class ClassVisualizationParams(BaseModel):
         description="weighted terms to maximise together",
     )
     parameterization: Parameterization = Field(
-        "pixels",
-        description="fourier: 1/f-scaled spectrum in decorrelated colour (Olah et al. 2017); maco: phase only, natural "
-        "amplitude (Fel et al. 2023); pixels: the pixels themselves with Yosinski et al.'s regularisers",
+        "fourier",
+        description="fourier (default, chosen by the judge measurement in bench/class_vis_recipes.py): 1/f-scaled "
+        "spectrum in decorrelated colour (Olah et al. 2017); maco: phase only, natural amplitude (Fel et al. 2023); "
+        "pixels: the pixels themselves with Yosinski et al.'s regularisers",
     )
     decorrelate: bool = Field(True, description="optimise in a decorrelated colour space (fourier and maco)")
     size: int = Field(224, ge=32, le=512, description="side of the square image, in pixels")
@@ -97,9 +98,9 @@ class ClassVisualizationParams(BaseModel):
     diversity: float = Field(1.0, ge=0, le=100, description="weight of the diversity term when facets > 1")
     diversity_layer: str | None = Field(None, description="layer whose Gram matrices must differ; default: a mid-level layer")
     centre_bias: bool = Field(False, description="the target must show in random centred crops (after Nguyen et al. 2016)")
-    transforms: Literal["standard", "custom"] | None = Field(
-        None, description="standard: Lucid's pad/jitter/scale/rotate set; custom: the jitter, pad, scale and rotate "
-        "params below; default: standard for fourier and maco, custom for pixels",
+    transforms: Literal["strong", "standard", "custom"] | None = Field(
+        None, description="standard: Lucid's pad/jitter/scale/rotate set; strong: the same at twice the strength; custom: "
+        "the jitter, pad, scale and rotate params below; default: strong for fourier and maco, custom for pixels",
     )
     init: Start = Field("mean", description="pixels only: start from black (zeros), the dataset-mean colour, or mean plus noise "
                         "(several facets always start from independent noise)")
@@ -188,8 +189,8 @@ def image_param(model: ConvLensModel, params: ClassVisualizationParams, start: t
 
 
 def robustness(params: ClassVisualizationParams, kind: str, generator) -> list:
-    if kind == "standard":
-        chosen = standard_transforms(generator)
+    if kind in ("standard", "strong"):
+        chosen = standard_transforms(generator) if kind == "standard" else strong_transforms(generator)
     else:
         chosen = []
         if params.pad:
