@@ -12,7 +12,10 @@ Once a box covers the whole feature map (or an operation is not local, such
 as global pooling), the rest of the network runs on whole batched tensors.
 
 Boxes have one size per node for all windows (the largest affected region,
-shifted inside the map at the borders), so windows batch together.
+shifted inside the map at the borders), so windows batch together. Each
+occluded value is dropped after its last reader, as ``fx.Interpreter`` does: a
+graph whose activations are not in place (an ONNX copy's ``ReLU6``) would
+otherwise keep every batched activation alive to the end.
 """
 
 import operator
@@ -155,6 +158,7 @@ class IncrementalOcclusion:
         self.plan: dict[fx.Node, tuple] = {}
         self._padded: dict[tuple, torch.Tensor] = {}
         self._make_plan()
+        self._last_uses = _last_uses(self.gm.graph)
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -249,6 +253,8 @@ class IncrementalOcclusion:
             else:
                 args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self._full(env[n], n, chosen))
                 env[node] = ("full", self._call(node, args, kwargs))
+            for done in self._last_uses[node]:  # freed buffers are reused by the next allocations
+                del env[done]
         raise RuntimeError("graph without output")
 
     def _call(self, node: fx.Node, args, kwargs):
@@ -324,6 +330,16 @@ class IncrementalOcclusion:
             operands = {n: env[n][1] for n in node.all_input_nodes}
         args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: operands[n])
         return self._call(node, args, kwargs)
+
+
+def _last_uses(graph: fx.Graph) -> dict[fx.Node, list[fx.Node]]:
+    """For each node, the inputs that no later node reads (as ``fx.Interpreter`` frees them)."""
+    seen: set[fx.Node] = set()
+    last: dict[fx.Node, list[fx.Node]] = {}
+    for node in reversed(graph.nodes):
+        last[node] = [n for n in node.all_input_nodes if n not in seen]
+        seen.update(node.all_input_nodes)
+    return last
 
 
 _TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = weakref.WeakKeyDictionary()

@@ -11,7 +11,8 @@ Three formats are read, each ending as an ``nn.Module``:
 - ``torch.export`` programs (``.pt2``): the archive is checked to hold no
   pickle that ``torch.export.load`` would unpickle (it falls back to
   ``weights_only=False`` for some entries), loaded, and translated to ONNX
-  once (:func:`export_program_to_onnx`), so it becomes the same fx graph.
+  once (:func:`export_program_to_onnx`), so it becomes the same fx graph,
+  with the layer names an ONNX export of the original network has.
 - TorchScript: ``torch.jit.load``, whose own unpickler builds only tensors and
   TorchScript objects (no Python global is imported). A scripted module hides
   its graph from ``torch.fx`` and its layers from hooks, so the methods that
@@ -184,13 +185,25 @@ def export_program_to_onnx(data: bytes) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                program.module(), (example,), buffer, dynamo=False, opset_version=_ONNX_OPSET,
+                _module_tree(program), (example,), buffer, dynamo=False, opset_version=_ONNX_OPSET,
                 training=torch.onnx.TrainingMode.PRESERVE,  # the program's module refuses .train(False)
                 input_names=["input"], output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
     except Exception as exc:
         raise ModelRejected("model_failed", f"the program could not be translated to ONNX: {type(exc).__name__}: {exc}") from None
     return buffer.getvalue()
+
+
+def _module_tree(program) -> nn.Module:
+    """The program as a tree of the original submodules (``torch.export.unflatten``), so the ONNX
+    exporter names each node by its module path (``features/features/0/Conv``) as it does for the original
+    network; the flat ``program.module()`` where a program cannot be unflattened."""
+    try:
+        tree = torch.export.unflatten(program)
+    except Exception:
+        return program.module()
+    tree.check_input_constraints = False  # the exporter's tracer cannot evaluate the symbolic batch bound
+    return tree
 
 
 # -- TorchScript --------------------------------------------------------------------------------

@@ -58,6 +58,20 @@ def test_onnx_with_external_data_is_refused():
     assert refused.value.code == "invalid_onnx" and "external data" in refused.value.message
 
 
+def test_a_torch_export_program_keeps_the_module_paths_of_the_original_network():
+    net = tiny_net()
+    layers = {fmt: {name: type(m) for name, m in load_network(data, fmt).named_modules() if name}
+              for fmt, data in (("onnx", onnx_bytes(net, SIZE)), ("torch_export", pt2_bytes(net, SIZE)))}
+    convs = ["features/features/0/Conv", "features/features/3/Conv"]  # nn.Sequential "features", items 0 and 3
+    assert [name for name, kind in layers["torch_export"].items() if kind is nn.Conv2d] == convs
+    assert [name for name, kind in layers["onnx"].items() if kind is nn.Conv2d] == convs
+    # the exported program keeps its batch norms (the ONNX export folds them), each under its own path
+    assert [name for name, kind in layers["torch_export"].items() if kind is nn.BatchNorm2d] == [
+        "features/features/1/BatchNormalization", "features/features/4/BatchNormalization",
+    ]
+    assert "head/Gemm" in layers["torch_export"]
+
+
 def test_validation_resolves_default_layers():
     resolved = validate_network(load_network(onnx_bytes(tiny_net(), SIZE), "onnx"), meta(), "onnx", LIMITS)
     assert resolved.first_conv.endswith("Conv") and resolved.gradcam_layer and resolved.embedding_layer
