@@ -173,29 +173,21 @@ TEN_CLASSES = ["goldfinch", "flamingo", "tarantula", "lemon", "pizza", "volcano"
 
 @pytest.mark.slow
 def test_default_recipe_is_recognised_by_the_independent_judge(efficientnet):
-    """The issue's acceptance measurement for the default recipe, at 224 px and the default steps.
-    The ten classes run as one batch, one class per image: the same recipe as ten calls (Adam is
-    invariant to the 1/10 batch mean) up to the random transform draws, at a fraction of the cost.
-    The earlier pixel recipe runs beside it."""
+    """The default recipe at 224 px and the default steps, on ten ImageNet classes: the judge ranks
+    the target first for at least 8 and efficientnet_lite0 itself gives each above 0.9. The classes
+    run as one batch, one class per image: the same recipe as ten calls (Adam is invariant to the
+    1/10 batch mean) up to the random transform draws, at a fraction of the cost. The comparison
+    with the other recipes is bench/class_vis_recipes.py's (recorded in bench/README.md)."""
     from engine.models.judge import judge
     from engine.optim import objectives as obj
     from engine.synthesis.class_visualization import RECIPE_DEFAULTS, ClassVisualizationParams, visualize
 
     indices = [efficientnet.class_index(c) for c in TEN_CLASSES]
-
-    def scores(parameterization=None):
-        params = ClassVisualizationParams(**({"parameterization": parameterization} if parameterization else {}))
-        params = params.model_copy(update={"facets": len(indices), "preview_every": 0})
-        l2 = RECIPE_DEFAULTS[params.parameterization][0]
-        images = visualize(efficientnet, params, obj.class_logit(indices) + l2 * obj.l2(efficientnet.mean_colour())).image
-        with torch.inference_mode():
-            own = efficientnet(images).softmax(-1)
-        verdicts = [judge(images[k : k + 1], i)[0] for k, i in enumerate(indices)]
-        return [float(own[k, i]) for k, i in enumerate(indices)], verdicts
-
-    own, verdicts = scores()
-    _, pixel_verdicts = scores("pixels")
+    params = ClassVisualizationParams().model_copy(update={"facets": len(indices), "preview_every": 0})
+    assert RECIPE_DEFAULTS[params.parameterization][0] == 0.0  # the default adds no L2 term to the class scores
+    images = visualize(efficientnet, params, obj.class_logit(indices)).image
+    with torch.inference_mode():
+        own = efficientnet(images).softmax(-1)
+    verdicts = [judge(images[k : k + 1], i)[0] for k, i in enumerate(indices)]
     assert sum(v["rank"] == 1 for v in verdicts) >= 8, verdicts
-    mean = sum(v["probability"] for v in verdicts) / 10
-    assert mean >= 2 * sum(v["probability"] for v in pixel_verdicts) / 10
-    assert min(own) > 0.9, own
+    assert min(float(own[k, i]) for k, i in enumerate(indices)) > 0.9, own
