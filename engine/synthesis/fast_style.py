@@ -37,9 +37,7 @@ from engine.synthesis.feature_targets import features
 
 STYLE_LAYERS = ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1")
 MAX_STYLES = 16
-
-
-OuterKernel = Literal[3, 5, 9]
+OuterKernel = Literal[3, 5, 9]  # sides of the first and last convolutions
 
 
 class StyleModelConfig(BaseModel):
