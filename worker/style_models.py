@@ -26,6 +26,11 @@ class UnknownStyleModel(Exception):
         self.model_id = model_id
 
 
+def config_of(record: dict) -> StyleModelConfig:
+    """The network config in a stored record (fields a record predates take their defaults: its layout)."""
+    return StyleModelConfig.model_validate({k: record[k] for k in StyleModelConfig.model_fields if k in record})
+
+
 def _valid_id(model_id: str) -> bool:
     return 0 < len(model_id) <= 64 and all(c in "0123456789abcdef" for c in model_id)
 
@@ -65,7 +70,7 @@ class StyleModelStore:
             tensors = load_tensors(self.storage.get(self.index.key(tenant, model_id, "safetensors")))
         except ObjectNotFound:
             raise UnknownStyleModel(model_id) from None
-        net = build(StyleModelConfig.model_validate({k: record[k] for k in StyleModelConfig.model_fields}))
+        net = build(config_of(record))
         net.load_state_dict(tensors, strict=True)
         for p in net.parameters():
             p.requires_grad_(False)

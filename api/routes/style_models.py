@@ -12,8 +12,8 @@ from api.problems import Problem
 from api.schemas import ImageInput
 from engine.decoding import decode_base64, decode_image
 from engine.encoding import png_bytes
-from engine.synthesis.fast_style import StyleModelConfig, style_mix, stylise
-from worker.style_models import StyleModelStore
+from engine.synthesis.fast_style import style_mix, stylise
+from worker.style_models import StyleModelStore, config_of
 from worker.uploads import image_bytes
 
 SUBMIT = Depends(require_scope("submit"))  # routes that store, change or compute
@@ -68,7 +68,7 @@ async def stylize(request: Request, store: StyleModelsDep, tenant: TenantDep, po
 
 def _stylize(store: StyleModelStore, tenant: str, call: StylizeRequest, data: bytes | None, max_pixels: int, service) -> tuple[bytes, dict]:
     record, net = store.network(tenant, call.style_model)  # 404 before any decoding
-    mix = style_mix(StyleModelConfig.model_validate({k: record[k] for k in StyleModelConfig.model_fields}), call.style, call.style_weights)
+    mix = style_mix(config_of(record), call.style, call.style_weights)
     start = time.perf_counter()
     if data is None:
         data = decode_base64(call.image.base64) if hasattr(call.image, "base64") else image_bytes(service.storage, call.image.image_id, tenant)

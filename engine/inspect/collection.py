@@ -61,7 +61,7 @@ def layer_outputs(
     with torch.inference_mode(), capture({layer: module}, stop_early=True, detach=True) as found:
         for step in range(total):
             chunk = images[step * batch_size : (step + 1) * batch_size]
-            batch = torch.cat([to_tensor(image, model.device) for image in chunk])
+            batch = torch.cat([to_tensor(image, model.device) for image in chunk]).contiguous(memory_format=torch.channels_last)  # faster convs on CPU
             found.clear()
             run_until(model, batch)
             parts.append(reduce(found[layer]).float().cpu().clone())

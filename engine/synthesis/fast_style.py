@@ -15,6 +15,8 @@ for any loss network's feature scale. The trained weights come back as
 :func:`stylise` applies one in a single forward pass.
 """
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,15 +37,22 @@ from engine.synthesis.feature_targets import features
 
 STYLE_LAYERS = ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1")
 MAX_STYLES = 16
+OuterKernel = Literal[3, 5, 9]  # sides of the first and last convolutions
 
 
 class StyleModelConfig(BaseModel):
-    """What it takes to rebuild a trained transformer from its weights."""
+    """What it takes to rebuild a trained transformer from its weights.
+
+    The defaults of ``space_to_depth`` and ``outer_kernel`` are the layout of
+    the first stored models (Johnson et al.'s), so their records load unchanged.
+    """
 
     width: int = Field(ge=4, le=64)
     blocks: int = Field(ge=1, le=10)
     styles: int = Field(ge=1, le=MAX_STYLES)
     style_names: list[str]
+    space_to_depth: bool = False
+    outer_kernel: OuterKernel = 9
 
 
 class CondInstanceNorm(nn.Module):
@@ -82,30 +91,39 @@ class Residual(nn.Module):
 
 
 class Transformer(nn.Module):
-    """RGB [0, 1] in, RGB [0, 1] out, same size (inputs are reflect-padded to a multiple of 4).
+    """RGB [0, 1] in, RGB [0, 1] out, same size (inputs are reflect-padded to a multiple of ``multiple``).
 
+    ``space_to_depth`` folds each 2x2 block of pixels into 12 channels before the
+    first convolution and unfolds the last one's 12 channels back (pixel
+    unshuffle / shuffle, Shi et al. 2016, https://arxiv.org/abs/1609.05158), so no
+    layer runs at full resolution and the residual blocks run at 1/8 of it.
+    ``outer_kernel`` is the side of the first and last convolutions (Johnson's: 9).
     ``mix`` weights the styles (one-hot picks one); default: the first style.
     """
 
-    def __init__(self, width: int, blocks: int, styles: int = 1):
+    def __init__(self, width: int, blocks: int, styles: int = 1, space_to_depth: bool = False, outer_kernel: int = 9):
         super().__init__()
         w, s = width, styles
-        self.styles = styles
+        self.styles, self.fold, self.outer_pad = styles, 2 if space_to_depth else 1, outer_kernel // 2
+        self.multiple = 4 * self.fold
+        pixels = 3 * self.fold**2
         self.layers = nn.ModuleList(
-            [ConvNorm(3, w, 9, s), ConvNorm(w, 2 * w, 3, s, stride=2), ConvNorm(2 * w, 4 * w, 3, s, stride=2)]
+            [ConvNorm(pixels, w, outer_kernel, s), ConvNorm(w, 2 * w, 3, s, stride=2), ConvNorm(2 * w, 4 * w, 3, s, stride=2)]
             + [Residual(4 * w, s) for _ in range(blocks)]
             + [ConvNorm(4 * w, 2 * w, 3, s, upsample=True), ConvNorm(2 * w, w, 3, s, upsample=True)]
         )
-        self.out = nn.Conv2d(w, 3, 9)
+        self.out = nn.Conv2d(w, pixels, outer_kernel)
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
         if mix is None:
             mix = one_hot(0, self.styles, x.device)
         height, width = x.shape[2:]
-        x = F.pad(x, (0, -width % 4, 0, -height % 4), mode="reflect")
+        x = F.pad(x, (0, -width % self.multiple, 0, -height % self.multiple), mode="reflect")
+        x = F.pixel_unshuffle(x, self.fold).contiguous(memory_format=torch.channels_last)  # channels_last: faster convs on CPU
         for layer in self.layers:
             x = layer(x, mix)
-        return torch.sigmoid(self.out(F.pad(x, [4] * 4, mode="reflect")))[:, :, :height, :width]
+        x = F.pixel_shuffle(self.out(F.pad(x, [self.outer_pad] * 4, mode="reflect")), self.fold)
+        return torch.sigmoid(x)[:, :, :height, :width]
 
 
 def one_hot(index: int, styles: int, device=None) -> torch.Tensor:
@@ -113,7 +131,7 @@ def one_hot(index: int, styles: int, device=None) -> torch.Tensor:
 
 
 def build(config: StyleModelConfig) -> Transformer:
-    return Transformer(config.width, config.blocks, config.styles).eval()
+    return Transformer(config.width, config.blocks, config.styles, config.space_to_depth, config.outer_kernel).eval()
 
 
 def style_mix(config: StyleModelConfig, style: int | None, weights: list[float] | None) -> torch.Tensor:
@@ -132,9 +150,13 @@ def style_mix(config: StyleModelConfig, style: int | None, weights: list[float] 
 
 
 def stylise(net: Transformer, image: Image.Image, mix: torch.Tensor, max_side: int) -> Image.Image:
-    """``image`` through the trained network in one forward pass, returned at its own size."""
+    """``image`` through the trained network in one forward pass, returned at its own size.
+
+    Pictures are worked at ``max_side`` at most, and at least at twice the
+    network's ``multiple`` (the smallest side its reflect padding takes).
+    """
     device = next(net.parameters()).device
-    scale = min(1.0, max_side / max(image.size))
+    scale = max(min(1.0, max_side / max(image.size)), 2 * net.multiple / min(image.size))
     work = image if scale == 1.0 else image.resize((max(4, round(image.width * scale)), max(4, round(image.height * scale))), Image.BICUBIC)
     with torch.inference_mode():
         out = to_image(net(to_tensor(work, device), mix.to(device)))
@@ -175,6 +197,8 @@ class TrainStyleParams(BaseModel):
     style_layers: list[str] = Field(list(STYLE_LAYERS), min_length=1, max_length=16, description="loss-network layers whose Gram matrices carry the style")
     width: int = Field(16, ge=4, le=64, description="channels of the transformer's first layer (x2, x4 after each downsampling)")
     residual_blocks: int = Field(3, ge=1, le=10, description="residual blocks in the transformer")
+    space_to_depth: bool = Field(True, description="fold 2x2 pixels into channels first (no full-resolution layer; residual blocks at 1/8 resolution); false: Johnson's layout")
+    outer_kernel: OuterKernel = Field(3, description="side of the transformer's first and last convolutions (Johnson's: 9)")
     precision: Precision = Field("float32", description="bfloat16 runs the loss network under autocast; losses stay float32")
     style_names: list[str] | None = Field(None, max_length=MAX_STYLES, description="one name per style image; default style_0, style_1, ...")
     preview_every: int = Field(50, ge=0, le=40000, description="make a preview every k steps (0: never)")
@@ -215,7 +239,8 @@ def train_style_model(model: ConvLensModel, inputs, params: TrainStyleParams, pr
         model.layer(name)
     losses = [PerceptualLoss(model, to_tensor(fit_image(s, square, "crop"), device), params.content_layer, params.style_layers) for s in styles]
     contents = [image.convert("RGB") for image in inputs["content"]]
-    config = StyleModelConfig(width=params.width, blocks=params.residual_blocks, styles=len(styles), style_names=names)
+    config = StyleModelConfig(width=params.width, blocks=params.residual_blocks, styles=len(styles), style_names=names,
+                              space_to_depth=params.space_to_depth, outer_kernel=params.outer_kernel)  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         net = build(config).train().to(device)

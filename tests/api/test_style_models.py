@@ -6,6 +6,7 @@ tests/engine/test_fast_style.py trains real ones); its two styles get different 
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
@@ -55,6 +56,19 @@ def test_listed_and_read(client, stored):
     assert MODEL_ID in [m["id"] for m in client.get("/v1/style-models").json()["style_models"]]
     record = client.get(f"/v1/style-models/{MODEL_ID}").json()
     assert record["styles"] == 2 and record["style_names"] == ["one", "two"]
+
+
+def test_a_model_stored_before_the_layout_fields_still_stylises(client, chelsea):
+    """Records written before ``space_to_depth`` / ``outer_kernel`` existed hold Johnson's layout and load unchanged."""
+    old_id, config = "ef" * 12, StyleModelConfig(width=4, blocks=1, styles=1, style_names=["old"])
+    store = StyleModelStore(make_storage(client.app.state.settings))
+    store.save("public", old_id, config, build(config).state_dict(), {"job": None})
+    key = store.index.key("public", old_id, "json")
+    record = json.loads(store.storage.get(key))
+    store.storage.put(key, json.dumps({k: v for k, v in record.items() if k not in ("space_to_depth", "outer_kernel")}).encode(), "application/json")
+    photo = chelsea.resize((30, 20))
+    answer = client.post("/v1/stylize", json={"style_model": old_id, "image": {"base64": base64.b64encode(encode(photo)).decode()}})
+    assert picture(answer).shape == (20, 30, 3)
 
 
 def test_unknown_model_and_bad_styles(client, stored, chelsea):

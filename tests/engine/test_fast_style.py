@@ -49,10 +49,46 @@ def held_out_loss(vgg19, net, images, style, mix, weights=(1.0, 10.0)) -> float:
     return weights[0] * content + weights[1] * style_part
 
 
-def test_transformer_keeps_any_size_and_stays_in_pixel_range():
+LAYOUTS = [{"space_to_depth": False, "outer_kernel": 9}, {"space_to_depth": True, "outer_kernel": 3}, {"space_to_depth": True, "outer_kernel": 9}]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_transformer_keeps_any_size_and_stays_in_pixel_range(layout):
     torch.manual_seed(0)
-    out = Transformer(width=4, blocks=1, styles=2)(torch.rand(2, 3, 37, 50), torch.tensor([0.3, 0.7]))
+    out = Transformer(width=4, blocks=1, styles=2, **layout)(torch.rand(2, 3, 37, 50), torch.tensor([0.3, 0.7]))
     assert out.shape == (2, 3, 37, 50) and 0 <= out.min() and out.max() <= 1
+    net = Transformer(width=4, blocks=1, **layout).eval()
+    for size in ((1, 1), (3, 9), (7, 16), (15, 15)):  # below the smallest side its padding takes: worked larger, resized back
+        assert stylise(net, Image.new("RGB", size, (90, 160, 30)), one_hot(0, 1), 1024).size == size
+
+
+def test_a_config_without_layout_fields_is_johnsons_layout_so_old_weights_load():
+    old_record = {"width": 4, "blocks": 1, "styles": 1, "style_names": ["only"]}  # as stored before the layout knobs
+    config = StyleModelConfig.model_validate(old_record)
+    assert (config.space_to_depth, config.outer_kernel) == (False, 9)
+    old_weights = Transformer(width=4, blocks=1).state_dict()  # the layout stored models were trained with
+    assert old_weights["layers.0.conv.weight"].shape == (4, 3, 9, 9)
+    build(config).load_state_dict(old_weights, strict=True)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        build(config.model_copy(update={"space_to_depth": True})).load_state_dict(old_weights, strict=True)
+
+
+def test_space_to_depth_runs_no_layer_at_full_resolution():
+    net = Transformer(width=4, blocks=1, space_to_depth=True, outer_kernel=3).eval()
+    sides = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1])) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        net(torch.rand(1, 3, 64, 64))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert max(sides) == 32 and min(sides) == 8  # residual blocks at 1/8 of the picture's side
+
+
+def test_bad_layouts_are_invalid_params(chelsea):
+    for bad in ({"outer_kernel": 4}, {"outer_kernel": 11}, {"space_to_depth": "sometimes"}):
+        with pytest.raises(InvalidParams, match="outer_kernel|space_to_depth"):
+            run_method("train_style_model", "vgg19", {"content": [chelsea], "style": [chelsea]}, {**TINY, "steps": 1, **bad}, device="cpu")
 
 
 def test_training_lowers_the_loss_on_pictures_it_never_saw(vgg19, training, held_out, styles):
