@@ -15,7 +15,8 @@ def _unbounded(schema: dict, defs: dict, path: str) -> list[str]:
     found = []
     kind = schema.get("type")
     name = path.rsplit(".", 1)[-1]
-    if kind == "integer" and name not in INDEXES and "maximum" not in schema and "exclusiveMaximum" not in schema:
+    bounded = {"maximum", "exclusiveMaximum", "enum", "const"} & set(schema)
+    if kind == "integer" and name not in INDEXES and not bounded:
         found.append(path)
     if kind == "array":
         if "maxItems" not in schema:
