@@ -8,6 +8,7 @@ patterns (Mordvintsev et al. 2015; Yosinski et al. 2015). Pass a seeded
 """
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -73,28 +74,35 @@ def random_rotate(degrees: Sequence[float], generator: torch.Generator | None = 
     return transform
 
 
-def standard_transforms(generator: torch.Generator | None = None) -> list[Transform]:
-    """Lucid's standard transformation-robustness set: constant pad 12 (grey), jitter 8, scale by
-    0.9..1.1, rotate by -10..10 degrees (0 five times as likely), jitter 4 (Olah et al. 2017)."""
-    return [
-        pad(12, "constant", 0.5),
-        jitter(8, generator),
-        random_scale([1 + (i - 5) / 50 for i in range(11)], generator),
-        random_rotate(list(range(-10, 11)) + 5 * [0], generator),
-        jitter(4, generator),
-    ]
+@dataclass(frozen=True)
+class RobustnessSet:
+    """Lucid's transformation-robustness recipe: constant grey pad, jitter, scale by 1 +- ``scale`` (11 steps),
+    rotate by -``degrees``..``degrees`` (0 five times as likely), a finer jitter."""
+
+    pad: int
+    jitter: int
+    scale: float
+    degrees: int
+    fine_jitter: int
 
 
-def strong_transforms(generator: torch.Generator | None = None) -> list[Transform]:
-    """Lucid's set at twice the strength: constant pad 16 (grey), jitter 16, scale by 0.8..1.2, rotate by
-    -15..15 degrees (0 five times as likely), jitter 8. Class pictures made under it are recognised far
-    more often by a network that took no part in the optimisation (bench/class_vis_recipes.py)."""
+ROBUSTNESS_SETS = {
+    "standard": RobustnessSet(pad=12, jitter=8, scale=0.1, degrees=10, fine_jitter=4),  # Lucid's (Olah et al. 2017)
+    # twice the strength: class pictures made under it are recognised far more often by a network that took
+    # no part in the optimisation (bench/class_vis_recipes.py)
+    "strong": RobustnessSet(pad=16, jitter=16, scale=0.2, degrees=15, fine_jitter=8),
+}
+
+
+def robustness_transforms(name: str, generator: torch.Generator | None = None) -> list[Transform]:
+    """The transforms of the named :data:`ROBUSTNESS_SETS` entry, in Lucid's order."""
+    chosen = ROBUSTNESS_SETS[name]
     return [
-        pad(16, "constant", 0.5),
-        jitter(16, generator),
-        random_scale([1 + (i - 5) / 25 for i in range(11)], generator),
-        random_rotate(list(range(-15, 16)) + 5 * [0], generator),
-        jitter(8, generator),
+        pad(chosen.pad, "constant", 0.5),
+        jitter(chosen.jitter, generator),
+        random_scale([1 + chosen.scale * (i - 5) / 5 for i in range(11)], generator),
+        random_rotate(list(range(-chosen.degrees, chosen.degrees + 1)) + 5 * [0], generator),
+        jitter(chosen.fine_jitter, generator),
     ]
 
 

@@ -36,7 +36,7 @@ from engine.optim.report import synthesis_result
 from engine.optim.spectral import fourier, maco
 from engine.synthesis.facet_starts import cluster_means
 from engine.inspect.collection import MAX_IMAGES
-from engine.optim.transforms import centre_zoom, jitter, pad, random_rotate, random_scale, standard_transforms, strong_transforms
+from engine.optim.transforms import ROBUSTNESS_SETS, centre_zoom, jitter, pad, random_rotate, random_scale, robustness_transforms
 from engine.progress import Progress, no_progress
 from engine.registry import method
 from engine.result import Result
@@ -189,8 +189,8 @@ def image_param(model: ConvLensModel, params: ClassVisualizationParams, start: t
 
 
 def robustness(params: ClassVisualizationParams, kind: str, generator) -> list:
-    if kind in ("standard", "strong"):
-        chosen = standard_transforms(generator) if kind == "standard" else strong_transforms(generator)
+    if kind in ROBUSTNESS_SETS:
+        chosen = robustness_transforms(kind, generator)
     else:
         chosen = []
         if params.pad:

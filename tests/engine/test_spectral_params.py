@@ -7,7 +7,7 @@ from engine.hooks import hook_count
 from engine.optim import objectives as obj
 from engine.optim.loop import render
 from engine.optim.spectral import fourier, frequency_scale, maco, natural_magnitude
-from engine.optim.transforms import centre_zoom, standard_transforms
+from engine.optim.transforms import centre_zoom, robustness_transforms
 
 SIZE = (64, 64)
 PARAMS = {
@@ -31,7 +31,7 @@ def test_loss_falls_over_five_steps_and_the_image_stays_in_range(name, efficient
 def test_same_seed_same_picture(name, efficientnet):
     def run(seed):
         g = torch.Generator().manual_seed(seed)
-        return render(efficientnet, PARAMS[name](g), obj.class_logit(130), steps=2, transforms=standard_transforms(g)).image
+        return render(efficientnet, PARAMS[name](g), obj.class_logit(130), steps=2, transforms=robustness_transforms("standard", g)).image
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
