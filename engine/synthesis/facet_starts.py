@@ -28,9 +28,9 @@ def cluster_means(model: ConvLensModel, examples: list[Image.Image], facets: int
     if len(examples) < facets:
         raise InvalidParams(f"{facets} facets need at least {facets} example images to cluster, got {len(examples)}")
     fitted = [fit_image(image, size, "stretch") for image in examples]
-    vectors, _ = feature_vectors(model, fitted, FeatureParams(size=size[0]), no_progress)
-    kmeans = KMeans(n_clusters=facets, n_init=10, random_state=seed).fit(vectors.astype(np.float64))
-    distances = kmeans.transform(vectors.astype(np.float64))
+    vectors = feature_vectors(model, fitted, FeatureParams(size=size[0]), no_progress)[0].astype(np.float64)
+    kmeans = KMeans(n_clusters=facets, n_init=10, random_state=seed).fit(vectors)
+    distances = kmeans.transform(vectors)
     order = sorted(range(facets), key=lambda c: int(np.flatnonzero(kmeans.labels_ == c)[0]))
     pictures = torch.cat([to_tensor(image, model.device) for image in fitted])
     starts = []
