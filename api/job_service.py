@@ -124,7 +124,7 @@ class JobService:
                 outcome = "terminated"
             job = self.jobs.get_owned(job_id, tenant)
             if outcome in ("cancelled", "terminated"):
-                webhooks.enqueue(self.celery, job, "completed")
+                webhooks.enqueue(self.celery, self.jobs, job, "completed")
             return outcome, job
 
     def ping(self) -> None:

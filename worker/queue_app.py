@@ -44,7 +44,7 @@ def create_celery(settings: Settings) -> Celery:
         },
     )
     app.task(name=TASK_NAME, bind=True, base=JobTask, settings=settings)(run_job_and_notify)
-    app.task(name=webhooks.TASK_NAME, bind=True, settings=settings, acks_late=True)(webhooks.deliver_task)
+    app.task(name=webhooks.TASK_NAME, bind=True, base=webhooks.WebhookTask, settings=settings, acks_late=True)(webhooks.deliver_task)
     return app
 
 

@@ -35,10 +35,10 @@ def reap_once(jobs: JobStore, app: Celery, settings: Settings) -> dict[str, list
         jobs.mark_sent(job)
     for job_id in found["failed"]:
         log.warning("job %s failed: its message was never sent", job_id)
-        webhooks.enqueue(app, jobs.get(job_id), "completed")
+        webhooks.enqueue(app, jobs, jobs.get(job_id), "completed")
     for job_id in found["aborted"]:
         log.info("job %s aborted: not started by its deadline", job_id)
-        webhooks.enqueue(app, jobs.get(job_id), "completed")
+        webhooks.enqueue(app, jobs, jobs.get(job_id), "completed")
     if found["requeue"]:
         log.info("requeued jobs %s", ", ".join(found["requeue"]))
     return found

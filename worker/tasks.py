@@ -80,7 +80,7 @@ class JobTask(Task):
             job = self.jobs.get(args[0])
             if job is not None:
                 self.jobs.fail(job, "time_limit", f"the job ran past the hard limit of {self.settings.job_time_limit} s")
-                webhooks.enqueue(self.app, self.jobs.get(job.id), "completed")
+                webhooks.enqueue(self.app, self.jobs, self.jobs.get(job.id), "completed")
 
 
 ENDED = FINISHED | {"poisoned"}  # what a delivery returns when it ended its job
@@ -90,7 +90,7 @@ def run_job_and_notify(task: JobTask, job_id: str) -> str:
     """:func:`run_job`, then the job's ``completed`` webhook when this delivery is what ended it."""
     outcome = run_job(task, job_id)
     if outcome in ENDED:
-        webhooks.enqueue(task.app, task.jobs.get(job_id), "completed")
+        webhooks.enqueue(task.app, task.jobs, task.jobs.get(job_id), "completed")
     return outcome
 
 
@@ -126,10 +126,10 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
 
     log.info("job %s: %s on %s (delivery %d)", job.id, job.method, job.model, deliveries,
              extra={"job_id": job.id, "request_id": job.request_id, "tenant": job.tenant})
-    webhooks.enqueue(task.app, job, "start")
+    webhooks.enqueue(task.app, jobs, job, "start")
     try:
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
-        progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, job, "progress"))
+        progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, jobs, job, "progress"))
         result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
         with_backoff(lambda: save_trained_style_model(task.storage, job.tenant, job.id, job.method, result), (StorageUnavailable,), budget)
         artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)

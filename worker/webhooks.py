@@ -1,9 +1,18 @@
-"""Webhooks: a job's events POSTed to the URL it named, signed the Standard Webhooks way.
+"""Webhooks: a job's events POSTed to the URL it named, in order, signed the Standard Webhooks way.
 
-Each delivery is its own Celery task on the ``webhooks`` queue, so a slow or
-failing receiver never holds up a job's worker; a failed attempt is retried
-with exponential backoff (same ``webhook-id`` every attempt, so receivers can
-drop duplicates). Headers (https://www.standardwebhooks.com/):
+An event is pushed onto its job's outbox (a Redis list, oldest first) and a
+Celery task on the ``webhooks`` queue is sent with the job id, so a slow or
+failing receiver never holds up a job's worker. The task drains that job's
+outbox head first under the job's lock (``SET NX`` with an expiry, refreshed
+per item), so a job's deliveries arrive one at a time in the order the events
+happened (started, progress..., completed) while other jobs deliver in
+parallel. A task that finds the lock taken tries again once the lock would
+have expired (the holder drains what was pushed meanwhile; a crashed holder
+strands nothing). A failed head stays the head, with its attempt count and a
+"not before" time: attempt n+1 waits ``base * 2**(n-1)`` seconds, with the
+same ``webhook-id`` every attempt (receivers can drop duplicates), up to
+``webhook_max_attempts``; a refused target or a delivery given up on is
+dropped so later events follow. Headers (https://www.standardwebhooks.com/):
 
 - ``webhook-id``: the delivery's id; ``webhook-timestamp``: Unix seconds;
 - ``webhook-signature``: ``v1,`` + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}")).
@@ -18,17 +27,22 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import secrets
 import socket
 import time
 from datetime import datetime, timezone
+from functools import cached_property
 from urllib.parse import urlsplit
 
 import httpx
 import pydantic_core
+import redis
+from celery import Task
 
-from worker.jobs import Job
+from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
+from worker.settings import Settings
 
 TASK_NAME = "convlens.deliver_webhook"
 QUEUE = "webhooks"
@@ -110,20 +124,85 @@ def wants(job: Job | None, event: str) -> bool:
     return job is not None and bool(job.webhook) and event in job.webhook.get("events", ())
 
 
-def enqueue(celery, job: Job, event: str) -> None:
-    """Queue one delivery of ``event`` for ``job`` when it asked for it (never raises: a job outlives its hooks)."""
+# The lock must still be ours: drop the head (ARGV[3] empty) or replace it, if it is still ARGV[2]; refresh the lock.
+_SETTLE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[2] then
+  if ARGV[3] == '' then redis.call('LPOP', KEYS[1]) else redis.call('LSET', KEYS[1], 0, ARGV[3]) end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return redis.call('LLEN', KEYS[1])
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return redis.call('LLEN', KEYS[1])
+"""
+
+
+class Outbox:
+    """Each job's pending deliveries, oldest first (one Redis list per job), and the lock of whoever delivers them.
+
+    An entry is ``{"id", "url", "body", "attempts", "not_before"}``: its
+    ``webhook-id``, where and what to POST, the attempts failed so far and the
+    Unix time before which it is not tried again.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "convlens"):
+        self.redis, self.prefix = client, prefix
+        self._settle = client.register_script(_SETTLE)
+        self._unlock = client.register_script(_UNLOCK)
+
+    def keys(self, job_id: str) -> list[str]:
+        """The job's list and its lock."""
+        key = f"{self.prefix}:webhooks:{job_id}"
+        return [key, f"{key}:lock"]
+
+    def push(self, job_id: str, entry: dict, ttl_seconds: int) -> None:
+        key = self.keys(job_id)[0]
+        self.redis.pipeline().rpush(key, json.dumps(entry)).expire(key, ttl_seconds).execute()
+
+    def head(self, job_id: str) -> tuple[bytes, dict] | None:
+        """The oldest entry, as stored and decoded."""
+        raw = self.redis.lindex(self.keys(job_id)[0], 0)
+        return None if raw is None else (raw, json.loads(raw))
+
+    def lock(self, job_id: str, token: str, seconds: float) -> bool:
+        return bool(self.redis.set(self.keys(job_id)[1], token, nx=True, px=int(seconds * 1000)))
+
+    def settle(self, job_id: str, token: str, raw: bytes, entry: dict | None, seconds: float) -> bool:
+        """Drop the head ``raw`` (``entry`` None) or store ``entry`` in its place; False when the lock is no longer ours."""
+        return self._settle(keys=self.keys(job_id), args=[token, raw, json.dumps(entry) if entry else "", int(seconds * 1000)]) >= 0
+
+    def unlock(self, job_id: str, token: str) -> int:
+        """Release the lock if it is still ours; the entries left."""
+        return self._unlock(keys=self.keys(job_id), args=[token])
+
+    def retry_after(self, job_id: str) -> float | None:
+        """For a task that found the lock taken: seconds until it expires, or None when nothing is left to deliver."""
+        pipe = self.redis.pipeline()
+        left, ms = pipe.llen(self.keys(job_id)[0]).pttl(self.keys(job_id)[1]).execute()
+        return max(ms, 0) / 1000 + 0.1 if left else None  # just after it expires
+
+
+def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
+    """Push ``event`` onto ``job``'s outbox and send the task that delivers it, when the job asked for it.
+
+    Never raises: a job outlives its hooks.
+    """
     if not wants(job, event):
         return
     body = pydantic_core.to_json(payload(job, event), inf_nan_mode="null").decode()  # JSON has no NaN
+    entry = {"id": f"msg_{secrets.token_hex(12)}", "url": job.webhook["url"], "body": body, "attempts": 0, "not_before": 0}
     try:
-        celery.send_task(TASK_NAME, args=[job.webhook["url"], f"msg_{secrets.token_hex(12)}", body], queue=QUEUE)
-    except Exception:  # the broker is down: this event is lost, the job is not
+        Outbox(jobs.redis, jobs.prefix).push(job.id, entry, jobs.ttl)
+        celery.send_task(TASK_NAME, args=[job.id], queue=QUEUE)
+    except Exception:  # Redis or the broker is down: this event is lost (or goes with the job's next one), the job is not
         log.exception("could not queue the %s webhook of job %s", event, job.id)
 
 
-def deliver(task, url: str, message_id: str, body: str) -> int:
-    """One attempt; raises (to be retried) unless the receiver answered 2xx."""
-    settings = task.settings
+def deliver(settings: Settings, url: str, message_id: str, body: str) -> None:
+    """One attempt; raises unless the receiver answered 2xx."""
     check_target(url, settings.webhook_allow_private)
     timestamp = int(time.time())
     data = body.encode()
@@ -135,19 +214,76 @@ def deliver(task, url: str, message_id: str, body: str) -> int:
     }
     response = httpx.post(url, content=data, headers=headers, timeout=settings.webhook_timeout_seconds, follow_redirects=False)
     response.raise_for_status()
-    return response.status_code
 
 
-def deliver_task(task, url: str, message_id: str, body: str) -> int | None:
-    """The Celery task: deliver, or retry with backoff ``base * 2**(n-1)`` until the attempts are spent."""
+def attempt(settings: Settings, entry: dict) -> dict | None:
+    """Try ``entry`` once: None when done with it (delivered, refused, given up), else it with its next attempt's time."""
     try:
-        return deliver(task, url, message_id, body)
+        deliver(settings, entry["url"], entry["id"], entry["body"])
+        return None
     except WebhookRefused as exc:
-        log.warning("webhook %s to %s refused: %s", message_id, url, exc.message)
+        log.warning("webhook %s to %s refused: %s", entry["id"], entry["url"], exc.message)
         return None
     except (httpx.HTTPError, OSError) as exc:
-        attempt = task.request.retries + 1
-        if attempt >= task.settings.webhook_max_attempts:
-            log.warning("webhook %s to %s given up after %d attempts: %s", message_id, url, attempt, exc)
+        attempts = entry["attempts"] + 1
+        if attempts >= settings.webhook_max_attempts:
+            log.warning("webhook %s to %s given up after %d attempts: %s", entry["id"], entry["url"], attempts, exc)
             return None
-        raise task.retry(countdown=task.settings.webhook_retry_base_seconds * 2 ** (attempt - 1), max_retries=None, exc=exc)
+        wait = settings.webhook_retry_base_seconds * 2 ** (attempts - 1)
+        return {**entry, "attempts": attempts, "not_before": time.time() + wait}
+    except Exception:  # a bug or an odd URL (httpx.InvalidURL): never let one entry block the job's later events
+        log.exception("webhook %s to %s dropped", entry["id"], entry["url"])
+        return None
+
+
+def lock_seconds(settings: Settings) -> float:
+    """How long a job's lock lasts unrefreshed: one attempt (connect, write and read, each up to the timeout) and then some."""
+    return 3 * settings.webhook_timeout_seconds + 5
+
+
+def drain(outbox: Outbox, job_id: str, settings: Settings) -> float | None:
+    """Deliver ``job_id``'s outbox head first until it is empty (None) or must wait: then the seconds to wait.
+
+    After releasing the lock it looks again, so an event pushed while it held
+    the lock (whose own task found the lock taken) is never left behind.
+    """
+    token, seconds = secrets.token_hex(8), lock_seconds(settings)
+    while outbox.lock(job_id, token, seconds):
+        try:
+            wait = _deliver_due(outbox, job_id, token, settings, seconds)
+        finally:
+            left = outbox.unlock(job_id, token)
+        if wait is not None or not left:
+            return wait
+    return outbox.retry_after(job_id)
+
+
+def _deliver_due(outbox: Outbox, job_id: str, token: str, settings: Settings, seconds: float) -> float | None:
+    """Holding the lock: deliver heads while they are due; the seconds until the head is, or None (empty, or lock lost)."""
+    while (head := outbox.head(job_id)) is not None:
+        raw, entry = head
+        if (wait := entry["not_before"] - time.time()) > 0:
+            return wait
+        if not outbox.settle(job_id, token, raw, attempt(settings, entry), seconds):
+            return None  # the lock expired during the attempt: its new holder carries on
+    return None
+
+
+class WebhookTask(Task):
+    """Holds the per-process Redis client of the outboxes; created lazily, once the worker runs."""
+
+    settings: Settings
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(connect(self.settings))
+
+
+def deliver_task(task: WebhookTask, job_id: str) -> None:
+    """The Celery task: drain the job's outbox, or run again when it must wait (a backoff, a taken lock, Redis down)."""
+    try:
+        wait = drain(task.outbox, job_id, task.settings)
+    except REDIS_ERRORS as exc:  # the entries stay in Redis: try again shortly
+        raise task.retry(countdown=1.0, max_retries=None, exc=exc)
+    if wait is not None:
+        raise task.retry(countdown=wait, max_retries=None)

@@ -5,6 +5,8 @@ import hashlib
 import hmac
 import io
 import time
+from datetime import datetime
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -103,6 +105,47 @@ def test_start_progress_and_completed_events_with_progress_at_most_every_second(
     steps = [d.event["data"]["progress"]["step"] for d in progress]
     assert steps == sorted(steps) and steps[0] >= 1
     assert all(d.event["data"]["id"] == submitted["id"] for d in receiver.accepted())
+
+
+def test_a_jobs_events_arrive_in_order_one_at_a_time_though_the_first_is_slow_and_retried(live, image_id):
+    """The webhooks worker runs 4 threads. job.started is answered slowly, with a 500, then retried, while the
+    job's progress events are already queued: none may overtake it, and none may overlap another."""
+    receiver = Receiver(fail_first=1, slow_first=1, slow_seconds=1.5)
+    try:
+        events = ["start", "progress", "completed"]
+        job = probe_job(image_id, time.time(), params={"steps": 8, "sleep": 0.25}, webhook={"url": receiver.url, "events": events})
+        submit(live, job)
+        receiver.wait_for("job.completed")
+        seen = receiver.deliveries
+        kinds = [d.event["type"] for d in seen]
+        assert kinds[:2] == ["job.started", "job.started"] and kinds[-1] == "job.completed", kinds
+        assert len(kinds) >= 4 and set(kinds[2:-1]) == {"job.progress"}, kinds
+        assert [d.answered for d in seen] == [500] + [204] * (len(seen) - 1)
+        assert seen[0].headers["webhook-id"] == seen[1].headers["webhook-id"]  # one message, two attempts
+        assert len({d.headers["webhook-id"] for d in seen}) == len(seen) - 1
+        steps = [d.event["data"]["progress"]["step"] for d in seen[2:-1]]
+        assert steps == sorted(set(steps)), steps
+        assert all(b.received >= a.answered_at for a, b in pairwise(seen))  # one at a time
+        first_progress = datetime.fromisoformat(seen[2].event["timestamp"]).timestamp()
+        assert first_progress < seen[0].answered_at  # it was queued while job.started was still in flight
+    finally:
+        receiver.close()
+
+
+def test_a_slow_receiver_of_one_job_does_not_hold_up_another_jobs_deliveries(live, image_id):
+    slow, fast = Receiver(slow_first=1, slow_seconds=4.0), Receiver()
+    try:
+        submit(live, probe_job(image_id, time.time(), webhook={"url": slow.url, "events": ["start"]}))
+        submit(live, probe_job(image_id, time.time(), webhook={"url": fast.url, "events": ["start"]}))
+        held = slow.wait_for("job.started")
+        delivered = fast.wait_for("job.started")
+        deadline = time.monotonic() + 10
+        while not held.answered_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert held.received < delivered.received < held.answered_at  # delivered while the other job's waited
+    finally:
+        slow.close()
+        fast.close()
 
 
 def test_prefer_wait_answers_with_the_finished_job(live, image_id):

@@ -1,4 +1,4 @@
-"""A webhook receiver on loopback that records deliveries and can fail the first few on purpose."""
+"""A webhook receiver on loopback that records deliveries and can fail, or answer slowly, the first few on purpose."""
 
 import json
 import threading
@@ -14,6 +14,7 @@ class Delivery:
     body: bytes
     received: float
     answered: int
+    answered_at: float = 0.0  # when its answer went out (after any slow wait)
 
     @property
     def event(self) -> dict:
@@ -23,18 +24,24 @@ class Delivery:
 @dataclass
 class Receiver:
     fail_first: int = 0  # answer 500 to this many requests first
+    slow_first: int = 0  # wait slow_seconds before answering this many requests first
+    slow_seconds: float = 0.0
     deliveries: list[Delivery] = field(default_factory=list)
 
     def __post_init__(self):
-        receiver = self
+        receiver, lock = self, threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                status = 500 if len(receiver.deliveries) < receiver.fail_first else 204
-                receiver.deliveries.append(
-                    Delivery(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time(), status)
-                )
+                with lock:  # requests may overlap: number them in the order they arrived
+                    seen = len(receiver.deliveries)
+                    status = 500 if seen < receiver.fail_first else 204
+                    delivery = Delivery(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time(), status)
+                    receiver.deliveries.append(delivery)
+                if seen < receiver.slow_first:
+                    time.sleep(receiver.slow_seconds)
+                delivery.answered_at = time.time()
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -1,0 +1,120 @@
+"""A job's webhook outbox drained in a real Redis to a real loopback receiver: order, backoff, drops, the lock."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.e2e.webhook_receiver import Receiver
+from worker.settings import Settings
+from worker.webhooks import Outbox, drain
+
+JOB = "job-1"
+
+
+@pytest.fixture
+def outbox(redis_client):
+    return Outbox(redis_client)
+
+
+@pytest.fixture
+def settings():
+    return Settings(webhook_secret="secret", webhook_allow_private=True, webhook_retry_base_seconds=0.2, webhook_max_attempts=3)
+
+
+def push(outbox: Outbox, url: str, n: int) -> str:
+    message_id = f"msg_{n}"
+    outbox.push(JOB, {"id": message_id, "url": url, "body": json.dumps({"n": n}), "attempts": 0, "not_before": 0}, 600)
+    return message_id
+
+
+def drain_until_empty(outbox: Outbox, settings: Settings) -> None:
+    """What the task's retries do: drain, wait as told, drain again."""
+    for _ in range(20):
+        wait = drain(outbox, JOB, settings)
+        if wait is None:
+            return
+        time.sleep(wait)
+    raise AssertionError("the outbox never emptied")
+
+
+def seen(receiver: Receiver) -> list[tuple[str, int, int]]:
+    return [(d.headers["webhook-id"], d.event["n"], d.answered) for d in receiver.deliveries]
+
+
+def test_drain_delivers_the_outbox_oldest_first_and_leaves_it_empty_and_unlocked(outbox, settings, redis_client):
+    receiver = Receiver()
+    try:
+        ids = [push(outbox, receiver.url, n) for n in range(3)]
+        assert drain(outbox, JOB, settings) is None
+        assert seen(receiver) == [(ids[0], 0, 204), (ids[1], 1, 204), (ids[2], 2, 204)]
+        assert outbox.head(JOB) is None and redis_client.exists(*outbox.keys(JOB)) == 0
+    finally:
+        receiver.close()
+
+
+def test_a_failed_head_stays_first_backs_off_and_keeps_its_id(outbox, settings):
+    receiver = Receiver(fail_first=1)
+    try:
+        first, second = push(outbox, receiver.url, 0), push(outbox, receiver.url, 1)
+        wait = drain(outbox, JOB, settings)
+        assert 0.1 < wait <= 0.2  # base * 2**0
+        assert seen(receiver) == [(first, 0, 500)]
+        _, head = outbox.head(JOB)
+        assert (head["id"], head["attempts"]) == (first, 1)
+        assert 0 < drain(outbox, JOB, settings) <= wait  # not due yet: nothing sent, the second still waits
+        assert len(receiver.deliveries) == 1
+        time.sleep(wait)
+        assert drain(outbox, JOB, settings) is None
+        assert seen(receiver) == [(first, 0, 500), (first, 0, 204), (second, 1, 204)]
+    finally:
+        receiver.close()
+
+
+def test_a_delivery_given_up_on_or_refused_is_dropped_so_later_events_follow(outbox, settings):
+    receiver = Receiver(fail_first=3)  # webhook_max_attempts = 3
+    try:
+        given_up = push(outbox, receiver.url, 0)
+        push(outbox, "ftp://example.com/hook", 1)  # refused before any attempt
+        last = push(outbox, receiver.url, 2)
+        drain_until_empty(outbox, settings)
+        assert seen(receiver) == [(given_up, 0, 500)] * 3 + [(last, 2, 204)]
+        gaps = [b.received - a.received for a, b in zip(receiver.deliveries, receiver.deliveries[1:3])]
+        assert 0.2 <= gaps[0] and 0.4 <= gaps[1]  # 0.2 s, then 0.4 s
+    finally:
+        receiver.close()
+
+
+def test_a_task_finding_the_lock_taken_leaves_the_outbox_and_comes_back_when_the_lock_would_expire(outbox, settings):
+    receiver = Receiver()
+    try:
+        assert outbox.lock(JOB, "another-task", 3.0)
+        assert drain(outbox, JOB, settings) is None  # nothing to deliver: no need to come back
+        message_id = push(outbox, receiver.url, 0)
+        assert 2.5 < drain(outbox, JOB, settings) <= 3.1
+        assert receiver.deliveries == [] and outbox.head(JOB)[1]["id"] == message_id
+        outbox.unlock(JOB, "another-task")
+        assert drain(outbox, JOB, settings) is None
+        assert seen(receiver) == [(message_id, 0, 204)]
+    finally:
+        receiver.close()
+
+
+def test_events_pushed_while_a_delivery_is_in_flight_wait_for_it_and_go_with_the_holder(outbox, settings):
+    receiver = Receiver(slow_first=1, slow_seconds=0.5)
+    try:
+        first = push(outbox, receiver.url, 0)
+        holder = threading.Thread(target=drain, args=(outbox, JOB, settings))
+        holder.start()
+        deadline = time.monotonic() + 5
+        while not receiver.deliveries and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = push(outbox, receiver.url, 1)
+        assert drain(outbox, JOB, settings) > 0  # the second's own task: the lock is taken, it comes back later
+        holder.join(5)
+        assert seen(receiver) == [(first, 0, 204), (second, 1, 204)]
+        assert receiver.deliveries[1].received >= receiver.deliveries[0].answered_at  # one at a time
+        assert outbox.head(JOB) is None
+    finally:
+        receiver.close()
