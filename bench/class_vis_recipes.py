@@ -5,8 +5,9 @@ independent judge's (efficientnet_lite1) probability and rank of each target.
 
     .venv/bin/python bench/class_vis_recipes.py --recipes fourier fourier:standard pixels --steps 200
 
-A recipe is a parameterisation, optionally with the transform set after a colon
-(``fourier:standard``); alone it takes the parameterisation's default set.
+A recipe is a parameterisation, optionally with the transform set and (fourier) the
+spectrum decay after colons (``fourier:standard``, ``fourier:strong:1.0``); alone it
+takes the parameterisation's defaults.
 """
 
 import argparse
@@ -38,7 +39,8 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
         verdict = judge(images[k : k + 1], index)[0]
         rows.append({"class": name, "own": float(own[k, index]), "judge": verdict["probability"], "rank": verdict["rank"], "judge_top1": verdict["top1"]})
     return {
-        "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}",
+        "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}"
+        + (f":{params.spectrum_decay:g}" if params.parameterization == "fourier" else ""),
         "steps": params.steps,
         "seconds_per_step": seconds / params.steps,
         "judge_top1": sum(r["rank"] == 1 for r in rows),
@@ -58,8 +60,10 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_model("efficientnet_lite0", "cpu")
     for recipe in args.recipes:
-        parameterization, _, transforms = recipe.partition(":")
-        params = ClassVisualizationParams(parameterization=parameterization, transforms=transforms or None, steps=args.steps, size=args.size)
+        parameterization, _, rest = recipe.partition(":")
+        transforms, _, decay = rest.partition(":")
+        extra = {"spectrum_decay": float(decay)} if decay else {}
+        params = ClassVisualizationParams(parameterization=parameterization, transforms=transforms or None, steps=args.steps, size=args.size, **extra)
         print(json.dumps(measure(model, args.classes, params)), flush=True)
 
 

@@ -56,10 +56,11 @@ def fourier(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     init: torch.Tensor | None = None,
+    decay: float = 1.0,
 ) -> ImageParam:
-    """A 1/f-scaled Fourier parameterisation of ``facets`` images; ``init`` (1, 3, H, W) starts from a picture."""
+    """A 1/f^``decay``-scaled Fourier parameterisation of ``facets`` images; ``init`` (1, 3, H, W) starts from a picture."""
     height, width = size
-    scale = frequency_scale(height, width).to(device)
+    scale = frequency_scale(height, width, decay).to(device)
     if init is None:
         spectrum = torch.randn(facets, 3, height, width // 2 + 1, 2, generator=generator).to(device) * sd
     else:

@@ -13,6 +13,7 @@ SIZE = (64, 64)
 PARAMS = {
     "fourier": lambda g: fourier(SIZE, generator=g),
     "fourier_rgb": lambda g: fourier(SIZE, decorrelate=False, generator=g),
+    "fourier_decay_1.5": lambda g: fourier(SIZE, generator=g, decay=1.5),  # class_visualization's default
     "maco": lambda g: maco(SIZE, generator=g),
 }
 
@@ -41,8 +42,8 @@ def test_fourier_starts_exactly_from_a_given_photo(chelsea):
     from engine.imaging import fit_image, to_tensor
 
     photo = to_tensor(fit_image(chelsea, SIZE))
-    for decorrelate in (True, False):
-        image = fourier(SIZE, facets=2, decorrelate=decorrelate, init=photo).image_fn()
+    for decorrelate, decay in ((True, 1.0), (False, 1.0), (True, 1.5)):
+        image = fourier(SIZE, facets=2, decorrelate=decorrelate, init=photo, decay=decay).image_fn()
         assert image.shape == (2, 3, *SIZE)
         assert (image - photo.clamp(1e-3, 1 - 1e-3)).abs().max() < 1e-4
 
@@ -53,6 +54,8 @@ def test_frequency_scale_is_1_over_f():
     assert scale[0, 1] / scale[1, 1] == pytest.approx(2**0.5)  # f = 1/8 vs sqrt(2)/8
     assert scale[0, 1] == pytest.approx(8 * 8)  # 1/f times sqrt(H W)
     assert scale[0, 0] == scale[0, 1]  # the DC bin is clamped to the lowest frequency
+    steeper = frequency_scale(8, 8, decay=1.5)
+    assert steeper[0, 1] / steeper[0, 2] == pytest.approx(2**1.5)  # 1/f^1.5
 
 
 def test_maco_keeps_the_natural_amplitude_and_learns_only_the_phase():
