@@ -40,7 +40,7 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
         rows.append({"class": name, "own": float(own[k, index]), "judge": verdict["probability"], "rank": verdict["rank"], "judge_top1": verdict["top1"]})
     return {
         "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}"
-        + (f":{params.spectrum_decay:g}" if params.parameterization == "fourier" else ""),
+        + (f":{params.spectrum_decay or 1.5:g}" if params.parameterization == "fourier" else ""),
         "steps": params.steps,
         "seconds_per_step": seconds / params.steps,
         "judge_top1": sum(r["rank"] == 1 for r in rows),

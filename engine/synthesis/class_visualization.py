@@ -91,9 +91,9 @@ class ClassVisualizationParams(BaseModel):
         "pixels: the pixels themselves with Yosinski et al.'s regularisers",
     )
     decorrelate: bool = Field(True, description="optimise in a decorrelated colour space (fourier and maco)")
-    spectrum_decay: float = Field(
-        1.5, ge=0.5, le=3, description="fourier: each frequency's amplitude scales as 1/f^decay (1: Lucid's; 1.5, the "
-        "default, chosen by the judge measurement: smoother pictures the judge recognises more often)",
+    spectrum_decay: float | None = Field(
+        None, ge=0.5, le=3, description="fourier: each frequency's amplitude scales as 1/f^decay (1: Lucid's); default 1.5 "
+        "(chosen by the judge measurement: smoother pictures the judge recognises more often), 1 when accentuating a photo",
     )
     size: int = Field(224, ge=32, le=512, description="side of the square image, in pixels")
     steps: int = Field(200, ge=1, le=2000, description="optimisation steps")
@@ -181,7 +181,7 @@ def image_param(model: ConvLensModel, params: ClassVisualizationParams, start: t
     size, device = (params.size, params.size), model.device
     if params.parameterization == "fourier":
         return fourier(size, params.facets, decorrelate=params.decorrelate, generator=generator, device=device, init=start,
-                       decay=params.spectrum_decay)
+                       decay=params.spectrum_decay or (1.0 if start is not None else 1.5))
     if params.parameterization == "maco":
         if start is not None:
             raise InvalidParams("maco fixes the amplitude spectrum, so it cannot start from a photo or from example "
