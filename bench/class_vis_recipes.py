@@ -19,7 +19,7 @@ import torch
 from engine.models import load_model
 from engine.models.judge import judge
 from engine.optim import objectives as obj
-from engine.synthesis.class_visualization import RECIPE_DEFAULTS, ClassVisualizationParams, visualize
+from engine.synthesis.class_visualization import RECIPE_DEFAULTS, SPECTRUM_DECAY, ClassVisualizationParams, visualize
 
 CLASSES = ["goldfinch", "flamingo", "tarantula", "lemon", "pizza", "volcano", "jellyfish", "king penguin", "monarch", "daisy"]
 
@@ -40,7 +40,7 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
         rows.append({"class": name, "own": float(own[k, index]), "judge": verdict["probability"], "rank": verdict["rank"], "judge_top1": verdict["top1"]})
     return {
         "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}"
-        + (f":{params.spectrum_decay or 1.5:g}" if params.parameterization == "fourier" else ""),
+        + (f":{params.spectrum_decay or SPECTRUM_DECAY:g}" if params.parameterization == "fourier" else ""),
         "steps": params.steps,
         "seconds_per_step": seconds / params.steps,
         "judge_top1": sum(r["rank"] == 1 for r in rows),

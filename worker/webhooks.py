@@ -185,6 +185,11 @@ class Outbox:
         return max(ms, 0) / 1000 + 0.1 if left else None  # just after it expires
 
 
+def new_entry(message_id: str, url: str, body: str) -> dict:
+    """An outbox entry not yet attempted (see :class:`Outbox`)."""
+    return {"id": message_id, "url": url, "body": body, "attempts": 0, "not_before": 0}
+
+
 def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
     """Push ``event`` onto ``job``'s outbox and send the task that delivers it, when the job asked for it.
 
@@ -193,7 +198,7 @@ def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
     if not wants(job, event):
         return
     body = pydantic_core.to_json(payload(job, event), inf_nan_mode="null").decode()  # JSON has no NaN
-    entry = {"id": f"msg_{secrets.token_hex(12)}", "url": job.webhook["url"], "body": body, "attempts": 0, "not_before": 0}
+    entry = new_entry(f"msg_{secrets.token_hex(12)}", job.webhook["url"], body)
     try:
         Outbox(jobs.redis, jobs.prefix).push(job.id, entry, jobs.ttl)
         celery.send_task(TASK_NAME, args=[job.id], queue=QUEUE)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.webhook_receiver import Receiver
 from worker.settings import Settings
-from worker.webhooks import Outbox, drain
+from worker.webhooks import Outbox, drain, new_entry
 
 JOB = "job-1"
 
@@ -25,7 +25,7 @@ def settings():
 
 def push(outbox: Outbox, url: str, n: int) -> str:
     message_id = f"msg_{n}"
-    outbox.push(JOB, {"id": message_id, "url": url, "body": json.dumps({"n": n}), "attempts": 0, "not_before": 0}, 600)
+    outbox.push(JOB, new_entry(message_id, url, json.dumps({"n": n})), 600)
     return message_id
 
 
