@@ -80,8 +80,8 @@ class FilesystemStorage:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
             os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
+        except BaseException:  # a soft time limit may land just after the replace: tmp is gone then
+            Path(tmp).unlink(missing_ok=True)
             raise
 
     def get(self, key: str) -> bytes:

@@ -140,6 +140,9 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
     except UnknownImage as exc:
         return fail("unknown_image", str(exc))
     except SoftTimeLimitExceeded:
+        # It strikes anywhere, maybe between a Redis command and its reply: a pooled connection with the reply unread
+        # would hand it to the next command (this record's), so the idle ones reconnect.
+        jobs.redis.connection_pool.disconnect(inuse_connections=False)
         return fail("time_limit", f"the job ran past its limit of {settings.job_soft_time_limit} s")
     except StorageUnavailable as exc:
         return fail("storage_unavailable", str(exc))
@@ -198,7 +201,10 @@ class JobProgress:
     """The engine's progress callback for one job: stores step, ETA and throttled previews.
 
     Every step asks Redis whether the job was cancelled (one round trip) and
-    raises Cancelled if so; progress and previews are written at most every
+    raises Cancelled if so; past ``job_soft_time_limit`` it raises
+    SoftTimeLimitExceeded itself, as Celery's signal may be swallowed by library
+    code that catches Exception where it lands (redis-py's metrics hooks do).
+    Progress and previews are written at most every
     ``progress_interval_seconds`` / ``preview_interval_seconds``.
     """
 
@@ -216,6 +222,8 @@ class JobProgress:
     def __call__(self, step: int, total: int, preview: Image.Image | None = None, **info) -> None:
         now = time.monotonic()
         elapsed = now - self.began
+        if elapsed >= self.settings.job_soft_time_limit:
+            raise SoftTimeLimitExceeded(f"job {self.job.id} ran past its soft limit")
         due = now - self.last_store >= self.settings.progress_interval_seconds or step >= total or step <= 1
         if preview is not None and (now - self.last_preview >= self.settings.preview_interval_seconds or step >= total):
             store_preview(self.storage, self.job.id, preview)
