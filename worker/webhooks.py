@@ -40,6 +40,7 @@ import httpx
 import pydantic_core
 import redis
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.jobs import REDIS_ERRORS, Job, JobStore, connect
 from worker.settings import Settings
@@ -193,7 +194,7 @@ def new_entry(message_id: str, url: str, body: str) -> dict:
 def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
     """Push ``event`` onto ``job``'s outbox and send the task that delivers it, when the job asked for it.
 
-    Never raises: a job outlives its hooks.
+    Never raises but for the job's soft time limit: a job outlives its hooks.
     """
     if not wants(job, event):
         return
@@ -202,6 +203,8 @@ def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
     try:
         Outbox(jobs.redis, jobs.prefix).push(job.id, entry, jobs.ttl)
         celery.send_task(TASK_NAME, args=[job.id], queue=QUEUE)
+    except SoftTimeLimitExceeded:  # the job's time limit struck here: it ends the job, not this event
+        raise
     except Exception:  # Redis or the broker is down: this event is lost (or goes with the job's next one), the job is not
         log.exception("could not queue the %s webhook of job %s", event, job.id)
 

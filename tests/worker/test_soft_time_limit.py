@@ -7,7 +7,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tests.worker.test_jobs_store import make_job
-from worker import tasks
+from worker import tasks, webhooks
 from worker.jobs import JobStore
 from worker.settings import Settings
 from worker.storage import FilesystemStorage
@@ -64,3 +64,14 @@ def test_progress_past_the_soft_limit_raises_it_when_the_signal_was_swallowed(st
     progress.began -= 6
     with pytest.raises(SoftTimeLimitExceeded):
         progress(2, 3)
+
+
+def test_a_limit_striking_while_a_webhook_is_queued_reaches_the_job(store, monkeypatch):
+    job = store.get(store.create(make_job(inputs={}, webhook={"url": "https://example.org/hook", "events": ["progress"]}))[0].id)
+
+    def interrupted(self, job_id, entry, ttl_seconds):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(webhooks.Outbox, "push", interrupted)
+    with pytest.raises(SoftTimeLimitExceeded):
+        webhooks.enqueue(SimpleNamespace(send_task=lambda *a, **k: None), store, job, "progress")
