@@ -19,41 +19,50 @@ class StopForward(Exception):
 
 
 def this_thread_only(hook):
-    """``hook`` as a forward hook that does nothing in passes run by other threads than the caller's."""
+    """``hook`` (a forward or forward-pre hook) doing nothing in passes run by other threads than the caller's."""
     owner = threading.get_ident()
 
-    def scoped(module, inputs, output):
+    def scoped(module, *args):
         if threading.get_ident() == owner:
-            return hook(module, inputs, output)
+            return hook(module, *args)
         return None
 
     return scoped
 
 
 @contextmanager
-def capture(modules: dict[str, nn.Module], stop_early: bool = False, detach: bool = False) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the outputs of ``modules`` (name -> module) during forward passes.
+def capture(
+    modules: dict[str, nn.Module], stop_early: bool = False, detach: bool = False, inputs: frozenset[str] = frozenset()
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of ``modules`` (name -> module) during forward passes; for the
+    names in ``inputs``, the module's (first) input instead.
 
     With ``stop_early`` the forward pass is cut short (``StopForward``) as soon
-    as every module has produced its output, so no layer deeper than needed
-    runs; call the model through :func:`run_until` to swallow it. Outputs stay
+    as every module has produced what is recorded, so no layer deeper than needed
+    runs; call the model through :func:`run_until` to swallow it. Tensors stay
     attached to the autograd graph unless ``detach``. When one ``with`` block
     runs several passes, clear the yielded dict before each one.
     """
     outputs: dict[str, torch.Tensor] = {}
     handles = []
 
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            outputs[name] = output.detach() if detach else output
-            if stop_early and len(outputs) == len(modules):
-                raise StopForward
+    def record(name: str, value: torch.Tensor) -> None:
+        outputs[name] = value.detach() if detach else value
+        if stop_early and len(outputs) == len(modules):
+            raise StopForward
 
-        return hook
+    def make_hook(name: str):
+        return lambda _module, _inputs, output: record(name, output)
+
+    def make_pre_hook(name: str):
+        return lambda _module, args: record(name, args[0])
 
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
+            if name in inputs:
+                handles.append(module.register_forward_pre_hook(this_thread_only(make_pre_hook(name))))
+            else:
+                handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
         yield outputs
     finally:
         for handle in handles:

@@ -15,7 +15,7 @@ import torch
 from engine.hooks import capture, run_until
 from engine.imaging import to_image
 from engine.models import ConvLensModel
-from engine.optim.objectives import OUTPUT, Objective
+from engine.optim.objectives import INPUT_OF, OUTPUT, Objective
 from engine.optim.optimizers import OptimizerName, make_optimizer
 from engine.optim.transforms import Transform
 from engine.progress import Progress, no_progress
@@ -41,11 +41,17 @@ class Rendered:
     steps: int = 0
 
 
+def hooked(model: ConvLensModel, objective: Objective) -> tuple[dict[str, torch.nn.Module], frozenset[str]]:
+    """The modules ``objective`` reads, by feature name, and the names that read a module's input."""
+    names = objective.layers - {OUTPUT}
+    modules = {name: model.layer(name.removeprefix(INPUT_OF)) for name in names}
+    return modules, frozenset(name for name in names if name.startswith(INPUT_OF))
+
+
 def features_of(model: ConvLensModel, objective: Objective, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """The features ``objective`` reads, from one (possibly truncated) forward pass."""
-    layers = objective.layers - {OUTPUT}
-    modules = {name: model.layer(name) for name in layers}
-    with capture(modules, stop_early=OUTPUT not in objective.layers) as feats:
+    modules, inputs = hooked(model, objective)
+    with capture(modules, stop_early=OUTPUT not in objective.layers, inputs=inputs) as feats:
         output = run_until(model, image)
         found = dict(feats)
     if OUTPUT in objective.layers:
@@ -80,13 +86,12 @@ def render(
     runs the network's forward pass under bfloat16 autocast (much faster on
     CPUs and GPUs with bf16 units) while the objective is computed in float32.
     """
-    layers = objective.layers - {OUTPUT}
-    modules = {name: model.layer(name) for name in layers}
+    modules, inputs = hooked(model, objective)
     wants_output = OUTPUT in objective.layers
     opt = make_optimizer(optimizer, param.params, lr)
     losses: list[float] = []
     step = 0
-    with capture(modules, stop_early=not wants_output) as feats:
+    with capture(modules, stop_early=not wants_output, inputs=inputs) as feats:
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)

@@ -73,6 +73,44 @@ def test_objectives_combine_with_weights_and_union_their_layers():
         obj.class_logit(0) * obj.class_logit(1)
 
 
+def test_natural_statistics_measures_each_norms_input_in_running_units():
+    norm = torch.nn.BatchNorm2d(2, eps=0.0).eval()
+    norm.running_mean.copy_(torch.tensor([1.0, -1.0]))
+    norm.running_var.copy_(torch.tensor([4.0, 1.0]))
+    x = torch.zeros(1, 2, 2, 2)
+    x[0, 0] = torch.tensor([[3.0, -1.0], [-1.0, 3.0]])  # mean 1, standard deviation 2: exactly the running ones
+    x[0, 1] = 1.0  # mean 2 running deviations above, no spread (a whole running deviation short): 2^2 + 1^2
+    prior = obj.natural_statistics({"bn": norm})
+    assert prior.layers == {obj.INPUT_OF + "bn"}
+    assert float(prior({obj.INPUT_OF + "bn": x}, x)) == pytest.approx((0 + 5) / 2)
+
+
+def test_channel_moments_match_torch_and_their_gradients_are_exact():
+    x = torch.randn(2, 3, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    mean, var = obj.ChannelMoments.apply(x)
+    torch_var, torch_mean = torch.var_mean(x, dim=-1, correction=0)
+    torch.testing.assert_close((mean, var), (torch_mean, torch_var))
+    assert torch.autograd.gradcheck(obj.ChannelMoments.apply, (x.requires_grad_(True),))
+
+
+def test_natural_statistics_reads_the_norms_inputs_and_prefers_a_photo_to_noise(efficientnet, chelsea):
+    from engine.imaging import fit_image, to_tensor
+    from engine.synthesis.class_visualization import batch_norms
+
+    norms = batch_norms(efficientnet)
+    assert len(norms) == 49 and "bn1" in norms  # every batch norm of the network, the stem's first
+    prior = obj.natural_statistics(norms)
+    photo = to_tensor(fit_image(chelsea, (224, 224)))
+    feats = features_of(efficientnet, prior, photo)
+    stem = efficientnet.layer("conv_stem")(efficientnet.normalize(photo))  # what bn1 is given
+    torch.testing.assert_close(feats[obj.INPUT_OF + "bn1"], stem)
+    noise = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    assert float(prior(feats, photo)) < 0.7 * float(prior(features_of(efficientnet, prior, noise), noise))
+    rendered = render(efficientnet, pixels(noise_image()), prior, steps=5, lr=0.05)
+    assert rendered.losses[-1] < rendered.losses[0], rendered.losses
+    assert hook_count(efficientnet) == 0
+
+
 # -- transforms ---------------------------------------------------------------------------
 
 
