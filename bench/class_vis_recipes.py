@@ -5,8 +5,9 @@ independent judge's (efficientnet_lite1) probability and rank of each target.
 
     .venv/bin/python bench/class_vis_recipes.py --recipes fourier fourier:standard pixels --steps 200
 
-A recipe is a parameterisation, optionally with the transform set and (fourier) the
-spectrum decay after colons (``fourier:standard``, ``fourier:strong:1.0``); alone it
+A recipe is a parameterisation, optionally with the transform set, (fourier) the
+spectrum decay and the natural-statistics prior's weight after colons
+(``fourier:standard``, ``fourier:strong:1.0``, ``fourier:strong:1.5:100``); alone it
 takes the parameterisation's defaults.
 """
 
@@ -40,7 +41,8 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
         rows.append({"class": name, "own": float(own[k, index]), "judge": verdict["probability"], "rank": verdict["rank"], "judge_top1": verdict["top1"]})
     return {
         "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}"
-        + (f":{params.spectrum_decay or SPECTRUM_DECAY:g}" if params.parameterization == "fourier" else ""),
+        + (f":{params.spectrum_decay or SPECTRUM_DECAY:g}" if params.parameterization == "fourier" else "")
+        + (f":{params.natural_statistics:g}" if params.natural_statistics else ""),
         "steps": params.steps,
         "seconds_per_step": seconds / params.steps,
         "judge_top1": sum(r["rank"] == 1 for r in rows),
@@ -61,8 +63,11 @@ def main() -> None:
     model = load_model("efficientnet_lite0", "cpu")
     for recipe in args.recipes:
         parameterization, _, rest = recipe.partition(":")
-        transforms, _, decay = rest.partition(":")
+        transforms, _, rest = rest.partition(":")
+        decay, _, natural = rest.partition(":")
         extra = {"spectrum_decay": float(decay)} if decay else {}
+        if natural:
+            extra["natural_statistics"] = float(natural)
         params = ClassVisualizationParams(parameterization=parameterization, transforms=transforms or None, steps=args.steps, size=args.size, **extra)
         print(json.dumps(measure(model, args.classes, params)), flush=True)
 

@@ -8,6 +8,8 @@ https://distill.pub/2017/feature-visualization/), ``maco`` (phase only, natural
 amplitude; Fel et al. 2023) or ``pixels`` (the earlier recipe: class score minus
 an L2 penalty, Simonyan et al. 2014, https://arxiv.org/abs/1312.6034, with
 Yosinski et al.'s blur and pixel clipping, 2015, https://arxiv.org/abs/1506.06579).
+``natural_statistics`` adds a prior keeping every batch norm's input statistics as
+in training (Yin et al. 2020's DeepInversion, per image).
 ``facets`` > 1 renders a batch pushed apart by a diversity term, started from
 the cluster means of ``examples`` when given (Nguyen et al. 2016's multifaceted
 visualisation, :mod:`engine.synthesis.facet_starts`); ``centre_bias`` asks for
@@ -21,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torchvision.transforms.v2.functional import gaussian_blur
 
@@ -105,6 +108,12 @@ class ClassVisualizationParams(BaseModel):
     facets: int = Field(1, ge=1, le=8, description="render this many images at once, pushed apart by the diversity term")
     diversity: float = Field(1.0, ge=0, le=100, description="weight of the diversity term when facets > 1")
     diversity_layer: str | None = Field(None, description="layer whose Gram matrices must differ; default: a mid-level layer")
+    natural_statistics: float = Field(
+        0.0, ge=0, le=1000, description="weight of the prior keeping every batch norm's input distributed as in "
+        "training (Yin et al. 2020's DeepInversion, per image); 100 raised the judge's mean probability in 4 of 5 "
+        "measured seeds but costs about half again per step, so the default is 0; networks without batch norms (vgg19, "
+        "registered models whose norms were folded) go without it, and the result reports the weight applied",
+    )
     centre_bias: bool = Field(False, description="the target must show in random centred crops (after Nguyen et al. 2016)")
     transforms: Literal["strong", "standard", "custom"] | None = Field(
         None, description="standard: Lucid's pad/jitter/scale/rotate set; strong: the same at twice the strength; custom: "
@@ -232,18 +241,31 @@ def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int],
     return {**facets[0], "facets": facets}
 
 
+def natural_statistics_weight(model: ConvLensModel, params: ClassVisualizationParams) -> float:
+    """The prior's weight the run applies: the param's, 0 on a network without batch norms."""
+    return params.natural_statistics if batch_norms(model) else 0.0
+
+
+def batch_norms(model: ConvLensModel) -> dict[str, nn.BatchNorm2d]:
+    """The network's 2-d batch norms that keep running statistics, by layer name."""
+    return {name: m for name, m in model.layers.items() if isinstance(m, nn.BatchNorm2d) and m.running_var is not None}
+
+
 def visualize(
     model: ConvLensModel, params: ClassVisualizationParams, objective: obj.Objective,
     start: torch.Tensor | None = None, progress: Progress = no_progress, closeness: float = 0.0,
 ) -> Rendered:
     """The recipe ``params`` names (parameterisation, transforms, regularisers), run on ``objective``;
     with a ``start`` (one picture, or one per facet), begin there and add ``closeness`` times the
-    mean squared distance to it (measured on the picture itself, before the random transforms)."""
+    mean squared distance to it (measured on the picture itself, before the random transforms). The
+    natural-statistics prior, when asked for, is added here, as part of the recipe."""
     generator = torch.Generator().manual_seed(params.seed)
     param = image_param(model, params, start, generator)
     if start is not None and closeness > 0:
         near = obj.Objective(lambda f, x: (param.image_fn() - start).pow(2).mean(), (), "l2(photo)")
         objective = objective + closeness * near
+    if natural := natural_statistics_weight(model, params):
+        objective = objective + natural * obj.natural_statistics(batch_norms(model))
     _, default_blur, default_transforms = RECIPE_DEFAULTS[params.parameterization]
     blur_every = params.blur_every if params.blur_every is not None else default_blur
     hook = yosinski_regularizers(params, model.mean_colour(), blur_every) if params.parameterization == "pixels" else None
@@ -290,7 +312,8 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
         model.layer_info(layer, size)
         objective = objective + params.diversity * obj.diversity(layer)
     rendered = visualize(model, params, objective, start, progress, closeness=l2 if photo is not None else 0.0)
-    data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None}
+    data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None,
+            "natural_statistics": natural_statistics_weight(model, params)}
     if model.labels is not None:
         classes = list(dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class"))
         data.update(class_report(model, rendered.image, classes, params.judge))

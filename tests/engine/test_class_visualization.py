@@ -103,6 +103,27 @@ def _pooled(efficientnet, picture):
         return torch.nn.functional.normalize(feats["p"].flatten(1), dim=1)[0]
 
 
+def test_the_natural_statistics_prior_adds_its_weight_where_the_network_has_batch_norms(efficientnet, vgg19):
+    from engine.optim import objectives as obj
+    from engine.optim.loop import features_of
+    from engine.synthesis.class_visualization import batch_norms
+
+    params = {"size": 64, "steps": 1, "preview_every": 0, "judge": False, "transforms": "custom", "jitter": 0, "pad": 0,
+              "scale": 0, "rotate": 0, "objectives": [{"kind": "class", "class": "lemon"}]}
+    without = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "lr": 1e-9}, device="cpu")
+    with_prior = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "natural_statistics": 100}, device="cpu")
+    assert without.data["natural_statistics"] == 0 and with_prior.data["natural_statistics"] == 100
+    # one step from the same seeded start, no transforms: the losses differ by 100 times the prior at that start
+    prior = obj.natural_statistics(batch_norms(efficientnet))
+    start = to_tensor(without.images["image"])  # the start, on the 8-bit grid (lr 1e-9 leaves it where it was)
+    expected = 100 * float(prior(features_of(efficientnet, prior, start), start))
+    assert with_prior.data["losses"][0] - without.data["losses"][0] == pytest.approx(expected, rel=0.02)
+    layer = [{"kind": "channel", "layer": "block3_conv1", "channel": 0}]
+    on_vgg = run_method("class_visualization", "vgg19", {}, {**params, "objectives": layer, "natural_statistics": 100}, device="cpu")
+    assert on_vgg.data["natural_statistics"] == 0  # no batch norms: nothing to keep natural
+    assert hook_count(efficientnet) == 0 and hook_count(vgg19) == 0
+
+
 def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
     params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
               "objectives": [{"kind": "class", "class": "lemon"}]}
