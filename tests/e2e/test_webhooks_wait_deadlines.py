@@ -184,13 +184,16 @@ def test_fifty_waiting_requests_hold_no_threads(live, image_id):
     pool) leave the API free to answer a sync route at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    job = probe_job(image_id, time.time(), params={"steps": 4, "sleep": 1.0})  # runs for 4 s or more
+    # runs for 10 s or more: long enough that no wait can end while a slow machine answers the probe below
+    job = probe_job(image_id, time.time(), params={"steps": 10, "sleep": 1.0})
     with ThreadPoolExecutor(50) as pool:
         waits = [pool.submit(httpx.post, f"{live.url}/v1/jobs", json=job, headers={"Prefer": "wait=30"}, timeout=40)
                  for _ in range(50)]
         wait_state(live, submit(live, job).json()["id"], ("running",))
         assert httpx.get(f"{live.url}/v1/models", timeout=30).status_code == 200
-        assert not any(future.done() for future in waits)  # answered while all 50 still wait
+        done = [future.result().text if future.exception() is None else repr(future.exception())
+                for future in waits if future.done()]
+        assert not done  # answered while all 50 still wait
         answers = [future.result() for future in waits]
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.json()["id"] for answer in answers}) == 1
