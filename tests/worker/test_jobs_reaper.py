@@ -46,7 +46,8 @@ def test_a_lost_job_requeued_once_its_deliveries_are_spent_fails_as_a_poison_pil
 
 
 def test_a_job_never_sent_keeps_no_dedup_key_and_fails_with_a_reason(store, redis_client):
-    orphan, _ = store.create(make_job("same"))  # its send failed, and so did removing its record
+    # its send failed, and so did removing its record; older than the send grace, so no longer being sent
+    orphan, _ = store.create(make_job("same", created_at=time.time() - 2 * store.send_grace))
     assert 0 < redis_client.ttl(store._dedup_key(orphan)) <= store.unsent_seconds
     again, created = store.create(make_job("same"))  # an identical submission is not handed the unsent job
     assert created and again.id != orphan.id

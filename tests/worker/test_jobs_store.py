@@ -47,6 +47,15 @@ def test_identical_job_is_shared_until_it_fails_or_is_cancelled(store):
     assert created and third.id not in {first.id, retry.id}
 
 
+def test_identical_submissions_share_a_job_still_being_sent_but_not_an_old_unsent_one(store):
+    sending, _ = store.create(make_job("racing"))  # created, its message not yet sent
+    twin, created = store.create(make_job("racing"))
+    assert not created and twin.id == sending.id  # arrived while the first submission was sending it
+    orphan, _ = store.create(make_job("orphan", created_at=time.time() - 2 * store.send_grace))  # send and removal failed
+    fresh, created = store.create(make_job("orphan"))
+    assert created and fresh.id != orphan.id
+
+
 def test_deliveries_are_counted_and_a_poison_pill_fails(store):
     job, _ = store.create(make_job())
     assert [store.start(job.id, 2, "w:1") for _ in range(2)] == [("run", 1), ("run", 2)]
