@@ -149,16 +149,15 @@ def natural_statistics(norms: dict[str, torch.nn.BatchNorm2d]) -> Objective:
     image and channel, the squared distance of its mean and standard deviation from the running ones, in
     running standard deviations, averaged over channels and layers. Yin et al. 2020's DeepInversion
     feature-distribution prior (https://arxiv.org/abs/1912.08795), per image instead of per batch."""
-    names = {name: INPUT_OF + name for name in norms}
+    # the running statistics, once: feature name -> (running mean, running standard deviation, eps)
+    running = {INPUT_OF + name: (norm.running_mean, (norm.running_var + norm.eps).sqrt(), norm.eps) for name, norm in norms.items()}
 
     def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
         total = image.new_zeros(())
-        for name, norm in norms.items():
-            mean, var = ChannelMoments.apply(f[names[name]].flatten(2))
-            scale = (norm.running_var + norm.eps).sqrt()
-            mean = (mean - norm.running_mean) / scale
-            spread = (var + norm.eps).sqrt() / scale - 1
-            total = total + (mean.pow(2) + spread.pow(2)).mean()
-        return total / len(norms)
+        for name, (centre, scale, eps) in running.items():
+            mean, var = ChannelMoments.apply(f[name].flatten(2))
+            spread = (var + eps).sqrt() / scale - 1
+            total = total + (((mean - centre) / scale).pow(2) + spread.pow(2)).mean()
+        return total / len(running)
 
-    return Objective(fn, set(names.values()), "natural_statistics")
+    return Objective(fn, set(running), "natural_statistics")
