@@ -9,7 +9,8 @@ amplitude; Fel et al. 2023) or ``pixels`` (the earlier recipe: class score minus
 an L2 penalty, Simonyan et al. 2014, https://arxiv.org/abs/1312.6034, with
 Yosinski et al.'s blur and pixel clipping, 2015, https://arxiv.org/abs/1506.06579).
 ``natural_statistics`` adds a prior keeping every batch norm's input statistics as
-in training (Yin et al. 2020's DeepInversion, per image).
+in training (Yin et al. 2020's DeepInversion, per image); ``average`` returns the
+moving average of the steps' image parameters (Polyak and Juditsky 1992).
 ``facets`` > 1 renders a batch pushed apart by a diversity term, started from
 the cluster means of ``examples`` when given (Nguyen et al. 2016's multifaceted
 visualisation, :mod:`engine.synthesis.facet_starts`); ``centre_bias`` asks for
@@ -113,6 +114,11 @@ class ClassVisualizationParams(BaseModel):
         "training (Yin et al. 2020's DeepInversion, per image); 100 raised the judge's mean probability in 4 of 5 "
         "measured seeds but costs about half again per step, so the default is 0; networks without batch norms (vgg19, "
         "registered models whose norms were folded) go without it, and the result reports the weight applied",
+    )
+    average: float = Field(
+        0.0, ge=0, lt=1, description="return the exponential moving average of the image parameters over the steps, "
+        "with this decay per step (Polyak averaging; 0: the last step's picture); 0.95 with natural_statistics 100 "
+        "raised the judge's mean probability from 0.58 to 0.80 at seed 0 (bench/README.md)",
     )
     centre_bias: bool = Field(False, description="the target must show in random centred crops (after Nguyen et al. 2016)")
     transforms: Literal["strong", "standard", "custom"] | None = Field(
@@ -241,6 +247,25 @@ def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int],
     return {**facets[0], "facets": facets}
 
 
+def averaged(param, decay: float, then=None):
+    """A step hook keeping the exponential moving average of ``param``'s tensors (after ``then``), and a
+    function that puts the average in their place (Polyak and Juditsky 1992)."""
+    shadow = [t.detach().clone() for t in param.params]
+
+    def hook(step: int, tensors: list[torch.Tensor]) -> None:
+        if then is not None:
+            then(step, tensors)
+        for mean, value in zip(shadow, tensors):
+            mean.lerp_(value, 1 - decay)
+
+    def settle() -> None:
+        with torch.no_grad():
+            for value, mean in zip(param.params, shadow):
+                value.copy_(mean)
+
+    return hook, settle
+
+
 def natural_statistics_weight(model: ConvLensModel, params: ClassVisualizationParams) -> float:
     """The prior's weight the run applies: the param's, 0 on a network without batch norms."""
     return params.natural_statistics if batch_norms(model) else 0.0
@@ -269,7 +294,9 @@ def visualize(
     _, default_blur, default_transforms = RECIPE_DEFAULTS[params.parameterization]
     blur_every = params.blur_every if params.blur_every is not None else default_blur
     hook = yosinski_regularizers(params, model.mean_colour(), blur_every) if params.parameterization == "pixels" else None
-    return render(
+    if params.average:
+        hook, settle = averaged(param, params.average, hook)
+    rendered = render(
         model,
         param,
         objective,
@@ -281,6 +308,11 @@ def visualize(
         progress=progress,
         preview_every=params.preview_every,
     )
+    if params.average:
+        settle()
+        with torch.no_grad():
+            rendered.image = param.image_fn().detach().clone()
+    return rendered
 
 
 @method(

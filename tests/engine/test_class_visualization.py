@@ -124,6 +124,23 @@ def test_the_natural_statistics_prior_adds_its_weight_where_the_network_has_batc
     assert hook_count(efficientnet) == 0 and hook_count(vgg19) == 0
 
 
+def test_average_returns_the_moving_average_of_the_steps_pictures(efficientnet):
+    # plain pixels, no transforms: the picture is the parameter, so the average of the parameters is the average of
+    # the pictures that runs of 1, 2 and 3 steps (without averaging, same seed) return
+    params = {**PLAIN, "size": 64, "lr": 0.2, "preview_every": 0, "judge": False, "init": "noise",
+              "objectives": [{"kind": "class", "class": "lemon"}]}
+    pictures = [to_tensor(run_method("class_visualization", "efficientnet_lite0", {}, {**params, "steps": k, **lr},
+                                     device="cpu").images["image"]) for k, lr in ((1, {"lr": 1e-9}), (1, {}), (2, {}), (3, {}))]
+    expected = pictures[0]
+    for picture in pictures[1:]:
+        expected = 0.6 * expected + 0.4 * picture
+    averaged = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "steps": 3, "average": 0.6}, device="cpu")
+    got = to_tensor(averaged.images["image"])
+    assert (got - expected).abs().max() <= 2.5 / 255  # the pictures are 8-bit
+    assert (got - pictures[-1]).abs().max() > 10 / 255  # and differ from the last step's picture
+    assert hook_count(efficientnet) == 0
+
+
 def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
     params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
               "objectives": [{"kind": "class", "class": "lemon"}]}
