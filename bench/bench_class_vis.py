@@ -4,6 +4,7 @@ network (efficientnet_lite0), side by side in one process; both pictures scored 
 
     /work/main/.venv/bin/pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 decorator ipython traitlets
     PYTHONPATH=. .venv/bin/python bench/bench_class_vis.py --steps 200 --classes flamingo goldfinch
+    PYTHONPATH=. .venv/bin/python bench/bench_class_vis.py --natural-statistics 100 --average 0.95  # other settings of ours
 """
 
 import argparse
@@ -18,8 +19,8 @@ from engine.optim import objectives as obj
 from engine.synthesis.class_visualization import RECIPE_DEFAULTS, ClassVisualizationParams, visualize
 
 
-def ours(model: ConvLensModel, index: int, steps: int) -> tuple[float, float, float]:
-    params = ClassVisualizationParams(steps=steps, preview_every=0)
+def ours(model: ConvLensModel, index: int, steps: int, **options) -> tuple[float, float, float]:
+    params = ClassVisualizationParams(steps=steps, preview_every=0, **options)
     start = time.perf_counter()
     picture = visualize(model, params, obj.class_logit(index)).image  # the default recipe (its l2 weight is 0)
     seconds = time.perf_counter() - start
@@ -49,6 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--classes", nargs="+", default=["flamingo"])
+    parser.add_argument("--natural-statistics", type=float, help="our natural_statistics weight (default: the param's)")
+    parser.add_argument("--average", type=float, help="our average decay (default: the param's)")
     args = parser.parse_args()
     model = load_model("efficientnet_lite0", "cpu")
     assert RECIPE_DEFAULTS[ClassVisualizationParams().parameterization][0] == 0.0  # no L2 term to add
@@ -56,7 +59,8 @@ def main() -> None:
     for label in args.classes:
         index = model.class_index(label)
         torch.manual_seed(0)
-        ours_step, ours_judge, ours_own = ours(model, index, args.steps)
+        options = {k: v for k, v in (("natural_statistics", args.natural_statistics), ("average", args.average)) if v is not None}
+        ours_step, ours_judge, ours_own = ours(model, index, args.steps, **options)
         torch.manual_seed(0)
         theirs_step, theirs_judge, theirs_own = lucent(model, index, args.steps)
         print(

@@ -149,15 +149,19 @@ def natural_statistics(norms: dict[str, torch.nn.BatchNorm2d]) -> Objective:
     image and channel, the squared distance of its mean and standard deviation from the running ones, in
     running standard deviations, averaged over channels and layers. Yin et al. 2020's DeepInversion
     feature-distribution prior (https://arxiv.org/abs/1912.08795), per image instead of per batch."""
-    # the running statistics, once: feature name -> (running mean, running standard deviation, eps)
-    running = {INPUT_OF + name: (norm.running_mean, (norm.running_var + norm.eps).sqrt(), norm.eps) for name, norm in norms.items()}
+    # the running statistics, once, all layers' channels in one vector: each channel weighted so that
+    # every layer counts the same (one small op per step for all layers instead of ten per layer)
+    names = [INPUT_OF + name for name in norms]
+    centre = torch.cat([norm.running_mean for norm in norms.values()])
+    scale = torch.cat([(norm.running_var + norm.eps).sqrt() for norm in norms.values()])
+    eps = torch.cat([torch.full_like(norm.running_var, norm.eps) for norm in norms.values()])
+    weight = torch.cat([torch.full_like(norm.running_var, 1 / (norm.num_features * len(norms))) for norm in norms.values()])
 
     def fn(f: Features, image: torch.Tensor) -> torch.Tensor:
-        total = image.new_zeros(())
-        for name, (centre, scale, eps) in running.items():
-            mean, var = ChannelMoments.apply(f[name].flatten(2))
-            spread = (var + eps).sqrt() / scale - 1
-            total = total + (((mean - centre) / scale).pow(2) + spread.pow(2)).mean()
-        return total / len(running)
+        moments = [ChannelMoments.apply(f[name].flatten(2)) for name in names]
+        mean = torch.cat([m for m, _ in moments], dim=1)
+        var = torch.cat([v for _, v in moments], dim=1)
+        distance = ((mean - centre) / scale).square() + ((var + eps).sqrt() / scale - 1).square()
+        return (distance * weight).sum(1).mean()
 
-    return Objective(fn, set(running), "natural_statistics")
+    return Objective(fn, set(names), "natural_statistics")

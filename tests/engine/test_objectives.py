@@ -83,6 +83,12 @@ def test_natural_statistics_measures_each_norms_input_in_running_units():
     prior = obj.natural_statistics({"bn": norm})
     assert prior.layers == {obj.INPUT_OF + "bn"}
     assert float(prior({obj.INPUT_OF + "bn": x}, x)) == pytest.approx((0 + 5) / 2)
+    # a second layer of three channels, each one running deviation above with the running spread (1^2 + 0 each):
+    # the layers count the same whatever their width, so the prior is the mean of 5 / 2 and 1
+    wide = torch.nn.BatchNorm2d(3, eps=0.0).eval()
+    y = torch.tensor([[2.0, 0.0], [0.0, 2.0]]).expand(1, 3, 2, 2)  # mean 1, standard deviation 1 (running: 0, 1)
+    both = obj.natural_statistics({"bn": norm, "wide": wide})
+    assert float(both({obj.INPUT_OF + "bn": x, obj.INPUT_OF + "wide": y}, x)) == pytest.approx((5 / 2 + 1) / 2)
 
 
 def test_channel_moments_match_torch_and_their_gradients_are_exact():
