@@ -141,6 +141,15 @@ def test_average_returns_the_moving_average_of_the_steps_pictures(efficientnet):
     assert hook_count(efficientnet) == 0
 
 
+def test_the_average_is_on_by_default_only_for_fourier_and_maco_from_scratch(chelsea):
+    tiny = {"size": 32, "steps": 1, "preview_every": 0, "judge": False}
+    for inputs, params, expected in (({}, {}, 0.95), ({}, {"parameterization": "maco"}, 0.95),
+                                     ({}, {"parameterization": "pixels"}, 0.0), ({"image": chelsea}, {}, 0.0),
+                                     ({}, {"average": 0.5}, 0.5), ({}, {"average": 0}, 0.0)):
+        result = run_method("class_visualization", "efficientnet_lite0", inputs, {**tiny, **params}, device="cpu")
+        assert result.data["average"] == expected, (inputs.keys(), params)
+
+
 def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
     params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
               "objectives": [{"kind": "class", "class": "lemon"}]}
