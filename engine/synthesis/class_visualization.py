@@ -121,7 +121,7 @@ class ClassVisualizationParams(BaseModel):
     average: float | None = Field(
         None, ge=0, lt=1, description="return the exponential moving average of the image parameters over the steps, "
         "with this decay per step (Polyak averaging; 0: the last step's picture); default 0.95 for fourier and maco from "
-        "scratch (the judge ranked the target first for 39 of 40 classes over four seeds against 36 without, at no cost "
+        "scratch (the judge ranked the target first for 38 of 40 classes over four seeds against 36 without, at no cost "
         "per step; bench/README.md), 0 for pixels and for any start from a picture",
     )
     centre_bias: bool = Field(False, description="the target must show in random centred crops (after Nguyen et al. 2016)")
