@@ -150,9 +150,22 @@ def test_the_average_is_on_by_default_only_for_fourier_and_maco_from_scratch(che
         assert result.data["average"] == expected, (inputs.keys(), params)
 
 
+def test_the_diversity_term_defaults_to_the_measured_layer_and_weight():
+    tiny = {"size": 32, "steps": 1, "facets": 2, "preview_every": 0, "judge": False}
+    for model, params, term in (("efficientnet_lite0", {}, "3*diversity(blocks.6)"),
+                                ("efficientnet_lite0", {"diversity": 0.5, "diversity_layer": "blocks.4"}, "0.5*diversity(blocks.4)"),
+                                ("vgg19", {"objectives": [{"kind": "channel", "layer": "block5_conv1", "channel": 0}]},
+                                 "1*diversity(block4_conv1)")):
+        result = run_method("class_visualization", model, {}, {**tiny, **params}, device="cpu")
+        assert result.data["objective"].endswith(" + " + term), result.data["objective"]
+    single = run_method("class_visualization", "efficientnet_lite0", {}, {**tiny, "facets": 1}, device="cpu")
+    assert "diversity" not in single.data["objective"]
+
+
 def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
+    # at this cheap size a mid-level layer (the default, blocks.6, has 7 x 7 maps at 224 px and 2 x 2 here)
     params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
-              "objectives": [{"kind": "class", "class": "lemon"}]}
+              "objectives": [{"kind": "class", "class": "lemon"}], "diversity_layer": "blocks.4"}
     diverse = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 1.0}, device="cpu")
     alike = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 0.0}, device="cpu")
 
