@@ -21,7 +21,7 @@ close to it). Every class result is scored by an independent judge network
 (:mod:`engine.models.judge`).
 """
 
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
 from engine.registry import InputSlot
 from engine.optim import objectives as obj
-from engine.optim.loop import Rendered, render
+from engine.optim.loop import ImageParam, Rendered, StepHook, render
 from engine.imaging import fit_image, tile_grid, to_image, to_tensor
 from engine.models.judge import judge
 from engine.optim.params import Start, pixels, start_image
@@ -258,7 +258,7 @@ def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int],
     return {**facets[0], "facets": facets}
 
 
-def averaged(param, decay: float, then=None):
+def averaged(param: ImageParam, decay: float, then: StepHook | None = None) -> tuple[StepHook, Callable[[], None]]:
     """A step hook keeping the exponential moving average of ``param``'s tensors (after ``then``), and a
     function that puts the average in their place (Polyak and Juditsky 1992)."""
     shadow = [t.detach().clone() for t in param.params]
