@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from engine.attribution.folding import folded
+from engine.models.folding import folded
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, gradient_picture
 from engine.attribution.targets import ClassTarget, UnitTarget, pick_class, requested_class

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from engine.attribution.baselines import baseline_picture
-from engine.attribution.folding import folded
+from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result

@@ -11,7 +11,7 @@ The ``auto`` strategy recomputes only each window's receptive-field cone
 Windows are evaluated ``batch_size`` at a time; a CUDA out-of-memory error
 halves the batch and retries. Neither changes the map. Both strategies run
 the network with its batch norms folded into the convs
-(:mod:`engine.attribution.folding`).
+(:mod:`engine.models.folding`).
 """
 
 import math
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from engine.attribution.folding import folded
+from engine.models.folding import folded
 from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result

@@ -10,7 +10,7 @@ so ``batch_size`` never changes the map.
 import torch
 from pydantic import Field
 
-from engine.attribution.folding import folded
+from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from engine.attribution.folding import folded
+from engine.models.folding import folded
 from engine.models import load_model
 from engine.relu_rules import rule_copy
 from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, register, registry_client  # noqa: F401

@@ -91,12 +91,21 @@ def test_natural_statistics_measures_each_norms_input_in_running_units():
     assert float(both({obj.INPUT_OF + "bn": x, obj.INPUT_OF + "wide": y}, x)) == pytest.approx((5 / 2 + 1) / 2)
 
 
-def test_channel_moments_match_torch_and_their_gradients_are_exact():
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_channel_moments_match_torch_and_their_gradients_are_exact(dim):
     x = torch.randn(2, 3, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3 + 1
-    mean, var = obj.ChannelMoments.apply(x)
-    torch_var, torch_mean = torch.var_mean(x, dim=-1, correction=0)
+    mean, var = obj.ChannelMoments.apply(x, dim)
+    torch_var, torch_mean = torch.var_mean(x, dim=dim, correction=0)
     torch.testing.assert_close((mean, var), (torch_mean, torch_var))
-    assert torch.autograd.gradcheck(obj.ChannelMoments.apply, (x.requires_grad_(True),))
+    assert torch.autograd.gradcheck(lambda t: obj.ChannelMoments.apply(t, dim), (x.requires_grad_(True),))
+
+
+def test_channel_moments_of_a_map_are_the_same_in_either_memory_layout():
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    torch_var, torch_mean = torch.var_mean(x, dim=(2, 3), correction=0)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        mean, var = obj.channel_moments(x.contiguous(memory_format=layout))
+        torch.testing.assert_close((mean, var), (torch_mean, torch_var))
 
 
 def test_natural_statistics_reads_the_norms_inputs_and_prefers_a_photo_to_noise(efficientnet, chelsea):

@@ -10,7 +10,8 @@ to match the plain gradient exactly, does not fold. The copy's folded convs
 own new weight tensors (computed once per model and cached; zoo weights never
 change); everything else is shared with, and nothing is written to, the
 caller's model. Conv outputs no longer exist in the copy, so methods that
-read a layer's activation use the model itself.
+read a layer's activation use the model itself; the copy's ``folded_norms``
+names, for each batch-norm module folded, the conv that now outputs what it did.
 """
 
 import weakref
@@ -48,6 +49,14 @@ def _batch_norm_stats(node: fx.Node, root: nn.Module):
     return (*values, args["eps"])
 
 
+def _norm_name(node: fx.Node) -> str | None:
+    """The batch-norm module a batch-norm node runs: its own target, or whose running mean it reads."""
+    if node.op == "call_module":
+        return node.target
+    mean = node.args[1] if len(node.args) > 1 else node.kwargs.get("running_mean")
+    return mean.target.rpartition(".")[0] if isinstance(mean, fx.Node) and mean.op == "get_attr" else None
+
+
 def _reads_metadata(node: fx.Node) -> bool:
     return node.op == "call_function" and node.target is getattr and node.args[1] in ("ndim", "shape", "dtype", "device")
 
@@ -57,6 +66,7 @@ def fold_batch_norms(model: nn.Module) -> fx.GraphModule:
     gm = fx.symbolic_trace(model)
     graph = gm.graph
     count = 0
+    norms: dict[str, str] = {}
     for node in list(graph.nodes):
         source = node.args[0] if node.args else None
         if not (isinstance(source, fx.Node) and source.op == "call_module"):
@@ -82,6 +92,8 @@ def fold_batch_norms(model: nn.Module) -> fx.GraphModule:
         fused.requires_grad_(False).eval()
         name = f"convlens_folded_{count}"
         gm.add_submodule(name, fused)
+        if (norm := _norm_name(node)) is not None:
+            norms[norm] = name
         with graph.inserting_after(source):
             replacement = graph.call_module(name, (source.args[0],))
         node.replace_all_uses_with(replacement)
@@ -92,6 +104,7 @@ def fold_batch_norms(model: nn.Module) -> fx.GraphModule:
     graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.recompile()
+    gm.folded_norms = norms
     return gm
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from engine.attribution.folding import folded
+from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.imaging import fit_image, to_tensor
 from tests.engine.tiny_nets import ModuleReLUNet, seeded, wrap
