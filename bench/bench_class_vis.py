@@ -1,10 +1,13 @@
 """Class visualisation per step at 224 px: ConvLens's default recipe vs Lucent's ``render_vis``
 with its default Fourier + decorrelated parameterisation and standard transforms, on the same
 network (efficientnet_lite0), side by side in one process; both pictures scored by the judge.
+Lucent is handed the served network, as a user would hand it; ours runs class objectives on its
+folded channels-last twin (engine/models/twin.py), and ``--lucent-on-twin`` hands Lucent that too.
 
     /work/main/.venv/bin/pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 decorator ipython traitlets
     PYTHONPATH=. .venv/bin/python bench/bench_class_vis.py --steps 200 --classes flamingo goldfinch
-    PYTHONPATH=. .venv/bin/python bench/bench_class_vis.py --natural-statistics 100 --average 0.95  # other settings of ours
+    PYTHONPATH=. .venv/bin/python bench/bench_class_vis.py --natural-statistics 0 --average 0  # other settings of ours
+    PYTHONPATH=. .venv/bin/python bench/bench_class_vis.py --lucent-on-twin  # Lucent also on the network ours runs on
 """
 
 import argparse
@@ -15,6 +18,7 @@ import torch
 
 from engine.models import ConvLensModel, load_model
 from engine.models.judge import judge
+from engine.models.twin import ascent_twin
 from engine.optim import objectives as obj
 from engine.synthesis.class_visualization import RECIPE_DEFAULTS, ClassVisualizationParams, visualize
 
@@ -29,11 +33,11 @@ def ours(model: ConvLensModel, index: int, steps: int, **options) -> tuple[float
     return seconds / steps, judge(picture, index)[0]["probability"], own
 
 
-def lucent(model: ConvLensModel, index: int, steps: int) -> tuple[float, float, float]:
+def lucent(model: ConvLensModel, index: int, steps: int, network: torch.nn.Module | None = None) -> tuple[float, float, float]:
     from lucent.optvis import param, render
 
-    # Lucent's hooks are never removed: give it its own copy of the network.
-    net = ConvLensModel(model.spec, copy.deepcopy(model.net)).eval()
+    # Lucent's hooks are never removed: give it its own copy of the network (by default the served one).
+    net = ConvLensModel(model.spec, copy.deepcopy(network if network is not None else model.net)).eval()
     start = time.perf_counter()
     images = render.render_vis(
         net, f"net_classifier:{index}", lambda: param.image(224, fft=True, decorrelate=True),
@@ -52,6 +56,8 @@ def main() -> None:
     parser.add_argument("--classes", nargs="+", default=["flamingo"])
     parser.add_argument("--natural-statistics", type=float, help="our natural_statistics weight (default: the param's)")
     parser.add_argument("--average", type=float, help="our average decay (default: the param's)")
+    parser.add_argument("--lucent-on-twin", action="store_true",
+                        help="also run Lucent on the folded channels-last twin our class objectives run on")
     args = parser.parse_args()
     model = load_model("efficientnet_lite0", "cpu")
     assert RECIPE_DEFAULTS[ClassVisualizationParams().parameterization][0] == 0.0  # no L2 term to add
@@ -69,6 +75,11 @@ def main() -> None:
             f" | per-step ratio lucent/ours {theirs_step / ours_step:.2f}x",
             flush=True,
         )
+        if args.lucent_on_twin:
+            torch.manual_seed(0)
+            twin_step, twin_judge, _ = lucent(model, index, args.steps, ascent_twin(model).model.net)
+            print(f"{label}: lucent on our twin {twin_step * 1000:.0f} ms/step, judge p={twin_judge:.3f}"
+                  f" | per-step ratio lucent on the twin/ours {twin_step / ours_step:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

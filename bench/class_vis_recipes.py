@@ -20,7 +20,10 @@ import torch
 from engine.models import load_model
 from engine.models.judge import judge
 from engine.optim import objectives as obj
-from engine.synthesis.class_visualization import RECIPE_DEFAULTS, SPECTRUM_DECAY, ClassVisualizationParams, visualize
+from engine.optim.params import start_image
+from engine.synthesis.class_visualization import (
+    RECIPE_DEFAULTS, SPECTRUM_DECAY, ClassVisualizationParams, natural_statistics_weight, visualize,
+)
 
 CLASSES = ["goldfinch", "flamingo", "tarantula", "lemon", "pizza", "volcano", "jellyfish", "king penguin", "monarch", "daisy"]
 
@@ -30,8 +33,11 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
     l2 = params.l2 if params.l2 is not None else RECIPE_DEFAULTS[params.parameterization][0]
     objective = obj.class_logit(indices) + l2 * obj.l2(model.mean_colour())
     batch = params.model_copy(update={"facets": len(indices), "preview_every": 0})
+    # pixels: every image starts where one call per class would (a batch of facets would start from noise)
+    size = (params.size, params.size)
+    first = start_image(params.init, size, model, torch.Generator().manual_seed(params.seed)) if params.parameterization == "pixels" else None
     start = time.perf_counter()
-    images = visualize(model, batch, objective).image
+    images = visualize(model, batch, objective, first).image
     seconds = time.perf_counter() - start
     with torch.inference_mode():
         own = model(images).softmax(-1)
@@ -42,8 +48,9 @@ def measure(model, classes: list[str], params: ClassVisualizationParams) -> dict
     return {
         "recipe": f"{params.parameterization}:{params.transforms or RECIPE_DEFAULTS[params.parameterization][2]}"
         + (f":{params.spectrum_decay or SPECTRUM_DECAY:g}" if params.parameterization == "fourier" else "")
-        + (f":{params.natural_statistics:g}" if params.natural_statistics else ""),
+        + (f":{natural:g}" if (natural := natural_statistics_weight(model, params, None)) else ""),
         "steps": params.steps,
+        "seed": params.seed,
         "seconds_per_step": seconds / params.steps,
         "judge_top1": sum(r["rank"] == 1 for r in rows),
         "mean_judge": sum(r["judge"] for r in rows) / len(rows),
@@ -58,7 +65,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--classes", nargs="+", default=CLASSES)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--seed", type=int, default=0, help="the params' seed (phases, noise, transform draws)")
+    parser.add_argument("--threads", type=int, help="torch threads (results repeat only at the same count)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_model("efficientnet_lite0", "cpu")
     for recipe in args.recipes:
@@ -68,7 +79,8 @@ def main() -> None:
         extra = {"spectrum_decay": float(decay)} if decay else {}
         if natural:
             extra["natural_statistics"] = float(natural)
-        params = ClassVisualizationParams(parameterization=parameterization, transforms=transforms or None, steps=args.steps, size=args.size, **extra)
+        params = ClassVisualizationParams(parameterization=parameterization, transforms=transforms or None, steps=args.steps, size=args.size,
+                                          seed=args.seed, **extra)
         print(json.dumps(measure(model, args.classes, params)), flush=True)
 
 

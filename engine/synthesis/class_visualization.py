@@ -9,9 +9,9 @@ amplitude; Fel et al. 2023) or ``pixels`` (the earlier recipe: class score minus
 an L2 penalty, Simonyan et al. 2014, https://arxiv.org/abs/1312.6034, with
 Yosinski et al.'s blur and pixel clipping, 2015, https://arxiv.org/abs/1506.06579).
 ``natural_statistics`` adds a prior keeping every batch norm's input statistics as
-in training (Yin et al. 2020's DeepInversion, per image); ``average`` returns the
-moving average of the steps' image parameters (Polyak and Juditsky 1992; on by
-default for fourier and maco from scratch).
+in training (Yin et al. 2020's DeepInversion, per image; on by default for fourier
+from scratch); ``average`` returns the moving average of the steps' image parameters
+(Polyak and Juditsky 1992; on by default for fourier and maco from scratch).
 ``facets`` > 1 renders a batch pushed apart by a diversity term, started from
 the cluster means of ``examples`` when given (Nguyen et al. 2016's multifaceted
 visualisation, :mod:`engine.synthesis.facet_starts`); ``centre_bias`` asks for
@@ -36,6 +36,7 @@ from engine.optim import objectives as obj
 from engine.optim.loop import ImageParam, Rendered, StepHook, render
 from engine.imaging import fit_image, tile_grid, to_image, to_tensor
 from engine.models.judge import judge
+from engine.models.twin import ascent_twin
 from engine.optim.params import Start, pixels, start_image
 from engine.optim.report import synthesis_result
 from engine.optim.spectral import fourier, maco
@@ -87,8 +88,9 @@ RECIPE_DEFAULTS = {"pixels": (2.0, 4, "custom"), "fourier": (0.0, 0, "strong"), 
 # fourier's amplitude decay when spectrum_decay is unset: 1/f^1.5 from scratch (the judge measurement,
 # bench/class_vis_recipes.py); Lucid's 1/f from a picture (a photo to accentuate, or example images).
 SPECTRUM_DECAY, SPECTRUM_DECAY_FROM_PICTURE = 1.5, 1.0
-# the average's decay when it is unset, for fourier and maco from scratch (the judge measurement)
-AVERAGE_DECAY = 0.95
+# the average's decay when it is unset, for fourier and maco from scratch, and the natural-statistics
+# prior's weight, for fourier from scratch on a network with batch norms (the judge measurements)
+AVERAGE_DECAY, NATURAL_STATISTICS = 0.95, 100.0
 
 
 class ClassVisualizationParams(BaseModel):
@@ -118,12 +120,12 @@ class ClassVisualizationParams(BaseModel):
                                     "on efficientnet_lite0 (measured), 1 elsewhere")
     diversity_layer: str | None = Field(None, description="layer whose Gram matrices must differ; default: blocks.6 on "
                                         "efficientnet_lite0, block4_conv1 on vgg19, a registered model's default layer")
-    natural_statistics: float = Field(
-        0.0, ge=0, le=1000, description="weight of the prior keeping every batch norm's input distributed as in "
-        "training (Yin et al. 2020's DeepInversion, per image); 100 (with the default average) raised the judge's mean "
-        "probability over ten classes from 0.53 to 0.75 (three seeds) but costs about 15% per step, 9% slower than "
-        "Lucent, so the default is 0; networks without batch norms (vgg19, registered models whose norms were folded) "
-        "go without it, and the result reports the weight applied",
+    natural_statistics: float | None = Field(
+        None, ge=0, le=1000, description="weight of the prior keeping every batch norm's input distributed as in "
+        "training (Yin et al. 2020's DeepInversion, per image); default 100 for fourier from scratch (with the default "
+        "average it raised the judge's mean probability over ten classes from 0.53 to 0.75, three seeds; "
+        "bench/README.md), 0 for maco, pixels and any start from a picture; networks without batch norms (vgg19, "
+        "registered models whose norms were folded) go without it, and the result reports the weight applied",
     )
     average: float | None = Field(
         None, ge=0, lt=1, description="return the exponential moving average of the image parameters over the steps, "
@@ -284,9 +286,14 @@ def average_decay(params: ClassVisualizationParams, start: torch.Tensor | None) 
     return AVERAGE_DECAY if start is None and params.parameterization != "pixels" else 0.0
 
 
-def natural_statistics_weight(model: ConvLensModel, params: ClassVisualizationParams) -> float:
-    """The prior's weight the run applies: the param's, 0 on a network without batch norms."""
-    return params.natural_statistics if batch_norms(model) else 0.0
+def natural_statistics_weight(model: ConvLensModel, params: ClassVisualizationParams, start: torch.Tensor | None) -> float:
+    """The prior's weight the run applies: the param's, else the default for fourier from scratch; 0 on
+    a network without batch norms."""
+    if not batch_norms(model):
+        return 0.0
+    if params.natural_statistics is not None:
+        return params.natural_statistics
+    return NATURAL_STATISTICS if start is None and params.parameterization == "fourier" else 0.0
 
 
 def batch_norms(model: ConvLensModel) -> dict[str, nn.BatchNorm2d]:
@@ -301,21 +308,23 @@ def visualize(
     """The recipe ``params`` names (parameterisation, transforms, regularisers), run on ``objective``;
     with a ``start`` (one picture, or one per facet), begin there and add ``closeness`` times the
     mean squared distance to it (measured on the picture itself, before the random transforms). The
-    natural-statistics prior, when asked for, is added here, as part of the recipe."""
+    natural-statistics prior, when asked for, is added here, as part of the recipe. An objective on
+    the network's output alone runs on the model's faster twin (:mod:`engine.models.twin`)."""
     generator = torch.Generator().manual_seed(params.seed)
     param = image_param(model, params, start, generator)
     if start is not None and closeness > 0:
         near = obj.Objective(lambda f, x: (param.image_fn() - start).pow(2).mean(), (), "l2(photo)")
         objective = objective + closeness * near
-    if natural := natural_statistics_weight(model, params):
-        objective = objective + natural * obj.natural_statistics(batch_norms(model))
+    twin = ascent_twin(model) if objective.layers <= {obj.OUTPUT} else None
+    if natural := natural_statistics_weight(model, params, start):
+        objective = objective + natural * obj.natural_statistics(batch_norms(model), twin.folded_norms if twin else {})
     _, default_blur, default_transforms = RECIPE_DEFAULTS[params.parameterization]
     blur_every = params.blur_every if params.blur_every is not None else default_blur
     hook = yosinski_regularizers(params, model.mean_colour(), blur_every) if params.parameterization == "pixels" else None
     if decay := average_decay(params, start):
         hook, settle = averaged(param, decay, hook)
     rendered = render(
-        model,
+        twin.model if twin else model,
         param,
         objective,
         params.steps,
@@ -365,7 +374,7 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
         objective = objective + weight * obj.diversity(layer)
     rendered = visualize(model, params, objective, start, progress, closeness=l2 if photo is not None else 0.0)
     data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None,
-            "natural_statistics": natural_statistics_weight(model, params), "average": average_decay(params, start)}
+            "natural_statistics": natural_statistics_weight(model, params, start), "average": average_decay(params, start)}
     if model.labels is not None:
         classes = list(dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class"))
         data.update(class_report(model, rendered.image, classes, params.judge))
