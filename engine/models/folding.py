@@ -57,7 +57,8 @@ def _norm_name(node: fx.Node) -> str | None:
     return mean.target.rpartition(".")[0] if isinstance(mean, fx.Node) and mean.op == "get_attr" else None
 
 
-def _reads_metadata(node: fx.Node) -> bool:
+def reads_metadata(node: fx.Node) -> bool:
+    """Whether ``node`` reads only a tensor's metadata (its shape, rank, dtype or device)."""
     return node.op == "call_function" and node.target is getattr and node.args[1] in ("ndim", "shape", "dtype", "device")
 
 
@@ -71,7 +72,7 @@ def fold_batch_norms(model: nn.Module) -> fx.GraphModule:
         source = node.args[0] if node.args else None
         if not (isinstance(source, fx.Node) and source.op == "call_module"):
             continue
-        if any(user is not node and not _reads_metadata(user) for user in source.users):
+        if any(user is not node and not reads_metadata(user) for user in source.users):
             continue  # the conv output itself is used elsewhere
         conv = gm.get_submodule(source.target)
         if type(conv) is not nn.Conv2d:

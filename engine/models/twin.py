@@ -19,9 +19,8 @@ import torch
 import torch.fx as fx
 
 from engine.concurrency import build_once
-from engine.models.folding import folded
+from engine.models.folding import folded, reads_metadata
 from engine.models.wrapper import ConvLensModel
-
 
 
 @dataclass(frozen=True)
@@ -33,27 +32,50 @@ class Twin:
 _CACHE: "weakref.WeakKeyDictionary[ConvLensModel, Twin]" = weakref.WeakKeyDictionary()
 
 
-def out_of_place(net: fx.GraphModule) -> None:
-    """Make every in-place operation of ``net`` write a new tensor: an in-place activation after a
-    folded conv would overwrite the conv's output, which the norm statistics read."""
-    for module in net.modules():
-        if getattr(module, "inplace", False):
-            module.inplace = False
-    for node in net.graph.nodes:
-        if node.kwargs.get("inplace"):
+def in_place(net: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether ``node`` overwrites its input: a module or function flagged ``inplace``, or a tensor method such as ``relu_``."""
+    if node.op == "call_module" and getattr(net.get_submodule(node.target), "inplace", False):
+        return True
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_")
+    return bool(node.kwargs.get("inplace"))
+
+
+def out_of_place(net: fx.GraphModule) -> bool:
+    """Make the in-place modules and functions of ``net`` write new tensors (an in-place activation after
+    a folded conv would overwrite the conv's output, which the norm statistics read); False, with
+    nothing changed, where that would change what the network computes: an in-place tensor method, or
+    a later operation reading the overwritten input."""
+    nodes = list(net.graph.nodes)
+    order = {node: k for k, node in enumerate(nodes)}
+    changed = [node for node in nodes if in_place(net, node)]
+    for node in changed:
+        source = node.args[0] if node.args else None
+        later = isinstance(source, fx.Node) and any(
+            order[user] > order[node] and not reads_metadata(user) for user in source.users if user is not node
+        )
+        if node.op == "call_method" or later:
+            return False
+    for node in changed:
+        if node.op == "call_module":
+            net.get_submodule(node.target).inplace = False
+        else:
             node.kwargs = {**node.kwargs, "inplace": False}
     net.recompile()
+    return True
 
 
 def ascent_twin(model: ConvLensModel) -> Twin | None:
-    """The cached twin of ``model``; None when its network has no batch norm to fold or cannot be traced."""
+    """The cached twin of ``model``; None when its network has no batch norm to fold, cannot be traced,
+    or overwrites tensors in place in a way the twin cannot undo (:func:`out_of_place`)."""
     net = folded(model.net)  # outside build_once: folding takes the gate alone itself
     if net is model.net:
         return None
 
-    def build() -> Twin:
+    def build() -> Twin | None:
         fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
-        out_of_place(fast)
+        if not out_of_place(fast):
+            return None
         return Twin(ConvLensModel(model.spec, fast), MappingProxyType(dict(net.folded_norms)))
 
     return build_once(_CACHE, model, build)

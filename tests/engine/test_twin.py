@@ -3,12 +3,13 @@ the served model untouched."""
 
 import copy
 
+import pytest
 import torch
 
 from engine.hooks import hook_count
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
-from engine.models.twin import ascent_twin
+from engine.models.twin import ascent_twin, in_place, out_of_place
 from engine.optim import objectives as obj
 from engine.optim.loop import features_of
 from engine.synthesis.class_visualization import batch_norms
@@ -60,3 +61,36 @@ def test_the_norm_statistics_read_from_the_folded_convs_equal_the_norms_inputs(e
 
 def test_a_network_without_batch_norms_has_no_twin(vgg19):
     assert ascent_twin(vgg19) is None
+
+
+class _ModuleInPlace(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.act = torch.nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(x * 2) - 1
+
+
+class _MethodInPlace(torch.nn.Module):
+    def forward(self, x):
+        y = x * 2
+        y.relu_()
+        return y
+
+
+class _ReadsTheOverwrittenInput(torch.nn.Module):
+    def forward(self, x):
+        y = x * 2
+        return torch.nn.functional.relu(y, inplace=True) + y
+
+
+@pytest.mark.parametrize("net, rewritten", [(_ModuleInPlace, True), (_MethodInPlace, False), (_ReadsTheOverwrittenInput, False)])
+def test_in_place_activations_are_rewritten_only_where_the_function_stays_the_same(net, rewritten):
+    graph = torch.fx.symbolic_trace(net())
+    x = torch.randn(2, 5, generator=torch.Generator().manual_seed(0))
+    expected = net()(x.clone())
+    assert out_of_place(graph) is rewritten
+    if rewritten:
+        assert not any(in_place(graph, node) for node in graph.graph.nodes)
+    torch.testing.assert_close(graph(x.clone()), expected)
