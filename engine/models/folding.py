@@ -112,14 +112,17 @@ def fold_batch_norms(model: nn.Module) -> fx.GraphModule:
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
 
 
+def fold_if_possible(model: nn.Module) -> fx.GraphModule | None:
+    """A new folded copy of ``model`` (uncached; tracing must hold the gate alone), or None when it has
+    nothing to fold or cannot be traced."""
+    try:
+        copy = fold_batch_norms(model)
+    except Exception:  # untraceable control flow: nothing to fold into
+        return None
+    found = any(name.startswith("convlens_folded_") for name, _ in copy.named_children())
+    return copy if found else None
+
+
 def folded(model: nn.Module) -> nn.Module:
     """The cached folded copy of ``model``; ``model`` itself when it has nothing to fold or cannot be traced."""
-    def build() -> nn.Module:
-        try:
-            copy = fold_batch_norms(model)
-        except Exception:  # untraceable control flow: use the model as it is
-            return model
-        found = any(name.startswith("convlens_folded_") for name, _ in copy.named_children())
-        return copy if found else model
-
-    return build_once(_CACHE, model, build)
+    return build_once(_CACHE, model, lambda: fold_if_possible(model) or model)

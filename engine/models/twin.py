@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 
 from engine.concurrency import build_once
-from engine.models.folding import folded, reads_metadata
+from engine.models.folding import fold_if_possible, reads_metadata
 from engine.models.wrapper import ConvLensModel
 
 
@@ -68,11 +68,11 @@ def out_of_place(net: fx.GraphModule) -> bool:
 def ascent_twin(model: ConvLensModel) -> Twin | None:
     """The cached twin of ``model``; None when its network has no batch norm to fold, cannot be traced,
     or overwrites tensors in place in a way the twin cannot undo (:func:`out_of_place`)."""
-    net = folded(model.net)  # outside build_once: folding takes the gate alone itself
-    if net is model.net:
-        return None
-
     def build() -> Twin | None:
+        net = fold_if_possible(model.net)
+        if net is None:
+            return None
+        # the fold shares its unfolded modules with the served network: lay out and rewrite a copy
         fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
         if not out_of_place(fast):
             return None
