@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
-from api.deps import app_job_service, current_key, require_scope
+from api.deps import app_redis, app_storage, current_key, make_collection_store, require_scope
 from api.inline_links import LinkedResults
 from api.metrics import Metrics
 from api.observability import Observe
@@ -20,12 +20,11 @@ from api.routes.inline import inline_router
 from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from api.routes.web import static_files
 from engine.models import load_model
-from api.deps import make_collection_store
 from api.settings import Settings, get_settings
 from worker.model_store import install_model_source
 from worker.plugins import load_plugins
 from worker.samples import ensure_samples
-from worker.storage import StorageUnavailable, make_storage
+from worker.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ async def lifespan(app: FastAPI):
 
 async def _make_samples(app: FastAPI) -> None:
     try:
-        store = app.state.collection_store = make_collection_store(app.state.settings, make_storage(app.state.settings))
+        store = app.state.collection_store = make_collection_store(app.state.settings, app_storage(app))
         await asyncio.to_thread(ensure_samples, store)
     except StorageUnavailable as exc:
         log.warning("built-in samples collection not made (storage unavailable): %s", exc)
@@ -73,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=app.state.settings.max_upload_bytes,
         route_limits={MODEL_UPLOAD_PATH: app.state.settings.max_model_bytes + MODEL_METADATA_BYTES},
     )
-    app.state.metrics = Metrics(lambda: app_job_service(app).redis, worker_max_age_seconds=app.state.settings.job_time_limit)
+    app.state.metrics = Metrics(lambda: app_redis(app), worker_max_age_seconds=app.state.settings.job_time_limit)
     app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer, 413s included
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(current_key)])

@@ -7,11 +7,14 @@ call that reads, lists, changes or deletes the resource, e.g.
 The store keys its records by tenant (``images/<tenant>/<id>``) or checks the
 record's owner, and answers another tenant's id exactly as an unknown one
 (404), so existence never leaks. Routes that change things declare the scope
-they need: ``dependencies=[Depends(require_scope("submit"))]`` (or ``"admin"``).
+they need: ``dependencies=[Depends(require_scope("submit"))]`` (or ``"models"``,
+``"admin"``; ``require_operator`` for what reaches every tenant).
 """
 
 import threading
-from typing import Annotated, Callable
+from typing import Annotated, Callable, TypeVar
+
+import redis
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +24,7 @@ from api.inline_pool import InlinePool
 from api.inline_request import CollectionResolver, ImageResolver
 from api.job_service import JobService
 from worker.broker import broker_errors
+from worker.jobs import connect
 from api.keys import ApiKey, KeyStore, same_token
 from api.problems import Problem
 from api.quotas import Quotas
@@ -29,9 +33,11 @@ from worker.collections import CollectionLimits, CollectionStore
 from worker.feature_store import StoredFeatures
 from worker.model_store import ModelStore
 from worker.style_models import StyleModelStore
+from worker.storage import Storage, make_storage
 from worker.uploads import image_bytes
 
-_SERVICE_LOCK = threading.Lock()
+_SERVICE_LOCK = threading.RLock()
+T = TypeVar("T")
 
 
 def app_settings(request: Request) -> Settings:
@@ -45,42 +51,56 @@ def inline_pool(request: Request) -> InlinePool:
     return pool
 
 
-def job_service(request: Request) -> JobService:
-    """One JobService per app (Redis pool, storage client, Celery producer), made on first use.
+def _once(app, name: str, make: Callable[[], T]) -> T:
+    """``app.state.<name>``, made by ``make`` on first use; none of them connects to anything until used."""
+    with _SERVICE_LOCK:
+        found = getattr(app.state, name, None)
+        if found is None:
+            found = make()
+            setattr(app.state, name, found)
+    return found
 
-    Making it connects to nothing, so an app without Redis still answers
-    everything but jobs; a broker or storage that is down surfaces as 503
-    (api.problems) when a route uses it.
+
+def app_redis(app) -> redis.Redis:
+    """The app's Redis client (keys, quotas, jobs, registered models)."""
+    return _once(app, "redis", lambda: connect(app.state.settings))
+
+
+def app_storage(app) -> Storage:
+    """The app's object storage client."""
+    return _once(app, "storage", lambda: make_storage(app.state.settings))
+
+
+def storage(request: Request) -> Storage:
+    return app_storage(request.app)
+
+
+def job_service(request: Request) -> JobService:
+    """One JobService per app (Redis, storage, Celery producer), made on first use.
+
+    A broker or storage that is down surfaces as 503 (api.problems) when a route uses it.
     """
     return app_job_service(request.app)
 
 
 def app_job_service(app) -> JobService:
-    with _SERVICE_LOCK:
-        service = getattr(app.state, "job_service", None)
-        if service is None:
-            service = app.state.job_service = JobService(app.state.settings)
-    return service
+    return _once(app, "job_service", lambda: JobService(app.state.settings, app_storage(app), app_redis(app)))
 
 
 def key_store(request: Request) -> KeyStore:
-    return KeyStore(job_service(request).redis)
+    return KeyStore(app_redis(request.app))
 
 
 def quotas(request: Request) -> Quotas:
-    service = job_service(request)
-    with _SERVICE_LOCK:
-        found = getattr(request.app.state, "quotas", None)
-        if found is None:
-            found = request.app.state.quotas = Quotas(service.redis)
-    return found
+    return _once(request.app, "quotas", lambda: Quotas(app_redis(request.app)))
 
 
 _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`")
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: <API key>`")
-OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0)
+OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", rate_per_minute=0, max_active_jobs=0,
+                  max_stored_bytes=0, operator=True)
 ADMIN_KEY = ApiKey(id="admin", tenant="admin", scope="admin", name="bootstrap admin key (CONVLENS_ADMIN_KEY)",
-                   rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0)
+                   rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0, operator=True)
 
 
 def _unauthorized(code: str, detail: str, error: str | None = None) -> Problem:
@@ -147,6 +167,13 @@ def require_scope(scope: str) -> Callable[[ApiKey], ApiKey]:
     return check
 
 
+def require_operator(key: KeyDep) -> ApiKey:
+    """A dependency refusing (403) every key but the operator's (the bootstrap key, or open access)."""
+    if not key.operator:
+        raise Problem(403, "operator_only", "only the operator's key (CONVLENS_ADMIN_KEY) may do this")
+    return key
+
+
 def key_limit(key: ApiKey, settings: Settings, name: str) -> int:
     """The key's own limit ``name`` (rate_per_minute, max_active_jobs, max_stored_bytes), or the settings' default."""
     own = getattr(key, name)
@@ -154,13 +181,8 @@ def key_limit(key: ApiKey, settings: Settings, name: str) -> int:
 
 
 def collection_store(request: Request) -> CollectionStore:
-    """The app's collection store, on the jobs' object storage."""
-    storage = job_service(request).storage
-    with _SERVICE_LOCK:
-        store = getattr(request.app.state, "collection_store", None)
-        if store is None:
-            store = request.app.state.collection_store = make_collection_store(request.app.state.settings, storage)
-    return store
+    """The app's collection store, on the app's object storage."""
+    return _once(request.app, "collection_store", lambda: make_collection_store(request.app.state.settings, app_storage(request.app)))
 
 
 def make_collection_store(settings: Settings, storage) -> CollectionStore:
@@ -169,7 +191,7 @@ def make_collection_store(settings: Settings, storage) -> CollectionStore:
 
 
 def image_resolver(request: Request, tenant: TenantDep) -> ImageResolver:
-    """How an ``image_id`` in an inline request becomes bytes: read from the jobs' image store.
+    """How an ``image_id`` in an inline request becomes bytes: read from the image store.
 
     Called in the inline pool (storage I/O stays off the event loop) and only
     for ids, so pictures sent inline never touch storage. Unknown or malformed
@@ -177,7 +199,7 @@ def image_resolver(request: Request, tenant: TenantDep) -> ImageResolver:
     """
 
     def resolve(image_id: str) -> bytes:
-        return image_bytes(job_service(request).storage, image_id, tenant)
+        return image_bytes(app_storage(request.app), image_id, tenant)
 
     return resolve
 
@@ -198,26 +220,22 @@ def collection_resolver(request: Request, tenant: TenantDep) -> CollectionResolv
 
 def style_model_store(request: Request) -> StyleModelStore:
     """One store per app: it keeps recently used networks loaded."""
-    storage = job_service(request).storage
-    with _SERVICE_LOCK:
-        store = getattr(request.app.state, "style_model_store", None)
-        if store is None:
-            store = request.app.state.style_model_store = StyleModelStore(storage)
-    return store
+    return _once(request.app, "style_model_store", lambda: StyleModelStore(app_storage(request.app)))
 
 
 def feature_cache(request: Request) -> StoredFeatures:
-    return StoredFeatures(job_service(request).storage)
+    return StoredFeatures(app_storage(request.app))
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
 JobsDep = Annotated[JobService, Depends(job_service)]
+StorageDep = Annotated[Storage, Depends(storage)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 QuotasDep = Annotated[Quotas, Depends(quotas)]
 KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
-RegistrationAllowed = Depends(require_scope("admin"))  # registering and deleting models
+RegistrationAllowed = Depends(require_scope("models"))  # registering and deleting the tenant's own models
 CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
 CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]
 FeatureCacheDep = Annotated[StoredFeatures, Depends(feature_cache)]

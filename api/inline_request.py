@@ -1,4 +1,4 @@
-"""An inline request, in either form, -> model name, validated params and decoded inputs.
+"""An inline request, in either form, -> model name, raw params and the pictures per input slot.
 
 Two forms share one route:
 
@@ -8,14 +8,15 @@ Two forms share one route:
   {"image_id"} | [...]}}``.
 
 :func:`receive` only reads bytes (on the event loop); :func:`parse` and
-:func:`decode_inputs` do the CPU work and run in the inline pool.
+:func:`decode_inputs` do the CPU work and run in the inline pool. The params
+and the picture counts are validated by :func:`engine.run.prepare`, as for jobs.
 """
 
 import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,7 +25,6 @@ from api.problems import Problem, invalid_request
 from api.schemas import DEFAULT_MODEL, Base64Image, CollectionInput, Envelope
 from engine.decoding import decode_base64, decode_image
 from engine.registry import Inputs, InputSlot, Method
-from engine.run import parse_params
 
 ImageResolver = Callable[[str], bytes]  # image id -> the stored file's bytes
 CollectionResolver = Callable[[str], list[tuple[str, str]]]  # collection id -> [(image name, image id)]
@@ -48,10 +48,11 @@ class Form:
 
 
 @dataclass
-class InlineCall:
+class InlineRequest:
     model: str
-    params: BaseModel
-    uploads: dict[str, list[Upload]]
+    params: dict
+    uploads: dict[str, list[Upload]]  # by slot name; a list of one for a single picture
+    many: frozenset[str]  # the slots that take a list
 
 
 async def receive(request: Request, method: Method) -> Form | bytes:
@@ -108,8 +109,8 @@ async def _form_contents(form: FormData, method: Method, slots: dict[str, InputS
     return Form(texts["model"], texts["params"], files)
 
 
-def parse(method: Method, body: Form | bytes, collections: CollectionResolver | None = None) -> InlineCall:
-    """Validate either form into one :class:`InlineCall` (raises Problem / InvalidParams).
+def parse(method: Method, body: Form | bytes, collections: CollectionResolver | None = None) -> InlineRequest:
+    """Read either form into one :class:`InlineRequest` (raises Problem for a malformed body).
 
     ``collections`` expands a JSON ``{"collection": id}`` input into its images (by id).
     """
@@ -118,9 +119,7 @@ def parse(method: Method, body: Form | bytes, collections: CollectionResolver | 
     else:
         envelope = _envelope(body)
         model, raw_params, uploads = envelope.model, envelope.params, _json_uploads(method, envelope, collections)
-    params = parse_params(method, raw_params)
-    check_counts(method, uploads)
-    return InlineCall(model, params, uploads)
+    return InlineRequest(model, raw_params, uploads, frozenset(slot.name for slot in method.inputs if slot.many))
 
 
 def _form_params(text: str | None) -> dict:
@@ -158,17 +157,14 @@ def _envelope(body: bytes) -> Envelope:
 
 
 def _json_uploads(method: Method, envelope: Envelope, collections: CollectionResolver | None) -> dict[str, list[Upload]]:
+    """The pictures by slot; a slot the method lacks is kept, for :func:`engine.run.prepare` to name it."""
     slots = {slot.name: slot for slot in method.inputs}
-    unknown = sorted(set(envelope.inputs) - set(slots))
-    if unknown:
-        raise Problem(
-            422,
-            "unknown_input",
-            f"{method.name} takes no input {', '.join(map(repr, unknown))}; inputs: {', '.join(slots)}",
-        )
     uploads = {}
     for name, value in envelope.inputs.items():
-        slot = slots[name]
+        slot = slots.get(name)
+        if slot is None:
+            uploads[name] = [Upload(name)]
+            continue
         if isinstance(value, CollectionInput):
             if not slot.many or collections is None:
                 raise Problem(422, "invalid_input", f"input {name!r} takes one image, not a collection", input=name)
@@ -191,28 +187,12 @@ def _label(name: str, index: int, many: bool) -> str:
     return f"{name}[{index}]" if many else name
 
 
-def check_counts(method: Method, uploads: dict[str, list[Upload]]) -> None:
-    for slot in method.inputs:
-        count = len(uploads.get(slot.name, ()))
-        if count == 0 and not slot.optional:
-            raise Problem(422, "missing_input", f"{method.name} needs input {slot.name!r}: {slot.description}", input=slot.name)
-        if count == 0:
-            continue
-        low, high = (slot.min_count, slot.max_count) if slot.many else (1, 1)
-        if not low <= count <= high:
-            wanted = f"{low}..{high} images" if slot.many else "one image"
-            raise Problem(
-                422, "wrong_image_count", f"input {slot.name!r} takes {wanted}, got {count}", input=slot.name
-            )
-
-
-def decode_inputs(method: Method, call: InlineCall, max_pixels: int, resolve: ImageResolver) -> Inputs:
+def decode_inputs(request: InlineRequest, max_pixels: int, resolve: ImageResolver) -> Inputs:
     """Every upload -> a safe RGB picture, shaped as the method's slots expect."""
     inputs: Inputs = {}
-    for slot in method.inputs:
-        if slot.name in call.uploads:
-            images = [decode_image(_bytes(up, resolve), max_pixels, up.label) for up in call.uploads[slot.name]]
-            inputs[slot.name] = images if slot.many else images[0]
+    for name, uploads in request.uploads.items():
+        images = [decode_image(_bytes(up, resolve), max_pixels, up.label) for up in uploads]
+        inputs[name] = images if name in request.many else images[0]
     return inputs
 
 

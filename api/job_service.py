@@ -1,28 +1,24 @@
 """What the API does with jobs and images, without HTTP: validate, store, queue, read, cancel.
 
-Submissions are validated synchronously against the registry (method, model,
-params, input slots, uploaded image ids) and their estimated cost against the
-job caps, so a bad job is refused before it is queued. Identical submissions
-of one tenant (same content hash of method, model, canonical params, input
-ids, deadline and webhook) share one job unless that job failed, was cancelled
-or aborted. Every call takes
-the tenant it acts for: another tenant's job is not found.
+Submissions are prepared as every call is (:func:`engine.run.prepare`: method,
+the model as the tenant sees it, params, input slots, support and the
+estimated cost against the job caps) and their uploaded image ids checked, so
+a bad job is refused before it is queued. Identical submissions of one tenant
+(same content hash of method, model identity, canonical params, input ids,
+deadline and webhook) share one job unless that job failed, was cancelled or
+aborted. Every call takes the tenant it acts for: another tenant's job is not found.
 """
 
 import hashlib
 import json
 from typing import Any
 
-from engine.cost import check_job
-from engine.models import get_spec, load_model
-from engine.models.support import check_supported
-from engine.registry import get_method
-from engine.run import check_inputs, parse_params, shape_inputs
+from engine.run import picture_counts, prepare, shape_inputs
 from worker.broker import BROKER_ERRORS, BrokerUnavailable, broker_errors
-from worker.jobs import Job, JobStore, connect, new_job_id
+from worker.jobs import Job, JobStore, new_job_id
 from worker.queue_app import create_celery, send_job, terminate_job
 from api.settings import Settings
-from worker.storage import make_storage
+from worker.storage import Storage
 from worker.uploads import require_images
 from worker import webhooks
 
@@ -30,16 +26,17 @@ from worker import webhooks
 
 
 def content_hash(method: str, model: str, params: dict, inputs: dict) -> str:
+    """The hash identical submissions share (``model`` is the model's identity, so a name that now means another file differs)."""
     canonical = json.dumps({"method": method, "model": model, "params": params, "inputs": inputs}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class JobService:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, storage: Storage, redis):
         self.settings = settings
-        self.redis = connect(settings)
+        self.redis = redis
         self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
-        self.storage = make_storage(settings)
+        self.storage = storage
         self.celery = create_celery(settings)
 
     def submit(
@@ -60,18 +57,12 @@ class JobService:
         A job with a deadline or a webhook is only ever the twin of one with the same
         deadline and webhook (both are part of its content hash).
         """
-        method = get_method(method_name)
-        spec = get_spec(model_name)
-        typed = parse_params(method, params)
-        parsed = typed.model_dump(mode="json")
+        call = prepare(method_name, model_name, params, picture_counts(inputs), tenant, self.settings.job_caps())
+        method, spec, parsed = call.method, call.spec, call.params.model_dump(mode="json")
         inputs = shape_inputs(method, inputs)
-        check_inputs(method, inputs)
-        check_supported(spec, method)
-        images = sum(len(ids) if isinstance(ids, list) else 1 for ids in inputs.values())
-        check_job(method.name, method.estimate(load_model(spec.name, self.settings.device), typed, images), self.settings.job_caps())
         webhooks.check_request(webhook, self.settings)
         options = {"deadline_seconds": deadline_seconds, "webhook": webhook}
-        digest = content_hash(method.name, spec.name, parsed, inputs)
+        digest = content_hash(method.name, spec.identity, parsed, inputs)
         if deadline_seconds is not None or webhook is not None:
             digest = hashlib.sha256(f"{digest}:{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
         job = Job(

@@ -3,9 +3,12 @@
 A token is 32 random bytes (``cl_`` + URL-safe base64), so a plain SHA-256 is
 enough to store it (no salt or slow hash needed for a high-entropy secret):
 the record is found by the digest of the token sent, and the token itself is
-shown once, when the key is made. Scopes are levels: ``admin`` (keys,
-registered models) includes ``submit`` (inline calls, jobs, uploads), which
-includes ``read``.
+shown once, when the key is made. Scopes are levels, each including the ones
+before it: ``read``; ``submit`` (inline calls, jobs, uploads); ``models``
+(register and delete the tenant's own models); ``admin`` (the tenant's own
+keys). The operator (the bootstrap key, and open access) alone reaches every
+tenant's keys and publishes models to every tenant; no key it makes is an
+operator. Some tenant names are the service's own and never given to a key.
 
 Redis: ``convlens:apikey:<sha256>`` (a hash per key), ``convlens:apikeys``
 (key id -> digest, to list and revoke).
@@ -20,9 +23,10 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-SCOPES = ("read", "submit", "admin")
+SCOPES = ("read", "submit", "models", "admin")
 TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_LIMITS = ("rate_per_minute", "max_active_jobs", "max_stored_bytes")
+RESERVED_TENANTS = frozenset({"admin", "public", "builtin", "operator", "system", "convlens"})  # the service's own
+LIMITS = ("rate_per_minute", "max_active_jobs", "max_stored_bytes")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class ApiKey:
     rate_per_minute: int | None = None
     max_active_jobs: int | None = None
     max_stored_bytes: int | None = None
+    operator: bool = False  # the bootstrap key or open access: every tenant's keys, publishing models
 
     def grants(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
@@ -69,7 +74,7 @@ class KeyStore:
         key_id = "key_" + secrets.token_hex(8)
         token = "cl_" + secrets.token_urlsafe(32)
         key = ApiKey(key_id, tenant or key_id.replace("_", "-"), scope, name, time.time(), **limits)
-        fields = {k: str(v) for k, v in key.as_dict().items() if v is not None}
+        fields = {k: str(v) for k, v in key.as_dict().items() if v is not None and k != "operator"}
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._record(digest(token)), mapping=fields)
         pipe.hset(self.ids, key_id, digest(token))
@@ -80,18 +85,21 @@ class KeyStore:
         raw = self.redis.hgetall(self._record(digest(token)))
         return _from_fields(raw) if raw else None
 
-    def list(self) -> list[ApiKey]:
+    def list(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key, or only ``tenant``'s."""
         digests = [d.decode() for d in self.redis.hvals(self.ids)]
         pipe = self.redis.pipeline()
         for token_digest in digests:
             pipe.hgetall(self._record(token_digest))
         keys = [_from_fields(raw) for raw in pipe.execute() if raw]
-        return sorted(keys, key=lambda key: key.created_at)
+        return sorted((key for key in keys if tenant in (None, key.tenant)), key=lambda key: key.created_at)
 
-    def delete(self, key_id: str) -> bool:
-        """Revoke a key at once; False when there is no such key."""
+    def delete(self, key_id: str, tenant: str | None = None) -> bool:
+        """Revoke a key (of ``tenant``, when given) at once; False when there is no such key."""
         token_digest = self.redis.hget(self.ids, key_id)
         if token_digest is None:
+            return False
+        if tenant is not None and self.redis.hget(self._record(token_digest.decode()), "tenant") != tenant.encode():
             return False
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self._record(token_digest.decode()))
@@ -102,5 +110,5 @@ class KeyStore:
 
 def _from_fields(raw: dict[bytes, bytes]) -> ApiKey:
     values = {k.decode(): v.decode() for k, v in raw.items()}
-    limits = {name: int(values.pop(name)) for name in _LIMITS if name in values}
+    limits = {name: int(values.pop(name)) for name in LIMITS if name in values}
     return ApiKey(created_at=float(values.pop("created_at", 0)), **values, **limits)

@@ -53,7 +53,7 @@ class Settings(WorkerSettings):
     quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
 
     def inline_budget(self) -> Budget:
-        return Budget(self.inline_max_passes, self.inline_max_pixels, self.inline_max_bytes)
+        return Budget("inline", self.inline_max_passes, self.inline_max_pixels, self.inline_max_bytes)
 
     @field_validator("admin_key", mode="before")
     @classmethod

@@ -6,19 +6,19 @@ picture the answer carries) and bytes (the largest of the working memory and
 the answer's arrays and pictures). Estimates come from the params and the
 model's layer catalogue at its native size, scaled by area for other sizes
 (feature maps scale with the picture's area up to rounding), so estimating
-runs nothing. The API compares a call's cost with the inline budget, the job
+runs nothing. Estimates read a :class:`engine.models.profile.ModelProfile`, never a loaded
+network. The API compares a call's cost with the inline budget, the job
 service with the job caps; either refuses with a message naming what to change.
 """
 
 import math
-import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import EngineError
 
 if TYPE_CHECKING:
-    from engine.models.wrapper import ConvLensModel
+    from engine.models.profile import ModelProfile
 
 FLOAT = 4  # bytes of one float32 value
 
@@ -34,8 +34,20 @@ class Cost:
         return {"passes": self.passes, "pixels": self.pixels, "bytes": self.bytes}
 
 
+class OverBudget(EngineError):
+    """A call whose estimated cost exceeds the inline budget (``over_inline_budget``) or the job caps (``over_job_caps``)."""
+
+    def __init__(self, code: str, message: str, cost: Cost):
+        super().__init__(message)
+        self.code = code
+        self.extra = {"cost": cost.as_dict()}
+
+
 @dataclass(frozen=True)
 class Budget:
+    """What one call may cost: ``inline`` (answered within the request) or ``job`` (the hard caps of any job)."""
+
+    kind: Literal["inline", "job"]
     passes: int
     pixels: int
     bytes: int
@@ -51,35 +63,16 @@ class Budget:
             over.append(f"{_size(cost.bytes)} of memory or output (limit {_size(self.bytes)})")
         return over
 
-
-class OverBudget(EngineError):
-    """A call whose estimated cost exceeds the inline budget (``over_inline_budget``) or the job caps (``over_job_caps``)."""
-
-    def __init__(self, code: str, message: str, cost: Cost):
-        super().__init__(message)
-        self.code = code
-        self.extra = {"cost": cost.as_dict()}
-
-
-def check_inline(method_name: str, cost: Cost, budget: Budget) -> None:
-    over = budget.excess(cost)
-    if over:
-        raise OverBudget(
-            "over_inline_budget",
-            f"{method_name} would need {' and '.join(over)}, over the inline budget; submit it as a job "
-            f"(POST /v1/jobs with method={method_name!r}){_hint(cost)}",
-            cost,
-        )
-
-
-def check_job(method_name: str, cost: Cost, caps: Budget) -> None:
-    over = caps.excess(cost)
-    if over:
-        raise OverBudget(
-            "over_job_caps",
-            f"{method_name} would need {' and '.join(over)}, over what even a job may use{_hint(cost)}",
-            cost,
-        )
+    def check(self, method_name: str, cost: Cost) -> None:
+        """Raise OverBudget naming what to change when ``cost`` does not fit."""
+        over = self.excess(cost)
+        if not over:
+            return
+        needs = f"{method_name} would need {' and '.join(over)}"
+        if self.kind == "inline":
+            raise OverBudget("over_inline_budget", f"{needs}, over the inline budget; submit it as a job "
+                             f"(POST /v1/jobs with method={method_name!r}){_hint(cost)}", cost)
+        raise OverBudget("over_job_caps", f"{needs}, over what even a job may use{_hint(cost)}", cost)
 
 
 def _hint(cost: Cost) -> str:
@@ -96,29 +89,23 @@ def _size(count: int) -> str:
 # -- what the network needs ---------------------------------------------------------
 
 
-_ACTIVATIONS: "weakref.WeakKeyDictionary[ConvLensModel, tuple[int, int]]" = weakref.WeakKeyDictionary()
-
-
-def _native_activations(model: "ConvLensModel") -> tuple[int, int]:
+def _native_activations(model: "ModelProfile") -> tuple[int, int]:
     """(sum over leaf layers, largest one) of float32 output bytes for one picture at the native size."""
-    if model not in _ACTIVATIONS:
-        leaves = [info for info in model.catalogue() if next(model.layers[info.name].children(), None) is None]
-        sizes = [math.prod(info.shape) * FLOAT for info in leaves] or [0]
-        _ACTIVATIONS[model] = (sum(sizes), max(sizes))
-    return _ACTIVATIONS[model]
+    sizes = [math.prod(info.shape) * FLOAT for info in model.catalogue() if info.leaf] or [0]
+    return sum(sizes), max(sizes)
 
 
-def area_ratio(model: "ConvLensModel", size: tuple[int, int] | None) -> float:
+def area_ratio(model: "ModelProfile", size: tuple[int, int] | None) -> float:
     height, width = model.input_size
     return 1.0 if size is None else size[0] * size[1] / (height * width)
 
 
-def saved_for_backward(model: "ConvLensModel", size: tuple[int, int] | None = None) -> int:
+def saved_for_backward(model: "ModelProfile", size: tuple[int, int] | None = None) -> int:
     """Bytes a backward pass keeps for one picture: every leaf layer's output."""
     return int(_native_activations(model)[0] * area_ratio(model, size))
 
 
-def forward_peak(model: "ConvLensModel", size: tuple[int, int] | None = None) -> int:
+def forward_peak(model: "ModelProfile", size: tuple[int, int] | None = None) -> int:
     """Bytes alive at once in a gradient-free forward pass of one picture: the largest layer's input and output."""
     return int(2 * _native_activations(model)[1] * area_ratio(model, size))
 
@@ -126,7 +113,7 @@ def forward_peak(model: "ConvLensModel", size: tuple[int, int] | None = None) ->
 # -- defaults ------------------------------------------------------------------------
 
 
-def run_size(model: "ConvLensModel", params: Any) -> tuple[int, int]:
+def run_size(model: "ModelProfile", params: Any) -> tuple[int, int]:
     """The (height, width) a method runs at, from its ``size`` / ``max_side`` / ``height``+``width`` params."""
     if getattr(params, "height", None) and getattr(params, "width", None):
         return params.height, params.width
@@ -137,7 +124,7 @@ def run_size(model: "ConvLensModel", params: Any) -> tuple[int, int]:
     return tuple(model.input_size)
 
 
-def default_cost(category: str, model: "ConvLensModel", params: Any, images: int) -> Cost:
+def default_cost(category: str, model: "ModelProfile", params: Any, images: int) -> Cost:
     """A method's cost from its category and its usual params (steps, batch_size, octaves, scales, size).
 
     Methods that follow gradients pay one forward and one backward pass per

@@ -37,6 +37,19 @@ class InvalidParams(EngineError):
     code = "invalid_params"
 
 
+class InputProblem(EngineError):
+    """A call's pictures do not fit the method's input slots; ``code`` says how, ``input`` names the slot.
+
+    Codes: ``missing_input``, ``unknown_input``, ``wrong_image_count``.
+    """
+
+    def __init__(self, code: str, message: str, input: str):
+        super().__init__(message)
+        self.code = code
+        self.input = input
+        self.extra = {"input": input}
+
+
 class UnsupportedModel(EngineError):
     """The method cannot run faithfully on this model (e.g. no classifier head)."""
 

@@ -2,7 +2,8 @@
 worker's task all come from here.
 
 A method is a name, a typed params model, the image inputs it needs, flags
-for where it may run, ``run(model, inputs, params, progress) -> Result`` and
+for where it may run, the model capabilities it requires
+(:mod:`engine.capabilities`), ``run(model, inputs, params, progress) -> Result`` and
 optionally ``cost(model, params, images) -> Cost`` (what a call will cost,
 stated before it runs; a default per category otherwise); a module declares
 one with the :func:`method` decorator on its run function.
@@ -12,18 +13,19 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from engine.cost import Cost, default_cost
-from engine.errors import UnknownMethod
+from engine.errors import InvalidParams, UnknownMethod
 from engine.named_registry import Registry
+from engine.models.profile import ModelProfile
 from engine.models.wrapper import ConvLensModel
 from engine.progress import Progress
 from engine.result import Result
 
 Inputs = dict[str, Image.Image | list[Image.Image]]
 RunFn = Callable[[ConvLensModel, Inputs, Any, Progress], Result]
-CostFn = Callable[[ConvLensModel, Any, int], Cost]  # (model, parsed params, number of input pictures)
+CostFn = Callable[[ModelProfile, Any, int], Cost]  # (model, parsed params, number of input pictures)
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,12 @@ class Method:
     run: RunFn
     inputs: tuple[InputSlot, ...] = (InputSlot("image", "the picture to explain"),)
     inline: bool = True  # may answer within the HTTP request
-    needs_classifier: bool = False  # refuses models without a classifier head
+    requires: tuple[str, ...] = ()  # model capabilities (engine.capabilities) it cannot run without
     queue: Literal["gpu", "cpu"] = "gpu"
     cost: CostFn | None = None
     uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
 
-    def estimate(self, model: ConvLensModel, params: BaseModel, images: int) -> Cost:
+    def estimate(self, model: ModelProfile, params: BaseModel, images: int) -> Cost:
         """What running with ``params`` on ``images`` input pictures will cost (nothing is run)."""
         if self.cost is not None:
             return self.cost(model, params, images)
@@ -74,7 +76,7 @@ class Method:
             "summary": self.summary,
             "category": self.category,
             "inline": self.inline,
-            "needs_classifier": self.needs_classifier,
+            "requires": list(self.requires),
             "uses_cache": self.uses_cache,
             "inputs": [slot.as_dict() for slot in self.inputs],
             "params_schema": self.params.model_json_schema(),
@@ -104,3 +106,23 @@ def all_methods() -> list[Method]:
 
 def get_method(name: str) -> Method:
     return METHODS.get(name)
+
+
+def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
+    """Validate raw params against the method's model (raises InvalidParams).
+
+    Unknown keys are refused: a misspelt param must not silently fall back to its default.
+    """
+    if isinstance(params, method.params):
+        return params
+    if params is not None and not isinstance(params, dict):
+        raise InvalidParams(f"params for {method.name} must be an object, not {type(params).__name__}")
+    unknown = sorted(set(params or {}) - set(method.params.model_fields))
+    if unknown:
+        known = ", ".join(method.params.model_fields) or "none"
+        raise InvalidParams(f"unknown params for {method.name}: {', '.join(unknown)} (known: {known})")
+    try:
+        return method.params.model_validate(params or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
+        raise InvalidParams(f"invalid params for {method.name}: {problems}") from exc

@@ -1,61 +1,113 @@
-"""Run a registered method: the single entry point shared by the API and the worker."""
+"""The one call path: prepare a call once (method, model, params, pictures, support, cost), then run it.
+
+The API's inline routes, job submission and the worker all go through
+:func:`prepare`, so a request is validated in one place with the same errors
+everywhere: the method and its typed params, how many pictures each input
+slot gets, the model as the calling tenant sees it (another tenant's model is
+unknown, as in :func:`engine.models.zoo.find_spec`), whether the model can
+run the method at the size the call needs, and the estimated cost against a
+budget. Preparing loads no network: the cost reads the model's profile.
+"""
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from engine.concurrency import GATE
-from engine.errors import InvalidParams
-from engine.models import load_model
+from engine.cost import Budget, Cost, run_size
+from engine.errors import InputProblem
+from engine.models import ModelSpec, find_spec, load_model
+from engine.models.profile import model_profile
 from engine.models.support import check_supported
 from engine.progress import Progress, no_progress
-from engine.registry import Inputs, Method, get_method
+from engine.registry import Inputs, Method, get_method, parse_params
 from engine.result import Result
 
 
-def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
-    """Validate raw params against the method's model (raises InvalidParams).
+@dataclass(frozen=True)
+class Call:
+    """A validated call: what will run, on which model, with which params, at what estimated cost."""
 
-    Unknown keys are refused: a misspelt param must not silently fall back to its default.
+    method: Method
+    spec: ModelSpec
+    params: BaseModel
+    cost: Cost
+
+
+def prepare(
+    method_name: str,
+    model_name: str,
+    params: dict | BaseModel | None,
+    counts: Mapping[str, int],
+    owner: str | None = None,
+    budget: Budget | None = None,
+) -> Call:
+    """Validate a call of ``method_name`` on ``model_name`` for tenant ``owner``, with ``counts[slot]`` pictures per input.
+
+    Raises the engine's errors (unknown method or model, invalid params, an
+    input problem, an unsupported model or size, a cost over ``budget``).
     """
-    if isinstance(params, method.params):
-        return params
-    if params is not None and not isinstance(params, dict):
-        raise InvalidParams(f"params for {method.name} must be an object, not {type(params).__name__}")
-    unknown = sorted(set(params or {}) - set(method.params.model_fields))
+    method = get_method(method_name)
+    parsed = parse_params(method, params)
+    check_counts(method, counts)
+    spec = find_spec(model_name, owner)
+    profile = model_profile(spec)
+    check_supported(spec, method, run_size(profile, parsed))
+    cost = method.estimate(profile, parsed, sum(counts.values()))
+    if budget is not None:
+        budget.check(method.name, cost)
+    return Call(method, spec, parsed, cost)
+
+
+def check_counts(method: Method, counts: Mapping[str, int]) -> None:
+    """Every required slot has its pictures, none too many or too few, and no unknown slot is named."""
+    slots = {slot.name for slot in method.inputs}
+    unknown = sorted(set(counts) - slots)
     if unknown:
-        known = ", ".join(method.params.model_fields) or "none"
-        raise InvalidParams(f"unknown params for {method.name}: {', '.join(unknown)} (known: {known})")
-    try:
-        return method.params.model_validate(params or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
-        raise InvalidParams(f"invalid params for {method.name}: {problems}") from exc
+        raise InputProblem("unknown_input", f"{method.name} takes no input {', '.join(map(repr, unknown))}; "
+                           f"inputs: {', '.join(sorted(slots)) or 'none'}", unknown[0])
+    for slot in method.inputs:
+        count = counts.get(slot.name, 0)
+        if count == 0 and not slot.optional:
+            raise InputProblem("missing_input", f"{method.name} needs input {slot.name!r}: {slot.description}", slot.name)
+        low, high = (slot.min_count, slot.max_count) if slot.many else (1, 1)
+        if count and not low <= count <= high:
+            wanted = f"{low}..{high} images" if slot.many else "one image"
+            raise InputProblem("wrong_image_count", f"input {slot.name!r} takes {wanted}, got {count}", slot.name)
 
 
-def shape_inputs(method: Method, inputs: dict) -> dict:
+def picture_counts(inputs: Mapping[str, object]) -> dict[str, int]:
+    """Pictures per slot of ``inputs`` (a list counts its items, anything else one)."""
+    return {name: len(value) if isinstance(value, list) else 1 for name, value in inputs.items() if value is not None}
+
+
+def shape_inputs(method: Method, inputs: Mapping[str, object]) -> dict:
     """``inputs`` with a single value given for a ``many`` slot taken as a list of one (other values as they are)."""
     many = {slot.name for slot in method.inputs if slot.many}
     return {name: [value] if name in many and not isinstance(value, list) else value for name, value in inputs.items()}
 
 
-def check_inputs(method: Method, inputs: Inputs) -> None:
-    for slot in method.inputs:
-        value = inputs.get(slot.name)
-        if value is None:
-            if slot.optional:
-                continue
-            raise InvalidParams(f"method {method.name!r} needs input {slot.name!r}")
-        count = len(value) if isinstance(value, list) else 1
-        if slot.many and not slot.min_count <= count <= slot.max_count:
-            raise InvalidParams(
-                f"input {slot.name!r} takes {slot.min_count}..{slot.max_count} images, got {count}"
-            )
-        if not slot.many and isinstance(value, list):
-            raise InvalidParams(f"input {slot.name!r} takes one image, got {count}")
-    unknown = set(inputs) - {slot.name for slot in method.inputs}
-    if unknown:
-        raise InvalidParams(f"method {method.name!r} takes no input named {', '.join(sorted(unknown))}")
+def run_call(call: Call, inputs: Inputs, progress: Progress = no_progress, device: str | None = None, cache=None) -> Result:
+    """Load the (cached) model and run a prepared call on decoded pictures.
+
+    ``cache`` (an :class:`engine.inspect.collection.FeatureCache`) reaches the
+    methods that reuse derived data (``uses_cache``); others never see it.
+    ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]`` name what ran.
+    """
+    method = call.method
+    inputs = shape_inputs(method, inputs)
+    model = load_model(call.spec, device)
+    start = time.perf_counter()
+    extra = (cache,) if method.uses_cache else ()
+    with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
+        result = method.run(model, inputs, call.params, progress, *extra)
+    result.data["method"] = method.name
+    result.data["model"] = call.spec.name
+    result.data.setdefault("params", call.params.model_dump(mode="json"))
+    result.data.setdefault("timings", {})["total_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    return result
 
 
 def run_method(
@@ -66,27 +118,8 @@ def run_method(
     progress: Progress = no_progress,
     device: str | None = None,
     cache=None,
+    owner: str | None = None,
 ) -> Result:
-    """Validate everything, load the (cached) model and run the method.
-
-    ``cache`` (an :class:`engine.inspect.collection.FeatureCache`) reaches the
-    methods that reuse derived data (``uses_cache``); others never see it.
-
-    ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]``
-    name what ran.
-    """
-    method = get_method(name)
-    parsed = parse_params(method, params)
-    inputs = shape_inputs(method, inputs)
-    check_inputs(method, inputs)
-    model = load_model(model_name, device)
-    check_supported(model.spec, method)
-    start = time.perf_counter()
-    extra = (cache,) if method.uses_cache else ()
-    with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
-        result = method.run(model, inputs, parsed, progress, *extra)
-    result.data["method"] = name
-    result.data["model"] = model_name
-    result.data.setdefault("params", parsed.model_dump(mode="json"))
-    result.data.setdefault("timings", {})["total_ms"] = round((time.perf_counter() - start) * 1000, 3)
-    return result
+    """Prepare and run in one step, with no budget (the engine's own callers: tests, benchmarks)."""
+    call = prepare(name, model_name, params, picture_counts(inputs), owner)
+    return run_call(call, inputs, progress, device, cache)

@@ -1,21 +1,23 @@
 """Registered models shared by every API and worker process: files in object storage, records in Redis.
 
-The file is stored under its content hash (``models/files/<sha256>``), so
-the same file registered twice is one copy. A ``torch.export`` program is
-translated to ONNX once, at registration, and that translation is stored
-beside it (``models/converted/<sha256>.onnx``): workers load the ONNX and
-never the program.
+A registered model belongs to the tenant that registered it. Its name is
+unique within that tenant and means nothing to another: every lookup takes
+the asking tenant and finds its own model of that name, else one the
+operator published (:meth:`ModelStore.publish`), else nothing, exactly as
+for an unknown name. Built-in names are reserved.
 
-Records (name, owner, format, hashes and the validated metadata) are one
-Redis hash, ``convlens:models``, name -> JSON. Redis rather than a JSON
-object in storage because the name must be claimed atomically across API
-processes: ``HSETNX`` lets exactly one of two racing registrations win, which
-neither the filesystem backend nor S3 offers for both backends alike; and it
-is already the service's shared state (job records), run append-only in
-production. Every process finds registered models through the zoo's model
-source (:func:`model_source`), which reads the record on each lookup of a
-registered name, so a model removed or replaced through one API process is
-gone or new in all of them.
+The file is stored under its content hash (``models/files/<sha256>``), so
+the same file registered twice is one copy, counted by the records that use
+it and deleted with the last. A ``torch.export`` program is translated to
+ONNX once, at registration, and that translation is stored beside it
+(``models/converted/<sha256>.onnx``): workers load the ONNX and never the program.
+
+Redis: ``convlens:models:tenant:<tenant>`` (name -> record JSON, one hash per
+tenant), ``convlens:models:published`` (name -> owning tenant) and
+``convlens:models:files`` (content hash -> records using it). Redis rather
+than storage because a name must be claimed atomically across API processes
+(``HSETNX``), which neither storage backend offers for both alike; and it is
+already the service's shared state, persisted append-only.
 """
 
 import hashlib
@@ -30,26 +32,48 @@ from engine.errors import UnknownModel
 from engine.models import ModelSpec
 from engine.models.formats import ModelFormat, export_program_to_onnx, load_network, sniff_format, timed
 from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
-from engine.models.zoo import CACHE, MODELS, set_model_source, unregister_model
-from worker.jobs import connect
+from engine.models.zoo import CACHE, MODELS, forget_model, set_model_source
 from worker.broker import broker_errors
+from worker.jobs import connect
 from worker.settings import Settings
 from worker.storage import ObjectNotFound, Storage, make_storage
 
-RECORDS = "convlens:models"
+PREFIX = "convlens:models"
+PUBLISHED = f"{PREFIX}:published"
+FILES = f"{PREFIX}:files"
 log = logging.getLogger(__name__)
 
-_DELETE_OWNED = """
+# KEYS: the tenant's hash, the published hash, the file counts; ARGV: name, record, content hash
+_CLAIM = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+return 1
+"""
+
+# KEYS as _CLAIM; ARGV: name, owner. Returns the record and how many records still use its file.
+_REMOVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
-if cjson.decode(raw)['owner'] ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
-return raw
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+local digest = cjson.decode(raw)['content_hash']
+local left = redis.call('HINCRBY', KEYS[3], digest, -1)
+if left <= 0 then redis.call('HDEL', KEYS[3], digest) end
+return {raw, left}
+"""
+
+# KEYS: the owner's hash, the published hash; ARGV: name, owner
+_PUBLISH = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local holder = redis.call('HGET', KEYS[2], ARGV[1])
+if holder and holder ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
 """
 
 
 class ModelNameTaken(Exception):
-    """The name belongs to a built-in or an already registered model."""
+    """The name belongs to a built-in, to another model of the same tenant, or to a published model."""
 
 
 @dataclass(frozen=True)
@@ -78,19 +102,25 @@ class ModelRecord:
                 "parameters": self.parameters, "registered_at": self.registered_at, "owner": self.owner}
 
 
+def tenant_models(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}"
+
+
 class ModelStore:
     def __init__(self, redis, storage: Storage, settings: Settings):
         self.redis = redis
         self.storage = storage
         self.limits = RegistrationLimits(settings.max_model_parameters, settings.model_load_seconds, settings.model_forward_seconds)
-        self._delete = redis.register_script(_DELETE_OWNED)
+        self._claim = redis.register_script(_CLAIM)
+        self._remove = redis.register_script(_REMOVE)
+        self._publish = redis.register_script(_PUBLISH)
 
     # -- registration ------------------------------------------------------------------------
 
     def register(self, tenant: str, metadata: str | bytes | dict, data: bytes) -> ModelRecord:
         """Validate, store and record a model (ModelRejected, ModelNameTaken); every stored model stays intact."""
         meta = ModelMetadata.parse(metadata)
-        self._check_name_free(meta.name)
+        self._check_name_free(tenant, meta.name)
         fmt = meta.format or sniff_format(data)
         load_format: ModelFormat = "onnx" if fmt == "torch_export" else fmt
         translated = timed(self.limits.max_load_seconds, "translating the program to ONNX", export_program_to_onnx, data) if fmt == "torch_export" else data
@@ -108,71 +138,93 @@ class ModelStore:
         if load_key != file_key:
             self._put_once(load_key, translated)
         with broker_errors():
-            claimed = self.redis.hsetnx(RECORDS, meta.name, record.to_json())
+            claimed = self._claim(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[meta.name, record.to_json(), digest])
         if not claimed:
-            raise ModelNameTaken(f"a model named {meta.name!r} is already registered")
+            raise ModelNameTaken(f"you already have a model named {meta.name!r}")
         self._put_once(file_key, data)  # a concurrent delete of a twin may have removed the shared file
         if load_key != file_key:
             self._put_once(load_key, translated)
         return record
 
-    def _check_name_free(self, name: str) -> None:
-        if name in MODELS and MODELS.get(name).builtin:
+    def _check_name_free(self, tenant: str, name: str) -> None:
+        if name in MODELS:
             raise ModelNameTaken(f"{name!r} is a built-in model")
         with broker_errors():
-            if self.redis.hexists(RECORDS, name):
-                raise ModelNameTaken(f"a model named {name!r} is already registered")
+            if self.redis.hexists(tenant_models(tenant), name):
+                raise ModelNameTaken(f"you already have a model named {name!r}")
 
     def _put_once(self, key: str, data: bytes) -> None:
         if not self.storage.exists(key):
             self.storage.put(key, data, "application/octet-stream")
 
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(self, owner: str, name: str) -> None:
+        """Let every tenant use ``owner``'s model ``name`` (the operator's act; UnknownModel, ModelNameTaken)."""
+        with broker_errors():
+            done = self._publish(keys=[tenant_models(owner), PUBLISHED], args=[name, owner])
+        if done == -1:
+            raise UnknownModel(f"you have no registered model {name!r}")
+        if done == 0:
+            raise ModelNameTaken(f"another tenant's model is already published as {name!r}")
+
+    def unpublish(self, owner: str, name: str) -> bool:
+        with broker_errors():
+            if self.redis.hget(PUBLISHED, name) not in (owner.encode(), None):
+                return False
+            return bool(self.redis.hdel(PUBLISHED, name))
+
     # -- reading -----------------------------------------------------------------------------
 
-    def record(self, name: str) -> ModelRecord | None:
+    def get(self, tenant: str, name: str) -> ModelRecord | None:
+        """The model ``name`` means to ``tenant``: its own, else a published one; None otherwise (not found, never forbidden)."""
         with broker_errors():
-            raw = self.redis.hget(RECORDS, name)
+            raw = self.redis.hget(tenant_models(tenant), name)
+            if raw is None:
+                publisher = self.redis.hget(PUBLISHED, name)
+                raw = self.redis.hget(tenant_models(publisher.decode()), name) if publisher is not None else None
         return ModelRecord.from_json(raw) if raw is not None else None
 
-    def get(self, tenant: str, name: str) -> ModelRecord | None:
-        """The tenant's record of ``name``; None for another tenant's model (not found, not forbidden)."""
-        found = self.record(name)
-        return found if found is not None and found.owner == tenant else None
-
-    def owned(self, tenant: str) -> list[ModelRecord]:
+    def visible(self, tenant: str) -> list[ModelRecord]:
+        """The tenant's own models and the published ones it has no own model of the same name for, by name."""
         with broker_errors():
-            raws = self.redis.hvals(RECORDS)
-        records = [ModelRecord.from_json(raw) for raw in raws]
-        return sorted((r for r in records if r.owner == tenant), key=lambda r: r.name)
+            own = {r.name: r for r in map(ModelRecord.from_json, self.redis.hvals(tenant_models(tenant)))}
+            published = {name.decode(): owner.decode() for name, owner in self.redis.hgetall(PUBLISHED).items()}
+        found = dict(own)
+        for name in sorted(set(published) - set(own)):
+            record = self.get(tenant, name)
+            if record is not None:
+                found[name] = record
+        return [found[name] for name in sorted(found)]
+
+    def is_published(self, record: ModelRecord) -> bool:
+        with broker_errors():
+            return self.redis.hget(PUBLISHED, record.name) == record.owner.encode()
 
     def delete(self, tenant: str, name: str) -> ModelRecord:
-        """Remove the tenant's model ``name`` (UnknownModel if it has none), and its files once unused."""
+        """Remove the tenant's model ``name`` (UnknownModel if it has none), and its files once no record uses them."""
         with broker_errors():
-            raw = self._delete(keys=[RECORDS], args=[name, tenant])
-        if raw is None:
-            raise UnknownModel(f"no registered model {name!r}")
+            found = self._remove(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[name, tenant])
+        if found is None:
+            raise UnknownModel(f"you have no registered model {name!r}")
+        raw, left = found
         record = ModelRecord.from_json(raw)
-        try:
-            unregister_model(name)
-        except UnknownModel:
-            pass  # never loaded in this process
-        if not any(other.content_hash == record.content_hash for other in self._all()):
+        forget_model(self.spec_of(record))
+        if int(left) <= 0:
             for key in {record.file_key, record.load_key}:
                 self.storage.delete(key)
         return record
 
-    def _all(self) -> list[ModelRecord]:
-        with broker_errors():
-            return [ModelRecord.from_json(raw) for raw in self.redis.hvals(RECORDS)]
-
     # -- the zoo's model source --------------------------------------------------------------
 
-    def spec_for(self, name: str) -> ModelSpec | None:
-        """The current spec of registered model ``name``, whose build reads the stored file."""
-        found = self.record(name)
-        if found is None:
-            return None
-        return spec_from_metadata(ModelMetadata.model_validate(found.metadata), found.format, self._builder(found), found.owner, found.content_hash)
+    def spec_for(self, owner: str, name: str) -> ModelSpec | None:
+        """The spec of the model ``name`` means to ``owner``, whose build reads the stored file."""
+        found = self.get(owner, name)
+        return self.spec_of(found) if found is not None else None
+
+    def spec_of(self, found: ModelRecord) -> ModelSpec:
+        meta = ModelMetadata.model_validate(found.metadata)
+        return spec_from_metadata(meta, found.format, self._builder(found), found.owner, found.content_hash)
 
     def _builder(self, found: ModelRecord) -> Callable:
         def build():
@@ -201,19 +253,9 @@ def model_store_getter(settings: Settings) -> Callable[[], ModelStore]:
 def install_model_source(settings: Settings) -> Callable[[], ModelStore]:
     """Point the zoo at the shared model store and size the model cache; returns the store getter.
 
-    A lookup that cannot reach Redis keeps what this process already knows
-    (a registered model it loaded keeps serving) and treats other names as unknown.
+    A lookup that cannot reach Redis answers 503 (broker_unavailable) through the caller.
     """
     store = model_store_getter(settings)
     CACHE.resize(settings.model_cache_bytes)
-
-    def source(name: str) -> ModelSpec | None:
-        try:
-            return store().spec_for(name)
-        except Exception as exc:  # BrokerUnavailable or storage trouble: serve what is known
-            log.warning("model registry unreachable looking up %r: %s", name, exc)
-            return MODELS.get(name) if name in MODELS else None
-
-    set_model_source(source)
+    set_model_source(lambda owner, name: store().spec_for(owner, name))
     return store
-

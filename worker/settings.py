@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         return self
 
     def job_caps(self) -> Budget:
-        return Budget(self.job_max_passes, self.job_max_pixels, self.job_max_bytes)
+        return Budget("job", self.job_max_passes, self.job_max_pixels, self.job_max_bytes)
 
     def plugin_modules(self) -> list[str]:
         return [name.strip() for name in self.plugins.split(",") if name.strip()]

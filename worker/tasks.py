@@ -31,7 +31,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from PIL import Image
 
 from engine.errors import Cancelled, EngineError
-from engine.run import run_method
+from engine.run import picture_counts, prepare, run_call
 from worker.feature_store import StoredFeatures
 from worker.artifacts import discard_result, store_preview, store_result
 from worker.backoff import with_backoff
@@ -128,9 +128,10 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
              extra={"job_id": job.id, "request_id": job.request_id, "tenant": job.tenant})
     webhooks.enqueue(task.app, jobs, job, "start")
     try:
+        call = prepare(job.method, job.model, job.params, picture_counts(job.inputs), job.tenant, settings.job_caps())
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, jobs, job, "progress"))
-        result = run_method(job.method, job.model, inputs, job.params, progress, settings.device, StoredFeatures(task.storage))
+        result = run_call(call, inputs, progress, settings.device, StoredFeatures(task.storage))
         with_backoff(lambda: save_trained_style_model(task.storage, job.tenant, job.id, job.method, result), (StorageUnavailable,), budget)
         artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)
     except Cancelled:

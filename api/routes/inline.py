@@ -19,14 +19,11 @@ from api.inline_request import CollectionResolver, Form, ImageResolver, decode_i
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
-from engine.cost import check_inline
 from engine.encoding import NPY, PNG
 from engine.inspect.collection import FeatureCache
-from engine.models import get_spec, load_model
-from engine.models.support import check_supported
 from engine.registry import Method, all_methods, get_method
 from engine.result import Result
-from engine.run import run_method
+from engine.run import prepare, run_call
 from api.settings import Settings
 
 REF = "#/components/schemas/{model}"
@@ -110,7 +107,7 @@ def _endpoint(method: Method):
             body = await receive(request, method)
             progress = InlineProgress(settings.inline_time_limit_seconds)
             work = asyncio.ensure_future(pool.run(
-                answer, method, body, wanted, settings, resolve, progress, collections, cache,
+                answer, method, body, wanted, settings, tenant, resolve, progress, collections, cache,
                 lambda result: links.keep(result, tenant),
             ))
             content, media_type, timings = await until_done_or_gone(request, work, progress)
@@ -127,27 +124,25 @@ def answer(
     body: Form | bytes,
     wanted: Wanted,
     settings: Settings,
+    tenant: str,
     resolve: ImageResolver,
     progress: InlineProgress,
     collections: CollectionResolver | None = None,
     cache: FeatureCache | None = None,
     keep: Callable[[Result], str] | None = None,
 ) -> tuple[bytes, str, dict]:
-    """Validate, check the cost against the inline budget, decode, run and encode (in the inline
-    pool, off the event loop).
+    """Prepare (within the inline budget), decode, run and encode, in the inline pool, off the event loop.
 
     Returns the body, its media type and the timings (ms).
     """
-    call = parse(method, body, collections)
-    check_supported(get_spec(call.model), method)  # an unknown or unfit model fails before any decoding or estimate
-    pictures = sum(len(uploads) for uploads in call.uploads.values())
-    cost = method.estimate(load_model(call.model, settings.device), call.params, pictures)
-    check_inline(method.name, cost, settings.inline_budget())  # before any decoding
+    request = parse(method, body, collections)
+    counts = {slot: len(uploads) for slot, uploads in request.uploads.items()}
+    call = prepare(method.name, request.model, request.params, counts, tenant, settings.inline_budget())  # before any decoding
     start = time.perf_counter()
-    inputs = decode_inputs(method, call, settings.max_image_pixels, resolve)
+    inputs = decode_inputs(request, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
     try:
-        result = run_method(method.name, call.model, inputs, call.params, progress, settings.device, cache)
+        result = run_call(call, inputs, progress, settings.device, cache)
     except InlineTimeLimit as exc:
         raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={method.name!r})") from None
     except ClientGone as exc:

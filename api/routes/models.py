@@ -1,51 +1,49 @@
-"""The model catalogue: built-in and registered models, with layers, labels, preprocessing
-and which methods each supports; registering and removing a model file."""
+"""The model catalogue: built-in models and the tenant's registered ones (plus those the operator published),
+with layers, labels, preprocessing and which methods each supports; registering, removing and publishing."""
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ModelStoreDep, RegistrationAllowed, TenantDep
+from api.deps import ModelStoreDep, RegistrationAllowed, TenantDep, require_operator
 from api.problems import Problem
 from api.schemas import BINARY, upload_body
-from engine.errors import UnknownModel
-from engine.models import ModelSpec, get_spec, list_specs, load_model
-from engine.models.support import method_support
+from engine.errors import UnsupportedModel
+from engine.models import builtin_specs, find_spec, load_model
+from engine.models.profile import model_profile
+from engine.models.support import method_support, size_refusal
 from engine.registry import all_methods
-from worker.model_store import ModelNameTaken, ModelStore
 from worker.broker import BrokerUnavailable
+from worker.model_store import ModelNameTaken, ModelRecord, ModelStore
 
 router = APIRouter(prefix="/v1", tags=["models"])
+OPERATOR = Depends(require_operator)
 
 MODEL_UPLOAD_PATH = "/v1/models"
 MODEL_METADATA_BYTES = 8 * 1024 * 1024  # labels of a large classifier fit
 
 _REGISTER_BODY = upload_body(
     {
-        "file": {**BINARY, "description": "ONNX, torch.export (.pt2) or TorchScript file"},
+        "file": {**BINARY, "description": "ONNX or torch.export (.pt2) file"},
         "metadata": {"type": "string", "description": "JSON: name, preprocessing, input_size, labels, optional gradcam_layer, embedding_layer, first_conv, format, eval_fit"},
     },
     ["file", "metadata"],
 )
 
 
-def _visible_spec(name: str, tenant: str) -> ModelSpec:
-    spec = get_spec(name)
-    if spec.owner is not None and spec.owner != tenant:
-        raise UnknownModel(f"unknown model {name!r}")
-    return spec
+def _record_fields(store: ModelStore, record: ModelRecord, tenant: str) -> dict:
+    shown = record.as_dict() if record.owner == tenant else {k: v for k, v in record.as_dict().items() if k != "owner"}
+    return {**shown, "published": store.is_published(record)}
 
 
-@router.get("/models", summary="List the models: built-in and registered")
+@router.get("/models", summary="List the models this tenant can use: built-in, its own registered ones and published ones")
 def list_models(store: ModelStoreDep, tenant: TenantDep) -> dict:
-    models = [spec.as_dict() for spec in list_specs() if spec.builtin]
+    models = [spec.as_dict() for spec in builtin_specs()]
     try:
-        records = store.owned(tenant)
+        records = store.visible(tenant)
     except BrokerUnavailable:
         return {"models": models, "registered_unavailable": True}
     for record in records:
-        spec = store.spec_for(record.name)
-        if spec is not None:
-            models.append({**spec.as_dict(), **record.as_dict()})
+        models.append({**store.spec_of(record).as_dict(), **_record_fields(store, record, tenant)})
     return {"models": models}
 
 
@@ -57,29 +55,33 @@ def describe_model(
     height: int | None = Query(None, ge=16, le=1024, description="input height for the layer shapes (default: native)"),
     width: int | None = Query(None, ge=16, le=1024, description="input width for the layer shapes (default: native)"),
 ) -> dict:
-    spec = _visible_spec(name, tenant)
+    spec = find_spec(name, tenant)
     size = (height or spec.input_size[0], width or spec.input_size[1])
-    model = load_model(name)
+    if size == tuple(spec.input_size):
+        layers = model_profile(spec).catalogue()  # no network is loaded for the native size
+    else:
+        refusal = size_refusal(spec, size)
+        if refusal is not None:
+            raise UnsupportedModel(refusal)
+        layers = load_model(spec).catalogue(size)
     described = {
         **spec.as_dict(),
         "layers_input_size": list(size),
-        "layers": [info.as_dict() for info in model.catalogue(size)],
+        "layers": [info.as_dict() for info in layers],
         "labels": list(spec.labels) if spec.labels else [],
         "supported_methods": method_support(spec, all_methods()),
     }
-    if spec.format == "torchscript":
-        described["layers_note"] = "a TorchScript module exposes no layers to hooks, so it has no layer catalogue"
     if not spec.builtin:
-        record = store.record(name)
+        record = store.get(tenant, name)
         if record is not None:
-            described.update(record.as_dict())
+            described.update(_record_fields(store, record, tenant))
     return described
 
 
 @router.post(
     "/models",
     status_code=201,
-    summary="Register a model file (multipart: 'file' and JSON 'metadata'); validated by running it once",
+    summary="Register a model file (multipart: 'file' and JSON 'metadata'), vetted before it is ever loaded",
     openapi_extra=_REGISTER_BODY,
     dependencies=[RegistrationAllowed],
 )
@@ -100,15 +102,29 @@ def _register(store: ModelStore, tenant: str, metadata: str, data: bytes):
         raise Problem(409, "model_name_taken", str(exc)) from None
 
 
-@router.delete("/models/{name}", status_code=204, summary="Remove a registered model", dependencies=[RegistrationAllowed])
+@router.delete("/models/{name}", status_code=204, summary="Remove one of this tenant's registered models", dependencies=[RegistrationAllowed])
 def delete_model(name: str, store: ModelStoreDep, tenant: TenantDep) -> Response:
-    try:
-        builtin = get_spec(name).builtin
-    except UnknownModel:
-        builtin = False
-    if builtin:
+    if find_spec(name, tenant).builtin:
         raise Problem(409, "builtin_model", f"{name!r} is a built-in model; only registered models can be removed")
     store.delete(tenant, name)
+    return Response(status_code=204)
+
+
+@router.post("/models/{name}/publish", status_code=204, summary="Operator: let every tenant use one of the operator's models",
+             dependencies=[OPERATOR])
+def publish_model(name: str, store: ModelStoreDep, tenant: TenantDep) -> Response:
+    try:
+        store.publish(tenant, name)
+    except ModelNameTaken as exc:
+        raise Problem(409, "model_name_taken", str(exc)) from None
+    return Response(status_code=204)
+
+
+@router.delete("/models/{name}/publish", status_code=204, summary="Operator: stop publishing a model (tenants lose it at once)",
+               dependencies=[OPERATOR])
+def unpublish_model(name: str, store: ModelStoreDep, tenant: TenantDep) -> Response:
+    if not store.unpublish(tenant, name):
+        raise Problem(404, "unknown_model", f"you publish no model {name!r}")
     return Response(status_code=204)
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from engine.capabilities import CLASSIFIER, LAYERS
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
@@ -47,7 +48,7 @@ def gradcam_map(model: ConvLensModel, x: torch.Tensor, layer: str, index: int | 
     summary="Class activation map from gradient-weighted channels of a conv layer (Selvaraju et al. 2017)",
     category="attribute",
     params=GradCamParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER, LAYERS,),
 )
 def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Result:
     index = requested_class(model, params.target_class)

@@ -22,6 +22,7 @@ from engine.errors import UnsupportedModel
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
+from engine.capabilities import LAYERS, RELU_RULES
 from engine.relu_rules import Rule, rule_copy, run_until_node
 from engine.result import Result
 
@@ -93,4 +94,4 @@ for _rule, _name, _summary in (
     ("guided", "guided_backprop", "Gradient through ReLUs that pass only positive signal where the unit was on (Springenberg et al. 2015)"),
     ("deconv", "deconvnet", "Deconvnet reconstruction: gradient with ReLUs applied to the backward signal (Zeiler & Fergus 2014)"),
 ):
-    method(_name, summary=_summary, category="attribute", params=ReluRuleParams)(_run(_rule, _name))
+    method(_name, summary=_summary, category="attribute", params=ReluRuleParams, requires=(RELU_RULES, LAYERS))(_run(_rule, _name))

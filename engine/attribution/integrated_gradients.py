@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from engine.capabilities import CLASSIFIER
 from engine.attribution.baselines import baseline_picture
 from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
@@ -23,6 +24,7 @@ from engine.attribution.timing import Stopwatch
 from engine.cost import Cost, saved_for_backward
 from engine.imaging import to_image, to_tensor
 from engine.models import ConvLensModel
+from engine.models.profile import ModelProfile
 from engine.progress import Progress, no_progress
 from engine.registry import method
 from engine.result import Result
@@ -82,7 +84,7 @@ def integrated_gradients(
     return attributions, delta
 
 
-def integrated_gradients_cost(model: ConvLensModel, params: IntegratedGradientsParams, images: int) -> Cost:
+def integrated_gradients_cost(model: ModelProfile, params: IntegratedGradientsParams, images: int) -> Cost:
     """A forward and a backward pass per path point (plus the two ends); a batch's activations alive at once."""
     height, width = model.input_size
     memory = saved_for_backward(model) * min(params.internal_batch_size, params.steps)
@@ -94,7 +96,7 @@ def integrated_gradients_cost(model: ConvLensModel, params: IntegratedGradientsP
     summary="Gradients integrated along the path from a baseline picture (Sundararajan et al. 2017)",
     category="attribute",
     params=IntegratedGradientsParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
     cost=integrated_gradients_cost,
 )
 def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progress) -> Result:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from engine.capabilities import CLASSIFIER
 from engine.models.folding import folded
 from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
 from engine.attribution.params import AttributionParams
@@ -31,6 +32,7 @@ from engine.cost import Cost, forward_peak
 from engine.errors import InvalidParams
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
+from engine.models.profile import ModelProfile
 from engine.progress import Progress, no_progress
 from engine.registry import method
 from engine.result import Result
@@ -142,7 +144,7 @@ def window_count(height: int, width: int, window: int, stride: int) -> int:
     return rows * cols
 
 
-def occlusion_cost(model: ConvLensModel, params: OcclusionParams, images: int) -> Cost:
+def occlusion_cost(model: ModelProfile, params: OcclusionParams, images: int) -> Cost:
     """One forward pass per window (plus the clean one), a batch of occluded pictures alive at once."""
     height, width = model.input_size
     windows = window_count(height, width, params.window, params.stride)
@@ -157,7 +159,7 @@ def occlusion_cost(model: ConvLensModel, params: OcclusionParams, images: int) -
     summary="Drop of the class probability as a grey window slides over the picture (Zeiler & Fergus 2014)",
     category="attribute",
     params=OcclusionParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
     cost=occlusion_cost,
 )
 def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -> Result:

@@ -5,6 +5,7 @@ one backward pass, the computation Captum's ``Saliency`` does, on a
 channels-last copy of the weights (same numbers up to float rounding).
 """
 
+from engine.capabilities import CLASSIFIER
 from engine.attribution.channels_last import channels_last_forward
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
@@ -26,7 +27,7 @@ class SaliencyParams(AttributionParams):
     summary="Vanilla gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
     category="attribute",
     params=SaliencyParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
 )
 def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> Result:
     index = requested_class(model, params.target_class)

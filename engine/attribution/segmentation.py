@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
+from engine.capabilities import CLASSIFIER
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
@@ -58,7 +59,7 @@ def grabcut_mask(
     summary="Object mask from GrabCut seeded by the saliency map (Simonyan et al. 2014)",
     category="attribute",
     params=SegmentationParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
 )
 def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progress) -> Result:
     index = requested_class(model, params.target_class)

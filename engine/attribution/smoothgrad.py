@@ -10,6 +10,7 @@ so ``batch_size`` never changes the map.
 import torch
 from pydantic import Field
 
+from engine.capabilities import CLASSIFIER
 from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
@@ -19,6 +20,7 @@ from engine.attribution.timing import Stopwatch
 from engine.cost import FLOAT, Cost, saved_for_backward
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
+from engine.models.profile import ModelProfile
 from engine.progress import Progress, no_progress
 from engine.registry import method
 from engine.result import Result
@@ -48,7 +50,7 @@ def smoothgrad_gradient(
     return total / samples
 
 
-def smoothgrad_cost(model: ConvLensModel, params: SmoothGradParams, images: int) -> Cost:
+def smoothgrad_cost(model: ModelProfile, params: SmoothGradParams, images: int) -> Cost:
     """A forward and a backward pass per sample; a batch's activations and all the noise alive at once."""
     height, width = model.input_size
     noise = params.samples * 3 * height * width * FLOAT
@@ -61,7 +63,7 @@ def smoothgrad_cost(model: ConvLensModel, params: SmoothGradParams, images: int)
     summary="Vanilla gradients averaged over noisy copies of the picture (Smilkov et al. 2017)",
     category="attribute",
     params=SmoothGradParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
     cost=smoothgrad_cost,
 )
 def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress) -> Result:

@@ -9,6 +9,7 @@ the returned PNG still fools the model after it is saved and loaded again.
 
 from pydantic import BaseModel, Field
 
+from engine.capabilities import CLASSIFIER
 from engine.fool.attack import attack, describe, load_originals, probabilities, single_image_result, watched
 from engine.imaging import Fit
 from engine.models import ConvLensModel
@@ -34,7 +35,7 @@ class FoolingImageParams(BaseModel):
     params=FoolingImageParams,
     inputs=(InputSlot("image", "the picture to change"),),
     inline=False,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
 )
 def fooling_image(model: ConvLensModel, inputs, params: FoolingImageParams, progress) -> Result:
     """Targeted adversarial image within an L-infinity budget (Szegedy et al. 2014; Madry et al. 2018)."""

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field
 
+from engine.capabilities import CLASSIFIER
 from engine.errors import InvalidParams
 from engine.fool.attack import attack, describe, load_originals, norms, perturbation_picture, picture_grid, probabilities, watched
 from engine.imaging import Fit
@@ -106,7 +107,7 @@ def deepfool_universal(model: ConvLensModel, images: torch.Tensor, labels: torch
     params=UniversalParams,
     inputs=(InputSlot("images", "the pictures: some fit the perturbation, the rest judge it", many=True, min_count=2, max_count=256),),
     inline=False,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
 )
 def universal_perturbation(model: ConvLensModel, inputs, params: UniversalParams, progress) -> Result:
     """One perturbation for a whole collection, judged on held-out pictures (Moosavi-Dezfooli et al. 2017)."""

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from engine.capabilities import CLASSIFIER
 from engine.fool.attack import attack, load_originals, probabilities, single_image_result, watched
 from engine.imaging import Fit
 from engine.models import ConvLensModel
@@ -37,7 +38,7 @@ class UntargetedParams(BaseModel):
     params=UntargetedParams,
     inputs=(InputSlot("image", "the picture to change"),),
     inline=False,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
 )
 def adversarial_untargeted(model: ConvLensModel, inputs, params: UntargetedParams, progress) -> Result:
     """Make the model drop the picture's label (FGSM, Goodfellow et al. 2015; PGD, Madry et al. 2018)."""

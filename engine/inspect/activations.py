@@ -8,12 +8,14 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field
 
+from engine.capabilities import LAYERS
 from engine.cost import FLOAT, Cost, area_ratio, forward_peak
 from engine.errors import InvalidParams
 from engine.hooks import capture, run_until
 from engine.imaging import Fit, fit_image, tile_grid, to_tensor
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
@@ -39,7 +41,7 @@ def feature_map(model: ConvLensModel, image: torch.Tensor, layer: str) -> torch.
     return output[0]
 
 
-def activations_cost(model: ConvLensModel, params: ActivationsParams, images: int) -> Cost:
+def activations_cost(model: ModelProfile, params: ActivationsParams, images: int) -> Cost:
     """One forward pass; the layer's float maps (returned as an array) and the upscaled grid of those drawn."""
     layer = params.layer or model.spec.default_layer or model.spec.first_conv
     size = (params.size, params.size) if params.size else tuple(model.input_size)
@@ -58,6 +60,7 @@ def activations_cost(model: ConvLensModel, params: ActivationsParams, images: in
 @method(
     "activations",
     summary="One layer's feature maps for an image, as a grid, with per-channel statistics",
+    requires=(LAYERS,),
     category="inspect",
     params=ActivationsParams,
     cost=activations_cost,

@@ -11,6 +11,7 @@ from pydantic import Field
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from engine.capabilities import LAYERS
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.imaging import tile_grid
 from engine.inspect.display import thumbnail
@@ -63,6 +64,7 @@ def thumbnail_map(images: list[Image.Image], coords: np.ndarray, canvas: int, si
 @method(
     "embed_collection",
     summary="A collection's feature vectors at one layer (stored, and reused by embedding and nearest_neighbours)",
+    requires=(LAYERS,),
     category="inspect",
     params=FeatureParams,
     inputs=(InputSlot("images", "the collection to embed", many=True, min_count=1, max_count=MAX_IMAGES),),
@@ -80,6 +82,7 @@ def embed_collection(model: ConvLensModel, inputs, params: FeatureParams, progre
 @method(
     "embedding",
     summary="A collection's penultimate features in 2-D (PCA or t-SNE), drawn as a map of thumbnails",
+    requires=(LAYERS,),
     category="inspect",
     params=EmbeddingParams,
     inputs=(InputSlot("images", "the collection to lay out", many=True, min_count=3, max_count=MAX_IMAGES),),

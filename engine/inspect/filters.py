@@ -18,11 +18,13 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from engine.capabilities import LAYERS
 from engine.cost import Cost
 from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
@@ -54,10 +56,14 @@ def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarra
     return kernels.permute(0, 2, 3, 1).numpy()
 
 
-def filters_cost(model: ConvLensModel, params: FiltersParams, images: int) -> Cost:
+def filters_cost(model: ModelProfile, params: FiltersParams, images: int) -> Cost:
     """No pass; the upscaled tiles and the grid they are copied into, one byte per grey (three per RGB) pixel."""
     layer = params.layer or model.spec.first_conv
-    count, inputs, *kernel = conv_layer(model, layer).weight.shape
+    weight = model.layer_info(layer).weight
+    if weight is None:
+        convs = [info.name for info in model.catalogue() if info.weight]
+        raise InvalidParams(f"layer {layer!r} is not a convolution; e.g. {', '.join(convs[:6])}")
+    count, inputs, *kernel = weight
     drawn = min(len(set(params.channels)) if params.channels is not None else count, params.max_filters)
     rgb = layer == model.spec.first_conv and inputs == 3
     side = max(kernel) * zoom_for(max(kernel), params.tile_size) + 1
@@ -68,6 +74,7 @@ def filters_cost(model: ConvLensModel, params: FiltersParams, images: int) -> Co
 @method(
     "filters",
     summary="A convolution layer's learned filters as a picture grid (RGB for the first layer)",
+    requires=(LAYERS,),
     category="inspect",
     params=FiltersParams,
     inputs=(),

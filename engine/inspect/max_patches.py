@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from pydantic import Field
 
+from engine.capabilities import LAYERS
 from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, layer_outputs
@@ -58,6 +59,7 @@ def strongest(maps: np.ndarray, top_k: int, per_image: int) -> list[tuple[int, i
 @method(
     "max_activating_patches",
     summary="The image patches of a collection that most activate one channel, cut at its receptive field",
+    requires=(LAYERS,),
     category="inspect",
     params=MaxPatchesParams,
     inputs=(InputSlot("images", "the collection to search", many=True, min_count=1, max_count=MAX_IMAGES),),
@@ -108,6 +110,7 @@ class OverviewParams(CollectionParams):
 @method(
     "channel_overview",
     summary="Which channels of a layer a collection excites most, each with its strongest patch",
+    requires=(LAYERS,),
     category="inspect",
     params=OverviewParams,
     inputs=(InputSlot("images", "the collection", many=True, min_count=1, max_count=MAX_IMAGES),),

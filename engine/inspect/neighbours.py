@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
+from engine.capabilities import LAYERS
 from engine.imaging import tile_grid, to_tensor
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.inspect.display import captioned, thumbnail
@@ -67,6 +68,7 @@ def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], labels
 @method(
     "nearest_neighbours",
     summary="Each image's (or a query's) nearest neighbours in the network's feature space, optionally against raw pixels",
+    requires=(LAYERS,),
     category="inspect",
     params=NeighboursParams,
     inputs=(

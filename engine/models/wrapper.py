@@ -69,13 +69,21 @@ class LayerInfo:
     name: str
     type: str
     shape: tuple[int, ...]  # (channels, height, width), or (features,) for vectors, at the catalogue's input size
+    leaf: bool = True  # a module with no submodules (its output is memory of its own)
+    weight: tuple[int, ...] | None = None  # a convolution's weight shape
 
     @property
     def channels(self) -> int:
         return self.shape[0]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "shape": list(self.shape), "channels": self.channels}
+        described = {"name": self.name, "type": self.type, "shape": list(self.shape), "channels": self.channels, "leaf": self.leaf}
+        return described | ({"weight_shape": list(self.weight)} if self.weight else {})
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "LayerInfo":
+        weight = raw.get("weight_shape")
+        return cls(raw["name"], raw["type"], tuple(raw["shape"]), raw.get("leaf", True), tuple(weight) if weight else None)
 
 
 class ConvLensModel(nn.Module):
@@ -107,7 +115,7 @@ class ConvLensModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.normalize.mean.device  # a network may have no parameters of its own; the preprocessing always has buffers
 
     @property
     def labels(self) -> tuple[str, ...] | None:
@@ -168,7 +176,9 @@ class ConvLensModel(nn.Module):
         def watch(name: str, module: nn.Module):
             def hook(_module, _inputs, output):
                 if isinstance(output, torch.Tensor) and output.dim() in (2, 4) and name not in found:
-                    found[name] = LayerInfo(name, type(module).__name__, tuple(output.shape[1:]))
+                    leaf = next(module.children(), None) is None
+                    weight = tuple(module.weight.shape) if isinstance(module, nn.Conv2d) else None
+                    found[name] = LayerInfo(name, type(module).__name__, tuple(output.shape[1:]), leaf, weight)
 
             return hook
 

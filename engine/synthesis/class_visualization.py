@@ -29,6 +29,7 @@ from torch import nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from engine.capabilities import RESIZABLE
 from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
 from engine.registry import InputSlot
@@ -345,6 +346,7 @@ def visualize(
 @method(
     "class_visualization",
     summary="Synthesise the image a class, layer, channel or neuron responds to most, or accentuate it in a photo",
+    requires=(RESIZABLE,),
     category="synthesise",
     params=ClassVisualizationParams,
     inputs=(

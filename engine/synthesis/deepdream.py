@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
+from engine.capabilities import LAYERS, RESIZABLE
 from engine.errors import InvalidParams
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.models import ConvLensModel
@@ -47,6 +48,7 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 @method(
     "deepdream",
     summary="Amplify the patterns a layer sees in a picture (DeepDream, with octaves)",
+    requires=(LAYERS, RESIZABLE,),
     category="synthesise",
     params=DeepDreamParams,
     inputs=(InputSlot("image", "the picture to dream on"),),

@@ -24,6 +24,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from torch import nn
 
+from engine.capabilities import LAYERS, RESIZABLE
 from engine.errors import InvalidParams
 from engine.imaging import fit_image, tile_grid, to_image, to_tensor
 from engine.models import ConvLensModel
@@ -221,6 +222,7 @@ def random_crops(images: list[Image.Image], side: int, count: int, rng: np.rando
 @method(
     "train_style_model",
     summary="Train a feed-forward style network (one style, or several mixable ones) on a content collection",
+    requires=(LAYERS, RESIZABLE,),
     category="synthesise",
     params=TrainStyleParams,
     inputs=(

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field
 
+from engine.capabilities import LAYERS
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.optim.report import synthesis_result
@@ -40,6 +41,7 @@ def relative_error(model: ConvLensModel, layer: str, image: torch.Tensor, target
 @method(
     "feature_inversion",
     summary="Reconstruct a picture from one layer's features (Mahendran & Vedaldi 2015)",
+    requires=(LAYERS,),
     category="synthesise",
     params=FeatureInversionParams,
     inputs=(InputSlot("image", "the photo whose features are inverted"),),

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
+from engine.capabilities import LAYERS, RESIZABLE
 from engine.errors import InvalidParams
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
@@ -159,6 +160,7 @@ def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
 @method(
     "style_transfer",
     summary="Repaint a photo in the style of one or several paintings (Gatys et al. 2016)",
+    requires=(LAYERS, RESIZABLE,),
     category="synthesise",
     params=StyleTransferParams,
     inputs=(

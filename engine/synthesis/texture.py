@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from engine.capabilities import LAYERS, RESIZABLE
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.optim.report import synthesis_result
@@ -42,6 +43,7 @@ class TextureSynthesisParams(BaseModel):
 @method(
     "texture_synthesis",
     summary="Synthesise a new texture with a photo's Gram statistics (Gatys et al. 2015)",
+    requires=(LAYERS, RESIZABLE,),
     category="synthesise",
     params=TextureSynthesisParams,
     inputs=(InputSlot("image", "the texture photo"),),

@@ -10,7 +10,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.job_service import JobService
+from worker.jobs import connect
 from tests.api.conftest import ADMIN_KEY, make_settings
 from tests.e2e.servers import free_port
 from tests.pictures import encode
@@ -74,7 +74,7 @@ def test_broker_metrics_queue_depth_jobs_durations_and_worker_memory(keyed_clien
     job = {"method": "classify", "model": "efficientnet_lite0", "inputs": {"image": image}}
     queued = keyed_client.post("/v1/jobs", json=job, headers={**ADMIN, "X-Request-ID": "trace-job"})
     assert queued.status_code == 202 and queued.json()["request_id"] == "trace-job"  # the id follows into the job
-    redis = JobService(keyed_settings).redis
+    redis = connect(keyed_settings)
     record_job(redis, "saliency", "succeeded", 3.0)
     record_job(redis, "saliency", "succeeded", 40.0)
     record_job(redis, "saliency", "cancelled", None)

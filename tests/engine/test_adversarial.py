@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.errors import InvalidParams, UnknownClass, UnsupportedModel
+from engine.errors import InputProblem, InvalidParams, UnknownClass, UnsupportedModel
 from engine.hooks import hook_count
 from engine.imaging import fit_image, to_tensor
 from engine.run import run_method
@@ -142,7 +142,7 @@ def test_bad_requests_raise_clear_errors(method, model, params, error, chelsea):
 
 
 def test_universal_needs_a_collection(chelsea):
-    with pytest.raises(InvalidParams):
+    with pytest.raises(InputProblem, match="takes 2..256 images, got 1"):
         run_method("universal_perturbation", "efficientnet_lite0", {"images": [chelsea]}, {}, device="cpu")
     with pytest.raises(InvalidParams, match="no picture to fit"):
         run_method("universal_perturbation", "efficientnet_lite0", {"images": [chelsea, chelsea]}, {"holdout": 0.9}, device="cpu")

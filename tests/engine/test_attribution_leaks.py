@@ -8,7 +8,7 @@ import torch
 from engine.hooks import hook_count
 from engine.progress import no_progress
 from engine.registry import get_method
-from engine.run import parse_params
+from engine.registry import parse_params
 from tests.engine.tiny_nets import MixedActivationNet, seeded, wrap
 
 CALLS = 100

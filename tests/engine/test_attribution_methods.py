@@ -39,7 +39,7 @@ def test_every_attribution_is_registered_inline():
     found = {m.name: m for m in all_methods() if m.category == "attribute"}
     assert set(ATTRIBUTIONS) <= set(found)
     assert all(found[name].inline for name in ATTRIBUTIONS)
-    assert not found["guided_backprop"].needs_classifier and found["occlusion"].needs_classifier
+    assert "classifier" not in found["guided_backprop"].requires and "classifier" in found["occlusion"].requires
 
 
 @pytest.mark.parametrize("name", sorted(ATTRIBUTIONS))

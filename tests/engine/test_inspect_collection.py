@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
-from engine.errors import InvalidParams
+from engine.errors import InputProblem, InvalidParams
 from engine.hooks import hook_count
 from engine.imaging import fit_image, to_tensor
 from engine.run import run_method
@@ -117,7 +117,7 @@ def test_identical_images_lie_at_one_point_instead_of_crashing(vgg19, chelsea, p
 
 
 def test_collection_limits_are_enforced(photos):
-    with pytest.raises(InvalidParams, match="2..256"):
+    with pytest.raises(InputProblem, match="2..256"):
         run_method("nearest_neighbours", "vgg19", {"images": photos[:1]}, {"size": 64}, device="cpu")
     with pytest.raises(InvalidParams, match="size"):
         run_method("embedding", "vgg19", {"images": photos}, {"size": 8}, device="cpu")

@@ -5,7 +5,7 @@ import torch
 
 from engine.errors import UnknownClass, UnknownLayer, UnknownModel
 from engine.imaging import fit_image, to_tensor
-from engine.models import get_spec, list_specs
+from engine.models import builtin_specs, find_spec
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -51,7 +51,7 @@ def test_catalogue_follows_input_size(efficientnet):
 
 def test_unknown_names_raise_clear_errors(efficientnet, vgg19):
     with pytest.raises(UnknownModel, match="resnet"):
-        get_spec("resnet")
+        find_spec("resnet")
     with pytest.raises(UnknownLayer, match="nope"):
         efficientnet.layer("nope")
     with pytest.raises(UnknownClass):
@@ -64,7 +64,7 @@ def test_unknown_names_raise_clear_errors(efficientnet, vgg19):
 
 
 def test_zoo_lists_both_models_and_does_not_require_grad(efficientnet):
-    assert {s.name for s in list_specs()} >= {"efficientnet_lite0", "vgg19"}
+    assert {s.name for s in builtin_specs()} >= {"efficientnet_lite0", "vgg19"}
     assert not any(p.requires_grad for p in efficientnet.parameters())
 
 
@@ -83,10 +83,9 @@ def test_layers_are_indexed_once_not_walked_per_lookup(efficientnet, monkeypatch
 
 def test_classify_and_attributions_default_to_the_models_evaluation_resize(chelsea):
     """efficientnet_lite0 declares a centre crop (its ImageNet evaluation); an explicit fit still wins."""
-    from engine.models import get_spec
     from engine.run import run_method
 
-    assert get_spec("efficientnet_lite0").eval_fit == "crop" and get_spec("vgg19").eval_fit == "stretch"
+    assert find_spec("efficientnet_lite0").eval_fit == "crop" and find_spec("vgg19").eval_fit == "stretch"
     wide = chelsea.resize((400, 200))
     for method in ("classify", "saliency"):
         default = run_method(method, "efficientnet_lite0", {"image": wide}, {}, device="cpu").images["input"]

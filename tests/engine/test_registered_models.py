@@ -131,27 +131,25 @@ def test_cache_evicts_the_least_recently_used_by_memory():
     assert cache.keys() == ["c"]
 
 
-def test_zoo_follows_its_model_source():
+def test_registered_names_resolve_inside_their_tenant_and_load_by_identity():
     net = tiny_net()
-    records = {"followed": "hash-1"}
+    records = {("acme", "net"): "hash-1"}
 
-    def source(name):
-        if name not in records:
-            return None
-        return spec_from_metadata(meta(name=name), "onnx", lambda: net, "public", records[name])
+    def source(owner, name):
+        digest = records.get((owner, name))
+        return spec_from_metadata(meta(name=name), "onnx", lambda: net, owner, digest) if digest else None
 
     previous = zoo._source
     zoo.set_model_source(source)
     try:
-        first = zoo.load_model("followed", "cpu")
-        assert zoo.load_model("followed", "cpu") is first
-        records["followed"] = "hash-2"  # replaced through another process
-        assert zoo.get_spec("followed").content_hash == "hash-2"
-        assert zoo.load_model("followed", "cpu") is not first
-        del records["followed"]  # removed through another process
-        with pytest.raises(UnknownModel):
-            zoo.get_spec("followed")
-        assert not [key for key in zoo.CACHE.keys() if key[0] == "followed"]
-        assert zoo.get_spec("vgg19").builtin  # built-ins never ask the source
+        first = zoo.load_model(zoo.find_spec("net", "acme"), "cpu")
+        assert zoo.load_model(zoo.find_spec("net", "acme"), "cpu") is first
+        for stranger in ("other", None):  # another tenant, or no tenant at all: the name is unknown
+            with pytest.raises(UnknownModel, match="unknown model 'net'"):
+                zoo.find_spec("net", stranger)
+        records[("acme", "net")] = "hash-2"  # registered again with another file
+        assert zoo.find_spec("net", "acme").content_hash == "hash-2"
+        assert zoo.load_model(zoo.find_spec("net", "acme"), "cpu") is not first
+        assert zoo.find_spec("vgg19", "acme").builtin  # built-ins are everyone's
     finally:
         zoo.set_model_source(previous)

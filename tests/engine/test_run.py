@@ -2,9 +2,9 @@
 
 import pytest
 
-from engine.errors import InvalidParams, UnknownMethod, UnsupportedModel
-from engine.registry import get_method
-from engine.run import check_inputs, parse_params, run_method
+from engine.errors import InputProblem, InvalidParams, UnknownMethod, UnsupportedModel
+from engine.registry import get_method, parse_params
+from engine.run import check_counts, run_method
 
 
 def test_unknown_param_names_are_refused_with_the_known_ones():
@@ -19,14 +19,16 @@ def test_out_of_range_and_non_object_params_are_invalid():
         parse_params(get_method("classify"), [1, 2])
 
 
-def test_inputs_are_checked_by_slot(chelsea):
+def test_inputs_are_checked_by_slot():
     method = get_method("classify")
-    with pytest.raises(InvalidParams, match="needs input 'image'"):
-        check_inputs(method, {})
-    with pytest.raises(InvalidParams, match="takes one image"):
-        check_inputs(method, {"image": [chelsea, chelsea]})
-    with pytest.raises(InvalidParams, match="no input named extra"):
-        check_inputs(method, {"image": chelsea, "extra": chelsea})
+    for counts, code, match in [
+        ({}, "missing_input", "needs input 'image'"),
+        ({"image": 2}, "wrong_image_count", "takes one image"),
+        ({"image": 1, "extra": 1}, "unknown_input", "takes no input 'extra'"),
+    ]:
+        with pytest.raises(InputProblem, match=match) as refused:
+            check_counts(method, counts)
+        assert refused.value.code == code
 
 
 def test_methods_needing_a_classifier_refuse_headless_models(chelsea):

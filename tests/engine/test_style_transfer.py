@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.errors import InvalidParams, UnknownLayer
+from engine.errors import InputProblem, InvalidParams, UnknownLayer
 from engine.hooks import hook_count
 from engine.run import run_method
 from engine.synthesis import color
@@ -90,5 +90,5 @@ def test_bad_params_give_clear_errors(vgg19, chelsea, coffee, params, error):
 
 
 def test_style_image_count_is_checked(chelsea, coffee):
-    with pytest.raises(InvalidParams, match="1..4"):
+    with pytest.raises(InputProblem, match="1..4"):
         run_method("style_transfer", "vgg19", {"content": chelsea, "style": [coffee] * 5}, {"steps": 1})

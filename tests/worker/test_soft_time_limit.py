@@ -20,7 +20,7 @@ def store(redis_client):
 
 
 def started(store: JobStore):
-    job, _ = store.create(make_job(inputs={}))
+    job, _ = store.create(make_job(method="filters", model="vgg19", params={}, inputs={}))
     store.start(job.id, 3, "w:1")
     return store.get(job.id)
 
@@ -45,12 +45,12 @@ def test_a_limit_between_a_redis_command_and_its_reply_still_records_time_limit(
         del client.parse_response
         raise SoftTimeLimitExceeded()
 
-    def run_method(name, model, inputs, params, progress, *rest):
+    def run_call(call, inputs, progress, *rest):
         progress(1, 2)
         client.parse_response = interrupt
         progress(2, 2)
 
-    monkeypatch.setattr(tasks, "run_method", run_method)
+    monkeypatch.setattr(tasks, "run_call", run_call)
     task = SimpleNamespace(jobs=store, settings=Settings(job_soft_time_limit=6, job_time_limit=9, visibility_timeout=12),
                            storage=FilesystemStorage(tmp_path), app=None)
     assert tasks._run(task, job, 1) == "failed"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from engine.capabilities import CLASSIFIER, LAYERS
 from engine.attribution.evaluation.faithfulness import area, curves
 from engine.attribution.evaluation.plots import plot_series
 from engine.attribution.evaluation.randomisation import cascading, evaluation_copy, independent
@@ -24,7 +25,7 @@ from engine.attribution.timing import Stopwatch
 from engine.errors import InvalidParams
 from engine.imaging import fit_image, tile_grid, to_tensor
 from engine.models import ConvLensModel
-from engine.registry import InputSlot, get_method, method
+from engine.registry import InputSlot, get_method, method, parse_params
 from engine.result import Result
 
 EVALUABLE = ("saliency", "guided_backprop", "deconvnet", "gradcam", "smoothgrad", "integrated_gradients", "occlusion")
@@ -70,15 +71,12 @@ class _Runner:
     """Runs one registered attribution method on a (copied) model and returns its raw map."""
 
     def __init__(self, name: str, overrides: dict[str, Any]):
-        from engine.run import parse_params
-
         self.method = get_method(name)
         self.overrides = {k: v for k, v in overrides.items() if k != "target_class"}
         parse_params(self.method, self.overrides)  # refuse bad params before any work
-        self.parse = parse_params
 
     def __call__(self, model: ConvLensModel, image, index: int):
-        params = self.parse(self.method, {**self.overrides, "target_class": index})
+        params = parse_params(self.method, {**self.overrides, "target_class": index})
         result = self.method.run(model, {"image": image}, params, lambda *a, **k: None)
         return result.arrays["map"], result.images["heatmap"]
 
@@ -90,7 +88,7 @@ class _Runner:
     params=EvaluateAttributionParams,
     inputs=(InputSlot("images", "pictures to evaluate the methods on", many=True, min_count=1, max_count=8),),
     inline=False,
-    needs_classifier=True,
+    requires=(CLASSIFIER, LAYERS,),
 )
 def evaluate_attribution(model: ConvLensModel, inputs, params: EvaluateAttributionParams, progress) -> Result:
     unknown = sorted(set(params.method_params) - set(params.methods))
