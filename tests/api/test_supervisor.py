@@ -1,10 +1,18 @@
-"""The launcher's supervision (api.supervisor) on real short-lived processes: backoff that doubles,
-stops at its cap and starts over after a healthy run; a dead child's process group cleared."""
+"""The launcher's supervision (api.supervisor) on real short-lived processes, and its embedded Redis
+restarted on its port with its data (api.serve): backoff that doubles, stops at its cap and starts
+over after a healthy run; a dead child's process group cleared; a taken port waited for."""
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import time
+from pathlib import Path
 
+import redis
+
+from api.serve import _quiet_port, _redis
 from api.supervisor import Child, Supervisor
 from tests.e2e.servers import alive, wait_for
 
@@ -56,3 +64,40 @@ def test_what_is_left_of_a_dead_childs_process_group_is_killed_before_it_restart
     wait_for(lambda: supervisor.check() or child.process is None, 5, "the death to be noticed")
     assert "ConvLens: worker was killed by SIGKILL" in capsys.readouterr().err
     wait_for(lambda: not alive(orphan), 5, "the orphan to be gone")
+
+
+def test_redis_comes_back_on_its_port_with_its_data_once_the_port_is_free_again(tmp_path, capsys):
+    port = _quiet_port("127.0.0.1")
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert port < low  # outside the range the kernel hands out to "any free port" and to outgoing connections
+    child = _redis(port, tmp_path / "redis", dict(os.environ))
+    supervisor = Supervisor([child], base_delay=0.1, max_delay=0.4)
+    supervisor.start(child)
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        wait_for(lambda: _pings(client), 10, "redis-server")
+        client.set("kept", "yes")  # acknowledged: in the append-only file (the kernel's cache) already
+        squatter = socket.socket()
+        os.kill(child.process.pid, signal.SIGKILL)
+        wait_for(lambda: supervisor.check() or child.process is None, 5, "the death to be noticed")
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        supervise(supervisor, 0.5)
+        assert child.process is None
+        err = capsys.readouterr().err
+        assert f"redis not restarted: port {port}, which the other children use to reach it, is taken" in err
+        squatter.close()
+        wait_for(lambda: supervisor.check() or child.process is not None, 5, "the restart")
+        wait_for(lambda: _pings(client), 10, "the restarted redis-server")
+        assert client.get("kept") == b"yes"
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        supervisor.stop()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.exceptions.ConnectionError:
+        return False

@@ -25,5 +25,6 @@ def test_serve_runs_a_job_with_nothing_installed_and_stops_every_child(tmp_path,
         assert launcher.terminate(60) == 0
         time.sleep(0.5)
         assert [pid for pid in children.values() if alive(pid)] == []
+        assert (tmp_path / "var" / "storage" / "images").is_dir()  # stored files default to <var>/storage
     finally:
         launcher.stop()
