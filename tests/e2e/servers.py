@@ -214,3 +214,84 @@ class LiveAPI:
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(10)
+
+
+LAUNCHER_CHILDREN = {"redis": "redis-server", "worker": "-Q gpu,cpu", "webhooks": "-Q webhooks", "api": "uvicorn"}  # name: in its command
+
+
+class Launcher:
+    """``python -m api.serve`` (what ``scripts/serve`` runs) on a loopback port, its state under ``var``."""
+
+    def __init__(self, var: Path, log_path: Path, env: dict[str, str]):
+        self.var, self.log_path, self.port = var, log_path, free_port()
+        clean = {name: value for name, value in os.environ.items() if not name.startswith("CONVLENS_")}
+        self.env = {**clean, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> "Launcher":
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "api.serve", "--port", str(self.port), "--var", str(self.var)],
+                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        wait_for(lambda: self._ready() or self.process.poll() is not None, timeout, "the service", interval=0.3)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the launcher exited:\n{self.log()[-3000:]}")
+
+    def _ready(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def children(self) -> dict[str, int]:
+        """The launcher's children by name (redis, worker, webhooks, api) -> pid."""
+        found = {}
+        for pid in children_of(self.process.pid):
+            command = cmdline(pid)
+            found.update({name: pid for name, mark in LAUNCHER_CHILDREN.items() if mark in command})
+        return found
+
+    def terminate(self, timeout: float = 90) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop it if it runs (SIGTERM; SIGKILL if it hangs, its children then get SIGTERM from the kernel)."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.terminate()
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return [int(child) for child in file.read().split()]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"  # the state follows "(command)"
+    except FileNotFoundError:
+        return False
