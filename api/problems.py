@@ -33,6 +33,7 @@ ENGINE_STATUS = {
     "unknown_channel": 404,
     "unknown_method": 404,
     "invalid_params": 422,
+    "non_finite_output": 422,
     "missing_input": 422,
     "unknown_input": 422,
     "wrong_image_count": 422,

@@ -56,6 +56,12 @@ class UnsupportedModel(EngineError):
     code = "unsupported_model"
 
 
+class NonFiniteResult(EngineError):
+    """The computation produced NaN or infinite numbers: the model's outputs for this input, or diverging params."""
+
+    code = "non_finite_output"
+
+
 class ImageRejected(EngineError):
     """Bytes that are not a safe, decodable picture; ``code`` says why, ``input`` names which one.
 

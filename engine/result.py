@@ -23,7 +23,28 @@ class Result:
     main: str | None = None
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def first_non_finite(self) -> str | None:
+        """Where the first NaN or infinity in ``data`` or ``arrays`` is (``data.top[0].probability``), or None."""
+        found = _non_finite_in(self.data, "data")
+        if found is not None:
+            return found
+        for name, array in self.arrays.items():
+            values = np.asarray(array)
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                return f"arrays.{name}"
+        return None
+
     def main_image(self) -> Image.Image:
         if self.main is not None:
             return self.images[self.main]
         return next(iter(self.images.values()))
+
+
+def _non_finite_in(value: Any, where: str) -> str | None:
+    if isinstance(value, dict):
+        items = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return where if isinstance(value, (float, np.floating)) and not np.isfinite(value) else None
+    return next((found for path, item in items if (found := _non_finite_in(item, path)) is not None), None)

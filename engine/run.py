@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from engine.concurrency import GATE
 from engine.cost import Budget, Cost, run_size
-from engine.errors import InputProblem
+from engine.errors import InputProblem, NonFiniteResult
 from engine.models import ModelSpec, find_spec, load_model
 from engine.models.profile import model_profile
 from engine.models.support import check_supported
@@ -94,7 +94,8 @@ def run_call(call: Call, inputs: Inputs, progress: Progress = no_progress, devic
 
     ``cache`` (an :class:`engine.inspect.collection.FeatureCache`) reaches the
     methods that reuse derived data (``uses_cache``); others never see it.
-    ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]`` name what ran.
+    ``data["timings"]`` gets the wall time; ``data["model"]``/``data["method"]`` name what ran. A result
+    holding NaN or infinities is refused (NonFiniteResult), inline and as a job alike.
     """
     method = call.method
     inputs = shape_inputs(method, inputs)
@@ -103,6 +104,10 @@ def run_call(call: Call, inputs: Inputs, progress: Progress = no_progress, devic
     extra = (cache,) if method.uses_cache else ()
     with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
         result = method.run(model, inputs, call.params, progress, *extra)
+    where = result.first_non_finite()
+    if where is not None:
+        raise NonFiniteResult(f"{method.name} on model {call.spec.name!r} produced NaN or infinite numbers (first at {where}): "
+                              "the model's outputs are not finite for this input, or the params made the computation diverge")
     result.data["method"] = method.name
     result.data["model"] = call.spec.name
     result.data.setdefault("params", call.params.model_dump(mode="json"))
