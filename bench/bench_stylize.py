@@ -38,12 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.imaging import fit_image, to_tensor  # noqa: E402
 from engine.models import ConvLensModel, load_model  # noqa: E402
 from engine.run import run_method  # noqa: E402
-from engine.synthesis.fast_style import STYLE_LAYERS, PerceptualLoss, StyleModelConfig, TrainStyleParams, Transformer, build, one_hot, stylise  # noqa: E402
+from engine.synthesis.fast_style import PerceptualLoss, StyleModelConfig, TrainStyleParams, Transformer, build, one_hot, stylise  # noqa: E402
 from engine.synthesis.style_transfer import StyleTransferParams  # noqa: E402
 from engine.synthesis.style_transfer import stylise as gatys  # noqa: E402
 from worker.samples import sample_files  # noqa: E402
 
-CONTENT_LAYER = "block4_relu2"
 
 
 class Clock:
@@ -146,7 +145,7 @@ def main() -> None:
     args.width, args.blocks, args.space_to_depth, args.outer_kernel = config.width, config.blocks, config.space_to_depth, config.outer_kernel
 
     # the loss network of its own: Gatys previews are scored inside its loop (see gatys_until)
-    loss = PerceptualLoss(ConvLensModel(vgg.spec, vgg.spec.build()), to_tensor(fit_image(style, (256, 256), "crop")), CONTENT_LAYER, list(STYLE_LAYERS))
+    loss = PerceptualLoss(ConvLensModel(vgg.spec, vgg.spec.build()), to_tensor(fit_image(style, (256, 256), "crop")), vgg.spec.layer_roles["content"][0], list(vgg.spec.layer_roles["style"]))
     content = to_tensor(held_out)
     fast_picture = to_tensor(stylise(net, held_out, one_hot(0, 1), 1024))
     fast_content, fast_style = loss.evaluate(content, fast_picture)

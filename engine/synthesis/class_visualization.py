@@ -32,6 +32,7 @@ from torchvision.transforms.v2.functional import gaussian_blur
 from engine.capabilities import RESIZABLE
 from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
+from engine.models.layer_roles import role_layers
 from engine.registry import InputSlot
 from engine.optim import objectives as obj
 from engine.optim.loop import ImageParam, Rendered, StepHook, render
@@ -83,7 +84,7 @@ Parameterization = Literal["fourier", "maco", "pixels"]
 # penultimate-feature cosine distance (0.10-0.34 at blocks.4, weight 1; 0.11-0.22 without the term), each
 # keeping the class above 0.99 (bench/README.md); vgg19 a mid-level layer, as in Lucid. Other networks:
 # their default layer, weight 1.
-DIVERSITY = {"efficientnet_lite0": ("blocks.6", 3.0), "vgg19": ("block4_conv1", 1.0)}
+DIVERSITY_WEIGHT = {"efficientnet_lite0": 3.0}
 # What each parameterisation uses when a knob is left unset: (l2, blur_every, transforms).
 RECIPE_DEFAULTS = {"pixels": (2.0, 4, "custom"), "fourier": (0.0, 0, "strong"), "maco": (0.0, 0, "strong")}
 # fourier's amplitude decay when spectrum_decay is unset: 1/f^1.5 from scratch (the judge measurement,
@@ -120,7 +121,7 @@ class ClassVisualizationParams(BaseModel):
     diversity: float | None = Field(None, ge=0, le=100, description="weight of the diversity term when facets > 1; default 3 "
                                     "on efficientnet_lite0 (measured), 1 elsewhere")
     diversity_layer: str | None = Field(None, description="layer whose Gram matrices must differ; default: blocks.6 on "
-                                        "efficientnet_lite0, block4_conv1 on vgg19, a registered model's default layer")
+                                        "efficientnet_lite0, block4_conv1 on vgg19, a registered model's next-to-last stage (its layer_roles)")
     natural_statistics: float | None = Field(
         None, ge=0, le=1000, description="weight of the prior keeping every batch norm's input distributed as in "
         "training (Yin et al. 2020's DeepInversion, per image); default 100 for fourier from scratch (with the default "
@@ -368,10 +369,9 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
     default_l2 = RECIPE_DEFAULTS[params.parameterization][0]
     l2 = params.l2 if params.l2 is not None else (1.0 if photo is not None else default_l2)
     objective = sum((term.weight * objective for term, objective in terms), obj.l2(model.mean_colour()) * (0.0 if photo is not None else l2))
-    default_layer, default_weight = DIVERSITY.get(model.spec.name, (model.spec.default_layer, 1.0))
-    weight = params.diversity if params.diversity is not None else default_weight
+    weight = params.diversity if params.diversity is not None else DIVERSITY_WEIGHT.get(model.spec.name, 1.0)
     if params.facets > 1 and weight > 0:
-        layer = params.diversity_layer or default_layer
+        layer = params.diversity_layer or role_layers(model, "diversity")[0]
         model.layer_info(layer, size)
         objective = objective + weight * obj.diversity(layer)
     rendered = visualize(model, params, objective, start, progress, closeness=l2 if photo is not None else 0.0)

@@ -20,16 +20,17 @@ from engine.optim.objectives import deepdream as dream_objective
 from engine.optim.params import pixels
 from engine.optim.report import synthesis_result
 from engine.optim.transforms import jitter
+from engine.models.layer_roles import role_layers
 from engine.registry import InputSlot, method
 from engine.result import Result
 
-DREAM_LAYERS = {"vgg19": "block4_conv2", "efficientnet_lite0": "blocks.4"}
 MIN_OCTAVE_SIDE = 32
 
 
 class DeepDreamParams(BaseModel):
     layer: str | None = Field(
-        None, description="layer to amplify (default: a middle layer, block4_conv2 on vgg19, blocks.4 on efficientnet_lite0)"
+        None, description="layer to amplify (default: a middle layer, block4_conv2 on vgg19, blocks.4 on efficientnet_lite0; "
+        "GET /v1/models/{name} lists a model's layer_roles)"
     )
     octaves: int = Field(3, ge=1, le=8, description="how many scales to dream at")
     octave_scale: float = Field(1.4, ge=1.1, le=2.0, description="size ratio between successive octaves")
@@ -56,7 +57,7 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 )
 def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -> Result:
     """Dream ``params.layer`` into the picture over several octaves (Mordvintsev et al. 2015)."""
-    layer = params.layer or DREAM_LAYERS.get(model.spec.name) or model.spec.default_layer
+    layer = params.layer or role_layers(model, "dream")[0]
     model.layer(layer)
     picture = inputs["image"]
     scale = params.max_side / max(picture.size)

@@ -34,9 +34,8 @@ from engine.optim.report import plot_losses
 from engine.optim.style_losses import gram_matrix, total_variation
 from engine.registry import InputSlot, method
 from engine.result import Result
-from engine.synthesis.feature_targets import features
+from engine.synthesis.feature_targets import content_layer_or_default, features, style_layers_or_default
 
-STYLE_LAYERS = ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1")
 MAX_STYLES = 16
 OuterKernel = Literal[3, 5, 9]  # sides of the first and last convolutions
 
@@ -194,8 +193,10 @@ class TrainStyleParams(BaseModel):
     content_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the relative content (feature) loss")
     style_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the relative style (Gram) loss")
     tv_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the total-variation smoothness loss (pixels in [0, 1])")
-    content_layer: str = Field("block4_relu2", description="loss-network layer compared for content")
-    style_layers: list[str] = Field(list(STYLE_LAYERS), min_length=1, max_length=16, description="loss-network layers whose Gram matrices carry the style")
+    content_layer: str | None = Field(None, description="loss-network layer compared for content; default: the model's content "
+                                      "layer (block4_relu2 on vgg19; layer_roles in GET /v1/models/{name})")
+    style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="loss-network layers whose Gram matrices "
+                                           "carry the style; default: the model's style layers (the first ReLU of each block on vgg19)")
     width: int = Field(16, ge=4, le=64, description="channels of the transformer's first layer (x2, x4 after each downsampling)")
     residual_blocks: int = Field(3, ge=1, le=10, description="residual blocks in the transformer")
     space_to_depth: bool = Field(True, description="fold 2x2 pixels into channels first (no full-resolution layer; residual blocks at 1/8 resolution); false: Johnson's layout")
@@ -237,9 +238,11 @@ def train_style_model(model: ConvLensModel, inputs, params: TrainStyleParams, pr
     names = params.style_names or [f"style_{i}" for i in range(len(styles))]
     if len(names) != len(styles):
         raise InvalidParams(f"style_names has {len(names)} names for {len(styles)} style images")
-    for name in dict.fromkeys([params.content_layer, *params.style_layers]):
+    content_layer = content_layer_or_default(model, params.content_layer)
+    style_layers = style_layers_or_default(model, params.style_layers)
+    for name in dict.fromkeys([content_layer, *style_layers]):
         model.layer(name)
-    losses = [PerceptualLoss(model, to_tensor(fit_image(s, square, "crop"), device), params.content_layer, params.style_layers) for s in styles]
+    losses = [PerceptualLoss(model, to_tensor(fit_image(s, square, "crop"), device), content_layer, style_layers) for s in styles]
     contents = [image.convert("RGB") for image in inputs["content"]]
     config = StyleModelConfig(width=params.width, blocks=params.residual_blocks, styles=len(styles), style_names=names,
                               space_to_depth=params.space_to_depth, outer_kernel=params.outer_kernel)  # fmt: skip
@@ -260,12 +263,12 @@ def train_style_model(model: ConvLensModel, inputs, params: TrainStyleParams, pr
     def perceptual(found, image):
         half, loss = len(image) // 2, losses[batch["style"]]
         stylised = {name: value[:half] for name, value in found.items()}
-        target = found[params.content_layer][half:].detach()
+        target = found[content_layer][half:].detach()
         tv = total_variation_of({}, image[:half])
         return params.content_weight * loss.content(stylised, target) + params.style_weight * loss.style(stylised) + params.tv_weight * tv
 
     total_variation_of = total_variation()
-    objective = Objective(perceptual, {params.content_layer, *params.style_layers}, "perceptual")
+    objective = Objective(perceptual, {content_layer, *style_layers}, "perceptual")
     next_batch()
     param = ImageParam(list(net.parameters()), stylised_then_originals)
     rendered = render(model, param, objective, params.steps, "adam", params.lr, step_hook=next_batch, progress=progress,

@@ -9,33 +9,17 @@ from PIL import Image
 
 from engine.errors import InvalidParams, UnknownLayer
 from engine.models import ConvLensModel
+from engine.models.layer_roles import role_layers
 from engine.optim.loop import features_of
 from engine.optim.objectives import Objective
 from engine.optim.style_losses import gram_matrix
 
-# Gatys et al. 2016 on VGG19: content block4_relu2, style the first ReLU of each block.
-# EfficientNet-Lite0: the activated expansions at the same strides (1/2 .. 1/16).
-DEFAULT_CONTENT_LAYER = {"vgg19": "block4_relu2", "efficientnet_lite0": "blocks.3.0.bn1"}
-DEFAULT_STYLE_LAYERS = {
-    "vgg19": ("block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1"),
-    "efficientnet_lite0": ("bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.4.0.bn1"),
-}
-
-
 def content_layer_or_default(model: ConvLensModel, layer: str | None) -> str:
-    if layer is not None:
-        return layer
-    if model.spec.name not in DEFAULT_CONTENT_LAYER:
-        raise InvalidParams(f"model {model.spec.name!r} has no default content layer; name one")
-    return DEFAULT_CONTENT_LAYER[model.spec.name]
+    return layer if layer is not None else role_layers(model, "content")[0]
 
 
 def style_layers_or_default(model: ConvLensModel, layers: Sequence[str] | None) -> tuple[str, ...]:
-    if layers:
-        return tuple(layers)
-    if model.spec.name not in DEFAULT_STYLE_LAYERS:
-        raise InvalidParams(f"model {model.spec.name!r} has no default style layers; name them")
-    return DEFAULT_STYLE_LAYERS[model.spec.name]
+    return tuple(layers) if layers else role_layers(model, "style")
 
 
 def check_feature_layers(model: ConvLensModel, layers: Sequence[str]) -> dict[str, int]:

@@ -133,6 +133,8 @@ def test_bad_style_choices_are_invalid_params():
 
 
 def test_loss_layers_must_exist_in_the_loss_network(efficientnet, chelsea):
-    with pytest.raises(UnknownLayer, match="block2_relu2"):
-        run_method("train_style_model", "efficientnet_lite0", {"content": [chelsea], "style": [chelsea]}, {**TINY, "steps": 1}, device="cpu")
+    vgg_layers = {"content_layer": "block4_relu2", "style_layers": ["block1_relu1", "block2_relu1"]}
+    with pytest.raises(UnknownLayer, match="block4_relu2"):
+        run_method("train_style_model", "efficientnet_lite0", {"content": [chelsea], "style": [chelsea]}, {**TINY, **vgg_layers, "steps": 1},
+                   device="cpu")
     assert hook_count(efficientnet) == 0
