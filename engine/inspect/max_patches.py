@@ -39,7 +39,8 @@ def patch(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[Image.Ima
     left, top, right, bottom = box
     clipped = [max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height)]
     canvas = Image.new("RGB", (right - left, bottom - top), BORDER)
-    canvas.paste(image.crop(clipped), (clipped[0] - left, clipped[1] - top))
+    if clipped[0] < clipped[2] and clipped[1] < clipped[3]:  # a box wholly beyond the picture stays grey
+        canvas.paste(image.crop(clipped), (clipped[0] - left, clipped[1] - top))
     return canvas, clipped
 
 

@@ -96,11 +96,12 @@ AVERAGE_DECAY, NATURAL_STATISTICS = 0.95, 100.0
 
 
 class ClassVisualizationParams(BaseModel):
-    objectives: list[ObjectiveTerm] = Field(
-        default_factory=lambda: [ObjectiveTerm(kind="class", class_="flamingo")],
+    objectives: list[ObjectiveTerm] | None = Field(
+        None,
         min_length=1,
         max_length=8,
-        description="weighted terms to maximise together",
+        description="weighted terms to maximise together; default: the class 'flamingo' on an ImageNet classifier, "
+        "another classifier's first class, a network without classes its dream layer (deepdream)",
     )
     parameterization: Parameterization = Field(
         "fourier",
@@ -165,6 +166,14 @@ class ClassVisualizationParams(BaseModel):
         ):
             raise ValueError("blur and pixel clipping apply to the pixels parameterisation only")
         return self
+
+
+def default_objectives(model: ConvLensModel) -> list[ObjectiveTerm]:
+    """What to visualise when the call names nothing: a class the model knows, else its dream layer."""
+    labels = model.labels
+    if labels is None:
+        return [ObjectiveTerm(kind="deepdream", layer=role_layers(model, "dream")[0])]
+    return [ObjectiveTerm(kind="class", class_="flamingo" if "flamingo" in labels else 0)]
 
 
 def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, int]) -> obj.Objective:
@@ -360,7 +369,7 @@ def visualize(
 def class_visualization(model: ConvLensModel, inputs, params: ClassVisualizationParams, progress) -> Result:
     """Synthesise (or accentuate) the image maximising the weighted objectives (Olah et al. 2017; Simonyan et al. 2014)."""
     size = (params.size, params.size)
-    terms = [(term, term_objective(model, term, size)) for term in params.objectives]
+    terms = [(term, term_objective(model, term, size)) for term in params.objectives or default_objectives(model)]
     photo = to_tensor(fit_image(inputs["image"], size, "stretch"), model.device) if inputs.get("image") is not None else None
     examples = inputs.get("examples")
     if photo is not None and examples:
