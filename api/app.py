@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    pool = InlinePool(settings.inline_threads, settings.inline_backlog)
+    pool = InlinePool(settings.inline_threads, settings.inline_backlog, settings.inline_per_key)
     app.state.inline_pool = pool
     try:
         for name in settings.warm_models:
-            await pool.run(load_model, name, settings.device)
+            await asyncio.to_thread(load_model, name, settings.device)
         if settings.builtin_samples:
             await _make_samples(app)
         yield

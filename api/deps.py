@@ -97,10 +97,10 @@ def quotas(request: Request) -> Quotas:
 
 _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`")
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: <API key>`")
-OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", rate_per_minute=0, max_active_jobs=0,
-                  max_stored_bytes=0, operator=True)
-ADMIN_KEY = ApiKey(id="admin", tenant="admin", scope="admin", name="bootstrap admin key (CONVLENS_ADMIN_KEY)",
-                   rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0, operator=True)
+UNLIMITED = {"rate_per_minute": 0, "max_active_jobs": 0, "max_stored_bytes": 0, "inline_per_key": 0}  # the operator's
+OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", operator=True, **UNLIMITED)
+ADMIN_KEY = ApiKey(id="admin", tenant="admin", scope="admin", name="bootstrap admin key (CONVLENS_ADMIN_KEY)", operator=True,
+                   **UNLIMITED)
 
 
 def _unauthorized(code: str, detail: str, error: str | None = None) -> Problem:
@@ -115,11 +115,13 @@ def current_key(
 ) -> ApiKey:
     """The API key that sent the request (``Authorization: Bearer`` or ``X-API-Key``), counted against its rate.
 
+    It is also ``request.state.api_key``: the inline pool counts calls per key.
     Open access (``CONVLENS_OPEN_ACCESS``) needs no key: one tenant, ``public``,
     every scope, no limits.
     """
     settings: Settings = request.app.state.settings
     if settings.open_access:
+        request.state.api_key = OPEN_KEY
         return OPEN_KEY
     token = bearer.credentials if bearer is not None else header
     if not token:
@@ -175,7 +177,7 @@ def require_operator(key: KeyDep) -> ApiKey:
 
 
 def key_limit(key: ApiKey, settings: Settings, name: str) -> int:
-    """The key's own limit ``name`` (rate_per_minute, max_active_jobs, max_stored_bytes), or the settings' default."""
+    """The key's own limit ``name`` (one of ``api.keys.LIMITS``), or the settings' default."""
     own = getattr(key, name)
     return getattr(settings, name) if own is None else own
 
