@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
-from api.deps import app_redis, app_storage, current_key, make_collection_store, require_scope
+from api.deps import app_redis, current_key, make_collection_store, require_scope
 from api.inline_links import LinkedResults
 from api.metrics import Metrics
 from api.observability import Observe
@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI):
 
 async def _make_samples(app: FastAPI) -> None:
     try:
-        store = app.state.collection_store = make_collection_store(app.state.settings, app_storage(app))
+        store = app.state.collection_store = make_collection_store(app)
         await asyncio.to_thread(ensure_samples, store)
     except StorageUnavailable as exc:
         log.warning("built-in samples collection not made (storage unavailable): %s", exc)
