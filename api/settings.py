@@ -54,7 +54,7 @@ class Settings(WorkerSettings):
     admin_key: SecretStr | None = Field(None, description="bootstrap admin key (tenant 'admin') that makes the other keys")
     rate_per_minute: int = Field(600, ge=0, description="requests per minute per key")
     max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
-    max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="uploaded bytes kept per tenant")
+    max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="bytes kept stored per tenant: uploaded images, collections' images (inflated), style models")
     quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
 
     def inline_budget(self) -> Budget:
