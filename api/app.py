@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api.body_limit import BodySizeLimit
-from api.deps import app_redis, app_storage, current_key, make_collection_store, require_scope
+from api.deps import app_redis, current_key, make_collection_store, require_scope
 from api.inline_links import LinkedResults
 from api.metrics import Metrics
 from api.observability import Observe
@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    pool = InlinePool(settings.inline_threads, settings.inline_backlog)
+    pool = InlinePool(settings.inline_threads, settings.inline_backlog, settings.inline_per_key)
     app.state.inline_pool = pool
     try:
         for name in settings.warm_models:
-            await pool.run(load_model, name, settings.device)
+            await asyncio.to_thread(load_model, name, settings.device)
         if settings.builtin_samples:
             await _make_samples(app)
         yield
@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI):
 
 async def _make_samples(app: FastAPI) -> None:
     try:
-        store = app.state.collection_store = make_collection_store(app.state.settings, app_storage(app))
+        store = app.state.collection_store = make_collection_store(app)
         await asyncio.to_thread(ensure_samples, store)
     except StorageUnavailable as exc:
         log.warning("built-in samples collection not made (storage unavailable): %s", exc)

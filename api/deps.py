@@ -31,6 +31,7 @@ from api.quotas import Quotas
 from api.settings import Settings
 from worker.collections import CollectionLimits, CollectionStore
 from worker.feature_store import StoredFeatures
+from worker.image_holds import ImageHolds
 from worker.model_store import ModelStore
 from worker.style_models import StyleModelStore
 from worker.storage import Storage, make_storage
@@ -92,15 +93,24 @@ def key_store(request: Request) -> KeyStore:
 
 
 def quotas(request: Request) -> Quotas:
-    return _once(request.app, "quotas", lambda: Quotas(app_redis(request.app)))
+    return app_quotas(request.app)
+
+
+def app_quotas(app) -> Quotas:
+    return _once(app, "quotas", lambda: Quotas(app_redis(app)))
+
+
+def image_holds(request: Request) -> ImageHolds:
+    """What keeps the tenants' stored images (uploads, collections, jobs), to let go of the rest."""
+    return _once(request.app, "image_holds", lambda: ImageHolds(app_storage(request.app), app_job_service(request.app).jobs))
 
 
 _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`")
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: <API key>`")
-OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", rate_per_minute=0, max_active_jobs=0,
-                  max_stored_bytes=0, operator=True)
-ADMIN_KEY = ApiKey(id="admin", tenant="admin", scope="admin", name="bootstrap admin key (CONVLENS_ADMIN_KEY)",
-                   rate_per_minute=0, max_active_jobs=0, max_stored_bytes=0, operator=True)
+UNLIMITED = {"rate_per_minute": 0, "max_active_jobs": 0, "max_stored_bytes": 0, "inline_per_key": 0}  # the operator's
+OPEN_KEY = ApiKey(id="open", tenant="public", scope="admin", name="open access", operator=True, **UNLIMITED)
+ADMIN_KEY = ApiKey(id="admin", tenant="admin", scope="admin", name="bootstrap admin key (CONVLENS_ADMIN_KEY)", operator=True,
+                   **UNLIMITED)
 
 
 def _unauthorized(code: str, detail: str, error: str | None = None) -> Problem:
@@ -115,11 +125,13 @@ def current_key(
 ) -> ApiKey:
     """The API key that sent the request (``Authorization: Bearer`` or ``X-API-Key``), counted against its rate.
 
+    It is also ``request.state.api_key``: the inline pool counts calls per key.
     Open access (``CONVLENS_OPEN_ACCESS``) needs no key: one tenant, ``public``,
     every scope, no limits.
     """
     settings: Settings = request.app.state.settings
     if settings.open_access:
+        request.state.api_key = OPEN_KEY
         return OPEN_KEY
     token = bearer.credentials if bearer is not None else header
     if not token:
@@ -175,19 +187,20 @@ def require_operator(key: KeyDep) -> ApiKey:
 
 
 def key_limit(key: ApiKey, settings: Settings, name: str) -> int:
-    """The key's own limit ``name`` (rate_per_minute, max_active_jobs, max_stored_bytes), or the settings' default."""
+    """The key's own limit ``name`` (one of ``api.keys.LIMITS``), or the settings' default."""
     own = getattr(key, name)
     return getattr(settings, name) if own is None else own
 
 
 def collection_store(request: Request) -> CollectionStore:
-    """The app's collection store, on the app's object storage."""
-    return _once(request.app, "collection_store", lambda: make_collection_store(request.app.state.settings, app_storage(request.app)))
+    """The app's collection store, on the app's object storage, counting its pictures in the tenants' stored bytes."""
+    return _once(request.app, "collection_store", lambda: make_collection_store(request.app))
 
 
-def make_collection_store(settings: Settings, storage) -> CollectionStore:
+def make_collection_store(app) -> CollectionStore:
+    settings = app.state.settings
     limits = CollectionLimits(settings.collection_max_images, settings.collection_max_bytes, settings.collection_max_pixels, settings.max_image_pixels)
-    return CollectionStore(storage, limits)
+    return CollectionStore(app_storage(app), limits, app_quotas(app).stored)
 
 
 def image_resolver(request: Request, tenant: TenantDep) -> ImageResolver:
@@ -220,7 +233,7 @@ def collection_resolver(request: Request, tenant: TenantDep) -> CollectionResolv
 
 def style_model_store(request: Request) -> StyleModelStore:
     """One store per app: it keeps recently used networks loaded."""
-    return _once(request.app, "style_model_store", lambda: StyleModelStore(app_storage(request.app)))
+    return _once(request.app, "style_model_store", lambda: StyleModelStore(app_storage(request.app), app_quotas(request.app).stored))
 
 
 def feature_cache(request: Request) -> StoredFeatures:
@@ -233,6 +246,7 @@ JobsDep = Annotated[JobService, Depends(job_service)]
 StorageDep = Annotated[Storage, Depends(storage)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]
 QuotasDep = Annotated[Quotas, Depends(quotas)]
+ImageHoldsDep = Annotated[ImageHolds, Depends(image_holds)]
 KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
 RegistrationAllowed = Depends(require_scope("models"))  # registering and deleting the tenant's own models

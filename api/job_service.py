@@ -50,10 +50,12 @@ class JobService:
         max_active: int = 0,
         deadline_seconds: float | None = None,
         webhook: dict | None = None,
+        max_stored_bytes: int = 0,
     ) -> tuple[Job, bool]:
         """Queue a job of ``tenant`` (or find its identical twin); returns the job and whether it is new.
 
         JobQuotaExceeded when the tenant already has ``max_active`` jobs queued or running.
+        What the job keeps (a trained style model) counts against ``max_stored_bytes``.
         A job with a deadline or a webhook is only ever the twin of one with the same
         deadline and webhook (both are part of its content hash).
         """
@@ -76,6 +78,7 @@ class JobService:
             tenant=tenant,
             request_id=request_id,
             webhook=webhook,
+            max_stored_bytes=max_stored_bytes,
         )
         if deadline_seconds is not None:
             job.deadline_at = job.created_at + deadline_seconds

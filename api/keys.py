@@ -26,7 +26,7 @@ import redis
 SCOPES = ("read", "submit", "models", "admin")
 TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 RESERVED_TENANTS = frozenset({"admin", "public", "builtin", "operator", "system", "convlens"})  # the service's own
-LIMITS = ("rate_per_minute", "max_active_jobs", "max_stored_bytes")
+LIMITS = ("rate_per_minute", "max_active_jobs", "max_stored_bytes", "inline_per_key")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ApiKey:
     rate_per_minute: int | None = None
     max_active_jobs: int | None = None
     max_stored_bytes: int | None = None
+    inline_per_key: int | None = None
     operator: bool = False  # the bootstrap key or open access: every tenant's keys, publishing models
 
     def grants(self, scope: str) -> bool:

@@ -21,6 +21,7 @@ from worker.storage import StorageUnavailable
 from worker.collections import CollectionRejected, UnknownCollection
 from worker.style_models import UnknownStyleModel
 from worker.uploads import UnknownImage
+from worker.usage import StorageQuotaExceeded
 from worker.webhooks import WebhookRefused
 
 PROBLEM_JSON = "application/problem+json"
@@ -137,6 +138,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _job_quota(request: Request, exc: JobQuotaExceeded):
         retry = {"Retry-After": str(request.app.state.settings.quota_retry_after_seconds)}
         return problem_response(429, "job_quota_exceeded", str(exc), retry, limit=exc.limit)
+
+    @app.exception_handler(StorageQuotaExceeded)
+    async def _storage_quota(request: Request, exc: StorageQuotaExceeded):
+        retry = {"Retry-After": str(request.app.state.settings.quota_retry_after_seconds)}
+        return problem_response(429, "storage_quota_exceeded", str(exc), retry, limit=exc.limit)
 
     @app.exception_handler(StorageUnavailable)
     async def _storage(request: Request, exc: StorageUnavailable):

@@ -7,7 +7,7 @@ Environment variables are prefixed ``CONVLENS_`` like the worker's; one
 import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from engine.cost import Budget
 from worker.settings import Settings as WorkerSettings
@@ -25,6 +25,11 @@ class Settings(WorkerSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     inline_threads: int = 4
     inline_backlog: int = 16  # inline calls that may wait for a thread; more are answered 429
+    inline_per_key: int | None = Field(
+        None, ge=0, description="inline calls one key may have running or waiting at once; more are answered 429 "
+        "inline_per_key_limit (a key may carry its own; 0: no cap); unset: half the inline threads, at least 1, "
+        "so that one key never holds every thread"
+    )
     warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
 
     # inline budget: inline calls estimated over it are refused (422 over_inline_budget: submit a job)
@@ -49,11 +54,17 @@ class Settings(WorkerSettings):
     admin_key: SecretStr | None = Field(None, description="bootstrap admin key (tenant 'admin') that makes the other keys")
     rate_per_minute: int = Field(600, ge=0, description="requests per minute per key")
     max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
-    max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="uploaded bytes kept per tenant")
+    max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="bytes kept stored per tenant: uploaded images, collections' images (inflated), style models")
     quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
 
     def inline_budget(self) -> Budget:
         return Budget("inline", self.inline_max_passes, self.inline_max_pixels, self.inline_max_bytes)
+
+    @model_validator(mode="after")
+    def _inline_share(self) -> "Settings":
+        if self.inline_per_key is None:
+            self.inline_per_key = max(1, self.inline_threads // 2)
+        return self
 
     @field_validator("admin_key", mode="before")
     @classmethod

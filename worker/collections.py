@@ -6,8 +6,11 @@ their content-hash ids (the pictures themselves live once in the image store,
 do, and everything derived from it (embeddings) is keyed by that hash. Every
 call takes the tenant: another tenant's id is simply not found. A new or
 grown collection is validated whole (count, bytes, pixels, every picture
-decodes) before anything is stored, so a refused upload leaves nothing behind.
-The built-in ``samples`` collection is shared read-only by every tenant.
+decodes) and its new pictures' bytes reserved in the tenant's stored-bytes
+quota (:mod:`worker.usage`) before anything is stored, so a refused upload
+leaves nothing behind. Its pictures live as long as it holds them
+(:mod:`worker.image_holds`). The built-in ``samples`` collection is shared
+read-only by every tenant.
 """
 
 import hashlib
@@ -19,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from engine.decoding import decode_image
 from worker.storage import ObjectNotFound, Storage
 from worker.tenancy import TenantIndex
-from worker.uploads import SHARED, content_id, store_image
+from worker.uploads import SHARED, content_id, image_key, store_image
+from worker.usage import StoredBytes
 from worker.zip_images import ZipLimits, ZipRejected, is_zip, read_zip
 
 BUILTIN = SHARED  # the owner of collections (and their images) every tenant can read
@@ -90,9 +94,21 @@ def _valid_id(collection_id: str) -> bool:
     return collection_id == SAMPLES or (len(collection_id) == 24 and all(c in "0123456789abcdef" for c in collection_id))
 
 
+def owned_collections(storage: Storage, owner: str) -> "list[Collection]":
+    """The collections ``owner`` made (not the built-in ones it can read)."""
+    index, found = TenantIndex(storage, "collections"), []
+    for collection_id in index.ids(owner):
+        try:
+            found.append(Collection.from_json(storage.get(index.key(owner, collection_id, "json"))))
+        except ObjectNotFound:
+            continue  # deleted between the index read and this one
+    return found
+
+
 class CollectionStore:
-    def __init__(self, storage: Storage, limits: CollectionLimits):
-        self.storage, self.limits = storage, limits
+    def __init__(self, storage: Storage, limits: CollectionLimits, usage: StoredBytes | None = None):
+        """``usage``: the tenants' stored-bytes counters (None: nothing is counted, as for the built-in samples)."""
+        self.storage, self.limits, self.usage = storage, limits, usage
         self.index = TenantIndex(storage, "collections")
 
     # -- reading ------------------------------------------------------------------------
@@ -112,24 +128,27 @@ class CollectionStore:
 
     # -- changing -----------------------------------------------------------------------
 
-    def create(self, tenant: str, name: str, files: list[tuple[str, bytes]], collection_id: str | None = None) -> Collection:
+    def create(self, tenant: str, name: str, files: list[tuple[str, bytes]], collection_id: str | None = None,
+               max_stored_bytes: int = 0) -> Collection:
+        """A new collection of ``files``; StorageQuotaExceeded when its new pictures would pass ``max_stored_bytes`` (> 0)."""
         collection = Collection(collection_id or secrets.token_hex(12), name or "untitled", tenant)
-        self._grow(collection, files)
+        self._grow(collection, files, max_stored_bytes)
         self.storage.put(self._key(tenant, collection.id), collection.to_json(), "application/json")
         self.index.add(tenant, collection.id)
         return collection
 
-    def add(self, tenant: str, collection_id: str, files: list[tuple[str, bytes]]) -> Collection:
+    def add(self, tenant: str, collection_id: str, files: list[tuple[str, bytes]], max_stored_bytes: int = 0) -> Collection:
         collection = self._own(tenant, collection_id)
-        self._grow(collection, files)
+        self._grow(collection, files, max_stored_bytes)
         self.storage.put(self._key(tenant, collection.id), collection.to_json(), "application/json")
         return collection
 
-    def delete(self, tenant: str, collection_id: str) -> None:
-        """Removes the record; the images stay in the image store (other collections and jobs may use them)."""
+    def delete(self, tenant: str, collection_id: str) -> Collection:
+        """Removes the record and returns it; its images are the caller's to let go (:func:`worker.image_holds.ImageHolds.let_go`)."""
         collection = self._own(tenant, collection_id)
         self.storage.delete(self._key(tenant, collection.id))
         self.index.remove(tenant, collection.id)
+        return collection
 
     def _own(self, tenant: str, collection_id: str) -> Collection:
         collection = self.get(tenant, collection_id)
@@ -137,8 +156,8 @@ class CollectionStore:
             raise CollectionRejected(409, "read_only_collection", f"collection {collection_id!r} is built in and cannot be changed")
         return collection
 
-    def _grow(self, collection: Collection, files: list[tuple[str, bytes]]) -> None:
-        """Validate ``files`` (plain pictures or zips of them) against the limits, then store the new pictures."""
+    def _grow(self, collection: Collection, files: list[tuple[str, bytes]], max_stored_bytes: int) -> None:
+        """Validate ``files`` (plain pictures or zips of them) against the limits, then store the new pictures within the quota."""
         limits = self.limits
         entries = expand_zips(files, ZipLimits(limits.max_images, limits.max_bytes))
         if not entries:
@@ -161,19 +180,20 @@ class CollectionStore:
             if total_pixels > limits.max_pixels:
                 raise CollectionRejected(413, "collection_too_large", f"a collection holds at most {limits.max_pixels} pixels in all")
             new.append((member, data))
-        for member, data in new:
-            store_image(self.storage, data, limits.max_image_pixels, collection.owner)
-            collection.images.append(member)
+
+        def store() -> None:
+            for member, data in new:
+                store_image(self.storage, data, limits.max_image_pixels, collection.owner)
+                collection.images.append(member)
+
+        if self.usage is None:
+            store()
+        else:
+            pictures = {image_key(member.id, collection.owner): member.bytes for member, _data in new}
+            self.usage.store_within(self.storage, collection.owner, max_stored_bytes, pictures, store)
 
     def list(self, tenant: str) -> "list[Collection]":  # last in the class: it shadows the builtin name
-        found = []
-        for owner in (BUILTIN, tenant):
-            for collection_id in self.index.ids(owner):
-                try:
-                    found.append(Collection.from_json(self.storage.get(self._key(owner, collection_id))))
-                except ObjectNotFound:
-                    continue  # deleted between the index read and this one
-        return found
+        return owned_collections(self.storage, BUILTIN) + owned_collections(self.storage, tenant)
 
 
 def expand_zips(files: list[tuple[str, bytes]], limits: ZipLimits) -> list[tuple[str, bytes]]:

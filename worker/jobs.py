@@ -219,6 +219,7 @@ class Job:
     request_id: str | None = None
     deadline_at: float | None = None  # a job not started by then ends aborted
     webhook: dict[str, Any] | None = None  # {"url", "events"}: see worker.webhooks
+    max_stored_bytes: int | None = None  # the submitting key's stored-bytes limit (0: unlimited) for what the job keeps
 
     @property
     def finished(self) -> bool:
@@ -239,7 +240,7 @@ class Job:
                 values[name] = json.loads(text) if text else None
             elif name in _TIME_FIELDS:
                 values[name] = float(text) if text else None
-            elif name == "deliveries":
+            elif name in ("deliveries", "max_stored_bytes"):
                 values[name] = int(text)
             elif name == "cancel_requested":
                 values[name] = text == "1"

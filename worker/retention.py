@@ -3,18 +3,21 @@
 Job records expire in Redis ``job_ttl_seconds`` after their last change; the
 sweep then deletes their artifacts (``jobs/<id>/...``) and preview
 (``previews/<id>.png``). Uploads (``images/<tenant>/<id>``) are deleted
-``upload_ttl_seconds`` after their last upload, unless an unfinished job
-still reads them, and their bytes go back to their tenant's stored-bytes
-quota. Keys under any other prefix are never touched. On S3 the
-same can be enforced by lifecycle rules (see README, "Retention").
+``upload_ttl_seconds`` after their last upload, unless a collection of their
+tenant lists them or an unfinished job still reads them
+(:mod:`worker.image_holds`), and their bytes go back to their tenant's
+stored-bytes quota; their upload marks (``uploads/...``) go with them. Keys
+under any other prefix are never touched. On S3 the
+same can be enforced by lifecycle rules (see README, "Retention"), as long
+as they spare the images collections hold.
 """
 
 import logging
 import time
 
+from worker.image_holds import ImageHolds
 from worker.jobs import JobStore
 from worker.storage import Storage
-from worker.usage import release_stored_bytes
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,17 @@ def sweep(storage: Storage, jobs: JobStore, upload_ttl_seconds: float, now: floa
         if name.endswith(".png") and expired(name[: -len(".png")]):
             storage.delete(key)
             deleted["previews"] += 1
-    in_use = jobs.unfinished_inputs()
+    holds, in_use = ImageHolds(storage, jobs), jobs.unfinished_inputs()
+    collected: dict[str, set[str]] = {}  # per tenant, read once
     for key, modified in list(storage.list("images/")):
-        if now - modified > upload_ttl_seconds and key.split("/", 1)[1] not in in_use:
-            size = len(storage.get(key))
-            storage.delete(key)
-            release_stored_bytes(jobs.redis, jobs.prefix, key.split("/")[1], size)  # the tenant's quota gets it back
+        parts = key.split("/")
+        if len(parts) != 3 or now - modified <= upload_ttl_seconds or key.split("/", 1)[1] in in_use:
+            continue
+        _images, tenant, image_id = parts
+        if tenant not in collected:
+            collected[tenant] = holds.collected(tenant)
+        if image_id not in collected[tenant]:
+            holds.delete(tenant, image_id)  # the tenant's quota gets its bytes back
             deleted["images"] += 1
     if any(deleted.values()):
         log.info("retention sweep deleted %s", deleted)

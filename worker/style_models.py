@@ -4,6 +4,8 @@ A model is ``<id>.json`` (its :class:`engine.synthesis.fast_style.StyleModelConf
 name and origin) beside ``<id>.safetensors`` (the weights). Weights are read
 with safetensors, which holds tensors only: nothing is ever unpickled. Loaded
 networks are kept in a small per-process cache, so stylising is one forward pass.
+Both files count against the tenant's stored-bytes quota (:mod:`worker.usage`)
+from their saving to their deletion.
 """
 
 import json
@@ -18,6 +20,7 @@ from safetensors.torch import save as save_tensors
 from engine.synthesis.fast_style import StyleModelConfig, Transformer, build
 from worker.storage import ObjectNotFound, Storage
 from worker.tenancy import TenantIndex
+from worker.usage import StoredBytes
 
 
 class UnknownStyleModel(Exception):
@@ -36,18 +39,33 @@ def _valid_id(model_id: str) -> bool:
 
 
 class StyleModelStore:
-    def __init__(self, storage: Storage, cached: int = 8):
-        self.storage = storage
+    def __init__(self, storage: Storage, usage: StoredBytes | None = None, cached: int = 8):
+        """``usage``: the tenants' stored-bytes counters (None: nothing is counted)."""
+        self.storage, self.usage = storage, usage
         self.index = TenantIndex(storage, "style-models")
         self._nets: OrderedDict[tuple[str, str], tuple[dict, Transformer]] = OrderedDict()
         self._cached, self._lock = cached, threading.Lock()
 
-    def save(self, owner: str, model_id: str, config: StyleModelConfig, tensors: dict[str, torch.Tensor], origin: dict) -> dict:
+    def _files(self, owner: str, model_id: str) -> list[str]:
+        return [self.index.key(owner, model_id, "safetensors"), self.index.key(owner, model_id, "json")]
+
+    def save(self, owner: str, model_id: str, config: StyleModelConfig, tensors: dict[str, torch.Tensor], origin: dict,
+             max_stored_bytes: int = 0) -> dict:
+        """Store a network; StorageQuotaExceeded when its files would pass ``max_stored_bytes`` (> 0)."""
         build(config).load_state_dict(tensors, strict=True)  # refuses weights that do not fit the config
         record = {"id": model_id, **config.model_dump(), "created_at": time.time(), **origin}
-        self.storage.put(self.index.key(owner, model_id, "safetensors"), save_tensors(tensors), "application/octet-stream")
-        self.storage.put(self.index.key(owner, model_id, "json"), json.dumps(record).encode(), "application/json")
-        self.index.add(owner, model_id)
+        weights, record_key = self._files(owner, model_id)
+        files = {weights: save_tensors(tensors), record_key: json.dumps(record).encode()}
+
+        def store() -> None:
+            self.storage.put(weights, files[weights], "application/octet-stream")
+            self.storage.put(record_key, files[record_key], "application/json")
+            self.index.add(owner, model_id)
+
+        if self.usage is None:
+            store()
+        else:
+            self.usage.store_within(self.storage, owner, max_stored_bytes, {key: len(data) for key, data in files.items()}, store)
         return record
 
     def get(self, tenant: str, model_id: str) -> dict:
@@ -84,8 +102,11 @@ class StyleModelStore:
         self.get(tenant, model_id)
         with self._lock:
             self._nets.pop((tenant, model_id), None)
-        self.storage.delete(self.index.key(tenant, model_id, "safetensors"))
-        self.storage.delete(self.index.key(tenant, model_id, "json"))
+        files = self._files(tenant, model_id)
+        for key in files:
+            self.storage.delete(key)
+        if self.usage is not None:
+            self.usage.release(tenant, files)
         self.index.remove(tenant, model_id)
 
     def list(self, tenant: str) -> "list[dict]":  # last in the class: it shadows the builtin name
@@ -98,11 +119,16 @@ class StyleModelStore:
         return found
 
 
-def save_trained_style_model(storage: Storage, owner: str, job_id: str, method: str, result) -> None:
-    """A finished training job's network becomes style model ``job_id`` (its data gains the model's id)."""
+def save_trained_style_model(storage: Storage, usage: StoredBytes, owner: str, job_id: str, method: str, result,
+                             max_stored_bytes: int) -> None:
+    """A finished training job's network becomes style model ``job_id`` (its data gains the model's id).
+
+    StorageQuotaExceeded when its files would pass the submitting key's ``max_stored_bytes``.
+    """
     if not result.tensors or "style_model" not in result.data:
         return
     config = StyleModelConfig.model_validate(result.data["style_model"])
-    StyleModelStore(storage).save(owner, job_id, config, result.tensors, {"job": job_id, "method": method, "model": result.data.get("model")})
+    origin = {"job": job_id, "method": method, "model": result.data.get("model")}
+    StyleModelStore(storage, usage).save(owner, job_id, config, result.tensors, origin, max_stored_bytes)
     result.data["style_model"]["id"] = job_id
     result.data["style_model"]["url"] = f"/v1/style-models/{job_id}"

@@ -41,6 +41,7 @@ from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
 from worker.style_models import save_trained_style_model
 from worker.uploads import UnknownImage, load_image
+from worker.usage import StorageQuotaExceeded, StoredBytes
 from worker import webhooks
 
 TASK_NAME = "convlens.run_job"
@@ -132,7 +133,9 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, jobs, job, "progress"))
         result = run_call(call, inputs, progress, settings.device, StoredFeatures(task.storage))
-        with_backoff(lambda: save_trained_style_model(task.storage, job.tenant, job.id, job.method, result), (StorageUnavailable,), budget)
+        usage = StoredBytes(jobs.redis, jobs.prefix)
+        with_backoff(lambda: save_trained_style_model(task.storage, usage, job.tenant, job.id, job.method, result, job.max_stored_bytes or 0),
+                     (StorageUnavailable,), budget)
         artifacts = with_backoff(lambda: store_result(task.storage, job.id, result), (StorageUnavailable,), budget)
     except Cancelled:
         return record("cancelled") or "not running"
@@ -140,6 +143,8 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
         return fail(exc.code, exc.message)
     except UnknownImage as exc:
         return fail("unknown_image", str(exc))
+    except StorageQuotaExceeded as exc:
+        return fail("storage_quota_exceeded", str(exc))
     except SoftTimeLimitExceeded:
         # It strikes anywhere, maybe between a Redis command and its reply: a pooled connection with the reply unread
         # would hand it to the next command (this record's), so the idle ones reconnect.

@@ -5,8 +5,9 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from api.deps import CollectionsDep, JobsDep, SettingsDep, TenantDep, require_scope
+from api.deps import CollectionsDep, ImageHoldsDep, JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
 from api.problems import Problem
+from worker.broker import broker_errors
 from api.schemas import BINARY, upload_body
 from engine.encoding import png_bytes
 from worker.collections import Collection
@@ -44,9 +45,12 @@ def collection_body(collection: Collection) -> dict:
 
 
 @router.post("/collections", status_code=201, summary="Make a collection from many pictures or one zip", openapi_extra=_UPLOAD_BODY, dependencies=[SUBMIT])
-async def create_collection(request: Request, store: CollectionsDep, tenant: TenantDep, response: Response, name: str | None = Query(None, max_length=200)) -> dict:
+async def create_collection(request: Request, store: CollectionsDep, key: KeyDep, settings: SettingsDep, response: Response,
+                            name: str | None = Query(None, max_length=200)) -> dict:
     form_name, files = await _upload(request, store.limits.max_images)
-    collection = await run_in_threadpool(store.create, tenant, form_name or name or "untitled", files)
+    with broker_errors():
+        collection = await run_in_threadpool(store.create, key.tenant, form_name or name or "untitled", files,
+                                             max_stored_bytes=key_limit(key, settings, "max_stored_bytes"))
     response.headers["Location"] = f"/v1/collections/{collection.id}"
     return collection_body(collection)
 
@@ -62,15 +66,20 @@ def get_collection(collection_id: str, store: CollectionsDep, tenant: TenantDep)
 
 
 @router.post("/collections/{collection_id}/images", summary="Add pictures (or zips of pictures) to a collection", openapi_extra=_UPLOAD_BODY, dependencies=[SUBMIT])
-async def add_images(collection_id: str, request: Request, store: CollectionsDep, tenant: TenantDep) -> dict:
-    store.get(tenant, collection_id)  # 404 before reading a large body
+async def add_images(collection_id: str, request: Request, store: CollectionsDep, key: KeyDep, settings: SettingsDep) -> dict:
+    store.get(key.tenant, collection_id)  # 404 before reading a large body
     _name, files = await _upload(request, store.limits.max_images)
-    return collection_body(await run_in_threadpool(store.add, tenant, collection_id, files))
+    with broker_errors():
+        grown = await run_in_threadpool(store.add, key.tenant, collection_id, files, max_stored_bytes=key_limit(key, settings, "max_stored_bytes"))
+    return collection_body(grown)
 
 
-@router.delete("/collections/{collection_id}", status_code=204, summary="Delete a collection (its images stay in the image store)", dependencies=[SUBMIT])
-def delete_collection(collection_id: str, store: CollectionsDep, tenant: TenantDep) -> Response:
-    store.delete(tenant, collection_id)
+@router.delete("/collections/{collection_id}", status_code=204, dependencies=[SUBMIT],
+               summary="Delete a collection, and the images nothing else keeps (an upload of their own, another collection, a job)")
+def delete_collection(collection_id: str, store: CollectionsDep, tenant: TenantDep, holds: ImageHoldsDep) -> Response:
+    removed = store.delete(tenant, collection_id)
+    with broker_errors():
+        holds.let_go(tenant, removed.image_ids())
     return Response(status_code=204)
 
 

@@ -7,6 +7,7 @@ from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_lim
 from worker.broker import broker_errors
 from api.problems import Problem
 from api.schemas import BINARY, upload_body
+from worker.image_holds import mark_uploaded
 from worker.uploads import content_id, image_key, read_image, store_image
 
 router = APIRouter(prefix="/v1", tags=["images"])
@@ -45,25 +46,15 @@ def get_image(image_id: str, service: JobsDep, tenant: TenantDep) -> Response:
 
 
 def _store_within_quota(service, settings, key, quotas, data: bytes):
-    """Reserve the bytes in the tenant's quota first; give them back unless the upload was new and stored.
+    """Store the upload if its bytes fit the tenant's quota (StorageQuotaExceeded), marked as an upload of its own.
 
-    A re-upload of bytes the tenant already stored is answered even when its quota is full.
+    A re-upload of bytes the tenant already stored costs nothing, even when its quota is full.
     """
-    allowed = key_limit(key, settings, "max_stored_bytes")
-    if allowed <= 0:  # unlimited: nothing is counted
-        return store_image(service.storage, data, settings.max_image_pixels, key.tenant)
+    objects = {image_key(content_id(data), key.tenant): len(data)}
     with broker_errors():
-        reserved = quotas.reserve_bytes(key.tenant, len(data), allowed)
-    if not reserved and not service.storage.exists(image_key(content_id(data), key.tenant)):
-        raise Problem(429, "storage_quota_exceeded", f"this upload would pass the {allowed} bytes this key may keep stored",
-                      {"Retry-After": str(settings.quota_retry_after_seconds)})
-    created = False
-    try:
-        stored, created = store_image(service.storage, data, settings.max_image_pixels, key.tenant)
-    finally:
-        if reserved and not created:
-            with broker_errors():
-                quotas.release_bytes(key.tenant, len(data))
+        stored, created = quotas.stored.store_within(service.storage, key.tenant, key_limit(key, settings, "max_stored_bytes"), objects,
+                                                     lambda: store_image(service.storage, data, settings.max_image_pixels, key.tenant))
+    mark_uploaded(service.storage, key.tenant, stored.id)
     return stored, created
 
 

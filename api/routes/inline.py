@@ -48,8 +48,9 @@ model's input size: `stretch` (whole picture, aspect not kept), `crop` (centre c
 itself (`image/png` or `application/x-npy`). Errors are `application/problem+json` with a stable
 `code`; 422 `over_inline_budget` when the call's estimated cost (network passes, output pixels,
 bytes) is over the inline budget, and 503 `inline_time_limit` when it runs past the inline time
-limit: submit a job instead; 429 (with `Retry-After`) when the inline pool is full: retry, or
-submit a job.
+limit: submit a job instead; 429 (with `Retry-After`) when the inline pool is full (`busy`) or
+the key already has its share of inline calls running or waiting (`inline_per_key_limit`): retry,
+or submit a job.
 """
 
 
@@ -108,7 +109,7 @@ def _endpoint(method: Method):
             progress = InlineProgress(settings.inline_time_limit_seconds)
             work = asyncio.ensure_future(pool.run(
                 answer, method, body, wanted, settings, tenant, resolve, progress, collections, cache,
-                lambda result: links.keep(result, tenant),
+                lambda result: links.keep(result, tenant), key=request.state.api_key,
             ))
             content, media_type, timings = await until_done_or_gone(request, work, progress)
         finally:
@@ -208,7 +209,7 @@ def _responses(result_ref: dict, problem_ref: dict) -> dict:
         "4XX": {"description": "bad input (problem details with a stable code)", **problem},
         503: {"description": "the call ran past the inline time limit: submit a job", **problem},
         429: {
-            "description": "the inline pool is full; retry after Retry-After seconds",
+            "description": "the inline pool is full, or this key has its share of it; retry after Retry-After seconds",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
             **problem,
         },

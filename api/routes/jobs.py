@@ -129,6 +129,7 @@ def _submit(service: JobService, settings: Settings, collections: CollectionStor
     return service.submit(
         body.method, body.model, inputs, body.params, key.tenant, request_id, key_limit(key, settings, "max_active_jobs"),
         body.deadline_seconds, body.webhook.model_dump(mode="json") if body.webhook else None,
+        key_limit(key, settings, "max_stored_bytes"),
     )
 
 

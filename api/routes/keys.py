@@ -29,7 +29,8 @@ class KeyRequest(BaseModel):
     )
     rate_per_minute: int | None = Field(None, ge=0, description="requests per minute (0: unlimited; default: the service's)")
     max_active_jobs: int | None = Field(None, ge=0, description="queued + running jobs of its tenant (0: unlimited)")
-    max_stored_bytes: int | None = Field(None, ge=0, description="uploaded bytes its tenant keeps (0: unlimited)")
+    max_stored_bytes: int | None = Field(None, ge=0, description="bytes its tenant keeps stored: images, collections, style models (0: unlimited)")
+    inline_per_key: int | None = Field(None, ge=0, description="inline calls it may have running or waiting at once (0: unlimited)")
 
     @field_validator("tenant")
     @classmethod

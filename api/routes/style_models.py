@@ -62,7 +62,7 @@ class StylizeRequest(BaseModel):
 )
 async def stylize(request: Request, store: StyleModelsDep, tenant: TenantDep, pool: InlinePoolDep, settings: SettingsDep, service: JobsDep) -> Response:
     call, data = await _stylize_call(request)
-    content, timings = await pool.run(_stylize, store, tenant, call, data, settings.max_image_pixels, service)
+    content, timings = await pool.run(_stylize, store, tenant, call, data, settings.max_image_pixels, service, key=request.state.api_key)
     return Response(content, media_type="image/png", headers={"Server-Timing": f"engine;dur={timings['engine_ms']}, decode;dur={timings['decode_ms']}"})
 
 

@@ -10,12 +10,14 @@ from PIL import Image
 
 from api.app import create_app
 from api.inline_pool import InlinePool
+from api.keys import ApiKey
 from api.problems import Problem
 from tests.api.conftest import PROBE_GATE, Gate, make_settings
 from tests.pictures import encode
 
 B64 = base64.b64encode(encode(Image.new("RGB", (40, 30), (30, 60, 90)))).decode()
 PROBE_BODY = {"inputs": {"images": [{"base64": B64}, {"base64": B64}]}}
+KEY = ApiKey(id="key_a", tenant="a", scope="submit")
 
 
 async def serve(settings, scenario):
@@ -71,23 +73,23 @@ def test_event_loop_answers_while_the_pool_is_busy_and_a_full_pool_answers_429(p
 
 def test_pool_counts_work_until_it_finishes():
     async def scenario():
-        pool = InlinePool(threads=1, backlog=0)
+        pool = InlinePool(threads=1, backlog=0, per_key=0)
         try:
-            assert await pool.run(sum, [1, 2, 3]) == 6
+            assert await pool.run(sum, [1, 2, 3], key=KEY) == 6
             assert pool.pending == 0
             gate = Gate()
-            first = asyncio.create_task(pool.run(gate.open.wait, 30))
+            first = asyncio.create_task(pool.run(gate.open.wait, 30, key=KEY))
             while pool.pending < 1:
                 await asyncio.sleep(0.01)
             with pytest.raises(Problem) as refused:
-                await pool.run(sum, [1])
+                await pool.run(sum, [1], key=KEY)
             first.cancel()  # the client went away: the thread still runs, and still counts
             await asyncio.sleep(0.05)
             assert pool.pending == 1
             gate.open.set()
             while pool.pending:
                 await asyncio.sleep(0.01)
-            assert await pool.run(sum, [4]) == 4
+            assert await pool.run(sum, [4], key=KEY) == 4
             return refused.value
         finally:
             pool.close()

@@ -5,14 +5,19 @@ import time
 import uuid
 
 import pytest
+from PIL import Image
 
+from tests.pictures import encode
 from tests.worker.test_jobs_store import make_job
 from tests.worker.test_storage import s3_settings
+from worker.collections import CollectionLimits, CollectionStore
+from worker.image_holds import mark_uploaded
 from worker.jobs import JobStore
 from worker.retention import sweep
-from worker.usage import stored_bytes_key
+from worker.usage import StoredBytes
 from worker.settings import Settings
 from worker.storage import make_storage
+from worker.uploads import content_id
 
 
 @pytest.fixture(params=["filesystem", "s3"])
@@ -52,13 +57,30 @@ def test_expired_records_and_their_objects_go_unexpired_ones_stay(storage, redis
     assert sweep(storage, long, upload_ttl_seconds=1.5) == {"artifacts": 0, "previews": 0, "images": 0}
 
 
-def test_a_swept_upload_gives_its_bytes_back_to_its_tenants_quota(storage, redis_client):
+def test_a_swept_upload_gives_its_bytes_back_to_its_tenants_quota_once(storage, redis_client):
     jobs = JobStore(redis_client, ttl_seconds=600)
-    counter = stored_bytes_key(jobs.prefix, "alice")
-    redis_client.set(counter, 1000)
-    storage.put("images/alice/" + "e" * 32, b"x" * 300, "image/png")
+    usage = StoredBytes(redis_client, jobs.prefix)
+    swept, kept = "images/alice/" + "e" * 32, "images/alice/" + "1" * 32
+    assert usage.reserve("alice", {swept: 300, kept: 700}, limit=10_000)
+    storage.put(swept, b"x" * 300, "image/png")
     storage.put("images/bob/" + "f" * 32, b"y" * 50, "image/png")  # bob's quota was never counted
+    time.sleep(2.1)  # S3 keeps whole seconds
+    storage.put(kept, b"z" * 700, "image/png")
+    assert sweep(storage, jobs, upload_ttl_seconds=1.5)["images"] == 2
+    assert usage.used("alice") == 700
+    usage.release("alice", [swept])  # released already: a second release gives nothing back
+    assert usage.used("alice") == 700
+    assert usage.used("bob") == 0  # never below zero
+
+
+def test_images_a_collection_holds_outlive_the_upload_ttl(storage, redis_client):
+    jobs = JobStore(redis_client, ttl_seconds=600)
+    limits = CollectionLimits(max_images=8, max_bytes=10**6, max_pixels=10**6, max_image_pixels=10**6)
+    teal, orange = encode(Image.new("RGB", (8, 8), "teal")), encode(Image.new("RGB", (8, 8), "orange"))
+    held = CollectionStore(storage, limits).create("alice", "kept", [("teal.png", teal)])
+    storage.put("images/alice/" + content_id(orange), orange, "image/png")  # an upload no collection lists
+    mark_uploaded(storage, "alice", content_id(orange))
     time.sleep(1.1)
-    assert sweep(storage, jobs, upload_ttl_seconds=0.5)["images"] == 2
-    assert int(redis_client.get(counter)) == 700
-    assert int(redis_client.get(stored_bytes_key(jobs.prefix, "bob")) or 0) == 0  # never below zero
+    assert sweep(storage, jobs, upload_ttl_seconds=0.5)["images"] == 1
+    assert _keys(storage, "images/") == ["images/alice/" + held.images[0].id]
+    assert _keys(storage, "uploads/") == []  # its upload mark went with it
