@@ -45,6 +45,10 @@ ENGINE_STATUS = {
     "model_failed": 422,
     "too_many_parameters": 422,
     "model_too_slow": 422,
+    "model_too_large": 413,
+    "too_many_nodes": 422,
+    "tensor_too_large": 422,
+    "data_dependent_shape": 422,
 }
 
 IMAGE_STATUS = {

@@ -22,7 +22,6 @@ A ``torch.save`` file (a pickle, zipped or not) is refused unread.
 """
 
 import io
-import json
 import time
 import zipfile
 from typing import Literal
@@ -67,10 +66,13 @@ def _zip_names(data: bytes) -> list[str]:
 # -- ONNX ---------------------------------------------------------------------------------------
 
 
-def read_onnx(data: bytes):
-    """The checked ``onnx.ModelProto`` in ``data``."""
+def read_onnx(data: bytes, max_nodes: int | None = None):
+    """The checked ``onnx.ModelProto`` in ``data`` (:mod:`engine.models.onnx_checks`: at most ``max_nodes``
+    nodes when given, no external data anywhere, allowlisted operators only)."""
     import onnx
     from google.protobuf.message import DecodeError
+
+    from engine.models import onnx_checks
 
     try:
         proto = onnx.load_model_from_string(data)
@@ -78,9 +80,10 @@ def read_onnx(data: bytes):
         raise ModelRejected("not_a_model", f"not an ONNX model (or a truncated one): {exc}") from None
     if not proto.graph.node:
         raise ModelRejected("not_a_model", "not an ONNX model: the file holds no graph")
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise ModelRejected("invalid_onnx", f"weight {tensor.name!r} is stored outside the file (external data); send one self-contained file")
+    if max_nodes is not None:
+        onnx_checks.check_node_count(proto, max_nodes)
+    onnx_checks.check_no_external_data(proto)
+    onnx_checks.check_operators(proto)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -131,47 +134,27 @@ def onnx_network(data: bytes) -> nn.Module:
 # -- torch.export -------------------------------------------------------------------------------
 
 
-def _check_pt2_archive(data: bytes) -> None:
-    """Refuse any entry ``torch.export.load`` would unpickle beyond ``weights_only=True``.
+def read_program(data: bytes) -> "torch.export.ExportedProgram":
+    """The ``.pt2`` program in ``data``, checked (:mod:`engine.models.export_checks`): no pickle unpickled,
+    every node allowlisted, and its guard code (Python source ``module()`` would run) dropped."""
+    from engine.models.export_checks import check_no_pickles, check_program
 
-    Weights and constants marked ``use_pickle``, custom or opaque objects and
-    legacy ``.pt`` payloads go through ``torch.load(weights_only=False)`` or
-    ``pickle.loads``; every other ``.pt`` entry (sample inputs) is first read
-    with ``weights_only=True`` by the loader, which then falls back to a full
-    unpickle on failure, so it is tried here with ``weights_only=True`` first.
-    """
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for name in archive.namelist():
-            if name.endswith("_config.json") and ("/weights/" in name or "/constants/" in name):
-                try:
-                    config = json.loads(archive.read(name)).get("config", {})
-                except ValueError:
-                    raise ModelRejected("not_a_model", f"{name} in the archive is not JSON") from None
-                for fqn, entry in config.items():
-                    path = str(entry.get("path_name", ""))
-                    if entry.get("use_pickle") or path.startswith(("custom_obj", "opaque_obj")):
-                        raise ModelRejected("pickled_model", f"{fqn!r} is stored as a pickle in the archive; pickles are never loaded")
-            elif name.endswith(".pt") or name.endswith(".pkl"):
-                if "/weights/" in name or "/constants/" in name:
-                    raise ModelRejected("pickled_model", f"{name}: a legacy pickled payload; save the program again with torch.export.save")
-                try:
-                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-                except Exception:
-                    raise ModelRejected("pickled_model", f"{name} in the archive is a pickle of more than tensors; it is never loaded") from None
+    _zip_names(data)
+    check_no_pickles(data)
+    try:
+        program = torch.export.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ModelRejected("model_failed", f"torch.export.load could not read the program: {type(exc).__name__}: {exc}") from None
+    program._guards_code = []
+    check_program(program)
+    return program
 
 
 def export_program_to_onnx(data: bytes) -> bytes:
     """A ``.pt2`` program translated to self-contained ONNX bytes (batch axis kept dynamic)."""
     import warnings
 
-    _zip_names(data)
-    _check_pt2_archive(data)
-    try:
-        program = torch.export.load(io.BytesIO(data))
-    except ModelRejected:
-        raise
-    except Exception as exc:
-        raise ModelRejected("model_failed", f"torch.export.load could not read the program: {type(exc).__name__}: {exc}") from None
+    program = read_program(data)
     user_inputs = [spec for spec in program.graph_signature.input_specs if spec.kind.name == "USER_INPUT"]
     placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
     if len(user_inputs) != 1:
@@ -201,7 +184,7 @@ def _module_tree(program) -> nn.Module:
     try:
         tree = torch.export.unflatten(program)
     except Exception:
-        return program.module()
+        return program.module(check_guards=False)
     tree.check_input_constraints = False  # the exporter's tracer cannot evaluate the symbolic batch bound
     return tree
 
