@@ -38,6 +38,7 @@ ENGINE_STATUS = {
     "over_job_caps": 422,
     "not_a_model": 400,
     "pickled_model": 415,
+    "format_not_supported": 415,
     "invalid_onnx": 422,
     "unsupported_operator": 422,
     "invalid_metadata": 422,

@@ -236,11 +236,11 @@ def pt2_with_list_weights_config() -> bytes:
 def pt2_with_zero_member(size: int) -> bytes:
     """A real program plus a deflated member of ``size`` zero bytes (about size/1000 bytes in the file)."""
     out = io.BytesIO(pt2_bytes(tiny_net(), (64, 64)))
-    with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        with archive.open("archive/data/sample_inputs/padding.pt", "w", force_zip64=True) as member:
-            chunk = bytes(2**20)
-            for _ in range(size // len(chunk)):
-                member.write(chunk)
+    chunk = bytes(2**20)
+    with (zipfile.ZipFile(out, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+          archive.open("archive/data/sample_inputs/padding.pt", "w", force_zip64=True) as member):
+        for _ in range(size // len(chunk)):
+            member.write(chunk)
     return out.getvalue()
 
 

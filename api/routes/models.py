@@ -21,7 +21,7 @@ MODEL_METADATA_BYTES = 8 * 1024 * 1024  # labels of a large classifier fit
 
 _REGISTER_BODY = upload_body(
     {
-        "file": {**BINARY, "description": "ONNX, torch.export (.pt2) or TorchScript file"},
+        "file": {**BINARY, "description": "ONNX or torch.export (.pt2) file"},
         "metadata": {"type": "string", "description": "JSON: name, preprocessing, input_size, labels, optional gradcam_layer, embedding_layer, first_conv, format, eval_fit"},
     },
     ["file", "metadata"],
@@ -67,8 +67,6 @@ def describe_model(
         "labels": list(spec.labels) if spec.labels else [],
         "supported_methods": method_support(spec, all_methods()),
     }
-    if spec.format == "torchscript":
-        described["layers_note"] = "a TorchScript module exposes no layers to hooks, so it has no layer catalogue"
     if not spec.builtin:
         record = store.record(name)
         if record is not None:

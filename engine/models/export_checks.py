@@ -86,7 +86,7 @@ def check_no_pickles(data: bytes) -> None:
                     path = str(entry.get("path_name", ""))
                     if entry.get("use_pickle") or path.startswith(("custom_obj", "opaque_obj")):
                         raise ModelRejected("pickled_model", f"{fqn!r} is stored as a pickle in the archive; pickles are never loaded")
-            elif name.endswith(".pt") or name.endswith(".pkl"):
+            elif name.endswith((".pt", ".pkl")):
                 if "/weights/" in name or "/constants/" in name:
                     raise ModelRejected("pickled_model", f"{name}: a legacy pickled payload; save the program again with torch.export.save")
                 try:

@@ -1,6 +1,6 @@
 """User model files -> networks the engine understands, without unpickling anything.
 
-Three formats are read, each ending as an ``nn.Module``:
+Two formats are read, each ending as an ``nn.Module``:
 
 - ONNX, the format every framework exports to: checked with ``onnx.checker``,
   then converted by ``onnx2torch`` into a ``torch.fx`` GraphModule of torch.nn
@@ -13,12 +13,18 @@ Three formats are read, each ending as an ``nn.Module``:
   ``weights_only=False`` for some entries), loaded, and translated to ONNX
   once (:func:`export_program_to_onnx`), so it becomes the same fx graph,
   with the layer names an ONNX export of the original network has.
-- TorchScript: ``torch.jit.load``, whose own unpickler builds only tensors and
-  TorchScript objects (no Python global is imported). A scripted module hides
-  its graph from ``torch.fx`` and its layers from hooks, so the methods that
-  need either refuse it (:mod:`engine.models.support`).
 
-A ``torch.save`` file (a pickle, zipped or not) is refused unread.
+A ``torch.save`` file (a pickle, zipped or not) is refused unread, and so is
+TorchScript (``format_not_supported``). A TorchScript archive is source code
+that ``torch.jit.load`` compiles (the ``code/`` entries) before any graph
+exists to check; the compiled module is a tree of methods that call one
+another, loop and branch on tensor values and may reach any aten operator
+(``from_file``, ``save``), custom classes included, through calls resolved at
+run time. An allowlist would have to follow every method and branch, including
+ones only some inputs reach, and trust the compiler with hostile source first:
+it cannot be made airtight. ``torch.export`` and ONNX give one flat graph of
+operators, fixed at export, that is checked node by node before anything runs
+(:mod:`engine.models.export_checks`, :mod:`engine.models.onnx_checks`).
 """
 
 import io
@@ -31,8 +37,8 @@ from torch import nn
 
 from engine.errors import ModelRejected
 
-ModelFormat = Literal["onnx", "torch_export", "torchscript"]
-FORMATS: tuple[ModelFormat, ...] = ("onnx", "torch_export", "torchscript")
+ModelFormat = Literal["onnx", "torch_export"]
+FORMATS: tuple[ModelFormat, ...] = ("onnx", "torch_export")
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOLS = tuple(bytes([0x80, p]) for p in range(2, 6))
@@ -42,17 +48,21 @@ _ONNX_OPSET = 17  # the newest opset onnx2torch converts Reduce* ops for
 def sniff_format(data: bytes) -> ModelFormat:
     """Which format ``data`` is in (ModelRejected for pickles and unknown files)."""
     if data.startswith(_PICKLE_PROTOCOLS):
-        raise ModelRejected("pickled_model", "this is a Python pickle (torch.save); pickles are never loaded: export to ONNX, torch.export or TorchScript")
+        raise ModelRejected("pickled_model", "this is a Python pickle (torch.save); pickles are never loaded: export to ONNX or torch.export")
     if not data.startswith(_ZIP_MAGIC):
         return "onnx"
     names = _zip_names(data)
     if any(name.endswith("/archive_format") for name in names) and any(name.endswith("models/model.json") for name in names):
         return "torch_export"
     if any("/code/" in name for name in names) and any(name.endswith("/constants.pkl") for name in names):
-        return "torchscript"
+        raise ModelRejected(
+            "format_not_supported",
+            "this is a TorchScript module, which is not accepted: its code is compiled and can call any operator, so it cannot "
+            "be checked before it runs; export the network with torch.export (torch.export.save) or to ONNX instead",
+        )
     if any(name.endswith("data.pkl") for name in names):
-        raise ModelRejected("pickled_model", "this is a torch.save archive (a pickle); pickles are never loaded: export to ONNX, torch.export or TorchScript")
-    raise ModelRejected("not_a_model", "a zip archive that is neither a torch.export program nor a TorchScript module")
+        raise ModelRejected("pickled_model", "this is a torch.save archive (a pickle); pickles are never loaded: export to ONNX or torch.export")
+    raise ModelRejected("not_a_model", "a zip archive that is not a torch.export program")
 
 
 def _zip_names(data: bytes) -> list[str]:
@@ -189,16 +199,6 @@ def _module_tree(program) -> nn.Module:
     return tree
 
 
-# -- TorchScript --------------------------------------------------------------------------------
-
-
-def torchscript_network(data: bytes) -> nn.Module:
-    try:
-        return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
-    except Exception as exc:
-        raise ModelRejected("model_failed", f"torch.jit.load could not read the module: {type(exc).__name__}: {exc}") from None
-
-
 # -- entry point --------------------------------------------------------------------------------
 
 
@@ -208,8 +208,6 @@ def load_network(data: bytes, fmt: ModelFormat) -> nn.Module:
         return onnx_network(data)
     if fmt == "torch_export":
         return onnx_network(export_program_to_onnx(data))
-    if fmt == "torchscript":
-        return torchscript_network(data)
     raise ModelRejected("not_a_model", f"unknown model format {fmt!r}; one of {', '.join(FORMATS)}")
 
 

@@ -82,7 +82,7 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
         yield f"sparse initializer {sparse.values.name!r} (indices)", sparse.indices
     for node in graph.node:
         for attr in node.attribute:
-            held = "attribute {!r} of {} node {!r}".format(attr.name, node.op_type, node.name)
+            held = f"attribute {attr.name!r} of {node.op_type} node {node.name!r}"
             sparse = ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors)
             for tensor in ([attr.t] if attr.HasField("t") else []) + list(attr.tensors):
                 yield held, tensor

@@ -118,11 +118,6 @@ def validate_network(net: nn.Module, meta: ModelMetadata, fmt: ModelFormat, limi
     batched = _forward(model, 2, height, width)
     if batched.shape[0] != 2 or not torch.allclose(batched[:1], logits, rtol=1e-3, atol=1e-4):
         raise ModelRejected("model_failed", "the model does not treat a batch of two pictures as two pictures; export it with a dynamic batch axis")
-    if fmt == "torchscript":
-        named = [layer for layer in (meta.gradcam_layer, meta.embedding_layer, meta.first_conv) if layer]
-        if named:
-            raise ModelRejected("invalid_metadata", f"a TorchScript module exposes no layers to name ({', '.join(named)}); register ONNX or torch.export for layer methods")
-        return meta
     return meta.model_copy(update=_resolved_layers(model, meta, labels))
 
 

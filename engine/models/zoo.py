@@ -35,7 +35,7 @@ class ModelSpec:
     default_layer: str | None = None  # a sensible deep conv layer (Grad-CAM, activations)
     weights: str = ""
     eval_fit: Fit = "stretch"  # how the model's own evaluation resizes a picture; the default fit of classify and attributions
-    format: str = "builtin"  # or a registered file's format: onnx, torch_export, torchscript
+    format: str = "builtin"  # or a registered file's format: onnx, torch_export
     owner: str | None = None  # the tenant that registered it; None for built-ins
     content_hash: str = ""  # sha256 of a registered file
 

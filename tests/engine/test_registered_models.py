@@ -24,11 +24,14 @@ def meta(**overrides) -> ModelMetadata:
                                 "labels": ["a", "b", "c", "d"], **overrides})
 
 
-def test_formats_are_told_apart_and_pickles_refused_unread():
+def test_formats_are_told_apart_and_pickles_and_torchscript_refused_unread():
     net = tiny_net()
     assert sniff_format(onnx_bytes(net, SIZE)) == "onnx"
     assert sniff_format(pt2_bytes(net, SIZE)) == "torch_export"
-    assert sniff_format(torchscript_bytes(net)) == "torchscript"
+    with pytest.raises(ModelRejected) as refused:
+        sniff_format(torchscript_bytes(net))
+    assert refused.value.code == "format_not_supported"
+    assert "torch.export" in refused.value.message and "ONNX" in refused.value.message
     saved = io.BytesIO()
     torch.save(net.state_dict(), saved)
     for pickled in (saved.getvalue(), pickle.dumps({"a": 1})):
@@ -41,7 +44,7 @@ def test_every_format_loads_to_the_same_function():
     net = tiny_net()
     x = torch.rand(3, 3, *SIZE)
     expected = net(x)
-    for data, fmt in ((onnx_bytes(net, SIZE), "onnx"), (pt2_bytes(net, SIZE), "torch_export"), (torchscript_bytes(net), "torchscript")):
+    for data, fmt in ((onnx_bytes(net, SIZE), "onnx"), (pt2_bytes(net, SIZE), "torch_export")):
         torch.testing.assert_close(load_network(data, fmt)(x), expected, rtol=1e-4, atol=1e-5, msg=fmt)
     assert isinstance(load_network(onnx_bytes(net, SIZE), "onnx"), torch.fx.GraphModule)
 
