@@ -45,6 +45,7 @@ ENGINE_STATUS = {
     "output_mismatch": 422,
     "model_failed": 422,
     "too_many_parameters": 422,
+    "no_parameters": 422,
     "model_too_slow": 422,
     "model_too_large": 413,
     "too_many_nodes": 422,

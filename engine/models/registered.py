@@ -104,6 +104,8 @@ def spec_from_metadata(
 def validate_network(net: nn.Module, meta: ModelMetadata, fmt: ModelFormat, limits: RegistrationLimits) -> ModelMetadata:
     """Run ``net`` as ``meta`` declares; the metadata with every default layer resolved (ModelRejected if not)."""
     parameters = sum(p.numel() for p in net.parameters())
+    if parameters == 0:
+        raise ModelRejected("no_parameters", "the model has no parameters (weights): there is no learned network to explain")
     if parameters > limits.max_parameters:
         raise ModelRejected("too_many_parameters", f"the model has {parameters:,} parameters, over the limit of {limits.max_parameters:,}")
     model = ConvLensModel(spec_from_metadata(meta, fmt, lambda: net, None, ""), net)

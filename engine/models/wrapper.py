@@ -107,7 +107,7 @@ class ConvLensModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.normalize.mean.device  # every model has this buffer, weights or not
 
     @property
     def labels(self) -> tuple[str, ...] | None:

@@ -13,6 +13,8 @@ from engine.models import zoo
 from engine.models.cache import ModelCache, model_bytes
 from engine.models.formats import load_network, read_onnx, sniff_format
 from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
+from engine.models.wrapper import ConvLensModel
+from tests.hostile_files import weightless_onnx
 from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, tiny_net, torchscript_bytes
 
 SIZE = (64, 64)
@@ -93,6 +95,7 @@ class BatchOfOne(nn.Module):
 
 @pytest.mark.parametrize("case, code", [
     ("parameters", "too_many_parameters"),
+    ("weightless", "no_parameters"),
     ("slow", "model_too_slow"),
     ("batch_of_one", "model_failed"),
     ("output", "output_mismatch"),
@@ -104,6 +107,8 @@ def test_validation_refuses(case, code):
         limits = RegistrationLimits(100, 60, 60)
     if case == "slow":
         limits = RegistrationLimits(10**7, 60, 1e-9)
+    if case == "weightless":
+        net, metadata = load_network(weightless_onnx(), "onnx"), meta(labels=["a", "b", "c"])
     if case == "batch_of_one":
         net = BatchOfOne().eval()
     if case == "output":
@@ -115,6 +120,13 @@ def test_validation_refuses(case, code):
     with pytest.raises(ModelRejected) as refused:
         validate_network(net, metadata, "onnx", limits)
     assert refused.value.code == code
+
+
+def test_a_weightless_model_still_has_a_device():
+    net = load_network(weightless_onnx(), "onnx")
+    assert not list(net.parameters())
+    model = ConvLensModel(spec_from_metadata(meta(labels=["a", "b", "c"]), "onnx", lambda: net, None, ""), net)
+    assert model.device == torch.device("cpu")
 
 
 def test_cache_evicts_the_least_recently_used_by_memory():
