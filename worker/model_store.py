@@ -82,7 +82,10 @@ class ModelStore:
     def __init__(self, redis, storage: Storage, settings: Settings):
         self.redis = redis
         self.storage = storage
-        self.limits = RegistrationLimits(settings.max_model_parameters, settings.model_load_seconds, settings.model_forward_seconds)
+        self.limits = RegistrationLimits(
+            settings.max_model_parameters, settings.model_load_seconds, settings.model_forward_seconds,
+            settings.max_model_nodes, settings.max_model_tensor_bytes, settings.max_model_bytes,
+        )
         self._delete = redis.register_script(_DELETE_OWNED)
 
     # -- registration ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Reading model files, validating them against their metadata, the model cache and the zoo's model source."""
 
+import dataclasses
 import io
 import pickle
 
@@ -18,7 +19,7 @@ from tests.hostile_files import weightless_onnx
 from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, tiny_net, torchscript_bytes
 
 SIZE = (64, 64)
-LIMITS = RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60)
+LIMITS = RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60, max_nodes=10_000, max_tensor_bytes=2**30, max_archive_bytes=2**28)
 
 
 def meta(**overrides) -> ModelMetadata:
@@ -104,9 +105,9 @@ class BatchOfOne(nn.Module):
 def test_validation_refuses(case, code):
     net, metadata, limits = tiny_net(), meta(), LIMITS
     if case == "parameters":
-        limits = RegistrationLimits(100, 60, 60)
+        limits = dataclasses.replace(LIMITS, max_parameters=100)
     if case == "slow":
-        limits = RegistrationLimits(10**7, 60, 1e-9)
+        limits = dataclasses.replace(LIMITS, max_forward_seconds=1e-9)
     if case == "weightless":
         net, metadata = load_network(weightless_onnx(), "onnx"), meta(labels=["a", "b", "c"])
     if case == "batch_of_one":
