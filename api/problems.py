@@ -51,6 +51,9 @@ ENGINE_STATUS = {
     "too_many_nodes": 422,
     "tensor_too_large": 422,
     "data_dependent_shape": 422,
+    "model_memory_limit": 422,
+    "model_crashed": 422,
+    "vetting_busy": 503,
 }
 
 IMAGE_STATUS = {

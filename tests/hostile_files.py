@@ -68,12 +68,16 @@ def _sparse(values: TensorProto) -> onnx.SparseTensorProto:
 
 
 def _mean_plus(extra: str) -> list[onnx.NodeProto]:
-    """y = mean(x) + sum(extra): a graph that reads tensor ``extra``."""
+    """y = mean(conv(x)) + sum(extra): a graph with one weight (:data:`CONV_WEIGHT`) that reads tensor ``extra``."""
     return [
-        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Conv", ["x", "conv_w"], ["c"]),
+        helper.make_node("ReduceMean", ["c"], ["m"], axes=[1, 2, 3], keepdims=1),
         helper.make_node("ReduceSum", [extra], ["s"], keepdims=1),
         helper.make_node("Add", ["m", "s"], ["y"]),
     ]
+
+
+CONV_WEIGHT = helper.make_tensor("conv_w", TensorProto.FLOAT, [1, 3, 1, 1], [1.0, 1.0, 1.0])
 
 
 EXTERNAL_PLACES = ("initializer", "sparse_initializer", "constant", "sparse_constant", "tensors_attribute", "subgraph", "function", "training_info")
@@ -81,11 +85,10 @@ EXTERNAL_PLACES = ("initializer", "sparse_initializer", "constant", "sparse_cons
 
 def external_data_onnx(location: str, place: str) -> bytes:
     """A graph one of whose tensors, in ``place``, claims its bytes are in file ``location``."""
-    nodes, initializers, extra = _mean_plus("w"), [], {}
+    nodes, initializers, extra = _mean_plus("w"), [CONV_WEIGHT], {}
     if place == "initializer":
-        initializers = [_external("w", location)]
+        initializers.append(_external("w", location))
     elif place == "sparse_initializer":
-        initializers = []
         extra["sparse_initializer"] = [_sparse(_external("w", location))]
     elif place == "constant":
         nodes = [helper.make_node("Constant", [], ["w"], value=_external("c", location))] + nodes
@@ -101,7 +104,7 @@ def external_data_onnx(location: str, place: str) -> bytes:
         nodes = [helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
                  helper.make_node("If", ["cond"], ["w"], then_branch=branch, else_branch=branch)] + nodes
     else:
-        initializers = [helper.make_tensor("w", TensorProto.FLOAT, [4], [0.0] * 4)]
+        initializers.append(helper.make_tensor("w", TensorProto.FLOAT, [4], [0.0] * 4))
     model = helper.make_model(_graph(nodes, initializers), opset_imports=OPSET + [helper.make_opsetid("local", 1)])
     for field, values in extra.items():
         getattr(model.graph, field).extend(values)
@@ -120,7 +123,7 @@ def constant_of_shape_bomb() -> bytes:
         helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [4], [1, 1, 23170, 23170])),
         helper.make_node("ConstantOfShape", ["shape"], ["big"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
     ] + _mean_plus("big")
-    return helper.make_model(_graph(nodes), opset_imports=OPSET).SerializeToString()
+    return helper.make_model(_graph(nodes, [CONV_WEIGHT]), opset_imports=OPSET).SerializeToString()
 
 
 def input_dependent_bomb() -> bytes:
@@ -133,7 +136,7 @@ def input_dependent_bomb() -> bytes:
         helper.make_node("Concat", ["side1", "side1"], ["shape"], axis=0),
         helper.make_node("ConstantOfShape", ["shape"], ["big"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
     ] + _mean_plus("big")
-    initializers = [helper.make_tensor("scale", TensorProto.FLOAT, [], [20000.0]), helper.make_tensor("axis", TensorProto.INT64, [1], [0])]
+    initializers = [CONV_WEIGHT, helper.make_tensor("scale", TensorProto.FLOAT, [], [20000.0]), helper.make_tensor("axis", TensorProto.INT64, [1], [0])]
     return helper.make_model(_graph(nodes, initializers), opset_imports=OPSET).SerializeToString()
 
 

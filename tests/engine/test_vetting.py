@@ -9,7 +9,8 @@ import pytest
 from engine.errors import ModelRejected, UnsupportedModel
 from engine.models import vetting
 from engine.models.registered import RegistrationLimits
-from engine.models.vetting import Vetted, probe_sizes, vet
+from engine.models.vetted import Vetted
+from engine.models.vetting import probe_sizes, vet
 from tests import hostile_files as hostile
 from tests.hostile_files import Canary
 from tests.model_files import metadata, onnx_bytes, pt2_bytes, tiny_net, torchscript_bytes
