@@ -82,7 +82,7 @@ class VettingLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> "VettingLimits":
         model = RegistrationLimits(
-            settings.max_model_parameters, settings.model_load_seconds, settings.model_forward_seconds,
+            settings.max_model_parameters, settings.model_forward_seconds,
             settings.max_model_nodes, settings.max_model_tensor_bytes, settings.max_model_bytes,
         )
         return cls(model, settings.model_vetting_seconds, settings.model_vetting_seconds, settings.model_vetting_memory_bytes)

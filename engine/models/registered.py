@@ -76,7 +76,6 @@ class ModelMetadata(BaseModel):
 @dataclass(frozen=True)
 class RegistrationLimits:
     max_parameters: int
-    max_load_seconds: float
     max_forward_seconds: float  # the first pass at the native size
     max_nodes: int  # ONNX nodes (a .pt2's translation included)
     max_tensor_bytes: int  # any intermediate tensor at any vetted size, batch 2

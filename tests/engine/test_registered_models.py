@@ -19,7 +19,7 @@ from tests.hostile_files import weightless_onnx
 from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, tiny_net, torchscript_bytes
 
 SIZE = (64, 64)
-LIMITS = RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60, max_nodes=10_000, max_tensor_bytes=2**30, max_archive_bytes=2**28)
+LIMITS = RegistrationLimits(max_parameters=10**7, max_forward_seconds=60, max_nodes=10_000, max_tensor_bytes=2**30, max_archive_bytes=2**28)
 
 
 def meta(**overrides) -> ModelMetadata:

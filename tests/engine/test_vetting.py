@@ -17,7 +17,7 @@ from tests.model_files import metadata, onnx_bytes, pt2_bytes, tiny_net, torchsc
 
 SIZE = (64, 64)
 LABELS = ["ant", "bee", "cat", "dog"]
-LIMITS = RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60, max_nodes=20_000,
+LIMITS = RegistrationLimits(max_parameters=10**7, max_forward_seconds=60, max_nodes=20_000,
                             max_tensor_bytes=2**30, max_archive_bytes=256 * 2**20)
 # tiny_net: conv 3->8 (3x3, 216 + 8), conv 8->16 (3x3, 1152 + 16), linear 16->4 (64 + 4): 1460 parameters;
 # the ONNX export folds the batch norms into the convs, a .pt2 keeps them (8 + 8 and 16 + 16 more: 1508)

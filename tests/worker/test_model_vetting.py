@@ -24,7 +24,7 @@ from worker.settings import Settings
 SIZE = (64, 64)
 LABELS = ["ant", "bee", "cat", "dog"]
 LIMITS = VettingLimits(
-    RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60, max_nodes=20_000,
+    RegistrationLimits(max_parameters=10**7, max_forward_seconds=60, max_nodes=20_000,
                        max_tensor_bytes=2**30, max_archive_bytes=256 * 2**20),
     seconds=120, cpu_seconds=120, memory_bytes=2**30,
 )
