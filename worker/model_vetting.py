@@ -29,9 +29,9 @@ can end into a :class:`~engine.models.vetted.Vetted` or a 4xx
 - at most ``model_vetting_concurrency`` children at once (:class:`ModelVetter`).
 
 A subprocess per registration costs the imports of torch, onnx and onnx2torch
-(seconds) each time; registration is rare and already slow, and a pool of warm
-children (a forkserver, a Celery queue) would keep the state of one hostile
-vetting around for the next.
+(about 5 s of CPU) each time; registration is rare, and a reused child would
+keep one hostile vetting's state for the next. A forkserver that only preloads
+the imports (and never vets itself) could save that time.
 """
 
 import dataclasses
