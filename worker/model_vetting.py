@@ -11,8 +11,8 @@ can end into a :class:`~engine.models.vetted.Vetted` or a 4xx
   ``sys.path``; the repository root is put on ``sys.path`` by the one-line
   bootstrap, since ``PYTHONPATH`` is ignored), so it holds none of the API's
   keys, connections or threads; an empty temporary working directory, removed
-  after; an environment of ``PATH``, locale, ``HOME``/``TMPDIR`` (the
-  temporary directory) and thread counts only; no GPU (``CUDA_VISIBLE_DEVICES``
+  after; an environment of ``PATH``, locale, ``HOME``/``TMPDIR`` (a second
+  temporary directory beside it) and thread counts only; no GPU (``CUDA_VISIBLE_DEVICES``
   empty); the file and the answer travel on stdin and stdout, no file shared;
 - caps the child sets on itself before reading the model: ``os.nice``, one torch
   thread, ``RLIMIT_CPU`` (SIGXCPU, then SIGKILL at the hard limit: it holds
@@ -114,21 +114,23 @@ def vet_in_child(data: bytes, metadata: str | bytes | dict, limits: VettingLimit
     request = json.dumps({"metadata": metadata, "limits": dataclasses.asdict(limits.model),
                           "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}).encode() + b"\n"
     workdir = Path(tempfile.mkdtemp(prefix="convlens-vetting-"))
+    cwd, home = workdir / "cwd", workdir / "home"  # cwd stays empty: stderr and torch's own temporary files go beside it
+    cwd.mkdir()
+    home.mkdir()
     try:
         with open(workdir / "stderr", "w+b") as errors:
-            child = subprocess.Popen(
+            with subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOT.format(root=str(ROOT))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=errors, cwd=workdir, env=child_environment(workdir), start_new_session=True,
-            )
-            try:
-                out, _ = child.communicate(request + data, timeout=limits.seconds)
-            except subprocess.TimeoutExpired:
-                _kill_group(child)
-                raise ModelRejected(
-                    "model_too_slow", f"vetting the model took longer than {limits.seconds:g} s (setting CONVLENS_MODEL_VETTING_SECONDS)",
-                ) from None
-            finally:
-                _kill_group(child)  # the group outlives its leader if the leader left children behind
+                stderr=errors, cwd=cwd, env=child_environment(home), start_new_session=True,
+            ) as child:
+                try:
+                    out, _ = child.communicate(request + data, timeout=limits.seconds)
+                except subprocess.TimeoutExpired:
+                    raise ModelRejected(
+                        "model_too_slow", f"vetting the model took longer than {limits.seconds:g} s (setting CONVLENS_MODEL_VETTING_SECONDS)",
+                    ) from None
+                finally:
+                    _kill_group(child)  # on time out; and the group may outlive a leader that left children behind
             errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4000))
             tail = errors.read().decode(errors="replace")
         return _answer(child.returncode, out, data, limits, tail)
@@ -136,11 +138,11 @@ def vet_in_child(data: bytes, metadata: str | bytes | dict, limits: VettingLimit
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def child_environment(workdir: Path) -> dict[str, str]:
-    """What the child may see: nothing of the service's configuration or secrets."""
+def child_environment(home: Path) -> dict[str, str]:
+    """What the child may see: nothing of the service's configuration or secrets; ``home`` is its HOME and TMPDIR."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "HOME": str(workdir), "TMPDIR": str(workdir), "CUDA_VISIBLE_DEVICES": "",
+        "HOME": str(home), "TMPDIR": str(home), "CUDA_VISIBLE_DEVICES": "",
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
     }
     if "LD_LIBRARY_PATH" in os.environ:  # where an image keeps torch's native libraries

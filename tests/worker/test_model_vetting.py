@@ -153,7 +153,10 @@ def test_the_cpu_time_cap_holds_on_its_own():
     assert error.code == "model_too_slow" and "CPU time" in error.message and took < 60
 
 
-def test_a_child_killed_by_a_signal_is_a_clean_refusal():
+def test_the_child_runs_confined_and_a_signal_kills_it_into_a_clean_refusal(monkeypatch):
+    """Seen from /proc while the real child vets a slow graph: its environment, working directory, niceness and
+    limits; then it is killed with SIGSEGV, as a crash would."""
+    monkeypatch.setenv("CONVLENS_ADMIN_KEY", "the-admin-secret")
     outcome = {}
 
     def vet():
@@ -164,13 +167,27 @@ def test_a_child_killed_by_a_signal_is_a_clean_refusal():
 
     thread = threading.Thread(target=vet)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not vetting_children() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    deadline, limits = time.monotonic() + 90, ""
+    while "Max address space" not in limits or "unlimited" in _limit_line(limits, "Max address space"):
+        assert time.monotonic() < deadline, "the child never capped its memory"
+        time.sleep(0.1)
+        children = vetting_children()
+        limits = Path(f"/proc/{children[0]}/limits").read_text() if children else ""
     (child,) = vetting_children()
+    environment = Path(f"/proc/{child}/environ").read_bytes()
+    cwd = Path(os.readlink(f"/proc/{child}/cwd"))
+    listing = list(cwd.iterdir())
+    nice = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16])
     os.kill(child, signal.SIGSEGV)
     thread.join(60)
+    assert b"CONVLENS" not in environment and b"the-admin-secret" not in environment
+    assert listing == [] and cwd.parent.name.startswith("convlens-vetting-") and not cwd.exists()  # empty, then removed
+    assert nice == min(19, os.nice(0) + 10) and "unlimited" not in _limit_line(limits, "Max cpu time")
     assert outcome["error"].code == "model_crashed" and "SIGSEGV" in outcome["error"].message
+
+
+def _limit_line(limits: str, name: str) -> str:
+    return next((line for line in limits.splitlines() if line.startswith(name)), "")
 
 
 def _resident_bytes() -> int:
