@@ -43,13 +43,22 @@ ENGINE_STATUS = {
     "over_job_caps": 422,
     "not_a_model": 400,
     "pickled_model": 415,
+    "format_not_supported": 415,
     "invalid_onnx": 422,
     "unsupported_operator": 422,
     "invalid_metadata": 422,
     "output_mismatch": 422,
     "model_failed": 422,
     "too_many_parameters": 422,
+    "no_parameters": 422,
     "model_too_slow": 422,
+    "model_too_large": 413,
+    "too_many_nodes": 422,
+    "tensor_too_large": 422,
+    "data_dependent_shape": 422,
+    "model_memory_limit": 422,
+    "model_crashed": 422,
+    "vetting_busy": 503,
 }
 
 IMAGE_STATUS = {

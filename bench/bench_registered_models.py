@@ -51,7 +51,7 @@ def onnx_copy(builtin) -> str:
     net = load_network(buffer.getvalue(), "onnx")
     meta = ModelMetadata.parse({"name": COPY, "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
                                 "input_size": [224, 224], "labels": "imagenet"})
-    meta = validate_network(net, meta, "onnx", RegistrationLimits(10**8, 600, 600))
+    meta = validate_network(net, meta, "onnx", RegistrationLimits(10**8, 600, 10**5, 2**32, 2**30))
     register_model(spec_from_metadata(meta, "onnx", lambda: net, "bench", "bench"))
     return COPY
 

@@ -86,7 +86,12 @@ class ModelRejected(EngineError):
     (a pickle: never loaded), ``invalid_onnx`` (the ONNX checker refused it),
     ``unsupported_operator`` (the converter lacks an operator), ``invalid_metadata``,
     ``output_mismatch`` (outputs disagree with the labels), ``model_failed`` (it
-    would not load or run), ``too_many_parameters``, ``model_too_slow``.
+    would not load or run), ``too_many_parameters``, ``no_parameters``, ``model_too_slow``,
+    ``model_too_large`` (an archive inflating past the size cap), ``too_many_nodes``,
+    ``tensor_too_large`` (an intermediate tensor over the byte cap),
+    ``data_dependent_shape`` (a shape that depends on the input's values);
+    and, from the vetting child (:mod:`worker.model_vetting`), ``model_memory_limit``
+    and ``model_crashed``.
     """
 
     def __init__(self, code: str, message: str):

@@ -158,14 +158,12 @@ def _check_inplace_alias(node: fx.Node, source: fx.Node, order: dict[fx.Node, in
 
 
 def _check_opaque_leaves(graph: fx.Graph, root: nn.Module) -> None:
-    """Leaf modules fx does not trace into (TorchScript, composite torch.nn layers such as
+    """Leaf modules fx does not trace into (composite torch.nn layers such as
     TransformerEncoderLayer, ReLU RNNs) could apply ReLUs the rewrite never sees."""
     for node in graph.nodes:
         if node.op != "call_module":
             continue
         module = root.get_submodule(node.target)
-        if isinstance(module, torch.jit.ScriptModule):
-            raise UnsupportedModel(f"module {node.target!r} is TorchScript; its ReLUs cannot be rewritten")
         if any(True for _ in module.children()) or getattr(module, "nonlinearity", None) == "relu":
             raise UnsupportedModel(
                 f"module {node.target!r} ({type(module).__name__}) hides its computation from tracing; "
@@ -175,8 +173,6 @@ def _check_opaque_leaves(graph: fx.Graph, root: nn.Module) -> None:
 
 def build_rule_copy(model: nn.Module, rule: Rule) -> RuleCopy:
     """Trace ``model`` and replace every ReLU-like call by a :class:`RuleReLU` node."""
-    if isinstance(model, torch.jit.ScriptModule):
-        raise UnsupportedModel("TorchScript models cannot be rewritten for guided backprop/deconvnet")
     tracer = _OutputTracer()
     try:
         graph = tracer.trace(model)

@@ -30,11 +30,13 @@ from typing import Callable
 
 from engine.errors import UnknownModel
 from engine.models import ModelSpec
-from engine.models.formats import ModelFormat, export_program_to_onnx, load_network, sniff_format, timed
-from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
+from engine.models.formats import ModelFormat, load_network
+from engine.models.registered import ModelMetadata, spec_from_metadata
+from engine.models.vetted import Vetted
 from engine.models.zoo import CACHE, MODELS, forget_model, set_model_source
 from worker.broker import broker_errors
 from worker.jobs import connect
+from worker.model_vetting import ModelVetter
 from worker.settings import Settings
 from worker.storage import ObjectNotFound, Storage, make_storage
 
@@ -89,6 +91,9 @@ class ModelRecord:
     parameters: int
     registered_at: float
     metadata: dict  # ModelMetadata with every default layer resolved
+    sizes: dict  # what vetting measured (engine.models.vetted.Vetted.as_record): the sizes it runs at,
+    capabilities: dict  # capability -> None, or why the model lacks it,
+    catalogue: list  # and the layer catalogue at the native size
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -110,7 +115,7 @@ class ModelStore:
     def __init__(self, redis, storage: Storage, settings: Settings):
         self.redis = redis
         self.storage = storage
-        self.limits = RegistrationLimits(settings.max_model_parameters, settings.model_load_seconds, settings.model_forward_seconds)
+        self.vetter = ModelVetter(settings)
         self._claim = redis.register_script(_CLAIM)
         self._remove = redis.register_script(_REMOVE)
         self._publish = redis.register_script(_PUBLISH)
@@ -118,21 +123,19 @@ class ModelStore:
     # -- registration ------------------------------------------------------------------------
 
     def register(self, tenant: str, metadata: str | bytes | dict, data: bytes) -> ModelRecord:
-        """Validate, store and record a model (ModelRejected, ModelNameTaken); every stored model stays intact."""
+        """Vet (in a child process), store and record a model (ModelRejected, ModelNameTaken); every stored model stays intact."""
         meta = ModelMetadata.parse(metadata)
         self._check_name_free(tenant, meta.name)
-        fmt = meta.format or sniff_format(data)
-        load_format: ModelFormat = "onnx" if fmt == "torch_export" else fmt
-        translated = timed(self.limits.max_load_seconds, "translating the program to ONNX", export_program_to_onnx, data) if fmt == "torch_export" else data
-        net = timed(self.limits.max_load_seconds, "loading the model", load_network, translated, load_format)
-        meta = validate_network(net, meta, fmt, self.limits)
+        vetted = self.vetter.vet(data, metadata)
+        fmt, translated = vetted.format, vetted.onnx
         digest = hashlib.sha256(data).hexdigest()
         file_key = f"models/files/{digest}"
         load_key = f"models/converted/{digest}.onnx" if fmt == "torch_export" else file_key
+        measured = vetted.as_record()
         record = ModelRecord(
             name=meta.name, owner=tenant, format=fmt, content_hash=digest, file_key=file_key, load_key=load_key,
-            load_format=load_format, bytes=len(data), parameters=sum(p.numel() for p in net.parameters()),
-            registered_at=round(time.time(), 3), metadata=meta.model_dump(mode="json"),
+            load_format="onnx", bytes=len(data), parameters=vetted.parameters, registered_at=round(time.time(), 3),
+            metadata=vetted.metadata, sizes=measured["sizes"], capabilities=measured["capabilities"], catalogue=measured["catalogue"],
         )
         self._put_once(file_key, data)
         if load_key != file_key:
@@ -224,7 +227,8 @@ class ModelStore:
 
     def spec_of(self, found: ModelRecord) -> ModelSpec:
         meta = ModelMetadata.model_validate(found.metadata)
-        return spec_from_metadata(meta, found.format, self._builder(found), found.owner, found.content_hash)
+        measured = Vetted.from_record(asdict(found), b"")
+        return spec_from_metadata(meta, found.format, self._builder(found), found.owner, found.content_hash, measured)
 
     def _builder(self, found: ModelRecord) -> Callable:
         def build():

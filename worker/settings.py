@@ -68,8 +68,12 @@ class Settings(BaseSettings):
     # registered models
     max_model_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest model file accepted (413 above)")
     max_model_parameters: int = Field(150_000_000, ge=1, description="models with more parameters are refused")
-    model_load_seconds: float = Field(120.0, gt=0, description="reading and converting a model file may take this long")
     model_forward_seconds: float = Field(30.0, gt=0, description="the validating forward pass at the native size may take this long")
+    max_model_nodes: int = Field(20_000, ge=1, description="ONNX graphs (a .pt2's translation included) with more nodes are refused before anything else reads them")
+    max_model_tensor_bytes: int = Field(2**30, ge=1, description="largest intermediate tensor a model may make at any input size vetted (batch 2); larger is refused")
+    model_vetting_seconds: float = Field(180.0, gt=0, description="wall-clock and CPU-time cap of the child process that vets a model file; killed past it (422 model_too_slow)")
+    model_vetting_memory_bytes: int = Field(4 * 2**30, ge=2**26, description="address space the vetting child may use beyond its imports and the file (422 model_memory_limit past it)")
+    model_vetting_concurrency: int = Field(2, ge=1, description="model files vetted at once (each in its own child process); more registrations wait")
     model_cache_bytes: int = Field(4 * 1024**3, ge=0, description="loaded models kept per process (parameters + buffers), least recently used out")
 
     # webhooks (the API checks a job's webhook; the webhooks worker delivers it)

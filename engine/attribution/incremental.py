@@ -349,9 +349,7 @@ def traced(model: nn.Module) -> fx.GraphModule:
     """The cached fx trace of ``model`` (shares its weights); raises Unsupported if it cannot be traced."""
     def build() -> fx.GraphModule | Unsupported:
         try:
-            return _without_script_leaves(fx.symbolic_trace(model))
-        except Unsupported as exc:
-            return exc
+            return fx.symbolic_trace(model)
         except Exception as exc:  # fx raises many types for untraceable control flow
             return Unsupported(f"cannot trace the model: {exc}")
 
@@ -359,19 +357,3 @@ def traced(model: nn.Module) -> fx.GraphModule:
     if isinstance(found, Unsupported):
         raise found
     return found
-
-
-def _without_script_leaves(gm: fx.GraphModule) -> fx.GraphModule:
-    """A TorchScript submodule is one opaque call: no plan could recompute less than all of it."""
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            value = gm.get_submodule(node.target)
-        elif node.op == "get_attr":  # fx reaches a scripted submodule through its C++ handle
-            value = gm
-            for part in node.target.split("."):
-                value = getattr(value, part)
-        else:
-            continue
-        if isinstance(value, (torch.jit.ScriptModule, torch._C.ScriptObject)):
-            raise Unsupported(f"{node.target!r} is TorchScript, opaque to tracing")
-    return gm

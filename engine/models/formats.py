@@ -1,6 +1,6 @@
 """User model files -> networks the engine understands, without unpickling anything.
 
-Three formats are read, each ending as an ``nn.Module``:
+Two formats are read, each ending as an ``nn.Module``:
 
 - ONNX, the format every framework exports to: checked with ``onnx.checker``,
   then converted by ``onnx2torch`` into a ``torch.fx`` GraphModule of torch.nn
@@ -13,16 +13,21 @@ Three formats are read, each ending as an ``nn.Module``:
   ``weights_only=False`` for some entries), loaded, and translated to ONNX
   once (:func:`export_program_to_onnx`), so it becomes the same fx graph,
   with the layer names an ONNX export of the original network has.
-- TorchScript: ``torch.jit.load``, whose own unpickler builds only tensors and
-  TorchScript objects (no Python global is imported). A scripted module hides
-  its graph from ``torch.fx`` and its layers from hooks, so the methods that
-  need either refuse it (:mod:`engine.models.support`).
 
-A ``torch.save`` file (a pickle, zipped or not) is refused unread.
+A ``torch.save`` file (a pickle, zipped or not) is refused unread, and so is
+TorchScript (``format_not_supported``). A TorchScript archive is source code
+that ``torch.jit.load`` compiles (the ``code/`` entries) before any graph
+exists to check; the compiled module is a tree of methods that call one
+another, loop and branch on tensor values and may reach any aten operator
+(``from_file``, ``save``), custom classes included, through calls resolved at
+run time. An allowlist would have to follow every method and branch, including
+ones only some inputs reach, and trust the compiler with hostile source first:
+it cannot be made airtight. ``torch.export`` and ONNX give one flat graph of
+operators, fixed at export, that is checked node by node before anything runs
+(:mod:`engine.models.export_checks`, :mod:`engine.models.onnx_checks`).
 """
 
 import io
-import json
 import time
 import zipfile
 from typing import Literal
@@ -32,8 +37,8 @@ from torch import nn
 
 from engine.errors import ModelRejected
 
-ModelFormat = Literal["onnx", "torch_export", "torchscript"]
-FORMATS: tuple[ModelFormat, ...] = ("onnx", "torch_export", "torchscript")
+ModelFormat = Literal["onnx", "torch_export"]
+FORMATS: tuple[ModelFormat, ...] = ("onnx", "torch_export")
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOLS = tuple(bytes([0x80, p]) for p in range(2, 6))
@@ -43,17 +48,21 @@ _ONNX_OPSET = 17  # the newest opset onnx2torch converts Reduce* ops for
 def sniff_format(data: bytes) -> ModelFormat:
     """Which format ``data`` is in (ModelRejected for pickles and unknown files)."""
     if data.startswith(_PICKLE_PROTOCOLS):
-        raise ModelRejected("pickled_model", "this is a Python pickle (torch.save); pickles are never loaded: export to ONNX, torch.export or TorchScript")
+        raise ModelRejected("pickled_model", "this is a Python pickle (torch.save); pickles are never loaded: export to ONNX or torch.export")
     if not data.startswith(_ZIP_MAGIC):
         return "onnx"
     names = _zip_names(data)
     if any(name.endswith("/archive_format") for name in names) and any(name.endswith("models/model.json") for name in names):
         return "torch_export"
     if any("/code/" in name for name in names) and any(name.endswith("/constants.pkl") for name in names):
-        return "torchscript"
+        raise ModelRejected(
+            "format_not_supported",
+            "this is a TorchScript module, which is not accepted: its code is compiled and can call any operator, so it cannot "
+            "be checked before it runs; export the network with torch.export (torch.export.save) or to ONNX instead",
+        )
     if any(name.endswith("data.pkl") for name in names):
-        raise ModelRejected("pickled_model", "this is a torch.save archive (a pickle); pickles are never loaded: export to ONNX, torch.export or TorchScript")
-    raise ModelRejected("not_a_model", "a zip archive that is neither a torch.export program nor a TorchScript module")
+        raise ModelRejected("pickled_model", "this is a torch.save archive (a pickle); pickles are never loaded: export to ONNX or torch.export")
+    raise ModelRejected("not_a_model", "a zip archive that is not a torch.export program")
 
 
 def _zip_names(data: bytes) -> list[str]:
@@ -67,10 +76,13 @@ def _zip_names(data: bytes) -> list[str]:
 # -- ONNX ---------------------------------------------------------------------------------------
 
 
-def read_onnx(data: bytes):
-    """The checked ``onnx.ModelProto`` in ``data``."""
+def read_onnx(data: bytes, max_nodes: int | None = None):
+    """The checked ``onnx.ModelProto`` in ``data`` (:mod:`engine.models.onnx_checks`: at most ``max_nodes``
+    nodes when given, no external data anywhere, allowlisted operators only)."""
     import onnx
     from google.protobuf.message import DecodeError
+
+    from engine.models import onnx_checks
 
     try:
         proto = onnx.load_model_from_string(data)
@@ -78,9 +90,10 @@ def read_onnx(data: bytes):
         raise ModelRejected("not_a_model", f"not an ONNX model (or a truncated one): {exc}") from None
     if not proto.graph.node:
         raise ModelRejected("not_a_model", "not an ONNX model: the file holds no graph")
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise ModelRejected("invalid_onnx", f"weight {tensor.name!r} is stored outside the file (external data); send one self-contained file")
+    if max_nodes is not None:
+        onnx_checks.check_node_count(proto, max_nodes)
+    onnx_checks.check_no_external_data(proto)
+    onnx_checks.check_operators(proto)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -131,47 +144,27 @@ def onnx_network(data: bytes) -> nn.Module:
 # -- torch.export -------------------------------------------------------------------------------
 
 
-def _check_pt2_archive(data: bytes) -> None:
-    """Refuse any entry ``torch.export.load`` would unpickle beyond ``weights_only=True``.
+def read_program(data: bytes) -> "torch.export.ExportedProgram":
+    """The ``.pt2`` program in ``data``, checked (:mod:`engine.models.export_checks`): no pickle unpickled,
+    every node allowlisted, and its guard code (Python source ``module()`` would run) dropped."""
+    from engine.models.export_checks import check_no_pickles, check_program
 
-    Weights and constants marked ``use_pickle``, custom or opaque objects and
-    legacy ``.pt`` payloads go through ``torch.load(weights_only=False)`` or
-    ``pickle.loads``; every other ``.pt`` entry (sample inputs) is first read
-    with ``weights_only=True`` by the loader, which then falls back to a full
-    unpickle on failure, so it is tried here with ``weights_only=True`` first.
-    """
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for name in archive.namelist():
-            if name.endswith("_config.json") and ("/weights/" in name or "/constants/" in name):
-                try:
-                    config = json.loads(archive.read(name)).get("config", {})
-                except ValueError:
-                    raise ModelRejected("not_a_model", f"{name} in the archive is not JSON") from None
-                for fqn, entry in config.items():
-                    path = str(entry.get("path_name", ""))
-                    if entry.get("use_pickle") or path.startswith(("custom_obj", "opaque_obj")):
-                        raise ModelRejected("pickled_model", f"{fqn!r} is stored as a pickle in the archive; pickles are never loaded")
-            elif name.endswith(".pt") or name.endswith(".pkl"):
-                if "/weights/" in name or "/constants/" in name:
-                    raise ModelRejected("pickled_model", f"{name}: a legacy pickled payload; save the program again with torch.export.save")
-                try:
-                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-                except Exception:
-                    raise ModelRejected("pickled_model", f"{name} in the archive is a pickle of more than tensors; it is never loaded") from None
+    _zip_names(data)
+    check_no_pickles(data)
+    try:
+        program = torch.export.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ModelRejected("model_failed", f"torch.export.load could not read the program: {type(exc).__name__}: {exc}") from None
+    program._guards_code = []
+    check_program(program)
+    return program
 
 
 def export_program_to_onnx(data: bytes) -> bytes:
     """A ``.pt2`` program translated to self-contained ONNX bytes (batch axis kept dynamic)."""
     import warnings
 
-    _zip_names(data)
-    _check_pt2_archive(data)
-    try:
-        program = torch.export.load(io.BytesIO(data))
-    except ModelRejected:
-        raise
-    except Exception as exc:
-        raise ModelRejected("model_failed", f"torch.export.load could not read the program: {type(exc).__name__}: {exc}") from None
+    program = read_program(data)
     user_inputs = [spec for spec in program.graph_signature.input_specs if spec.kind.name == "USER_INPUT"]
     placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
     if len(user_inputs) != 1:
@@ -201,19 +194,9 @@ def _module_tree(program) -> nn.Module:
     try:
         tree = torch.export.unflatten(program)
     except Exception:
-        return program.module()
+        return program.module(check_guards=False)
     tree.check_input_constraints = False  # the exporter's tracer cannot evaluate the symbolic batch bound
     return tree
-
-
-# -- TorchScript --------------------------------------------------------------------------------
-
-
-def torchscript_network(data: bytes) -> nn.Module:
-    try:
-        return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
-    except Exception as exc:
-        raise ModelRejected("model_failed", f"torch.jit.load could not read the module: {type(exc).__name__}: {exc}") from None
 
 
 # -- entry point --------------------------------------------------------------------------------
@@ -225,8 +208,6 @@ def load_network(data: bytes, fmt: ModelFormat) -> nn.Module:
         return onnx_network(data)
     if fmt == "torch_export":
         return onnx_network(export_program_to_onnx(data))
-    if fmt == "torchscript":
-        return torchscript_network(data)
     raise ModelRejected("not_a_model", f"unknown model format {fmt!r}; one of {', '.join(FORMATS)}")
 
 

@@ -11,7 +11,8 @@ given. A model that fails any of it is refused now, never at first use.
 """
 
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
@@ -21,8 +22,12 @@ from engine.errors import ModelRejected
 from engine.imaging import Fit
 from engine.models.formats import ModelFormat, timed
 from engine.models.labels import IMAGENET_LABELS
+from engine.models.layer_roles import feature_stages
 from engine.models.wrapper import ConvLensModel, Preprocessing
 from engine.models.zoo import ModelSpec
+
+if TYPE_CHECKING:
+    from engine.models.vetted import Vetted
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Side = Annotated[int, Field(ge=16, le=1024)]
@@ -52,7 +57,7 @@ class ModelMetadata(BaseModel):
     labels: Literal["imagenet"] | list[Annotated[str, Field(max_length=200)]] | None = Field(
         None, max_length=100_000, description="class names in output order, 'imagenet' for the standard 1000, or null for a feature extractor"
     )
-    gradcam_layer: str | None = Field(None, description="default layer for Grad-CAM and activations; default: the last spatial layer")
+    gradcam_layer: str | None = Field(None, description="default layer for Grad-CAM and activations; default: the last layer with a convolution's feature-map layout")
     embedding_layer: str | None = Field(None, description="layer whose output is an image's feature vector; default: the one before the classifier")
     first_conv: str | None = Field(None, description="the convolution on the pixels; default: the first Conv2d with 3 input channels")
     format: ModelFormat | None = Field(None, description="the file's format; default: detected from the file")
@@ -76,13 +81,21 @@ class ModelMetadata(BaseModel):
 @dataclass(frozen=True)
 class RegistrationLimits:
     max_parameters: int
-    max_load_seconds: float
-    max_forward_seconds: float
+    max_forward_seconds: float  # the first pass at the native size
+    max_nodes: int  # ONNX nodes (a .pt2's translation included)
+    max_tensor_bytes: int  # any intermediate tensor at any vetted size, batch 2
+    max_archive_bytes: int  # a .pt2's members inflated, together
 
 
 def spec_from_metadata(
-    meta: ModelMetadata, fmt: ModelFormat, build: Callable[[], nn.Module], owner: str | None, content_hash: str
+    meta: ModelMetadata, fmt: ModelFormat, build: Callable[[], nn.Module], owner: str | None, content_hash: str,
+    measured: "Vetted | None" = None,
 ) -> ModelSpec:
+    """The spec of a registered model; ``measured`` (what vetting found) adds its sizes, capabilities and catalogue."""
+    known = {}
+    if measured is not None:
+        lacks = {name: reason for name, reason in measured.capabilities.items() if reason}
+        known = {"lacks": MappingProxyType(lacks), "sizes": measured.sizes, "layers": measured.catalogue}
     return ModelSpec(
         name=meta.name,
         description=meta.description or f"registered {fmt} model",
@@ -98,12 +111,15 @@ def spec_from_metadata(
         format=fmt,
         owner=owner,
         content_hash=content_hash,
+        **known,
     )
 
 
 def validate_network(net: nn.Module, meta: ModelMetadata, fmt: ModelFormat, limits: RegistrationLimits) -> ModelMetadata:
     """Run ``net`` as ``meta`` declares; the metadata with every default layer resolved (ModelRejected if not)."""
     parameters = sum(p.numel() for p in net.parameters())
+    if parameters == 0:
+        raise ModelRejected("no_parameters", "the model has no parameters (weights): there is no learned network to explain")
     if parameters > limits.max_parameters:
         raise ModelRejected("too_many_parameters", f"the model has {parameters:,} parameters, over the limit of {limits.max_parameters:,}")
     model = ConvLensModel(spec_from_metadata(meta, fmt, lambda: net, None, ""), net)
@@ -118,11 +134,6 @@ def validate_network(net: nn.Module, meta: ModelMetadata, fmt: ModelFormat, limi
     batched = _forward(model, 2, height, width)
     if batched.shape[0] != 2 or not torch.allclose(batched[:1], logits, rtol=1e-3, atol=1e-4):
         raise ModelRejected("model_failed", "the model does not treat a batch of two pictures as two pictures; export it with a dynamic batch axis")
-    if fmt == "torchscript":
-        named = [layer for layer in (meta.gradcam_layer, meta.embedding_layer, meta.first_conv) if layer]
-        if named:
-            raise ModelRejected("invalid_metadata", f"a TorchScript module exposes no layers to name ({', '.join(named)}); register ONNX or torch.export for layer methods")
-        return meta
     return meta.model_copy(update=_resolved_layers(model, meta, labels))
 
 
@@ -152,11 +163,11 @@ def _resolved_layers(model: ConvLensModel, meta: ModelMetadata, labels) -> dict:
         first_conv = next((name for name, m in model.layers.items() if _is_pixel_conv(m)), None)
     if meta.gradcam_layer is not None and len(shapes[meta.gradcam_layer]) != 3:
         raise ModelRejected("invalid_metadata", f"gradcam_layer {meta.gradcam_layer!r} outputs {shapes[meta.gradcam_layer]}, not a feature map")
-    spatial = [info.name for info in catalogue if len(info.shape) == 3 and info.shape[1] * info.shape[2] > 1]
+    stages = feature_stages(catalogue)  # feature maps in a convolution's layout (not channel-last ones)
     vectors = [info.name for info in catalogue[:-1] if len(info.shape) == 1 or info.shape[1:] == (1, 1)]
     return {
         "first_conv": first_conv,
-        "gradcam_layer": meta.gradcam_layer or (spatial[-1] if spatial else None),
+        "gradcam_layer": meta.gradcam_layer or (stages[-1][-1].name if stages else None),
         "embedding_layer": meta.embedding_layer or (vectors[-1] if vectors and labels is not None else None),
     }
 

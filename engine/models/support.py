@@ -32,8 +32,8 @@ def size_refusal(spec: "ModelSpec", size: tuple[int, int]) -> str | None:
     if sizes is None or sizes.accepts(size):
         return None
     if sizes.fixed:
-        return f"model {spec.name!r} runs only at its native size {_hw(sizes.smallest)}; this call would run it at {_hw(size)}"
-    return (f"model {spec.name!r} was measured to run at sizes from {_hw(sizes.smallest)} to {_hw(sizes.largest)}; "
+        return f"model {spec.name!r} runs only at its native size {_hw(sizes.native)}; this call would run it at {_hw(size)}"
+    return (f"model {spec.name!r} was measured to run at sizes from {_hw(sizes.min)} to {_hw(sizes.max)}; "
             f"this call would run it at {_hw(size)}")
 
 

@@ -30,21 +30,26 @@ Size = tuple[int, int]  # (height, width)
 
 
 @dataclass(frozen=True)
-class SizeRange:
-    """The input sizes a model was measured to accept: every (h, w) between ``smallest`` and ``largest``."""
+class Sizes:
+    """The input sizes a model was measured to run at: its native one, and the smallest and largest that ran."""
 
-    smallest: Size
-    largest: Size
+    native: Size
+    min: Size
+    max: Size
 
     @property
     def fixed(self) -> bool:
-        return self.smallest == self.largest
+        return self.min == self.native == self.max
 
     def accepts(self, size: Size) -> bool:
-        return all(low <= side <= high for low, side, high in zip(self.smallest, size, self.largest))
+        return all(low <= side <= high for low, side, high in zip(self.min, size, self.max))
 
     def as_dict(self) -> dict:
-        return {"smallest": list(self.smallest), "largest": list(self.largest), "fixed": self.fixed}
+        return {"native": list(self.native), "min": list(self.min), "max": list(self.max), "fixed": self.fixed}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Sizes":
+        return cls(tuple(raw["native"]), tuple(raw["min"]), tuple(raw["max"]))
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class ModelSpec:
     content_hash: str = ""  # sha256 of a registered file
     # capability -> why the model lacks it (measured at registration); absent: it has it
     lacks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
-    sizes: SizeRange | None = None  # None: any size
+    sizes: Sizes | None = None  # None: any size
     layers: tuple[LayerInfo, ...] | None = field(default=None, repr=False)  # catalogue at the native size, when measured
     architecture: Callable[[], nn.Module] | None = field(default=None, repr=False)  # the network without weights
     # role -> the layers a built-in names for it (engine.models.layer_roles); others derive them

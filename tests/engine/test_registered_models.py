@@ -1,5 +1,6 @@
 """Reading model files, validating them against their metadata, the model cache and the zoo's model source."""
 
+import dataclasses
 import io
 import pickle
 
@@ -13,10 +14,12 @@ from engine.models import zoo
 from engine.models.cache import ModelCache, model_bytes
 from engine.models.formats import load_network, read_onnx, sniff_format
 from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
+from engine.models.wrapper import ConvLensModel
+from tests.hostile_files import weightless_onnx
 from tests.model_files import IMAGENET_PRE, onnx_bytes, pt2_bytes, tiny_net, torchscript_bytes
 
 SIZE = (64, 64)
-LIMITS = RegistrationLimits(max_parameters=10**7, max_load_seconds=60, max_forward_seconds=60)
+LIMITS = RegistrationLimits(max_parameters=10**7, max_forward_seconds=60, max_nodes=10_000, max_tensor_bytes=2**30, max_archive_bytes=2**28)
 
 
 def meta(**overrides) -> ModelMetadata:
@@ -24,11 +27,14 @@ def meta(**overrides) -> ModelMetadata:
                                 "labels": ["a", "b", "c", "d"], **overrides})
 
 
-def test_formats_are_told_apart_and_pickles_refused_unread():
+def test_formats_are_told_apart_and_pickles_and_torchscript_refused_unread():
     net = tiny_net()
     assert sniff_format(onnx_bytes(net, SIZE)) == "onnx"
     assert sniff_format(pt2_bytes(net, SIZE)) == "torch_export"
-    assert sniff_format(torchscript_bytes(net)) == "torchscript"
+    with pytest.raises(ModelRejected) as refused:
+        sniff_format(torchscript_bytes(net))
+    assert refused.value.code == "format_not_supported"
+    assert "torch.export" in refused.value.message and "ONNX" in refused.value.message
     saved = io.BytesIO()
     torch.save(net.state_dict(), saved)
     for pickled in (saved.getvalue(), pickle.dumps({"a": 1})):
@@ -41,7 +47,7 @@ def test_every_format_loads_to_the_same_function():
     net = tiny_net()
     x = torch.rand(3, 3, *SIZE)
     expected = net(x)
-    for data, fmt in ((onnx_bytes(net, SIZE), "onnx"), (pt2_bytes(net, SIZE), "torch_export"), (torchscript_bytes(net), "torchscript")):
+    for data, fmt in ((onnx_bytes(net, SIZE), "onnx"), (pt2_bytes(net, SIZE), "torch_export")):
         torch.testing.assert_close(load_network(data, fmt)(x), expected, rtol=1e-4, atol=1e-5, msg=fmt)
     assert isinstance(load_network(onnx_bytes(net, SIZE), "onnx"), torch.fx.GraphModule)
 
@@ -90,6 +96,7 @@ class BatchOfOne(nn.Module):
 
 @pytest.mark.parametrize("case, code", [
     ("parameters", "too_many_parameters"),
+    ("weightless", "no_parameters"),
     ("slow", "model_too_slow"),
     ("batch_of_one", "model_failed"),
     ("output", "output_mismatch"),
@@ -98,9 +105,11 @@ class BatchOfOne(nn.Module):
 def test_validation_refuses(case, code):
     net, metadata, limits = tiny_net(), meta(), LIMITS
     if case == "parameters":
-        limits = RegistrationLimits(100, 60, 60)
+        limits = dataclasses.replace(LIMITS, max_parameters=100)
     if case == "slow":
-        limits = RegistrationLimits(10**7, 60, 1e-9)
+        limits = dataclasses.replace(LIMITS, max_forward_seconds=1e-9)
+    if case == "weightless":
+        net, metadata = load_network(weightless_onnx(), "onnx"), meta(labels=["a", "b", "c"])
     if case == "batch_of_one":
         net = BatchOfOne().eval()
     if case == "output":
@@ -112,6 +121,13 @@ def test_validation_refuses(case, code):
     with pytest.raises(ModelRejected) as refused:
         validate_network(net, metadata, "onnx", limits)
     assert refused.value.code == code
+
+
+def test_a_weightless_model_still_has_a_device():
+    net = load_network(weightless_onnx(), "onnx")
+    assert not list(net.parameters())
+    model = ConvLensModel(spec_from_metadata(meta(labels=["a", "b", "c"]), "onnx", lambda: net, None, ""), net)
+    assert model.device == torch.device("cpu")
 
 
 def test_cache_evicts_the_least_recently_used_by_memory():
