@@ -105,7 +105,7 @@ def test_two_files_are_vetted_one_child_at_a_time_and_leave_nothing_behind():
     assert results["onnx"].onnx == files["onnx"] and results["onnx"].parameters == 1460  # see tests/engine/test_vetting.py
     assert onnx.load_model_from_string(results["torch_export"].onnx).graph.node and results["torch_export"].parameters == 1508
     for vetted in results.values():
-        assert vetted.sizes.as_dict() == {"native": [64, 64], "min": [32, 32], "max": [128, 128], "fixed": False}
+        assert vetted.sizes.as_dict() == {"native": [64, 64], "min": [32, 32], "max": [512, 512], "fixed": False}
         assert set(vetted.capabilities.values()) == {None}
     assert set(Path(tempfile.gettempdir()).glob("convlens-vetting-*")) == before
     assert vetting_children() == []
