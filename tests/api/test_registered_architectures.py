@@ -54,7 +54,7 @@ def cheap(name: str, side: int) -> dict:
         "feature_inversion": {"steps": 1, "size": side},
         "texture_synthesis": {"steps": 1, "height": side, "width": side},
         "style_transfer": {"steps": 1, "size": side, "scales": 1},
-        "train_style_model": {"steps": 1, "batch_size": 1, "size": min(side, 64), "width": 4, "residual_blocks": 1},
+        "train_style_model": {"steps": 1, "batch_size": 1, "size": min(side, 128), "width": 4, "residual_blocks": 1},
     }.get(name, {})
 
 
