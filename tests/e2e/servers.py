@@ -153,6 +153,45 @@ class CeleryWorker:
         self.kill()
 
 
+class APIServer:
+    """``uvicorn --factory api.app:create_app`` in a process of its own, in working directory ``cwd``."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path):
+        self.port = free_port()
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.cwd, self.log_path = cwd, log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> "APIServer":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        wait_for(lambda: self._answers() or self.process.poll() is not None, timeout, "the API process", interval=0.2)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the API exited:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
+            self.process = None
+
+
 class S3Server:
     """moto's S3 API server on a loopback port."""
 
