@@ -125,6 +125,8 @@ def validate_network(net: nn.Module, meta: ModelMetadata, fmt: ModelFormat, limi
     model = ConvLensModel(spec_from_metadata(meta, fmt, lambda: net, None, ""), net)
     height, width = meta.input_size
     logits = timed(limits.max_forward_seconds, "the first forward pass", _forward, model, 1, height, width)
+    if not torch.isfinite(logits).all():
+        raise ModelRejected("non_finite_output", "the model's outputs for a plain (all-zero) picture hold NaN or infinite numbers")
     labels = meta.label_tuple()
     if labels is not None and tuple(logits.shape) != (1, len(labels)):
         raise ModelRejected(

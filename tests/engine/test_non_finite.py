@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from PIL import Image
-from torch import nn
 
 from engine.errors import NonFiniteResult
 from engine.models import register_model
@@ -11,24 +10,13 @@ from engine.models.registered import ModelMetadata, spec_from_metadata
 from engine.models.zoo import MODELS
 from engine.result import Result
 from engine.run import run_method
-from tests.model_files import metadata, tiny_net
-
-
-class DarkIsNaN(nn.Module):
-    """Random-weight logits times sqrt(mean input): NaN for a dark picture (negative after ImageNet normalisation)."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = tiny_net(4)
-
-    def forward(self, x):
-        return self.net(x) * x.mean((1, 2, 3), keepdim=False).sqrt()[:, None]
+from tests.model_files import BrightIsNaN, metadata
 
 
 @pytest.fixture
 def nan_net():
-    meta = ModelMetadata.parse(metadata("dark-is-nan", (32, 32), [f"c{i}" for i in range(4)]))
-    spec = register_model(spec_from_metadata(meta, "onnx", DarkIsNaN, None, "test"))
+    meta = ModelMetadata.parse(metadata("bright-is-nan", (32, 32), [f"c{i}" for i in range(4)]))
+    spec = register_model(spec_from_metadata(meta, "onnx", BrightIsNaN, None, "test"))
     yield spec.name
     MODELS.remove(spec.name)
 
@@ -44,6 +32,6 @@ def test_the_first_non_finite_value_is_named():
 def test_a_model_with_nan_outputs_gets_a_clear_error_and_finite_ones_an_answer(nan_net, method):
     params = {"window": 16, "stride": 16} if method == "occlusion" else {}
     with pytest.raises(NonFiniteResult, match="produced NaN or infinite numbers"):
-        run_method(method, nan_net, {"image": Image.new("RGB", (32, 32), "black")}, params, device="cpu")
-    result = run_method(method, nan_net, {"image": Image.new("RGB", (32, 32), "white")}, params, device="cpu")
+        run_method(method, nan_net, {"image": Image.new("RGB", (32, 32), "white")}, params, device="cpu")
+    result = run_method(method, nan_net, {"image": Image.new("RGB", (32, 32), "black")}, params, device="cpu")
     assert result.first_non_finite() is None
