@@ -2,7 +2,7 @@
 
 The built-in network is exported to ONNX (legacy exporter, opset 17), read back
 through :mod:`engine.models.formats` (onnx2torch -> torch.fx) and validated and
-registered exactly as ``POST /v1/models`` does, minus HTTP and storage.
+vetted exactly as ``POST /v1/models`` vets it (in this process, not a child), minus HTTP and storage.
 - saliency, guided backprop: the whole inline method (``engine.run.run_method``,
   224 px chelsea) on the copy vs on the built-in; ratio = copy / built-in
   (target <= 1.2x).
@@ -35,24 +35,28 @@ from engine.attribution.occlusion import occlusion_drops
 from engine.imaging import fit_image, to_tensor
 from engine.models import load_model, register_model
 from engine.models.formats import load_network
-from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
+from engine.models.registered import ModelMetadata, spec_from_metadata
+from engine.models.vetting import vet
 from engine.run import run_method
+from worker.model_vetting import VettingLimits
+from worker.settings import Settings
 
 CLASS = 285  # Egyptian cat
 COPY = "lite0-onnx-bench"
 
 
 def onnx_copy(builtin) -> str:
+    """The built-in exported to ONNX, vetted as registration vets it (in this process), known to the zoo by name."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(builtin.net, (torch.zeros(1, 3, 224, 224),), buffer, dynamo=False, opset_version=17,
                           input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}})
-    net = load_network(buffer.getvalue(), "onnx")
-    meta = ModelMetadata.parse({"name": COPY, "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-                                "input_size": [224, 224], "labels": "imagenet"})
-    meta = validate_network(net, meta, "onnx", RegistrationLimits(10**8, 600, 10**5, 2**32, 2**30))
-    register_model(spec_from_metadata(meta, "onnx", lambda: net, "bench", "bench"))
+    meta = {"name": COPY, "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+            "input_size": [224, 224], "labels": "imagenet"}
+    vetted = vet(buffer.getvalue(), meta, VettingLimits.from_settings(Settings()).model)
+    net = load_network(vetted.onnx, "onnx")
+    register_model(spec_from_metadata(ModelMetadata.model_validate(vetted.metadata), "onnx", lambda: net, "bench", "bench", vetted))
     return COPY
 
 
