@@ -1,9 +1,12 @@
 """ONNX copies of torchvision architectures with random weights, made once per test process.
 
-Format tests only: the weights are random (never presented as pretrained). Norm
-layers and ConvNeXt's layer scales get random values too: at their defaults
-(identity norms, layer scale 1e-6) a block's branch adds a millionth of its
-value and a wrong computation inside it would go unseen.
+Format tests only: the weights are random (never presented as pretrained). They are
+drawn so that the output depends on the picture: convolutions nearly keep
+the variance of what they read (PyTorch's default shrinks it, and after fifty
+layers ShuffleNet's logits no longer change with the picture), and norm
+layers and ConvNeXt's layer scales get random values too (at their defaults, a
+ConvNeXt block's branch adds a millionth of its value and a wrong computation
+inside it would go unseen).
 """
 
 from functools import lru_cache
@@ -28,6 +31,9 @@ def randomised(net: nn.Module, seed: int = 0) -> nn.Module:
 
     with torch.no_grad():
         for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()  # 1.6: between keeping the variance (2, He et al.) and halving it
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (1.6 / fan_in) ** 0.5)
             if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
                 module.weight.copy_(uniform(module.weight.shape, 0.5, 1.5))
                 module.bias.copy_(uniform(module.bias.shape, -0.2, 0.2))
