@@ -7,7 +7,10 @@ Windows start every ``stride`` pixels; the last row/column of windows is
 clipped at the border so every pixel is covered.
 
 The ``auto`` strategy recomputes only each window's receptive-field cone
-(:mod:`engine.attribution.incremental`), same numbers as ``brute_force``.
+(:mod:`engine.attribution.incremental`), same numbers as ``brute_force``,
+which it falls back to when the network cannot be traced or no convolution
+or pooling of it would run on less than the whole map; the result's
+``strategy`` names the one that ran.
 Windows are evaluated ``batch_size`` at a time; a CUDA out-of-memory error
 halves the batch and retries. Neither changes the map. Both strategies run
 the network with its batch norms folded into the convs
