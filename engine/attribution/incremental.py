@@ -123,6 +123,13 @@ class _Step:
     shape: torch.Size | None = None  # RESHAPE: the output shape for a batch of two
 
 
+def _format(t: torch.Tensor) -> torch.memory_format:
+    """The memory format a batch of ``t``'s copies keeps (channels-last where ``t`` is laid out so)."""
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _reads_shape(node: fx.Node) -> bool:
     """Whether ``node`` reads only the shape of its tensor input (which varies with the batch)."""
     if node.op == "call_function":
@@ -148,13 +155,19 @@ class IncrementalOcclusion:
     def __init__(self, model: nn.Module, image: torch.Tensor, windows: list[Window]):
         self.gm = traced(model)
         self.windows = np.asarray(windows, dtype=np.int64).reshape(-1, 4)
-        self.image = image
+        self.image = image.contiguous(memory_format=torch.channels_last)
         self.clean = self._clean_pass(image)
         self.plan: dict[fx.Node, _Step] = {}
         self._shapes_at_two: dict[fx.Node, object] = {}  # meta values for a batch of two copies
         self._padded: dict[tuple, torch.Tensor] = {}
         self._make_plan()
         self._last_uses = _last_uses(self.gm.graph)
+
+    @property
+    def clean_output(self):
+        """The network's output for the picture itself, from the clean pass."""
+        output = next(node for node in self.gm.graph.nodes if node.op == "output")
+        return fx.node.map_arg(output.args[0], lambda n: self.clean[n])
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -300,7 +313,10 @@ class IncrementalOcclusion:
 
     def _occluded_source(self, box: _Box, chosen: np.ndarray, fill: torch.Tensor) -> torch.Tensor:
         (h, w), (sy, sx) = box.size, (box.start[0][chosen], box.start[1][chosen])
-        patch = torch.empty((len(chosen), self.image.shape[1], h, w), dtype=self.image.dtype, device=self.image.device)
+        patch = torch.empty(
+            (len(chosen), self.image.shape[1], h, w), dtype=self.image.dtype, device=self.image.device,
+            memory_format=torch.channels_last,
+        )
         for i, k in enumerate(chosen):
             y0, y1, x0, x1 = self.windows[k]
             patch[i] = self.image[0, :, sy[i] : sy[i] + h, sx[i] : sx[i] + w]
@@ -318,26 +334,33 @@ class IncrementalOcclusion:
         return self._pasted(clean, value, step, chosen)
 
     def _pasted(self, clean: torch.Tensor, patch: torch.Tensor, step: _Step, chosen: np.ndarray) -> torch.Tensor:
-        full = clean.repeat(len(chosen), *([1] * (clean.dim() - 1)))
+        full = torch.empty((len(chosen), *clean.shape[1:]), dtype=clean.dtype, device=clean.device, memory_format=_format(clean))
+        full.copy_(clean.expand(len(chosen), *clean.shape[1:]))
         self._paste(full, patch, step, chosen, (np.zeros(len(chosen), np.int64),) * 2)
         return full
 
     def _paste(self, target: torch.Tensor, patch: torch.Tensor, step: _Step, chosen: np.ndarray, origin) -> None:
-        """Write ``patch`` (box coordinates) into ``target`` whose [0, 0] sits at ``origin[i]`` per window."""
+        """Write ``patch`` (``step``'s box) into ``target``, whose [0, 0] sits at ``origin[i]`` for window i;
+        what falls outside ``target`` is dropped."""
         axes = step.layout.axes
         target, patch = target.movedim(axes, (-2, -1)), patch.movedim(axes, (-2, -1))  # views: writes reach target
-        (h, w), th, tw = step.box.size, *target.shape[-2:]
-        rows = (step.box.start[0][chosen] - origin[0])[:, None] + np.arange(h)
-        cols = (step.box.start[1][chosen] - origin[1])[:, None] + np.arange(w)
-        inside = ((rows >= 0) & (rows < th))[:, :, None] & ((cols >= 0) & (cols < tw))[:, None, :]
-        n, py, px = (torch.from_numpy(i).to(target.device) for i in np.nonzero(inside))
-        ty = torch.from_numpy(rows).to(target.device)[n, py]
-        tx = torch.from_numpy(cols).to(target.device)[n, px]
-        target[n, ..., ty, tx] = patch[n, ..., py, px]
+        size, extent = step.box.size, target.shape[-2:]
+        offset = [step.box.start[a][chosen] - origin[a] for a in range(2)]  # the box's corner in target coordinates
+        lo = [np.maximum(offset[a], 0) for a in range(2)]
+        hi = [np.minimum(offset[a] + size[a], extent[a]) for a in range(2)]
+        if all((offset[a] == offset[a][0]).all() and lo[a][0] == offset[a][0] and hi[a][0] == offset[a][0] + size[a] for a in range(2)):
+            (y, x), (h, w) = (int(offset[0][0]), int(offset[1][0])), size  # one offset for the batch, all inside
+            target[..., y : y + h, x : x + w] = patch
+            return
+        for i in range(len(chosen)):
+            (y0, x0), (y1, x1) = (int(lo[0][i]), int(lo[1][i])), (int(hi[0][i]), int(hi[1][i]))
+            if y1 > y0 and x1 > x0:
+                oy, ox = int(offset[0][i]), int(offset[1][i])
+                target[i, ..., y0:y1, x0:x1] = patch[i, ..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
     def _region(self, source: fx.Node, value, chosen, start, size, pad, pad_value) -> torch.Tensor:
         """Rows/cols [start, start + size) of local ``source``'s occluded value, padded with ``pad_value``
-        outside the map, in ``source``'s layout."""
+        outside the map: a contiguous tensor in ``source``'s layout."""
         step = self.plan[source]
         if pad == (0, 0) and step.box.size == size:
             if (step.box.start[0][chosen] == start[0]).all() and (step.box.start[1][chosen] == start[1]).all():
@@ -345,13 +368,16 @@ class IncrementalOcclusion:
         clean, axes = self.clean[source], step.layout.axes
         key = (source, pad, pad_value)
         if key not in self._padded:
-            spatial_last = clean.movedim(axes, (-2, -1))[0]
-            self._padded[key] = F.pad(spatial_last, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)
+            spatial_last = clean.movedim(axes, (-2, -1))
+            self._padded[key] = F.pad(spatial_last, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)[0]
         padded = self._padded[key]
-        rows = torch.from_numpy((start[0] + pad[0])[:, None] + np.arange(size[0])).to(clean.device)
-        cols = torch.from_numpy((start[1] + pad[1])[:, None] + np.arange(size[1])).to(clean.device)
-        region = padded[..., rows[:, :, None], cols[:, None, :]]  # one gather for the batch: (..., n, h, w)
-        region = region.movedim(-3, 0).movedim((-2, -1), axes)
+        shape = list(clean.shape)
+        shape[0], shape[axes[0]], shape[axes[1]] = len(chosen), *size
+        region = torch.empty(shape, dtype=clean.dtype, device=clean.device, memory_format=_format(clean))
+        spatial_last = region.movedim(axes, (-2, -1))
+        (h, w), rows, cols = size, start[0] + pad[0], start[1] + pad[1]
+        for i in range(len(chosen)):
+            spatial_last[i] = padded[..., rows[i] : rows[i] + h, cols[i] : cols[i] + w]
         self._paste(region, value, step, chosen, start)
         return region
 
@@ -390,10 +416,11 @@ _TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = 
 
 
 def traced(model: nn.Module) -> fx.GraphModule:
-    """The cached fx trace of ``model`` (shares its weights); raises Unsupported if it cannot be traced."""
+    """The cached fx trace of ``model`` with channels-last copies of its convolutions' weights (sharing every
+    other tensor); raises Unsupported if it cannot be traced."""
     def build() -> fx.GraphModule | Unsupported:
         try:
-            return _without_script_leaves(fx.symbolic_trace(model))
+            return _with_channels_last_convs(_without_script_leaves(fx.symbolic_trace(model)))
         except Unsupported as exc:
             return exc
         except Exception as exc:  # fx raises many types for untraceable control flow
@@ -418,4 +445,22 @@ def _without_script_leaves(gm: fx.GraphModule) -> fx.GraphModule:
             continue
         if isinstance(value, (torch.jit.ScriptModule, torch._C.ScriptObject)):
             raise Unsupported(f"{node.target!r} is TorchScript, opaque to tracing")
+    return gm
+
+
+def _with_channels_last_convs(gm: fx.GraphModule) -> fx.GraphModule:
+    """Give each convolution of ``gm`` a channels-last copy of its weight: on channels-last activations oneDNN
+    and cuDNN then run without reordering either per call (same numbers up to float rounding). The trace's
+    module containers are its own (fx copies the paths), so the caller's modules are never touched."""
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or type(conv := gm.get_submodule(node.target)) is not nn.Conv2d:
+            continue
+        fast = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+            conv.groups, bias=False, padding_mode=conv.padding_mode, device="meta",
+        )
+        fast.weight = nn.Parameter(conv.weight.detach().contiguous(memory_format=torch.channels_last), requires_grad=False)
+        fast.bias = conv.bias
+        owner, _, name = node.target.rpartition(".")
+        setattr(gm.get_submodule(owner), name, fast.eval())
     return gm

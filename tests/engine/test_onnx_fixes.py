@@ -74,7 +74,8 @@ def test_everything_that_traces_reads_the_onnx_copies(name):
     with torch.no_grad():
         expected = copy(x)
         torch.testing.assert_close(fold_batch_norms(copy)(x), expected, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(traced(copy)(x), expected, rtol=0, atol=0)
+        # occlusion's trace has channels-last convolutions and fused GELU / linear calls: equal up to rounding
+        torch.testing.assert_close(traced(copy)(x), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
         rules = build_rule_copy(copy, "guided")
         torch.testing.assert_close(rules.module(x), expected, rtol=0, atol=0)
     relus = sum(isinstance(m, torch.nn.ReLU) for m in original.net.modules())
