@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from engine.attribution.fusions import fuse_exported_patterns
 from engine.attribution.spatial_layout import CALL, NCHW, RESHAPE, WINDOW, Layout, local_layout
 from engine.concurrency import build_once
 from engine.models.onnx_fixes import onnx_shape
@@ -417,10 +418,11 @@ _TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = 
 
 def traced(model: nn.Module) -> fx.GraphModule:
     """The cached fx trace of ``model`` with channels-last copies of its convolutions' weights (sharing every
-    other tensor); raises Unsupported if it cannot be traced."""
+    other tensor) and exported GELUs and linear layers fused (:mod:`engine.attribution.fusions`); raises
+    Unsupported if it cannot be traced."""
     def build() -> fx.GraphModule | Unsupported:
         try:
-            return _with_channels_last_convs(_without_script_leaves(fx.symbolic_trace(model)))
+            return fuse_exported_patterns(_with_channels_last_convs(_without_script_leaves(fx.symbolic_trace(model))))
         except Unsupported as exc:
             return exc
         except Exception as exc:  # fx raises many types for untraceable control flow

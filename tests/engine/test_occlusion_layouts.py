@@ -35,7 +35,8 @@ class ChannelsLastBlock(nn.Module):
         self.conv1 = nn.Conv2d(3, c, 3, padding=1)
         self.dw = nn.Conv2d(c, c, 5, padding=2, groups=c)
         self.norm = nn.LayerNorm(c, eps=1e-6)
-        self.up, self.act, self.down = nn.Linear(c, 2 * c), nn.GELU(), nn.Linear(2 * c, c)
+        self.up, self.act = nn.Linear(c, 2 * c), nn.GELU()
+        self.down = nn.Parameter(torch.rand(2 * c, c))  # a bias-free MatMul: nothing for a fusion to take
         self.scale = nn.Parameter(torch.rand(c, 1, 1))
         self.norm2 = nn.LayerNorm(c)
         self.reduce = nn.Conv2d(c, 2 * c, 2, stride=2)
@@ -43,7 +44,7 @@ class ChannelsLastBlock(nn.Module):
 
     def forward(self, x):
         x = self.conv1(x)
-        y = self.down(self.act(self.up(self.norm(self.dw(x).permute(0, 2, 3, 1))))).permute(0, 3, 1, 2)
+        y = (self.act(self.up(self.norm(self.dw(x).permute(0, 2, 3, 1)))) @ self.down).permute(0, 3, 1, 2)
         x = x + self.scale * y
         x = self.norm2(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return self.head(self.reduce(x).mean((2, 3)))
@@ -66,7 +67,7 @@ class ChannelsFirstNorm(nn.Module):
         var = (x - mean).pow(2).mean(1, keepdim=True)
         x = (x - mean) / torch.sqrt(var + 1e-6)
         x = self.weight[:, None, None] * x + self.bias[:, None, None]
-        return self.head(self.conv2(torch.relu(x)).mean((2, 3)))
+        return self.head(self.conv2(torch.erf(x)).mean((2, 3)))
 
 
 class ShuffleSplit(nn.Module):
@@ -150,8 +151,8 @@ def tiny(make, seed, onnx: bool):
 @pytest.mark.parametrize(
     "make, seed, expected",
     [
-        (ChannelsLastBlock, 1, {"permute", "LayerNorm", "Linear|matmul", "GELU|erf", "mul"}),
-        (ChannelsFirstNorm, 2, {"mean", "sub", "pow", "sqrt", "div|truediv"}),
+        (ChannelsLastBlock, 1, {"permute", "LayerNorm", "Linear|linear", "GELU|gelu", "matmul", "mul"}),
+        (ChannelsFirstNorm, 2, {"mean", "sub", "pow", "sqrt", "div|truediv", "erf"}),
         (ShuffleSplit, 3, {"chunk|onnx_slice", "cat", "view|onnx_reshape", "transpose|permute", "getitem|onnx_slice"}),
     ],
 )
@@ -176,7 +177,7 @@ def test_global_operations_still_run_on_whole_tensors(coffee, onnx):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("convnext_tiny", {"permute", "LayerNorm", "matmul", "erf", "add", "mul"}),
+        ("convnext_tiny", {"permute", "LayerNorm", "linear", "gelu", "add", "mul"}),  # fused from the export
         ("shufflenet_v2_x0_5", {"onnx_reshape", "permute", "onnx_slice", "cat", "Conv2d", "ReLU"}),
     ],
 )
