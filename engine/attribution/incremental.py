@@ -25,7 +25,6 @@ graph whose activations are not in place (an ONNX copy's ``ReLU6``) would
 otherwise keep every batched activation alive to the end.
 """
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,9 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from engine.attribution.fusions import fuse_exported_patterns
-from engine.attribution.spatial_layout import CALL, NCHW, RESHAPE, WINDOW, Layout, local_layout
-from engine.concurrency import build_once
+from engine.attribution.occlusion_trace import Unsupported, traced
+from engine.attribution.spatial_layout import NCHW, RESHAPE, WINDOW, Layout, local_layout
 from engine.models.onnx_fixes import onnx_shape
 
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
@@ -144,10 +142,6 @@ def _is_inplace(node: fx.Node, root: nn.Module) -> bool:
     if node.op == "call_function":
         return node.target in (F.relu_, torch.relu_) or bool(node.kwargs.get("inplace", False))
     return node.op == "call_method" and str(node.target).endswith("_")
-
-
-class Unsupported(Exception):
-    """The network cannot be split into local operations; use brute force."""
 
 
 class IncrementalOcclusion:
@@ -363,9 +357,9 @@ class IncrementalOcclusion:
         """Rows/cols [start, start + size) of local ``source``'s occluded value, padded with ``pad_value``
         outside the map: a contiguous tensor in ``source``'s layout."""
         step = self.plan[source]
-        if pad == (0, 0) and step.box.size == size:
-            if (step.box.start[0][chosen] == start[0]).all() and (step.box.start[1][chosen] == start[1]).all():
-                return value
+        same_box = step.box.size == size and all((step.box.start[a][chosen] == start[a]).all() for a in range(2))
+        if pad == (0, 0) and same_box:
+            return value
         clean, axes = self.clean[source], step.layout.axes
         key = (source, pad, pad_value)
         if key not in self._padded:
@@ -411,58 +405,3 @@ def _last_uses(graph: fx.Graph) -> dict[fx.Node, list[fx.Node]]:
         last[node] = [n for n in node.all_input_nodes if n not in seen]
         seen.update(node.all_input_nodes)
     return last
-
-
-_TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = weakref.WeakKeyDictionary()
-
-
-def traced(model: nn.Module) -> fx.GraphModule:
-    """The cached fx trace of ``model`` with channels-last copies of its convolutions' weights (sharing every
-    other tensor) and exported GELUs and linear layers fused (:mod:`engine.attribution.fusions`); raises
-    Unsupported if it cannot be traced."""
-    def build() -> fx.GraphModule | Unsupported:
-        try:
-            return fuse_exported_patterns(_with_channels_last_convs(_without_script_leaves(fx.symbolic_trace(model))))
-        except Unsupported as exc:
-            return exc
-        except Exception as exc:  # fx raises many types for untraceable control flow
-            return Unsupported(f"cannot trace the model: {exc}")
-
-    found = build_once(_TRACES, model, build)
-    if isinstance(found, Unsupported):
-        raise found
-    return found
-
-
-def _without_script_leaves(gm: fx.GraphModule) -> fx.GraphModule:
-    """A TorchScript submodule is one opaque call: no plan could recompute less than all of it."""
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            value = gm.get_submodule(node.target)
-        elif node.op == "get_attr":  # fx reaches a scripted submodule through its C++ handle
-            value = gm
-            for part in node.target.split("."):
-                value = getattr(value, part)
-        else:
-            continue
-        if isinstance(value, (torch.jit.ScriptModule, torch._C.ScriptObject)):
-            raise Unsupported(f"{node.target!r} is TorchScript, opaque to tracing")
-    return gm
-
-
-def _with_channels_last_convs(gm: fx.GraphModule) -> fx.GraphModule:
-    """Give each convolution of ``gm`` a channels-last copy of its weight: on channels-last activations oneDNN
-    and cuDNN then run without reordering either per call (same numbers up to float rounding). The trace's
-    module containers are its own (fx copies the paths), so the caller's modules are never touched."""
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or type(conv := gm.get_submodule(node.target)) is not nn.Conv2d:
-            continue
-        fast = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-            conv.groups, bias=False, padding_mode=conv.padding_mode, device="meta",
-        )
-        fast.weight = nn.Parameter(conv.weight.detach().contiguous(memory_format=torch.channels_last), requires_grad=False)
-        fast.bias = conv.bias
-        owner, _, name = node.target.rpartition(".")
-        setattr(gm.get_submodule(owner), name, fast.eval())
-    return gm

@@ -18,8 +18,8 @@ slices, chunks and concatenations. Anything else is not local.
 """
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.fx as fx
@@ -208,8 +208,8 @@ def _reduction(node: fx.Node, layout: Layout | None, value) -> tuple[Layout, str
     if value(arg(node, 2, "keepdim", False)):
         return layout, CALL
     removed = {d % layout.rank for d in dims}
-    shift = lambda a: a - sum(d < a for d in removed)  # noqa: E731
-    return Layout(layout.rank - len(removed), (shift(layout.axes[0]), shift(layout.axes[1]))), CALL
+    rows, cols = (a - sum(d < a for d in removed) for a in layout.axes)
+    return Layout(layout.rank - len(removed), (rows, cols)), CALL
 
 
 def _permuted(node: fx.Node, layout: Layout | None, value) -> tuple[Layout, str] | None:

@@ -9,7 +9,7 @@ ConvNeXt block's branch adds a millionth of its value and a wrong computation
 inside it would go unseen).
 """
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torchvision
@@ -45,7 +45,7 @@ def randomised(net: nn.Module, seed: int = 0) -> nn.Module:
     return net.eval()
 
 
-@lru_cache(maxsize=None)
+@cache
 def onnx_copy(name: str) -> tuple[ConvLensModel, ConvLensModel, bytes]:
     """(the torchvision network, its ONNX export read by ``onnx_network``, both wrapped alike at 64x64;
     the ONNX file)."""

@@ -8,7 +8,7 @@ import torch
 import torch.fx as fx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.attribution.incremental import traced
+from engine.attribution.occlusion_trace import traced
 from engine.models.folding import fold_batch_norms
 from engine.models.formats import onnx_network, read_onnx
 from engine.models.onnx_fixes import TypedDiv
