@@ -3,13 +3,20 @@
 An occluding window changes a layer's activations only where that layer's
 receptive field meets the window. The network is traced with ``torch.fx``;
 one clean forward pass records every activation; then, for each occluded
-picture, every spatially local operation (convolutions, pooling, batch norm,
-activations, residual sums) is recomputed only on a box around the changed
-region, read from the clean activation with the changed values pasted in.
-Where the box reaches the image border the operation's own padding is
-reproduced explicitly, so every recomputed value equals the brute-force one.
-Once a box covers the whole feature map (or an operation is not local, such
-as global pooling), the rest of the network runs on whole batched tensors.
+picture, every spatially local operation (convolutions and pooling, and the
+position-wise operations of :mod:`engine.attribution.spatial_layout`:
+activations, sums, LayerNorm and linear layers over channels, permutes,
+channel shuffles, splits and concatenations) is recomputed only on a box
+around the changed region, read from the clean activation with the changed
+values pasted in. Where the box reaches the image border a convolution's or
+pooling's own padding is reproduced explicitly, so every recomputed value
+equals the brute-force one. Once a box covers the whole feature map (or an
+operation is not local, such as global pooling), the rest of the network runs
+on whole batched tensors.
+
+Values computed from activations' shapes only (an ONNX graph's
+``Shape -> Gather -> Concat`` feeding a ``Reshape``) are recomputed for each
+batch from the whole tensors' shapes, as brute force would see them.
 
 Boxes have one size per node for all windows (the largest affected region,
 shifted inside the map at the borders), so windows batch together. Each
@@ -18,8 +25,6 @@ graph whose activations are not in place (an ONNX copy's ``ReLU6``) would
 otherwise keep every batched activation alive to the end.
 """
 
-import operator
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,21 +34,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from engine.concurrency import build_once
+from engine.attribution.occlusion_trace import Unsupported, traced
+from engine.attribution.spatial_layout import NCHW, RESHAPE, WINDOW, Layout, local_layout
+from engine.models.onnx_fixes import onnx_shape
 
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
 
-_POINTWISE_MODULES = (
-    nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.GELU,
-    nn.Hardswish, nn.Hardsigmoid, nn.ELU, nn.Identity, nn.Dropout, nn.Dropout2d,
-)
-_POINTWISE_FUNCTIONS = {
-    F.batch_norm, F.relu, F.relu_, F.relu6, F.hardtanh, F.leaky_relu, F.silu, F.gelu, F.hardswish, F.dropout,
-    torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.clamp, operator.neg,
-}
-_POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_", "clamp_min", "contiguous", "neg", "flip"}
-_BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
-_BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "mul_"}
+CONST, META, LOCAL, FULL = "const", "meta", "local", "full"
 _SHAPE_FREE_ATTRS = {"ndim", "dtype", "device", "is_cuda"}
 
 
@@ -87,10 +84,7 @@ class _Window:
         return (size - 1) * self.stride[axis] + self.dilation[axis] * (self.kernel[axis] - 1) + 1
 
 
-def _window_op(node: fx.Node, root: nn.Module) -> _Window | None:
-    if node.op != "call_module":
-        return None
-    m = root.get_submodule(node.target)
+def _window_op(m: nn.Module) -> _Window | None:
     if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros" and not isinstance(m.padding, str):
         return _Window(
             m.kernel_size, m.stride, m.padding, m.dilation, 0.0,
@@ -111,28 +105,35 @@ def _window_op(node: fx.Node, root: nn.Module) -> _Window | None:
     return None
 
 
-def _is_pointwise(node: fx.Node, root: nn.Module) -> bool:
-    if node.op == "call_module":
-        return isinstance(root.get_submodule(node.target), _POINTWISE_MODULES)
-    if node.op == "call_function" and node.target in _POINTWISE_FUNCTIONS:
-        if node.target is F.batch_norm:
-            return not (node.args[5] if len(node.args) > 5 else node.kwargs.get("training", False))
-        if node.target is F.dropout:
-            return not (node.args[2] if len(node.args) > 2 else node.kwargs.get("training", True))
-        return True
-    if node.op == "call_method" and node.target in _POINTWISE_METHODS:
-        if node.target == "flip":
-            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dims")
-            dims = [dims] if isinstance(dims, int) else list(dims or [])
-            return all(d in (0, 1, -3, -4) for d in dims)
-        return True
-    return _is_binary(node)
+@dataclass
+class _Step:
+    """How one node runs for a batch of occluded pictures.
+
+    ``const``: the clean value (the node does not depend on the picture); ``meta``: recomputed from the
+    shapes of whole tensors; ``local``: computed on ``box`` only, laid out as ``layout``; ``full``: whole
+    tensors. A ``full`` step with a ``how`` is a local operation whose box covers the map.
+    """
+
+    kind: str
+    box: _Box | None = None
+    layout: Layout | None = None
+    how: str | None = None  # CALL, RESHAPE or WINDOW
+    window: _Window | None = None
+    shape: torch.Size | None = None  # RESHAPE: the output shape for a batch of two
 
 
-def _is_binary(node: fx.Node) -> bool:
-    return (node.op == "call_function" and node.target in _BINARY) or (
-        node.op == "call_method" and node.target in _BINARY_METHODS
-    )
+def _format(t: torch.Tensor) -> torch.memory_format:
+    """The memory format a batch of ``t``'s copies keeps (channels-last where ``t`` is laid out so)."""
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _reads_shape(node: fx.Node) -> bool:
+    """Whether ``node`` reads only the shape of its tensor input (which varies with the batch)."""
+    if node.op == "call_function":
+        return node.target is onnx_shape or (node.target is getattr and node.args[1] == "shape")
+    return node.op == "call_method" and node.target == "size"
 
 
 def _is_inplace(node: fx.Node, root: nn.Module) -> bool:
@@ -143,22 +144,25 @@ def _is_inplace(node: fx.Node, root: nn.Module) -> bool:
     return node.op == "call_method" and str(node.target).endswith("_")
 
 
-class Unsupported(Exception):
-    """The network cannot be split into local operations; use brute force."""
-
-
 class IncrementalOcclusion:
     """Outputs of ``model`` for many occluded copies of one picture, recomputing only what changes."""
 
     def __init__(self, model: nn.Module, image: torch.Tensor, windows: list[Window]):
         self.gm = traced(model)
         self.windows = np.asarray(windows, dtype=np.int64).reshape(-1, 4)
-        self.image = image
+        self.image = image.contiguous(memory_format=torch.channels_last)
         self.clean = self._clean_pass(image)
-        self.plan: dict[fx.Node, tuple] = {}
+        self.plan: dict[fx.Node, _Step] = {}
+        self._shapes_at_two: dict[fx.Node, object] = {}  # meta values for a batch of two copies
         self._padded: dict[tuple, torch.Tensor] = {}
         self._make_plan()
         self._last_uses = _last_uses(self.gm.graph)
+
+    @property
+    def clean_output(self):
+        """The network's output for the picture itself, from the clean pass."""
+        output = next(node for node in self.gm.graph.nodes if node.op == "output")
+        return fx.node.map_arg(output.args[0], lambda n: self.clean[n])
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -182,80 +186,116 @@ class IncrementalOcclusion:
                 source = node.all_input_nodes[0]
                 if any(u is not node for u in source.users):
                     raise Unsupported(f"in-place {node.format_node()} aliases a tensor read elsewhere")
-            self.plan[node] = self._classify(node, root)
+            self.plan[node] = self._classify(node)
+        if not any(step.how == WINDOW and step.kind == LOCAL for step in self.plan.values()):
+            raise Unsupported("no convolution or pooling runs on less than the whole map: nothing to save")
 
-    def _classify(self, node: fx.Node, root: nn.Module) -> tuple:
+    def _classify(self, node: fx.Node) -> _Step:
         if node.op == "placeholder":
             w = self.windows
-            extent = self.image.shape[-2:]
-            return ("local", _Box.around((w[:, 0], w[:, 2]), (w[:, 1], w[:, 3]), tuple(extent)))
-        inputs = node.all_input_nodes
-        kinds = [self.plan[n][0] for n in inputs]
-        if all(k == "const" for k in kinds):
-            return ("const",)
+            return _Step(LOCAL, _Box.around((w[:, 0], w[:, 2]), (w[:, 1], w[:, 3]), tuple(self.image.shape[-2:])), NCHW)
+        kinds = {self.plan[n].kind for n in node.all_input_nodes}
+        if kinds <= {CONST} or (node.op == "call_method" and node.target == "dim"):
+            return _Step(CONST)
         if node.op == "call_function" and node.target is getattr and node.args[1] in _SHAPE_FREE_ATTRS:
-            return ("const",)
+            return _Step(CONST)
+        if _reads_shape(node) or kinds <= {CONST, META}:
+            return self._meta(node)
+        if FULL in kinds:
+            return _Step(FULL)
+        layouts = {n: self.plan[n].layout for n in node.all_input_nodes if self.plan[n].kind == LOCAL}
+        found = local_layout(node, self.gm, layouts, self._clean_value, self._reshaped)
         value = self.clean[node]
-        spatial = isinstance(value, torch.Tensor) and value.dim() == 4
-        if "full" in kinds or not spatial:
-            return ("full",)
-        extent = tuple(value.shape[-2:])
-        locals_ = [n for n in inputs if self.plan[n][0] == "local"]
-        window = _window_op(node, root)
-        if window is not None:
-            box_in = self.plan[locals_[0]][1]
-            lo, hi = zip(*(window.affected(box_in.lo[a], box_in.hi[a], a, extent[a]) for a in range(2)))
+        first = value[0] if isinstance(value, (tuple, list)) and value else value
+        if found is None or not isinstance(first, torch.Tensor):
+            return _Step(FULL)
+        layout, how = found
+        extent = tuple(first.shape[a] for a in layout.axes)
+        boxes = [self.plan[n].box for n in layouts]
+        if how == WINDOW:
+            window = _window_op(self.gm.get_submodule(node.target))
+            if window is None:
+                return _Step(FULL)
+            lo, hi = zip(*(window.affected(boxes[0].lo[a], boxes[0].hi[a], a, extent[a]) for a in range(2)))
             if any((h <= l).any() for l, h in zip(lo, hi)):
-                return ("full",)
-            return self._local(("window", window), lo, hi, extent)
-        if not _is_pointwise(node, root) or not self._trivial_constants(node):
-            return ("full",)
-        if len(locals_) == 1:
-            return ("local", self.plan[locals_[0]][1], ("pointwise",))
-        if len(locals_) == 2 and _is_binary(node) and all(self.clean[n].shape == value.shape for n in locals_):
-            boxes = [self.plan[n][1] for n in locals_]
-            lo = tuple(np.minimum(boxes[0].lo[a], boxes[1].lo[a]) for a in range(2))
-            hi = tuple(np.maximum(boxes[0].hi[a], boxes[1].hi[a]) for a in range(2))
-            return self._local(("merge",), lo, hi, extent)
-        return ("full",)
+                return _Step(FULL)
+            return self._boxed(_Step(LOCAL, layout=layout, how=how, window=window), lo, hi, extent)
+        step = _Step(LOCAL, boxes[0], layout, how)
+        if how == RESHAPE:
+            step.shape = self._reshaped(node, next(iter(layouts)))[1]
+        if len(boxes) == 1:
+            return step
+        lo = tuple(np.minimum.reduce([b.lo[a] for b in boxes]) for a in range(2))
+        hi = tuple(np.maximum.reduce([b.hi[a] for b in boxes]) for a in range(2))
+        return self._boxed(step, lo, hi, extent)
 
-    def _local(self, how: tuple, lo, hi, extent) -> tuple:
-        box = _Box.around(lo, hi, extent)
-        return ("full", how, box) if box.covers(extent) else ("local", box, how)
+    def _boxed(self, step: _Step, lo, hi, extent) -> _Step:
+        step.box = _Box.around(lo, hi, extent)
+        if step.box.covers(extent):
+            step.kind = FULL
+        return step
 
-    def _trivial_constants(self, node: fx.Node) -> bool:
-        """Constant tensor operands must not vary over positions (per-channel scales, biases...)."""
+    def _meta(self, node: fx.Node) -> _Step:
+        """A value computed from shapes; its inputs' whole shapes must have the copies on dim 0."""
         for n in node.all_input_nodes:
-            v = self.clean[n]
-            if self.plan[n][0] == "const" and isinstance(v, torch.Tensor) and v.dim() >= 3:
-                if v.shape[-1] > 1 or v.shape[-2] > 1:
-                    return False
-        return True
+            value = self.clean[n]
+            if self.plan[n].kind in (LOCAL, FULL) and not (isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == 1):
+                return _Step(FULL)
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self._stand_in(n, 2))
+        self._shapes_at_two[node] = self._call(node, args, kwargs)
+        return _Step(META)
+
+    def _clean_value(self, a):
+        return fx.node.map_arg(a, lambda n: self.clean[n])
+
+    def _stand_in(self, n: fx.Node, copies: int, env: dict | None = None):
+        """``n``'s value as a shape reader sees it for ``copies`` occluded pictures: local values (all values
+        while planning, ``env`` None) as their clean value broadcast over the copies."""
+        kind = self.plan[n].kind
+        if kind == CONST:
+            return self.clean[n]
+        if kind == META:
+            return (self._shapes_at_two if env is None else env)[n]
+        if kind == FULL and env is not None:
+            return env[n]
+        clean = self.clean[n]
+        return clean.expand(copies, *clean.shape[1:])
+
+    def _reshaped(self, node: fx.Node, source: fx.Node) -> tuple[torch.Size, torch.Size]:
+        """The shapes of ``source`` and of ``node``'s output for a batch of two copies (run on the meta device)."""
+        clean = self.clean[source]
+        before = torch.empty((2, *clean.shape[1:]), dtype=clean.dtype, device="meta")
+        args, kwargs = fx.node.map_arg(
+            (node.args, node.kwargs), lambda n: before if n is source else self._stand_in(n, 2)
+        )
+        return before.shape, self._call(node, args, kwargs).shape
 
     # -- running ------------------------------------------------------------------------------
 
     def outputs(self, chosen: np.ndarray, fill: torch.Tensor) -> torch.Tensor:
         """The network's output for the occluded pictures ``windows[chosen]`` (window filled with ``fill``)."""
-        env: dict[fx.Node, tuple] = {}
+        env: dict[fx.Node, object] = {}
         for node in self.gm.graph.nodes:
             if node.op == "output":
-                result = fx.node.map_arg(node.args[0], lambda n: self._full(env[n], n, chosen))
-                return result
-            plan = self.plan[node]
-            if plan[0] == "const":
-                env[node] = ("const", self.clean[node])
+                return fx.node.map_arg(node.args[0], lambda n: self._full(n, env[n], chosen))
+            step = self.plan[node]
+            if step.kind == CONST:
+                env[node] = self.clean[node]
+            elif step.kind == META:
+                env[node] = self._call_on(node, lambda n: self._stand_in(n, len(chosen), env))
             elif node.op == "placeholder":
-                env[node] = self._occluded_source(plan[1], chosen, fill)
-            elif plan[0] == "local":
-                env[node] = ("local", self._run_local(node, plan[2], plan[1], env, chosen))
-            elif len(plan) == 3:  # a local operation whose box covers the map
-                env[node] = ("full", self._run_local(node, plan[1], plan[2], env, chosen))
+                env[node] = self._occluded_source(step.box, chosen, fill)
+            elif step.how is not None:
+                env[node] = self._run_local(node, step, env, chosen)
             else:
-                args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self._full(env[n], n, chosen))
-                env[node] = ("full", self._call(node, args, kwargs))
+                env[node] = self._call_on(node, lambda n: self._full(n, env[n], chosen))
             for done in self._last_uses[node]:  # freed buffers are reused by the next allocations
                 del env[done]
         raise RuntimeError("graph without output")
+
+    def _call_on(self, node: fx.Node, value_of):
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), value_of)
+        return self._call(node, args, kwargs)
 
     def _call(self, node: fx.Node, args, kwargs):
         if node.op == "call_module":
@@ -266,70 +306,95 @@ class IncrementalOcclusion:
             return getattr(args[0], node.target)(*args[1:], **kwargs)
         raise RuntimeError(f"cannot run {node.format_node()}")
 
-    def _occluded_source(self, box: _Box, chosen: np.ndarray, fill: torch.Tensor) -> tuple:
+    def _occluded_source(self, box: _Box, chosen: np.ndarray, fill: torch.Tensor) -> torch.Tensor:
         (h, w), (sy, sx) = box.size, (box.start[0][chosen], box.start[1][chosen])
-        patch = torch.empty((len(chosen), self.image.shape[1], h, w), dtype=self.image.dtype, device=self.image.device)
+        patch = torch.empty(
+            (len(chosen), self.image.shape[1], h, w), dtype=self.image.dtype, device=self.image.device,
+            memory_format=torch.channels_last,
+        )
         for i, k in enumerate(chosen):
             y0, y1, x0, x1 = self.windows[k]
             patch[i] = self.image[0, :, sy[i] : sy[i] + h, sx[i] : sx[i] + w]
             patch[i, :, y0 - sy[i] : y1 - sy[i], x0 - sx[i] : x1 - sx[i]] = fill[0]
-        return ("local", patch)
+        return patch
 
-    def _full(self, entry: tuple, node: fx.Node, chosen: np.ndarray):
-        kind, value = entry
-        if kind != "local":
+    def _full(self, node: fx.Node, value, chosen: np.ndarray):
+        """``node``'s occluded value as whole tensors (a box pasted into the clean value)."""
+        step = self.plan[node]
+        if step.kind != LOCAL:
             return value
-        box = self.plan[node][1]
         clean = self.clean[node]
-        full = clean.repeat(len(chosen), 1, 1, 1)
-        self._paste(full, value, box, chosen, (np.zeros(len(chosen), np.int64),) * 2)
+        if isinstance(clean, (tuple, list)):
+            return type(clean)(self._pasted(c, v, step, chosen) for c, v in zip(clean, value))
+        return self._pasted(clean, value, step, chosen)
+
+    def _pasted(self, clean: torch.Tensor, patch: torch.Tensor, step: _Step, chosen: np.ndarray) -> torch.Tensor:
+        full = torch.empty((len(chosen), *clean.shape[1:]), dtype=clean.dtype, device=clean.device, memory_format=_format(clean))
+        full.copy_(clean.expand(len(chosen), *clean.shape[1:]))
+        self._paste(full, patch, step, chosen, (np.zeros(len(chosen), np.int64),) * 2)
         return full
 
-    def _paste(self, target: torch.Tensor, patch: torch.Tensor, box: _Box, chosen: np.ndarray, origin) -> None:
-        """Write ``patch`` (box coordinates) into ``target`` whose [0, 0] sits at ``origin[i]`` per window."""
-        (h, w), th, tw = box.size, *target.shape[-2:]
-        rows = (box.start[0][chosen] - origin[0])[:, None] + np.arange(h)
-        cols = (box.start[1][chosen] - origin[1])[:, None] + np.arange(w)
-        inside = ((rows >= 0) & (rows < th))[:, :, None] & ((cols >= 0) & (cols < tw))[:, None, :]
-        n, py, px = (torch.from_numpy(i).to(target.device) for i in np.nonzero(inside))
-        ty = torch.from_numpy(rows).to(target.device)[n, py]
-        tx = torch.from_numpy(cols).to(target.device)[n, px]
-        target[n, :, ty, tx] = patch[n, :, py, px]
+    def _paste(self, target: torch.Tensor, patch: torch.Tensor, step: _Step, chosen: np.ndarray, origin) -> None:
+        """Write ``patch`` (``step``'s box) into ``target``, whose [0, 0] sits at ``origin[i]`` for window i;
+        what falls outside ``target`` is dropped."""
+        axes = step.layout.axes
+        target, patch = target.movedim(axes, (-2, -1)), patch.movedim(axes, (-2, -1))  # views: writes reach target
+        size, extent = step.box.size, target.shape[-2:]
+        offset = [step.box.start[a][chosen] - origin[a] for a in range(2)]  # the box's corner in target coordinates
+        lo = [np.maximum(offset[a], 0) for a in range(2)]
+        hi = [np.minimum(offset[a] + size[a], extent[a]) for a in range(2)]
+        if all((offset[a] == offset[a][0]).all() and lo[a][0] == offset[a][0] and hi[a][0] == offset[a][0] + size[a] for a in range(2)):
+            (y, x), (h, w) = (int(offset[0][0]), int(offset[1][0])), size  # one offset for the batch, all inside
+            target[..., y : y + h, x : x + w] = patch
+            return
+        for i in range(len(chosen)):
+            (y0, x0), (y1, x1) = (int(lo[0][i]), int(lo[1][i])), (int(hi[0][i]), int(hi[1][i]))
+            if y1 > y0 and x1 > x0:
+                oy, ox = int(offset[0][i]), int(offset[1][i])
+                target[i, ..., y0:y1, x0:x1] = patch[i, ..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
-    def _region(self, source: fx.Node, entry: tuple, chosen, start, size, pad, pad_value) -> torch.Tensor:
-        """Rows/cols [start, start + size) of ``source``'s occluded value, padded with ``pad_value`` outside the map."""
-        kind, value = entry
-        box = self.plan[source][1] if kind == "local" else None
-        if kind == "local" and pad == (0, 0) and box.size == size:
-            if (box.start[0][chosen] == start[0]).all() and (box.start[1][chosen] == start[1]).all():
-                return value
-        clean = self.clean[source]
+    def _region(self, source: fx.Node, value, chosen, start, size, pad, pad_value) -> torch.Tensor:
+        """Rows/cols [start, start + size) of local ``source``'s occluded value, padded with ``pad_value``
+        outside the map: a contiguous tensor in ``source``'s layout."""
+        step = self.plan[source]
+        same_box = step.box.size == size and all((step.box.start[a][chosen] == start[a]).all() for a in range(2))
+        if pad == (0, 0) and same_box:
+            return value
+        clean, axes = self.clean[source], step.layout.axes
         key = (source, pad, pad_value)
         if key not in self._padded:
-            self._padded[key] = F.pad(clean, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)[0]
+            spatial_last = clean.movedim(axes, (-2, -1))
+            self._padded[key] = F.pad(spatial_last, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)[0]
         padded = self._padded[key]
-        rows = torch.from_numpy((start[0] + pad[0])[:, None] + np.arange(size[0])).to(clean.device)
-        cols = torch.from_numpy((start[1] + pad[1])[:, None] + np.arange(size[1])).to(clean.device)
-        region = padded[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # one gather for the batch
-        if kind == "local":
-            self._paste(region, value, box, chosen, start)
+        shape = list(clean.shape)
+        shape[0], shape[axes[0]], shape[axes[1]] = len(chosen), *size
+        region = torch.empty(shape, dtype=clean.dtype, device=clean.device, memory_format=_format(clean))
+        spatial_last = region.movedim(axes, (-2, -1))
+        (h, w), rows, cols = size, start[0] + pad[0], start[1] + pad[1]
+        for i in range(len(chosen)):
+            spatial_last[i] = padded[..., rows[i] : rows[i] + h, cols[i] : cols[i] + w]
+        self._paste(region, value, step, chosen, start)
         return region
 
-    def _run_local(self, node: fx.Node, how: tuple, box: _Box, env, chosen: np.ndarray) -> torch.Tensor:
+    def _run_local(self, node: fx.Node, step: _Step, env, chosen: np.ndarray) -> torch.Tensor:
+        box = step.box
         start = (box.start[0][chosen], box.start[1][chosen])
-        if how[0] == "window":
-            window: _Window = how[1]
+        if step.how == WINDOW:
+            window = step.window
             source = node.all_input_nodes[0]
             region_start = tuple(start[a] * window.stride[a] - window.padding[a] for a in range(2))
             size = tuple(window.span(box.size[a], a) for a in range(2))
-            region = self._region(source, env[source], chosen, region_start, size, window.padding, window.pad_value)
-            return window.fn(region)
-        if how[0] == "merge":
-            operands = {n: self._region(n, env[n], chosen, start, box.size, (0, 0), 0.0) for n in node.all_input_nodes}
+            return window.fn(self._region(source, env[source], chosen, region_start, size, window.padding, window.pad_value))
+        locals_ = [n for n in node.all_input_nodes if self.plan[n].kind == LOCAL]
+        if len(locals_) > 1:  # operands with boxes of their own: read each on this node's box
+            operands = {n: self._region(n, env[n], chosen, start, box.size, (0, 0), 0.0) for n in locals_}
         else:
-            operands = {n: env[n][1] for n in node.all_input_nodes}
-        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: operands[n])
-        return self._call(node, args, kwargs)
+            operands = {n: env[n] for n in locals_}
+        if step.how == RESHAPE:
+            shape = list(step.shape)
+            shape[0], shape[step.layout.axes[0]], shape[step.layout.axes[1]] = len(chosen), *box.size
+            return operands[locals_[0]].reshape(shape)
+        return self._call_on(node, lambda n: operands[n] if n in operands else env[n])
 
 
 def _last_uses(graph: fx.Graph) -> dict[fx.Node, list[fx.Node]]:
@@ -340,20 +405,3 @@ def _last_uses(graph: fx.Graph) -> dict[fx.Node, list[fx.Node]]:
         last[node] = [n for n in node.all_input_nodes if n not in seen]
         seen.update(node.all_input_nodes)
     return last
-
-
-_TRACES: "weakref.WeakKeyDictionary[nn.Module, fx.GraphModule | Unsupported]" = weakref.WeakKeyDictionary()
-
-
-def traced(model: nn.Module) -> fx.GraphModule:
-    """The cached fx trace of ``model`` (shares its weights); raises Unsupported if it cannot be traced."""
-    def build() -> fx.GraphModule | Unsupported:
-        try:
-            return fx.symbolic_trace(model)
-        except Exception as exc:  # fx raises many types for untraceable control flow
-            return Unsupported(f"cannot trace the model: {exc}")
-
-    found = build_once(_TRACES, model, build)
-    if isinstance(found, Unsupported):
-        raise found
-    return found

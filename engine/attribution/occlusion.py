@@ -7,7 +7,10 @@ Windows start every ``stride`` pixels; the last row/column of windows is
 clipped at the border so every pixel is covered.
 
 The ``auto`` strategy recomputes only each window's receptive-field cone
-(:mod:`engine.attribution.incremental`), same numbers as ``brute_force``.
+(:mod:`engine.attribution.incremental`), same numbers as ``brute_force``,
+which it falls back to when the network cannot be traced or no convolution
+or pooling of it would run on less than the whole map; the result's
+``strategy`` names the one that ran.
 Windows are evaluated ``batch_size`` at a time; a CUDA out-of-memory error
 halves the batch and retries. Neither changes the map. Both strategies run
 the network with its batch norms folded into the convs
@@ -102,16 +105,16 @@ def occlusion_drops(
     windows = window_grid(height, width, window, stride)
     colour = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     with torch.inference_mode():
-        clean = net(x)
-        index = pick_class(clean, index)
         evaluate, used = None, "brute_force"
         if strategy == "auto":
             try:
                 fast = IncrementalOcclusion(net, x, windows)
-                evaluate, used = (lambda chosen: fast.outputs(chosen, colour)), "receptive_field"
+                evaluate, used, clean = (lambda chosen: fast.outputs(chosen, colour)), "receptive_field", fast.clean_output
             except Unsupported:
                 pass
         if evaluate is None:
+            clean = net(x)
+
             def evaluate(chosen):
                 batch = x.repeat(len(chosen), 1, 1, 1)
                 for i, k in enumerate(chosen):
@@ -119,6 +122,7 @@ def occlusion_drops(
                     batch[i, :, y0:y1, x0:x1] = colour[0]
                 return net(batch)
 
+        index = pick_class(clean, index)
         logits = in_batches(lambda chosen: evaluate(chosen).float(), len(windows), batch_size, progress)
         clean = clean.float()
         drops = {

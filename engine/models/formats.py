@@ -6,7 +6,8 @@ Two formats are read, each ending as an ``nn.Module``:
   then converted by ``onnx2torch`` into a ``torch.fx`` GraphModule of torch.nn
   layers (``Clip(0, 6)`` becomes ``nn.ReLU6``, ``Conv`` ``nn.Conv2d``...), so
   the layer catalogue, the ReLU rules, batch-norm folding and incremental
-  occlusion work on it as on the built-ins. Weights must be inside the file
+  occlusion work on it as on the built-ins (:mod:`engine.models.onnx_fixes`
+  replaces the converter's modules that tracing cannot read). Weights must be inside the file
   (external data would name paths on the server).
 - ``torch.export`` programs (``.pt2``): the archive is checked to hold no
   pickle that ``torch.export.load`` would unpickle (it falls back to
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from engine.errors import ModelRejected
+from engine.models.onnx_fixes import make_traceable
 
 ModelFormat = Literal["onnx", "torch_export"]
 FORMATS: tuple[ModelFormat, ...] = ("onnx", "torch_export")
@@ -134,11 +136,12 @@ def onnx_network(data: bytes) -> nn.Module:
 
     proto = read_onnx(data)
     try:
-        return onnx2torch.convert(proto).eval()
+        network = onnx2torch.convert(proto, attach_onnx_mapping=True).eval()
     except NotImplementedError as exc:  # onnx2torch's "Converter is not implemented (<operator>)"
         raise ModelRejected("unsupported_operator", f"the ONNX converter cannot translate this model: {exc}") from None
     except Exception as exc:  # a converter bug on an odd graph: still the file's problem to the client
         raise ModelRejected("model_failed", f"the ONNX model could not be converted: {type(exc).__name__}: {exc}") from None
+    return make_traceable(network, proto)
 
 
 # -- torch.export -------------------------------------------------------------------------------

@@ -81,6 +81,26 @@ def test_receptive_field_path_equals_brute_force(coffee, make, size, window, str
         assert torch.allclose(fast["maps"][name], slow["maps"][name], atol=1e-5)
 
 
+def test_auto_reports_brute_force_when_no_convolution_runs_on_a_box(coffee):
+    """A network that mixes all positions at once (flatten, then linear) leaves the plan nothing to save."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
+    model = wrap(seeded(net), "dense", size=16)
+    x = picture(coffee, 16)
+    found = occlusion_drops(model, x, None, 4, 4, FILL, 4, "auto")
+    expected = occlusion_drops(model, x, None, 4, 4, FILL, 4, "brute_force")
+    assert found["strategy"] == "brute_force"
+    assert torch.equal(found["maps"]["logit"], expected["maps"]["logit"])
+
+def test_the_plan_leaves_the_callers_model_untouched(coffee):
+    """The plan's trace holds channels-last copies of conv weights; the model keeps its own tensors."""
+    model = pooled_model()
+    before = {name: (p, p.detach().clone()) for name, p in model.net.state_dict(keep_vars=True).items()}
+    assert occlusion_drops(model, picture(coffee, 37), None, 7, 5, FILL, 4, "auto")["strategy"] == "receptive_field"
+    after = model.net.state_dict(keep_vars=True)
+    assert after.keys() == before.keys()
+    for name, (tensor, values) in before.items():
+        assert after[name] is tensor and tensor.is_contiguous() and torch.equal(tensor, values), name
+
 def test_receptive_field_path_equals_brute_force_on_efficientnet(efficientnet, chelsea):
     x = picture(chelsea, 224)
     windows = window_grid(224, 224, 32, 16)

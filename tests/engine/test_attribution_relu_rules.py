@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from captum.attr import Deconvolution, GuidedBackprop
 from torch import nn
 
 from engine.attribution.gradients import class_gradient
@@ -15,6 +16,7 @@ from engine.hooks import hook_count
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
 from engine.relu_rules import build_rule_copy
+from tests.engine.onnx_copies import onnx_copy
 from tests.engine.tiny_nets import ExplicitMixedNet, MixedActivationNet, rule_hooks, seeded, wrap
 
 
@@ -68,6 +70,27 @@ def test_rule_matches_a_hand_rewritten_efficientnet(efficientnet, chelsea, rule)
     assert torch.allclose(ours, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4)
     assert hook_count(efficientnet) == 0
 
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "convnext_tiny"])
+@pytest.mark.parametrize("rule, peer", [("guided", GuidedBackprop), ("deconv", Deconvolution)])
+def test_rules_on_onnx_copies_match_captum_on_the_torchvision_original(chelsea, name, rule, peer):
+    """Random weights (a format test). Captum hooks the original's nn.ReLU modules (made out of place in a
+    copy, which computes the same function); ConvNeXt has no ReLU, so both rules are its plain gradient
+    there. The ONNX export folds batch norms into convs: equal up to float rounding (1e-5 of the peak)."""
+    original, onnx_model, _ = onnx_copy(name)
+    reference = ConvLensModel(original.spec, copy.deepcopy(original.net))
+    for module in reference.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    x = to_tensor(fit_image(chelsea, (64, 64)))
+    ours, target = relu_rule_gradient(onnx_model, x, rule)
+    theirs = peer(reference).attribute(x.clone(), target=target["index"])
+    plain, _, _ = class_gradient(original, x, target["index"])
+    scale = float(theirs.abs().max())
+    assert float((ours - theirs).abs().max()) <= 1e-5 * scale
+    if name == "shufflenet_v2_x0_5":
+        assert float((plain - theirs).abs().max()) > 0.1 * scale  # the rule changed the map
 
 def test_guided_gradient_never_negative_through_a_relu_right_after_the_input():
     """With the first op a ReLU, guided backprop's pixel gradient is non-negative wherever a rule applies."""
