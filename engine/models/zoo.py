@@ -20,6 +20,7 @@ from typing import Callable, Mapping, Protocol
 import torch
 from torch import nn
 
+from engine.capabilities import DESCRIPTIONS as CAPABILITIES
 from engine.errors import UnknownModel
 from engine.imaging import Fit
 from engine.models.cache import ModelCache
@@ -110,6 +111,7 @@ class ModelSpec:
             "eval_fit": self.eval_fit,
             "format": self.format,
             "builtin": self.builtin,
+            "capabilities": {name: self.missing(name) for name in CAPABILITIES},  # null: it has it; else why not
         }
 
 

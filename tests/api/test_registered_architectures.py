@@ -9,9 +9,11 @@ through the worker's path, :func:`engine.run.prepare` then
 """
 
 import base64
+import io
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -117,3 +119,26 @@ def test_a_listed_method_answers_and_an_unlisted_one_is_refused(registry_client,
     result = run_call(call, pictures, device="cpu")
     assert result.first_non_finite() is None
     json.dumps(result.data)
+
+
+@pytest.mark.parametrize("registered", ["shufflenet_v2_x0_5", "convnext_tiny"], indirect=True)
+def test_guided_backprop_and_the_receptive_field_plan_work_on_shufflenet_and_convnext(registry_client, registered):
+    """Their ONNX graphs trace once onnx2torch's dtype branches are resolved at conversion (the fix this checks)."""
+    model = registered[0]
+    described = registry_client.get(f"/v1/models/{model}").json()
+    assert described["capabilities"]["relu_rules"] is None and described["capabilities"]["incremental_occlusion"] is None
+    body = {"model": model, "inputs": {"image": picture(64)}}
+    assert registry_client.post("/v1/guided_backprop", json=body).status_code == 200
+    maps = {}
+    for strategy in ("auto", "brute_force"):
+        answer = registry_client.post("/v1/occlusion?embed=all", json={**body, "params": {"window": 16, "stride": 8, "strategy": strategy}})
+        assert answer.status_code == 200, answer.text
+        maps[answer.json()["data"]["strategy"]] = array_of(answer.json(), "map")
+    assert set(maps) == {"receptive_field", "brute_force"}
+    scale = float(np.abs(maps["brute_force"]).max())
+    np.testing.assert_allclose(maps["receptive_field"], maps["brute_force"], rtol=0, atol=1e-5 * max(scale, 1e-6))
+
+
+def array_of(answer: dict, name: str) -> np.ndarray:
+    found = next(a for a in answer["artifacts"] if a["name"] == name)
+    return np.load(io.BytesIO(base64.b64decode(found["data_base64"])), allow_pickle=False)
