@@ -38,10 +38,17 @@ def onnx_reshape(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
 
 @torch.fx.wrap
 def onnx_slice(x: torch.Tensor, starts, ends, axes=None, steps=None) -> torch.Tensor:
-    """ONNX Slice (opset 10+), as onnx2torch computes it."""
-    from onnx2torch.node_converters.slice import _do_slice, _get_slices
+    """ONNX Slice (opset 10+) with onnx2torch's slices, indexed by a tuple (its list index is deprecated)."""
+    from onnx2torch.node_converters.slice import _get_slices
 
-    return _do_slice(x, *_get_slices(starts, ends, axes, steps))
+    flip_dims, leading, trailing = _get_slices(starts, ends, axes, steps)
+    if flip_dims:
+        x = torch.flip(x, dims=flip_dims)
+    if leading:
+        x = x[tuple(leading)]
+    if trailing:
+        x = x[tuple(trailing)]
+    return x
 
 
 class TypedDiv(nn.Module):
