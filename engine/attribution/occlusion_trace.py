@@ -30,7 +30,7 @@ def traced(model: nn.Module) -> fx.GraphModule:
     Unsupported if it cannot be traced."""
     def build() -> fx.GraphModule | Unsupported:
         try:
-            return fuse_exported_patterns(_with_channels_last_convs(_without_script_leaves(fx.symbolic_trace(model))))
+            return fuse_exported_patterns(_with_channels_last_convs(fx.symbolic_trace(model)))
         except Unsupported as exc:
             return exc
         except Exception as exc:  # fx raises many types for untraceable control flow
@@ -40,22 +40,6 @@ def traced(model: nn.Module) -> fx.GraphModule:
     if isinstance(found, Unsupported):
         raise found
     return found
-
-
-def _without_script_leaves(gm: fx.GraphModule) -> fx.GraphModule:
-    """A TorchScript submodule is one opaque call: no plan could recompute less than all of it."""
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            value = gm.get_submodule(node.target)
-        elif node.op == "get_attr":  # fx reaches a scripted submodule through its C++ handle
-            value = gm
-            for part in node.target.split("."):
-                value = getattr(value, part)
-        else:
-            continue
-        if isinstance(value, (torch.jit.ScriptModule, torch._C.ScriptObject)):
-            raise Unsupported(f"{node.target!r} is TorchScript, opaque to tracing")
-    return gm
 
 
 def _with_channels_last_convs(gm: fx.GraphModule) -> fx.GraphModule:

@@ -185,8 +185,6 @@ class ConvLensModel(nn.Module):
         with GATE.shared():
             try:
                 for name, module in self._layers.items():
-                    if isinstance(module, torch.jit.ScriptModule):
-                        continue  # scripted layers take no hooks: a TorchScript model has no catalogue
                     handles.append(module.register_forward_hook(this_thread_only(watch(name, module))))
                 with torch.inference_mode():
                     self(torch.zeros(1, 3, *size, device=self.device))
