@@ -21,7 +21,8 @@ from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from api.routes.web import static_files
 from engine.models import load_model
 from api.settings import Settings, get_settings
-from worker.model_store import install_model_source
+from engine.models.zoo import CACHE
+from worker.model_store import model_store_getter
 from worker.plugins import load_plugins
 from worker.samples import ensure_samples
 from worker.storage import StorageUnavailable
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
-    app.state.model_store = install_model_source(app.state.settings)
+    app.state.model_store = model_store_getter(app.state.settings)
+    CACHE.resize(app.state.settings.model_cache_bytes)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
     app.add_middleware(

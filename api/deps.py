@@ -32,6 +32,7 @@ from api.settings import Settings
 from worker.collections import CollectionLimits, CollectionStore
 from worker.feature_store import StoredFeatures
 from worker.image_holds import ImageHolds
+from engine.models.zoo import ModelSource
 from worker.model_store import ModelStore
 from worker.style_models import StyleModelStore
 from worker.storage import Storage, make_storage
@@ -85,7 +86,12 @@ def job_service(request: Request) -> JobService:
 
 
 def app_job_service(app) -> JobService:
-    return _once(app, "job_service", lambda: JobService(app.state.settings, app_storage(app), app_redis(app)))
+    return _once(app, "job_service", lambda: JobService(app.state.settings, app_storage(app), app_redis(app), app_model_source(app)))
+
+
+def app_model_source(app) -> ModelSource:
+    """How the app finds a tenant's registered model by name (engine.models.zoo.ModelSource), without connecting first."""
+    return lambda owner, name: app.state.model_store().spec_for(owner, name)
 
 
 def key_store(request: Request) -> KeyStore:
@@ -222,6 +228,10 @@ def model_store(request: Request) -> ModelStore:
     return request.app.state.model_store()
 
 
+def model_source(request: Request) -> ModelSource:
+    return app_model_source(request.app)
+
+
 def collection_resolver(request: Request, tenant: TenantDep) -> CollectionResolver:
     """How a ``{"collection": id}`` inline input becomes image ids: the tenant's collection (404 if not theirs)."""
 
@@ -249,6 +259,7 @@ QuotasDep = Annotated[Quotas, Depends(quotas)]
 ImageHoldsDep = Annotated[ImageHolds, Depends(image_holds)]
 KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(model_store)]
+ModelSourceDep = Annotated[ModelSource, Depends(model_source)]
 RegistrationAllowed = Depends(require_scope("models"))  # registering and deleting the tenant's own models
 CollectionsDep = Annotated[CollectionStore, Depends(collection_store)]
 CollectionResolverDep = Annotated[CollectionResolver, Depends(collection_resolver)]

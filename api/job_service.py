@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from engine.models.zoo import ModelSource
 from engine.run import picture_counts, prepare, shape_inputs
 from worker.broker import BROKER_ERRORS, BrokerUnavailable, broker_errors
 from worker.jobs import Job, JobStore, new_job_id
@@ -32,8 +33,9 @@ def content_hash(method: str, model: str, params: dict, inputs: dict) -> str:
 
 
 class JobService:
-    def __init__(self, settings: Settings, storage: Storage, redis):
+    def __init__(self, settings: Settings, storage: Storage, redis, models: ModelSource):
         self.settings = settings
+        self.models = models  # finds the tenants' registered models
         self.redis = redis
         self.jobs = JobStore(self.redis, settings.job_ttl_seconds, heartbeat_seconds=settings.heartbeat_seconds, unsent_seconds=settings.unsent_job_seconds)
         self.storage = storage
@@ -59,7 +61,7 @@ class JobService:
         A job with a deadline or a webhook is only ever the twin of one with the same
         deadline and webhook (both are part of its content hash).
         """
-        call = prepare(method_name, model_name, params, picture_counts(inputs), tenant, self.settings.job_caps())
+        call = prepare(method_name, model_name, params, picture_counts(inputs), tenant, self.settings.job_caps(), self.models)
         method, spec, parsed = call.method, call.spec, call.params.model_dump(mode="json")
         inputs = shape_inputs(method, inputs)
         webhooks.check_request(webhook, self.settings)

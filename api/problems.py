@@ -59,6 +59,7 @@ ENGINE_STATUS = {
     "model_memory_limit": 422,
     "model_crashed": 422,
     "vetting_busy": 503,
+    "vetting_unavailable": 503,
 }
 
 IMAGE_STATUS = {

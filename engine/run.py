@@ -19,6 +19,7 @@ from engine.concurrency import GATE
 from engine.cost import Budget, Cost, run_size
 from engine.errors import InputProblem, NonFiniteResult
 from engine.models import ModelSpec, find_spec, load_model
+from engine.models.zoo import ModelSource
 from engine.models.profile import model_profile
 from engine.models.support import check_supported
 from engine.progress import Progress, no_progress
@@ -43,8 +44,10 @@ def prepare(
     counts: Mapping[str, int],
     owner: str | None = None,
     budget: Budget | None = None,
+    models: ModelSource | None = None,
 ) -> Call:
-    """Validate a call of ``method_name`` on ``model_name`` for tenant ``owner``, with ``counts[slot]`` pictures per input.
+    """Validate a call of ``method_name`` on ``model_name`` for tenant ``owner``, with ``counts[slot]`` pictures per input;
+    ``models`` finds registered models (the built-ins are always known).
 
     Raises the engine's errors (unknown method or model, invalid params, an
     input problem, an unsupported model or size, a cost over ``budget``).
@@ -52,7 +55,7 @@ def prepare(
     method = get_method(method_name)
     parsed = parse_params(method, params)
     check_counts(method, counts)
-    spec = find_spec(model_name, owner)
+    spec = find_spec(model_name, owner, models)
     profile = model_profile(spec)
     check_supported(spec, method, run_size(profile, parsed))
     cost = method.estimate(profile, parsed, sum(counts.values()))
@@ -124,7 +127,8 @@ def run_method(
     device: str | None = None,
     cache=None,
     owner: str | None = None,
+    models: ModelSource | None = None,
 ) -> Result:
     """Prepare and run in one step, with no budget (the engine's own callers: tests, benchmarks)."""
-    call = prepare(name, model_name, params, picture_counts(inputs), owner)
+    call = prepare(name, model_name, params, picture_counts(inputs), owner, models=models)
     return run_call(call, inputs, progress, device, cache)

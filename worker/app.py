@@ -10,14 +10,14 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_r
 
 from engine.registry import all_methods
 from worker.logs import use_json
-from worker.model_store import install_model_source
+from engine.models.zoo import CACHE
 from worker.plugins import load_plugins
 from worker.queue_app import create_celery
 from worker.reaper import Reaper
 from worker.settings import get_settings
 
 settings = get_settings()
-install_model_source(settings)  # registered models: looked up in the shared store, loaded lazily in the child
+CACHE.resize(settings.model_cache_bytes)  # registered models are looked up in the shared store per job, loaded lazily in the child
 load_plugins(settings)
 all_methods()
 app = create_celery(settings)

@@ -33,7 +33,7 @@ from engine.models import ModelSpec
 from engine.models.formats import ModelFormat, load_network
 from engine.models.registered import ModelMetadata, spec_from_metadata
 from engine.models.vetted import Vetted
-from engine.models.zoo import CACHE, MODELS, forget_model, set_model_source
+from engine.models.zoo import MODELS, forget_model
 from worker.broker import broker_errors
 from worker.jobs import connect
 from worker.model_vetting import ModelVetter
@@ -218,7 +218,7 @@ class ModelStore:
                 self.storage.delete(key)
         return record
 
-    # -- the zoo's model source --------------------------------------------------------------
+    # -- the model source of lookups (engine.models.zoo.find_spec) ---------------------------
 
     def spec_for(self, owner: str, name: str) -> ModelSpec | None:
         """The spec of the model ``name`` means to ``owner``, whose build reads the stored file."""
@@ -252,14 +252,3 @@ def model_store_getter(settings: Settings) -> Callable[[], ModelStore]:
             return made[0]
 
     return get
-
-
-def install_model_source(settings: Settings) -> Callable[[], ModelStore]:
-    """Point the zoo at the shared model store and size the model cache; returns the store getter.
-
-    A lookup that cannot reach Redis answers 503 (broker_unavailable) through the caller.
-    """
-    store = model_store_getter(settings)
-    CACHE.resize(settings.model_cache_bytes)
-    set_model_source(lambda owner, name: store().spec_for(owner, name))
-    return store

@@ -37,6 +37,7 @@ from worker.artifacts import discard_result, store_preview, store_result
 from worker.backoff import with_backoff
 from worker.jobs import FINISHED, REDIS_ERRORS, Job, JobStore, connect
 from worker.metrics import record_job, record_worker_memory
+from worker.model_store import ModelStore
 from worker.settings import Settings
 from worker.storage import Storage, StorageUnavailable, make_storage
 from worker.style_models import save_trained_style_model
@@ -60,6 +61,10 @@ class JobTask(Task):
     @cached_property
     def storage(self) -> Storage:
         return make_storage(self.settings)
+
+    @cached_property
+    def models(self) -> ModelStore:
+        return ModelStore(self.jobs.redis, self.storage, self.settings)
 
     def after_return(self, status, retval, task_id, args, kwargs, einfo):
         """Publish the job's metrics (its final state and duration, this process's memory) for /metrics."""
@@ -129,7 +134,7 @@ def _run(task: JobTask, job: Job, deliveries: int) -> str:
              extra={"job_id": job.id, "request_id": job.request_id, "tenant": job.tenant})
     webhooks.enqueue(task.app, jobs, job, "start")
     try:
-        call = prepare(job.method, job.model, job.params, picture_counts(job.inputs), job.tenant, settings.job_caps())
+        call = prepare(job.method, job.model, job.params, picture_counts(job.inputs), job.tenant, settings.job_caps(), task.models.spec_for)
         inputs = _load_inputs(task.storage, job, settings.max_image_pixels)
         progress = JobProgress(jobs, task.storage, job, settings, lambda job: webhooks.enqueue(task.app, jobs, job, "progress"))
         result = run_call(call, inputs, progress, settings.device, StoredFeatures(task.storage))

@@ -6,13 +6,16 @@ route, its typed request schema and its documentation with no code here.
 
 import asyncio
 import time
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic.json_schema import models_json_schema
 
-from api.deps import CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlineLinksDep, InlinePoolDep, SettingsDep, TenantDep
+from api.deps import (
+    CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlineLinksDep, InlinePoolDep, ModelSourceDep, SettingsDep, TenantDep,
+)
 from api.inline_links import parse_embed
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
 from api.inline_request import CollectionResolver, Form, ImageResolver, decode_inputs, parse, receive
@@ -23,6 +26,7 @@ from engine.encoding import NPY, PNG
 from engine.inspect.collection import FeatureCache
 from engine.registry import Method, all_methods, get_method
 from engine.result import Result
+from engine.models.zoo import ModelSource
 from engine.run import prepare, run_call
 from api.settings import Settings
 
@@ -93,6 +97,7 @@ def _endpoint(method: Method):
         cache: FeatureCacheDep,
         links: InlineLinksDep,
         tenant: TenantDep,
+        models: ModelSourceDep,
         artifact: Annotated[
             str | None, Query(description="return this artifact itself (PNG or .npy) instead of JSON")
         ] = None,
@@ -108,7 +113,7 @@ def _endpoint(method: Method):
             body = await receive(request, method)
             progress = InlineProgress(settings.inline_time_limit_seconds)
             work = asyncio.ensure_future(pool.run(
-                answer, method, body, wanted, settings, tenant, resolve, progress, collections, cache,
+                answer, method, body, wanted, settings, Caller(tenant, models), resolve, progress, collections, cache,
                 lambda result: links.keep(result, tenant), key=request.state.api_key,
             ))
             content, media_type, timings = await until_done_or_gone(request, work, progress)
@@ -125,7 +130,7 @@ def answer(
     body: Form | bytes,
     wanted: Wanted,
     settings: Settings,
-    tenant: str,
+    caller: "Caller",
     resolve: ImageResolver,
     progress: InlineProgress,
     collections: CollectionResolver | None = None,
@@ -138,7 +143,7 @@ def answer(
     """
     request = parse(method, body, collections)
     counts = {slot: len(uploads) for slot, uploads in request.uploads.items()}
-    call = prepare(method.name, request.model, request.params, counts, tenant, settings.inline_budget())  # before any decoding
+    call = prepare(method.name, request.model, request.params, counts, caller.tenant, settings.inline_budget(), caller.models)  # before any decoding
     start = time.perf_counter()
     inputs = decode_inputs(request, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
@@ -152,6 +157,14 @@ def answer(
     timings["decode_ms"] = decode_ms
     content, media_type = render(result, wanted, keep)
     return content, media_type, timings
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the tenant, and how its registered models are found."""
+
+    tenant: str
+    models: ModelSource
 
 
 def server_timing(timings: dict) -> str:

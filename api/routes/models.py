@@ -56,7 +56,7 @@ def describe_model(
     height: int | None = Query(None, ge=16, le=1024, description="input height for the layer shapes (default: native)"),
     width: int | None = Query(None, ge=16, le=1024, description="input width for the layer shapes (default: native)"),
 ) -> dict:
-    spec = find_spec(name, tenant)
+    spec = find_spec(name, tenant, store.spec_for)
     size = (height or spec.input_size[0], width or spec.input_size[1])
     native = model_profile(spec).catalogue()  # no network is loaded for the native size
     if size == tuple(spec.input_size):
@@ -107,7 +107,7 @@ def _register(store: ModelStore, tenant: str, metadata: str, data: bytes):
 
 @router.delete("/models/{name}", status_code=204, summary="Remove one of this tenant's registered models", dependencies=[RegistrationAllowed])
 def delete_model(name: str, store: ModelStoreDep, tenant: TenantDep) -> Response:
-    if find_spec(name, tenant).builtin:
+    if find_spec(name, tenant, store.spec_for).builtin:
         raise Problem(409, "builtin_model", f"{name!r} is a built-in model; only registered models can be removed")
     store.delete(tenant, name)
     return Response(status_code=204)

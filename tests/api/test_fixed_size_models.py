@@ -38,9 +38,10 @@ def test_methods_that_change_the_size_are_listed_unsupported_with_the_reason(fix
 
 
 def test_a_call_at_another_size_is_a_422_naming_the_size_and_one_at_its_size_runs(registry_client, fixed, small_chelsea):
+    models = registry_client.app.state.model_store().spec_for  # the worker's path, as open access's tenant
     with pytest.raises(UnsupportedModel, match="runs only at its native size 64x64; this call would run it at 128x128"):
-        prepare("evaluate_attribution", "fixed-net", {"methods": ["saliency"]}, {"images": 2}, "public")  # 128 px by default
-    prepare("evaluate_attribution", "fixed-net", {"methods": ["saliency"], "size": 64}, {"images": 2}, "public")
+        prepare("evaluate_attribution", "fixed-net", {"methods": ["saliency"]}, {"images": 2}, "public", models=models)  # 128 px
+    prepare("evaluate_attribution", "fixed-net", {"methods": ["saliency"], "size": 64}, {"images": 2}, "public", models=models)
     picture = {"image": ("p.png", encode(small_chelsea, "PNG"))}
     assert registry_client.post("/v1/saliency", files=picture, data={"model": "fixed-net"}).status_code == 200
     resized = registry_client.post("/v1/activations", files=picture, data={"model": "fixed-net", "params": '{"size": 96}'})

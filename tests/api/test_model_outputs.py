@@ -32,7 +32,7 @@ def test_non_finite_outputs_get_the_same_answer_inline_and_as_a_job(registry_cli
     settings = client.app.state.settings
     store = JobStore(connect(settings), settings.job_ttl_seconds)
     store.start(job["id"], 3, "test:1")
-    task = SimpleNamespace(jobs=store, settings=settings, storage=client.app.state.storage, app=None)
+    task = SimpleNamespace(jobs=store, settings=settings, storage=client.app.state.storage, app=None, models=client.app.state.model_store())
     assert tasks._run(task, store.get(job["id"]), 1) == "failed"
     error = client.get(f"/v1/jobs/{job['id']}").json()["error"]
     assert error == {"code": "non_finite_output", "message": inline.json()["detail"]}

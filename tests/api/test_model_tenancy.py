@@ -119,7 +119,8 @@ def test_a_job_forged_for_another_tenant_fails_in_the_worker(service, tenants, t
     job, _ = store.create(Job(id=new_job_id(), method="filters", model="a-net", queue="cpu", params={}, inputs={},
                               content_hash="forged", tenant="bob"))
     store.start(job.id, 3, "test:1")
-    task = SimpleNamespace(jobs=store, settings=service.settings, storage=FilesystemStorage(tmp_path), app=None)
+    task = SimpleNamespace(jobs=store, settings=service.settings, storage=FilesystemStorage(tmp_path), app=None,
+                           models=service.client.app.state.model_store())
     assert tasks._run(task, store.get(job.id), 1) == "failed"
     assert store.get(job.id).error["code"] == "unknown_model"
 

@@ -32,7 +32,7 @@ ARCHITECTURES = {  # name -> native side
     "inception_v3": 299,
 }
 LABELS = [f"class {i}" for i in range(10)]
-METHODS = {method.name: method for method in all_methods()}
+METHODS = {method.name: method for method in all_methods()}  # the built-in methods (other test modules may add some)
 
 
 def cheap(name: str, side: int) -> dict:
@@ -92,7 +92,7 @@ def inputs_for(method, side: int) -> dict:
 
 def test_every_method_is_listed_with_a_reason_when_refused(registered):
     _model, _side, support = registered
-    assert set(support) == set(METHODS)
+    assert set(support) == {method.name for method in all_methods()}
     assert all(entry["supported"] or entry["reason"] for entry in support.values())
 
 
@@ -109,13 +109,14 @@ def test_a_listed_method_answers_and_an_unlisted_one_is_refused(registry_client,
             assert answer.status_code == 422 and answer.json()["code"] == "unsupported_model", answer.text
             assert answer.json()["detail"] == support[name]["reason"]
         return
+    models = registry_client.app.state.model_store().spec_for
     pictures = {slot.name: [small_chelsea] * max(slot.min_count, 2) if slot.many else small_chelsea
                 for slot in method.inputs if not slot.optional}
     if not support[name]["supported"]:
         with pytest.raises(UnsupportedModel, match=support[name]["reason"][:40]):
-            prepare(name, model, params, picture_counts(pictures), "public")
+            prepare(name, model, params, picture_counts(pictures), "public", models=models)
         return
-    call = prepare(name, model, params, picture_counts(pictures), "public")  # the worker's path: open access's tenant
+    call = prepare(name, model, params, picture_counts(pictures), "public", models=models)  # the worker's path: open access's tenant
     result = run_call(call, pictures, device="cpu")
     assert result.first_non_finite() is None
     json.dumps(result.data)

@@ -161,7 +161,7 @@ def test_bad_submissions_are_refused_before_queueing(stack, chelsea):
         ({"method": "no_such_method", "model": "efficientnet_lite0", "inputs": {"image": image_id}}, 404, "unknown_method"),
         ({"method": "classify", "model": "no_such_model", "inputs": {"image": image_id}}, 404, "unknown_model"),
         ({"method": "classify", "model": "efficientnet_lite0", "inputs": {"image": image_id}, "params": {"top_k": 0}}, 422, "invalid_params"),
-        ({"method": "classify", "model": "efficientnet_lite0", "inputs": {}}, 422, "invalid_params"),
+        ({"method": "classify", "model": "efficientnet_lite0", "inputs": {}}, 422, "missing_input"),  # as inline
         ({"method": "classify", "model": "efficientnet_lite0", "inputs": {"image": "0" * 32}}, 404, "unknown_image"),
         ({"method": "classify", "model": "vgg19", "inputs": {"image": image_id}}, 422, "unsupported_model"),
     ]

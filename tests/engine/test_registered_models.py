@@ -155,17 +155,12 @@ def test_registered_names_resolve_inside_their_tenant_and_load_by_identity():
         digest = records.get((owner, name))
         return spec_from_metadata(meta(name=name), "onnx", lambda: net, owner, digest) if digest else None
 
-    previous = zoo._source
-    zoo.set_model_source(source)
-    try:
-        first = zoo.load_model(zoo.find_spec("net", "acme"), "cpu")
-        assert zoo.load_model(zoo.find_spec("net", "acme"), "cpu") is first
-        for stranger in ("other", None):  # another tenant, or no tenant at all: the name is unknown
-            with pytest.raises(UnknownModel, match="unknown model 'net'"):
-                zoo.find_spec("net", stranger)
-        records[("acme", "net")] = "hash-2"  # registered again with another file
-        assert zoo.find_spec("net", "acme").content_hash == "hash-2"
-        assert zoo.load_model(zoo.find_spec("net", "acme"), "cpu") is not first
-        assert zoo.find_spec("vgg19", "acme").builtin  # built-ins are everyone's
-    finally:
-        zoo.set_model_source(previous)
+    first = zoo.load_model(zoo.find_spec("net", "acme", source), "cpu")
+    assert zoo.load_model(zoo.find_spec("net", "acme", source), "cpu") is first
+    for stranger in ("other", None):  # another tenant, or no tenant at all: the name is unknown
+        with pytest.raises(UnknownModel, match="unknown model 'net'"):
+            zoo.find_spec("net", stranger, source)
+    records[("acme", "net")] = "hash-2"  # registered again with another file
+    assert zoo.find_spec("net", "acme", source).content_hash == "hash-2"
+    assert zoo.load_model(zoo.find_spec("net", "acme", source), "cpu") is not first
+    assert zoo.find_spec("vgg19", "acme", source).builtin  # built-ins are everyone's

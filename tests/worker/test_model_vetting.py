@@ -18,7 +18,7 @@ from engine.errors import ModelRejected
 from engine.models.registered import RegistrationLimits
 from tests import hostile_files as hostile
 from tests.model_files import metadata, onnx_bytes, pt2_bytes, tiny_net
-from worker.model_vetting import ModelVetter, VettingLimits, child_environment, vet_in_child
+from worker.model_vetting import ZYGOTE, ModelVetter, VettingLimits, child_environment, vet_in_child
 from worker.settings import Settings
 
 SIZE = (64, 64)
@@ -35,17 +35,16 @@ def with_model_limits(**changes) -> VettingLimits:
 
 
 def vetting_children() -> list[int]:
-    """Pids of this process's vetting children."""
+    """Pids of the vetting children of this process's zygote."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if parent == os.getpid() and b"child_main" in command:
+        if ZYGOTE.pid is not None and parent == ZYGOTE.pid:
             found.append(int(entry.name))
     return found
 
@@ -195,3 +194,26 @@ def _resident_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+def test_a_dead_zygote_is_started_again_and_one_ends_with_its_process(tmp_path):
+    healthy, meta = onnx_bytes(tiny_net(), SIZE), metadata("tiny", SIZE, LABELS)
+    vet_in_child(healthy, meta, LIMITS)
+    first = ZYGOTE.pid
+    os.kill(first, signal.SIGKILL)
+    assert vet_in_child(healthy, meta, LIMITS).parameters == 1460 and ZYGOTE.pid != first
+    script = ("import sys; sys.path.insert(0, {root!r}); from tests.model_files import metadata, onnx_bytes, tiny_net; "
+              "from tests.worker.test_model_vetting import LIMITS; from worker.model_vetting import ZYGOTE, vet_in_child; "
+              "vet_in_child(onnx_bytes(tiny_net(), (64, 64)), metadata('t', (64, 64), ['a', 'b', 'c', 'd']), LIMITS); print(ZYGOTE.pid)")
+    import subprocess
+    import sys
+
+    from tests.e2e.servers import ROOT
+
+    done = subprocess.run([sys.executable, "-c", script.format(root=str(ROOT))], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    orphan = int(done.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{orphan}").exists() and b"vetting_zygote" in Path(f"/proc/{orphan}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the zygote outlived the process that started it"
+        time.sleep(0.1)

@@ -10,6 +10,7 @@ from tests.worker.test_jobs_store import make_job
 from worker import tasks, webhooks
 from worker.jobs import JobStore
 from worker.settings import Settings
+from worker.model_store import ModelStore
 from worker.storage import FilesystemStorage
 from worker.tasks import JobProgress
 
@@ -51,8 +52,8 @@ def test_a_limit_between_a_redis_command_and_its_reply_still_records_time_limit(
         progress(2, 2)
 
     monkeypatch.setattr(tasks, "run_call", run_call)
-    task = SimpleNamespace(jobs=store, settings=Settings(job_soft_time_limit=6, job_time_limit=9, visibility_timeout=12),
-                           storage=FilesystemStorage(tmp_path), app=None)
+    settings, storage = Settings(job_soft_time_limit=6, job_time_limit=9, visibility_timeout=12), FilesystemStorage(tmp_path)
+    task = SimpleNamespace(jobs=store, settings=settings, storage=storage, app=None, models=ModelStore(store.redis, storage, settings))
     assert tasks._run(task, job, 1) == "failed"
     assert store.get(job.id).error == {"code": "time_limit", "message": "the job ran past its limit of 6 s"}
 

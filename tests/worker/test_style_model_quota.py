@@ -12,6 +12,7 @@ from worker import tasks
 from worker.jobs import JobStore
 from worker.settings import Settings
 from worker.storage import FilesystemStorage
+from worker.model_store import ModelStore
 from worker.usage import StoredBytes
 
 CONFIG = StyleModelConfig(width=4, blocks=1, styles=1, style_names=["only"])  # random weights: only their bytes count here
@@ -24,7 +25,7 @@ def test_a_trained_style_model_is_kept_only_within_the_limit(redis_client, tmp_p
     store.start(job.id, 3, "w:1")
     trained = Result(data={"style_model": CONFIG.model_dump(), "model": "vgg19"}, tensors=build(CONFIG).state_dict())
     monkeypatch.setattr(tasks, "run_call", lambda *args: trained)
-    task = SimpleNamespace(jobs=store, settings=Settings(), storage=storage, app=None)
+    task = SimpleNamespace(jobs=store, settings=Settings(), storage=storage, app=None, models=ModelStore(redis_client, storage, Settings()))
 
     assert tasks._run(task, store.get(job.id), 1) == state
     ended, used = store.get(job.id), StoredBytes(redis_client).used("gus")
