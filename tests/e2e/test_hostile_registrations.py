@@ -1,4 +1,5 @@
-"""The attack corpus over HTTP, against a real API process: each hostile model file is refused with its 4xx,
+"""The attack corpus over HTTP, against a real API process: each hostile model file is refused with its 4xx
+(a fixed-size export is accepted, as fixed-size; a guard-code program, with its guard code never run),
 a canary file in the API's working directory is never read or written, the model stored before stays
 served, and while each registration runs a concurrent ``/healthz`` loop stays under 100 ms at the 99th
 percentile. The files are built by tests/hostile_files.py (tiny random-weight networks where one is needed).
@@ -15,7 +16,7 @@ import pytest
 from tests import hostile_files as hostile
 from tests.e2e.servers import APIServer
 from tests.hostile_files import Canary
-from tests.model_files import metadata, onnx_bytes, tiny_net
+from tests.model_files import BrightIsNaN, metadata, onnx_bytes, tiny_net
 from tests.pictures import encode
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,8 @@ def corpus(canary: Canary) -> dict[str, tuple]:
         "weightless": (hostile.weightless_onnx, ["a", "b", "c"], 422, "no_parameters"),
         "pt2_list_config": (hostile.pt2_with_list_weights_config, LABELS, 400, "not_a_model"),
         "pt2_zero_member": (lambda: hostile.pt2_with_zero_member(2**30), LABELS, 413, "model_too_large"),
+        "fixed_size": (hostile.fixed_size_onnx, ["a", "b", "c"], 201, None),  # registers, as fixed-size
+        "nan_outputs": (lambda: onnx_bytes(AlwaysNaN(), SIZE), LABELS, 422, "non_finite_output"),
     }
     for place in EXTERNAL_PLACES:
         cases[f"onnx_external_{place}"] = (lambda place=place: hostile.external_data_onnx(relative, place), None, 422, "invalid_onnx")
@@ -46,7 +49,14 @@ def corpus(canary: Canary) -> dict[str, tuple]:
 
 EXTERNAL_PLACES = ("initializer", "constant", "subgraph")
 CASES = ["torchscript_from_file", "pt2_from_file", "pt2_guard_code", "constant_of_shape_bomb", "input_dependent_bomb", "100k_nodes",
-         "weightless", "pt2_list_config", "pt2_zero_member", *(f"onnx_external_{place}" for place in EXTERNAL_PLACES)]
+         "weightless", "pt2_list_config", "pt2_zero_member", "fixed_size", "nan_outputs", *(f"onnx_external_{place}" for place in EXTERNAL_PLACES)]
+
+
+class AlwaysNaN(BrightIsNaN):
+    """NaN outputs for every picture, the plain one registration runs included (random weights otherwise)."""
+
+    def forward(self, x):
+        return super().forward(x) * float("nan")
 
 
 class HealthProbe:
@@ -115,6 +125,8 @@ def test_a_hostile_file_is_refused_while_the_api_stays_healthy(api, case, small_
         time.sleep(max(0.0, 1.0 - (time.perf_counter() - start)))  # a quick refusal: sample a second all the same
     if code is None:
         assert answer.status_code == status, answer.text
+        if case == "fixed_size":
+            assert answer.json()["sizes"]["fixed"] is True
     else:
         assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
         assert answer.headers["content-type"] == "application/problem+json"
