@@ -299,21 +299,22 @@ def _answer(returncode: int, reply: bytes, data: bytes, limits: VettingLimits) -
 
 
 def prepare_vetting_process() -> None:
-    """In the zygote, once: lower priority, one torch thread, and everything vetting imports or allocates up front."""
+    """In the zygote, once: lower priority and everything vetting imports. No tensor operation runs here: torch's
+    thread pool, once made, is invalid in a forked child (torch asserts, and the child aborts)."""
     import onnx2torch  # noqa: F401
-    import torch
     import torch.onnx  # noqa: F401
 
     import engine.models.vetting  # noqa: F401
 
     os.nice(10)
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
-    torch.nn.functional.conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3))  # the kernels' own buffers, before any cap
 
 
 def vet_confined(request_line: bytes, data: bytes) -> bytes:
     """In a forked child: set the caps, vet, and return the answer (a JSON line, then a translation's ONNX bytes)."""
+    import torch
+
+    torch.set_num_threads(1)  # its pool is made here, in the child
+    torch.set_num_interop_threads(1)
     request = json.loads(request_line)
     _confine(request["cpu_seconds"], request["memory_bytes"])
     try:

@@ -93,7 +93,13 @@ def test_two_files_are_vetted_one_child_at_a_time_and_leave_nothing_behind():
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
-    workers = [threading.Thread(target=lambda f=fmt: results.update({f: vetter.vet(files[f], metadata("tiny", SIZE, LABELS))})) for fmt in files]
+    def vet(fmt):
+        try:
+            results[fmt] = vetter.vet(files[fmt], metadata("tiny", SIZE, LABELS))
+        except Exception as exc:  # noqa: BLE001 - shown in the assertion below
+            results[fmt] = exc
+
+    workers = [threading.Thread(target=vet, args=(fmt,)) for fmt in files]
     for thread in [watcher, *workers]:
         thread.start()
     for thread in workers:
@@ -101,6 +107,7 @@ def test_two_files_are_vetted_one_child_at_a_time_and_leave_nothing_behind():
     stop.set()
     watcher.join()
     assert most[0] == 1
+    assert not [r for r in results.values() if isinstance(r, Exception)], results
     assert results["onnx"].onnx == files["onnx"] and results["onnx"].parameters == 1460  # see tests/engine/test_vetting.py
     assert onnx.load_model_from_string(results["torch_export"].onnx).graph.node and results["torch_export"].parameters == 1508
     for vetted in results.values():
@@ -200,6 +207,7 @@ def test_a_dead_zygote_is_started_again_and_one_ends_with_its_process(tmp_path):
     healthy, meta = onnx_bytes(tiny_net(), SIZE), metadata("tiny", SIZE, LABELS)
     vet_in_child(healthy, meta, LIMITS)
     first = ZYGOTE.pid
+    assert len(os.listdir(f"/proc/{first}/task")) == 1  # one thread: forking it is safe
     os.kill(first, signal.SIGKILL)
     assert vet_in_child(healthy, meta, LIMITS).parameters == 1460 and ZYGOTE.pid != first
     script = ("import sys; sys.path.insert(0, {root!r}); from tests.model_files import metadata, onnx_bytes, tiny_net; "
