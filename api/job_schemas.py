@@ -172,7 +172,7 @@ def job_request_example(method: Method) -> dict:
         for slot in method.inputs
         if not slot.optional
     }
-    model = DEFAULT_MODEL if method.category != "synthesise" or method.name == "class_visualization" else "vgg19"
+    model = DEFAULT_MODEL if method.category != "synthesize" or method.name == "class_visualization" else "vgg19"
     return {"method": method.name, "model": model, "inputs": inputs, "params": {}}
 
 

@@ -132,7 +132,7 @@ def main() -> None:
         print(f"loaded {config.model_dump(exclude={'style_names'})} from {args.model} (trained for {metadata['trained']})")
     else:
         start = time.perf_counter()
-        layout = {"width": args.width, "residual_blocks": args.blocks, "space_to_depth": args.space_to_depth, "outer_kernel": args.outer_kernel}
+        layout = {"base_channels": args.width, "residual_blocks": args.blocks, "space_to_depth": args.space_to_depth, "outer_kernel": args.outer_kernel}
         params = {"steps": args.train_steps, "size": args.train_size, "preview_every": 0, **layout}
         trained = run_method("train_style_model", "vgg19", {"content": photos, "style": [style]}, params, device="cpu")
         how = f"{args.train_steps} steps at {args.train_size} px in {time.perf_counter() - start:.0f} s"

@@ -13,7 +13,7 @@ service with the job caps; either refuses with a message naming what to change.
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from engine.errors import EngineError
 
@@ -110,35 +110,16 @@ def forward_peak(model: "ModelProfile", size: tuple[int, int] | None = None) -> 
     return int(2 * _native_activations(model)[1] * area_ratio(model, size))
 
 
-# -- defaults ------------------------------------------------------------------------
+# -- the shapes of cost the methods have ---------------------------------------------------
 
 
-def run_size(model: "ModelProfile", params: Any) -> tuple[int, int]:
-    """The (height, width) a method runs at, from its ``size`` / ``max_side`` / ``height``+``width`` params."""
-    if getattr(params, "height", None) and getattr(params, "width", None):
-        return params.height, params.width
-    for name in ("size", "max_side"):
-        side = getattr(params, name, None)
-        if side:
-            return side, side
-    return tuple(model.input_size)
+def forward_cost(model: "ModelProfile", size: tuple[int, int], pictures: int, batch: int, hint: str) -> Cost:
+    """One forward pass per picture, gradient-free; a batch of the largest activations alive at once."""
+    return Cost(pictures, 3 * size[0] * size[1], forward_peak(model, size) * min(batch, max(pictures, 1)), hint)
 
 
-def default_cost(category: str, model: "ModelProfile", params: Any, images: int) -> Cost:
-    """A method's cost from its category and its usual params (steps, batch_size, octaves, scales, size).
-
-    Methods that follow gradients pay one forward and one backward pass per
-    step and picture and keep every activation of a batch; inspect methods pay
-    one forward pass per picture and keep the largest activations of a batch.
-    """
-    size = run_size(model, params)
-    pictures = max(images, 1)
-    batch = getattr(params, "batch_size", 1) or 1
-    pixels = 3 * size[0] * size[1]
-    if category == "inspect":
-        return Cost(pictures, pixels, forward_peak(model, size) * min(batch, pictures), "use fewer or smaller pictures")
-    steps = getattr(params, "steps", 1) * getattr(params, "octaves", 1) * getattr(params, "scales", 1)
-    # fool methods step every picture; synthesis steps one batch and reads its inputs once
-    passes = 2 * steps * pictures if category == "fool" else 2 * steps * batch + (pictures if category == "synthesise" else 0)
-    memory = saved_for_backward(model, size) * (pictures if category == "fool" else batch)
-    return Cost(passes, pixels, memory, "lower steps, size or batch_size")
+def gradient_cost(model: "ModelProfile", size: tuple[int, int], passes: int, batch: int, hint: str, pixels: int | None = None,
+                  extra_bytes: int = 0) -> Cost:
+    """``passes`` forward and backward passes; a batch's activations kept for its backward pass."""
+    return Cost(passes, 3 * size[0] * size[1] if pixels is None else pixels,
+                saved_for_backward(model, size) * batch + extra_bytes, hint)

@@ -43,8 +43,8 @@ def _diverging_lut() -> np.ndarray:
 _DIVERGING = _diverging_lut()
 
 
-def fit_image(image: Image.Image, size: tuple[int, int], fit: Fit = "stretch", fill=(124, 116, 104)) -> Image.Image:
-    """Resize ``image`` to ``size`` = (height, width) by the given policy."""
+def fit_image(image: Image.Image, size: tuple[int, int], fit: Fit = "stretch", fill: tuple[int, int, int] = (124, 116, 104)) -> Image.Image:
+    """Resize ``image`` to ``size`` = (height, width) by the given policy; ``pad`` letterboxes in ``fill`` (RGB 0-255)."""
     height, width = size
     image = image.convert("RGB")
     if fit == "stretch":

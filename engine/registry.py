@@ -4,9 +4,9 @@ worker's task all come from here.
 A method is a name, a typed params model, the image inputs it needs, flags
 for where it may run, the model capabilities it requires
 (:mod:`engine.capabilities`), ``run(model, inputs, params, progress) -> Result`` and
-optionally ``cost(model, params, images) -> Cost`` (what a call will cost,
-stated before it runs; a default per category otherwise); a module declares
-one with the :func:`method` decorator on its run function.
+``cost(model, params, images) -> Cost`` (what a call will cost, stated
+before it runs, from its typed params); a module declares one with the
+:func:`method` decorator on its run function.
 """
 
 from dataclasses import dataclass
@@ -15,9 +15,10 @@ from typing import Any, Callable, Literal
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 
-from engine.cost import Cost, default_cost
+from engine.cost import Cost
 from engine.errors import InvalidParams, UnknownMethod
 from engine.named_registry import Registry
+from engine.params import Params
 from engine.models.profile import ModelProfile
 from engine.models.wrapper import ConvLensModel
 from engine.progress import Progress
@@ -54,21 +55,23 @@ class InputSlot:
 class Method:
     name: str
     summary: str
-    category: Literal["inspect", "attribute", "synthesise", "fool"]
+    category: Literal["inspect", "attribute", "synthesize", "fool"]
     params: type[BaseModel]
     run: RunFn
+    cost: CostFn  # what a call will cost, from its typed params (engine.cost)
     inputs: tuple[InputSlot, ...] = (InputSlot("image", "the picture to explain"),)
     inline: bool = True  # may answer within the HTTP request
     requires: tuple[str, ...] = ()  # model capabilities (engine.capabilities) it cannot run without
     queue: Literal["gpu", "cpu"] = "gpu"
-    cost: CostFn | None = None
     uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
+
+    def __post_init__(self):
+        if not issubclass(self.params, Params):
+            raise TypeError(f"method {self.name!r}: its params must subclass engine.params.Params (shared names and units)")
 
     def estimate(self, model: ModelProfile, params: BaseModel, images: int) -> Cost:
         """What running with ``params`` on ``images`` input pictures will cost (nothing is run)."""
-        if self.cost is not None:
-            return self.cost(model, params, images)
-        return default_cost(self.category, model, params, images)
+        return self.cost(model, params, images)
 
     def as_dict(self) -> dict:
         return {

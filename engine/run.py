@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from engine.concurrency import GATE
-from engine.cost import Budget, Cost, run_size
+from engine.cost import Budget, Cost
 from engine.errors import InputProblem, NonFiniteResult
 from engine.models import ModelSpec, find_spec, load_model
 from engine.models.zoo import ModelSource
@@ -57,7 +57,7 @@ def prepare(
     check_counts(method, counts)
     spec = find_spec(model_name, owner, models)
     profile = model_profile(spec)
-    check_supported(spec, method, run_size(profile, parsed))
+    check_supported(spec, method, parsed.run_size(spec.input_size))
     cost = method.estimate(profile, parsed, sum(counts.values()))
     if budget is not None:
         budget.check(method.name, cost)

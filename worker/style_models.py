@@ -131,4 +131,4 @@ def save_trained_style_model(storage: Storage, usage: StoredBytes, owner: str, j
     origin = {"job": job_id, "method": method, "model": result.data.get("model")}
     StyleModelStore(storage, usage).save(owner, job_id, config, result.tensors, origin, max_stored_bytes)
     result.data["style_model"]["id"] = job_id
-    result.data["style_model"]["url"] = f"/v1/style-models/{job_id}"
+    result.data["style_model"]["url"] = f"/v1/style_models/{job_id}"

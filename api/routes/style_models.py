@@ -21,20 +21,20 @@ router = APIRouter(prefix="/v1", tags=["style models"])
 
 
 def model_body(record: dict) -> dict:
-    return {**record, "links": {"self": f"/v1/style-models/{record['id']}", "job": f"/v1/jobs/{record.get('job')}"}}
+    return {**record, "links": {"self": f"/v1/style_models/{record['id']}", "job": f"/v1/jobs/{record.get('job')}"}}
 
 
-@router.get("/style-models", summary="Style models this tenant trained")
+@router.get("/style_models", summary="Style models this tenant trained")
 def list_style_models(store: StyleModelsDep, tenant: TenantDep) -> dict:
     return {"style_models": [model_body(r) for r in store.list(tenant)]}
 
 
-@router.get("/style-models/{model_id}", summary="One style model: its styles, size and origin")
+@router.get("/style_models/{model_id}", summary="One style model: its styles, size and origin")
 def get_style_model(model_id: str, store: StyleModelsDep, tenant: TenantDep) -> dict:
     return model_body(store.get(tenant, model_id))
 
 
-@router.delete("/style-models/{model_id}", status_code=204, summary="Delete a style model and its weights", dependencies=[SUBMIT])
+@router.delete("/style_models/{model_id}", status_code=204, summary="Delete a style model and its weights", dependencies=[SUBMIT])
 def delete_style_model(model_id: str, store: StyleModelsDep, tenant: TenantDep) -> Response:
     store.delete(tenant, model_id)
     return Response(status_code=204)
@@ -42,7 +42,7 @@ def delete_style_model(model_id: str, store: StyleModelsDep, tenant: TenantDep) 
 
 class StylizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    style_model: str = Field(description="a style model id (GET /v1/style-models)")
+    style_model: str = Field(description="a style model id (GET /v1/style_models)")
     style: int | None = Field(None, ge=0, description="which style of a multi-style model (default 0)")
     style_weights: list[float] | None = Field(None, description="mix the styles of a multi-style model by these weights (normalised to sum 1)")
     max_side: int = Field(1024, ge=16, le=4096, description="longer pictures are stylised at this side and resized back")

@@ -109,7 +109,7 @@ function renderMethod() {
     if (input.type === "checkbox") label.className = "check";
     fields.append(label);
   }
-  if (!method.inline && $("model").value === "efficientnet_lite0" && method.category === "synthesise" && method.name !== "class_visualization") {
+  if (!method.inline && $("model").value === "efficientnet_lite0" && method.category === "synthesize" && method.name !== "class_visualization") {
     $("model").value = "vgg19";
   }
 }

@@ -18,6 +18,8 @@ from engine.errors import InvalidParams
 from engine.hooks import capture
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
@@ -43,9 +45,14 @@ def gradcam_map(model: ConvLensModel, x: torch.Tensor, layer: str, index: int | 
     return upsampled[0, 0], cam[0, 0], logits.detach(), index
 
 
+def gradcam_cost(model: ModelProfile, params: GradCamParams, images: int) -> Cost:
+    """One forward pass; the backward pass stops at the layer (what it keeps for it is counted in bytes)."""
+    return gradient_cost(model, model.input_size, 1, 1, "")
+
 @method(
     "gradcam",
     summary="Class activation map from gradient-weighted channels of a conv layer (Selvaraju et al. 2017)",
+    cost=gradcam_cost,
     category="attribute",
     params=GradCamParams,
     requires=(CLASSIFIER, LAYERS,),

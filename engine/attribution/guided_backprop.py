@@ -23,6 +23,8 @@ from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.registry import method
 from engine.capabilities import LAYERS, RELU_RULES
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.relu_rules import Rule, rule_copy, run_until_node
 from engine.result import Result
 
@@ -90,8 +92,14 @@ def _run(rule: Rule, name: str):
     return run
 
 
+def relu_rule_cost(model: ModelProfile, params: ReluRuleParams, images: int) -> Cost:
+    """One forward and one backward pass (through the rule copy, stopped at the layer for a unit)."""
+    return gradient_cost(model, model.input_size, 2, 1, "")
+
+
 for _rule, _name, _summary in (
     ("guided", "guided_backprop", "Gradient through ReLUs that pass only positive signal where the unit was on (Springenberg et al. 2015)"),
     ("deconv", "deconvnet", "Deconvnet reconstruction: gradient with ReLUs applied to the backward signal (Zeiler & Fergus 2014)"),
 ):
-    method(_name, summary=_summary, category="attribute", params=ReluRuleParams, requires=(RELU_RULES, LAYERS))(_run(_rule, _name))
+    method(_name, summary=_summary, category="attribute", params=ReluRuleParams, cost=relu_rule_cost,
+           requires=(RELU_RULES, LAYERS))(_run(_rule, _name))

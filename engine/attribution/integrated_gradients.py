@@ -17,6 +17,7 @@ from engine.capabilities import CLASSIFIER
 from engine.attribution.baselines import baseline_picture
 from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
+from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
@@ -34,12 +35,12 @@ Quadrature = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riem
 
 class IntegratedGradientsParams(AttributionParams):
     baseline: Literal["black", "mean", "blur"] = Field(
-        "black", description="path start: black, the dataset mean colour, or a Gaussian blur of the picture"
+        "black", description="path start: black, the dataset mean color, or a Gaussian blur of the picture"
     )
     blur_sigma: float = Field(10.0, gt=0.0, le=100.0, description="blur std in pixels for the blur baseline")
-    steps: int = Field(32, ge=2, le=512, description="points on the path")
-    method: Quadrature = Field("gausslegendre", description="quadrature rule (as in Captum)")
-    internal_batch_size: int = Field(16, ge=1, le=512, description="path points per backward pass (never changes the map)")
+    steps: int = p.steps(32, 2, 512, "points on the path")
+    quadrature: Quadrature = Field("gausslegendre", description="quadrature rule (as in Captum)")
+    batch_size: int = p.batch_size(16, 512, "path points per backward pass")
     sign: Literal["all", "positive", "absolute"] = Field(
         "all", description="map = RGB-summed attribution: as is, its positive part, or its magnitude"
     )
@@ -87,7 +88,7 @@ def integrated_gradients(
 def integrated_gradients_cost(model: ModelProfile, params: IntegratedGradientsParams, images: int) -> Cost:
     """A forward and a backward pass per path point (plus the two ends); a batch's activations alive at once."""
     height, width = model.input_size
-    memory = saved_for_backward(model) * min(params.internal_batch_size, params.steps)
+    memory = saved_for_backward(model) * min(params.batch_size, params.steps)
     return Cost(2 * params.steps + 3, 4 * height * width, memory, "lower steps or internal_batch_size")
 
 
@@ -109,7 +110,7 @@ def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progres
         logits = model(x)
     index = pick_class(logits, index)
     attributions, delta = integrated_gradients(
-        model, x, baseline, index, params.steps, params.method, params.internal_batch_size, progress
+        model, x, baseline, index, params.steps, params.quadrature, params.batch_size, progress
     )
     clock.lap("attribution_ms")
     summed = attributions[0].sum(0)
@@ -119,5 +120,5 @@ def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progres
         ClassTarget.of(model, logits, index).as_dict(), params.sign, clock.laps,
         images={"baseline": to_image(baseline)},
         arrays={"attributions": attributions[0].cpu().numpy()},
-        data={"convergence_delta": delta, "baseline": params.baseline, "steps": params.steps, "quadrature": params.method},
+        data={"convergence_delta": delta, "baseline": params.baseline, "steps": params.steps, "quadrature": params.quadrature},
     )

@@ -27,6 +27,7 @@ from pydantic import Field
 from engine.capabilities import CLASSIFIER
 from engine.models.folding import folded
 from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Window
+from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
@@ -52,7 +53,7 @@ class OcclusionParams(AttributionParams):
     score: Literal["probability", "logit"] = Field(
         "probability", description="which drop becomes the map (both are returned as arrays)"
     )
-    batch_size: int = Field(32, ge=1, le=1024, description="occluded pictures per forward pass (never changes the map)")
+    batch_size: int = p.batch_size(32, 1024, "occluded pictures per forward pass")
     strategy: Literal["auto", "brute_force"] = Field(
         "auto",
         description="auto: recompute only each window's receptive-field cone (same result, faster); "

@@ -1,23 +1,16 @@
-"""Params every attribution method shares."""
+"""Params every attribution method shares: the class it explains, the fit, and how its map is drawn."""
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from engine.imaging import Colormap, Fit
+from engine.imaging import Colormap
+from engine.params import ClassTargeted, Fitted
 
 Normalization = Literal["auto", "percentile", "minmax", "abs_max", "none"]
 
 
-class AttributionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    target_class: int | str | None = Field(
-        None, description="class to explain, as an index or a label; default: the predicted top-1 class"
-    )
-    fit: Fit | None = Field(
-        None, description="how the picture is resized to the model's input size; default: the model's own evaluation resize (eval_fit in GET /v1/models)"
-    )
+class AttributionParams(ClassTargeted, Fitted):
     normalization: Normalization = Field(
         "auto",
         description="how the map is scaled for the heatmap: percentile (the top `outlier_percentile`% of pixels "
@@ -26,6 +19,6 @@ class AttributionParams(BaseModel):
     )
     outlier_percentile: float = Field(2.0, ge=0.0, le=50.0, description="percent of the largest |values| clipped by percentile scaling")
     colormap: Colormap | Literal["auto"] = Field(
-        "auto", description="colormap of the heatmap; auto: jet for unsigned maps, the diverging coolwarm (0 at its centre) for signed ones"
+        "auto", description="colormap of the heatmap; auto: jet for unsigned maps, the diverging coolwarm (0 at its center) for signed ones"
     )
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="opacity of the heatmap in the overlay")

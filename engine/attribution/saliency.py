@@ -14,6 +14,8 @@ from engine.attribution.targets import ClassTarget, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
@@ -22,9 +24,14 @@ class SaliencyParams(AttributionParams):
     pass
 
 
+def saliency_cost(model: ModelProfile, params: SaliencyParams, images: int) -> Cost:
+    """One forward and one backward pass."""
+    return gradient_cost(model, model.input_size, 2, 1, "")
+
 @method(
     "saliency",
     summary="Vanilla gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
+    cost=saliency_cost,
     category="attribute",
     params=SaliencyParams,
     requires=(CLASSIFIER,),

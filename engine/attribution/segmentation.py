@@ -15,12 +15,15 @@ from pydantic import Field, model_validator
 
 from engine.capabilities import CLASSIFIER
 from engine.attribution.gradients import class_gradient
+from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
 from engine.attribution.targets import ClassTarget, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
@@ -29,7 +32,7 @@ class SegmentationParams(AttributionParams):
     foreground_percentile: float = Field(95.0, gt=0.0, lt=100.0, description="saliency percentile above which pixels seed the object")
     background_percentile: float = Field(30.0, gt=0.0, lt=100.0, description="saliency percentile below which pixels seed the background")
     smoothing: float = Field(6.0, ge=0.0, le=50.0, description="Gaussian std (pixels) applied to the saliency map before seeding; 0: none")
-    iterations: int = Field(5, ge=1, le=20, description="GrabCut iterations")
+    steps: int = p.steps(5, 1, 20, "GrabCut iterations")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -54,9 +57,14 @@ def grabcut_mask(
     return np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
 
 
+def segmentation_cost(model: ModelProfile, params: SegmentationParams, images: int) -> Cost:
+    """Saliency's forward and backward pass (GrabCut runs on the CPU, outside the network)."""
+    return gradient_cost(model, model.input_size, 2, 1, "")
+
 @method(
     "segmentation",
     summary="Object mask from GrabCut seeded by the saliency map (Simonyan et al. 2014)",
+    cost=segmentation_cost,
     category="attribute",
     params=SegmentationParams,
     requires=(CLASSIFIER,),
@@ -70,7 +78,7 @@ def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progr
     clock.lap("saliency_ms")
     picture = np.asarray(image)
     mask = grabcut_mask(
-        picture, values, params.foreground_percentile, params.background_percentile, params.smoothing, params.iterations
+        picture, values, params.foreground_percentile, params.background_percentile, params.smoothing, params.steps
     )
     clock.lap("grabcut_ms")
     return attribution_result(

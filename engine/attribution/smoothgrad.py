@@ -13,7 +13,9 @@ from pydantic import Field
 from engine.capabilities import CLASSIFIER
 from engine.models.folding import folded
 from engine.attribution.gradients import class_gradient
+from engine import params as p
 from engine.attribution.params import AttributionParams
+from engine.params import Seeded
 from engine.attribution.render import attribution_result, max_abs_over_channels
 from engine.attribution.targets import ClassTarget, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
@@ -26,12 +28,11 @@ from engine.registry import method
 from engine.result import Result
 
 
-class SmoothGradParams(AttributionParams):
+class SmoothGradParams(AttributionParams, Seeded):
     noise_level: float = Field(0.15, ge=0.0, le=1.0, description="noise std as a fraction of the picture's value range")
     samples: int = Field(25, ge=1, le=100, description="noisy copies averaged")
     squared: bool = Field(False, description="average squared gradients (SmoothGrad-Squared)")
-    batch_size: int = Field(8, ge=1, le=100, description="noisy copies per backward pass (never changes the map)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="noise seed")
+    batch_size: int = p.batch_size(8, 100, "noisy copies per backward pass")
 
 
 def smoothgrad_gradient(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.imaging import Fit, fit_image, tile_grid, to_image, to_tensor
+from engine.imaging import Fit, tile_grid, to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.optim.loop import Rendered, render
 from engine.optim.objectives import OUTPUT, Objective
@@ -26,7 +26,7 @@ from engine.result import Result
 
 def load_originals(model: ConvLensModel, pictures: list[Image.Image], fit: Fit) -> torch.Tensor:
     """The pictures at the model's input size, as one batch on the 8-bit grid."""
-    return torch.cat([to_tensor(fit_image(p, model.input_size, fit), model.device) for p in pictures])
+    return torch.cat([to_tensor(model.fit_input(p, fit), model.device) for p in pictures])
 
 
 def probabilities(model: ConvLensModel, images: torch.Tensor) -> torch.Tensor:

@@ -7,30 +7,40 @@ https://arxiv.org/abs/1706.06083). Every step is judged on the 8-bit image, so
 the returned PNG still fools the model after it is saved and loaded again.
 """
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import CLASSIFIER
 from engine.fool.attack import attack, describe, load_originals, probabilities, single_image_result, watched
-from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
+from engine.params import Fitted
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 
 
-class FoolingImageParams(BaseModel):
-    target: int | str = Field("ostrich", description="the class the model should see: index or label")
-    eps: int = Field(4, ge=1, le=64, description="largest change of any pixel, in 8-bit grey levels (1/255)")
-    step_size: float = Field(0.5, gt=0, le=16, description="change per step, in 8-bit grey levels")
-    steps: int = Field(200, ge=1, le=2000, description="most gradient steps to take")
+class FoolingImageParams(Fitted):
+    target_class: int | str = Field(
+        "ostrich", description="the class the model should see, as an index or a label (case-insensitive); required where the "
+        "model has no class called 'ostrich'",
+    )
+    eps: int = p.eps(4)
+    step_size: float = p.step_size(0.5)
+    steps: int = p.steps(200, 1, 2000, "most gradient steps to take")
     confidence: float = Field(0.5, ge=0, lt=1, description="stop once the target is the top class with at least this probability")
-    fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
-    preview_every: int = Field(10, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
+    preview_every: int = p.preview_every(10)
 
+
+def fooling_image_cost(model: ModelProfile, params: FoolingImageParams, images: int) -> Cost:
+    """A forward and a backward pass per step, at most ``steps``, plus the original's and the result's forward passes."""
+    return gradient_cost(model, model.input_size, 2 * params.steps + 2, 1, "lower steps")
 
 @method(
     "fooling_image",
     summary="Change a picture imperceptibly until the model sees a chosen class",
+    cost=fooling_image_cost,
     category="fool",
     params=FoolingImageParams,
     inputs=(InputSlot("image", "the picture to change"),),
@@ -39,7 +49,7 @@ class FoolingImageParams(BaseModel):
 )
 def fooling_image(model: ConvLensModel, inputs, params: FoolingImageParams, progress) -> Result:
     """Targeted adversarial image within an L-infinity budget (Szegedy et al. 2014; Madry et al. 2018)."""
-    target = model.class_index(params.target)
+    target = model.class_index(params.target_class)
     original = load_originals(model, [inputs["image"]], params.fit)
     seen: dict = {}
 

@@ -19,33 +19,42 @@ Fooling is always judged on the 8-bit images.
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import CLASSIFIER
 from engine.errors import InvalidParams
 from engine.fool.attack import attack, describe, load_originals, norms, perturbation_picture, picture_grid, probabilities, watched
-from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
 from engine.optim.report import plot_losses
 from engine.progress import Progress
+from engine.params import Fitted, Seeded
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 
 
-class UniversalParams(BaseModel):
+SIGN_STEPS, DEEPFOOL_PASSES = 40, 3  # the default steps of each algorithm
+
+
+class UniversalParams(Fitted, Seeded):
     algorithm: Literal["deepfool", "sign"] = Field("sign", description="the paper's DeepFool-based construction, or projected sign-gradient steps")
-    eps: int = Field(8, ge=1, le=64, description="largest change of any pixel, in 8-bit grey levels (1/255)")
+    eps: int = p.eps(8)
     holdout: float = Field(0.5, ge=0, le=0.9, description="fraction of the pictures kept out of fitting and used to judge the perturbation")
-    steps: int = Field(40, ge=1, le=1000, description="sign: most gradient steps over the fitting pictures")
-    step_size: float = Field(1.0, gt=0, le=16, description="sign: change per step, in 8-bit grey levels")
-    passes: int = Field(3, ge=1, le=50, description="deepfool: most passes over the fitting pictures")
+    steps: int | None = p.steps(None, 1, 1000, f"sign: most gradient steps over the fitting pictures (default {SIGN_STEPS}); deepfool: "
+                                f"most passes over them (default {DEEPFOOL_PASSES})")
+    step_size: float = p.step_size(1.0, "sign: change of a pixel per step")
     candidates: int = Field(8, ge=2, le=50, description="deepfool: classes (top scores) whose boundaries are considered")
     overshoot: float = Field(0.02, ge=0, le=1, description="deepfool: step this much past each boundary")
     stop_at_rate: float | None = Field(0.9, gt=0, le=1, description="stop once this fraction of the fitting pictures is fooled (null: use every step or pass)")
-    fit: Fit = Field("stretch", description="how the pictures are resized to the model's input size")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the fit/held-out split and the noise")
-    preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
+    preview_every: int = p.preview_every(5)
+
+    @property
+    def step_count(self) -> int:
+        """The steps (sign) or passes (deepfool) this call takes at most."""
+        return self.steps if self.steps is not None else (SIGN_STEPS if self.algorithm == "sign" else DEEPFOOL_PASSES)
 
 
 def quantised(images: torch.Tensor) -> torch.Tensor:
@@ -83,7 +92,7 @@ def deepfool_universal(model: ConvLensModel, images: torch.Tensor, labels: torch
     """The paper's Algorithm 1: accumulate per-picture DeepFool steps, projected onto the L-infinity ball."""
     eps = params.eps / 255
     delta = torch.zeros_like(images[:1])
-    rates, total = [], params.passes * len(images)
+    rates, total = [], params.step_count * len(images)
     for visit in range(total):
         index = visit % len(images)
         with torch.no_grad():
@@ -100,9 +109,27 @@ def deepfool_universal(model: ConvLensModel, images: torch.Tensor, labels: torch
     return (delta * 255).round() / 255, rates
 
 
+DEEPFOOL_ITERATIONS = 3  # DeepFool's linearised steps per picture, as typically taken (at most 20)
+
+
+def universal_cost(model: ModelProfile, params: UniversalParams, images: int) -> Cost:
+    """Sign: a forward and a backward pass of every fitting picture per step. DeepFool: per fitting picture and
+    pass, a check, the candidates' ranking and its typical steps, each a forward and backward pass of the candidates.
+    Plus the forward passes judging the pictures: labels, before, after, the fitting set's and the held-out set's rates
+    (with the perturbation, and with noise)."""
+    fitting = max(1, round(images * (1 - params.holdout)))
+    if params.algorithm == "sign":
+        passes, batch = 2 * params.step_count * fitting, fitting
+    else:
+        per_visit = 2 + DEEPFOOL_ITERATIONS * (1 + 2 * (params.candidates + 1))
+        passes, batch = params.step_count * fitting * per_visit, params.candidates + 1
+    judging = 4 * images + (images - fitting)
+    return gradient_cost(model, model.input_size, passes + judging, batch, "lower steps, candidates or the pictures")
+
 @method(
     "universal_perturbation",
     summary="One imperceptible pattern, fitted on part of a collection, that changes the labels of the held-out rest",
+    cost=universal_cost,
     category="fool",
     params=UniversalParams,
     inputs=(InputSlot("images", "the pictures: some fit the perturbation, the rest judge it", many=True, min_count=2, max_count=256),),
@@ -125,7 +152,7 @@ def universal_perturbation(model: ConvLensModel, inputs, params: UniversalParams
     else:
         seen: dict = {}
         rendered, perturbation = attack(
-            model, fit_images, watched(-class_log_prob(fit_labels.tolist()), seen), params.eps, params.steps,
+            model, fit_images, watched(-class_log_prob(fit_labels.tolist()), seen), params.eps, params.step_count,
             params.step_size, progress, params.preview_every,
             stop_when=None if params.stop_at_rate is None else lambda step, loss: float((seen["probs"].argmax(-1) != fit_labels).float().mean()) >= params.stop_at_rate,
         )  # fmt: skip

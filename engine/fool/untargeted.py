@@ -9,31 +9,38 @@ log-probability, and the images are judged after 8-bit rounding.
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import CLASSIFIER
 from engine.fool.attack import attack, load_originals, probabilities, single_image_result, watched
-from engine.imaging import Fit
 from engine.models import ConvLensModel
 from engine.optim.objectives import class_log_prob
+from engine.params import Fitted, Seeded
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 
 
-class UntargetedParams(BaseModel):
+class UntargetedParams(Fitted, Seeded):
     attack: Literal["fgsm", "pgd"] = Field("pgd", description="fgsm: one step of size eps; pgd: projected steps")
-    eps: int = Field(4, ge=1, le=64, description="largest change of any pixel, in 8-bit grey levels (1/255)")
-    steps: int = Field(20, ge=1, le=1000, description="PGD: most steps (stops once the label flips)")
-    step_size: float = Field(1.0, gt=0, le=16, description="PGD: change per step, in 8-bit grey levels")
+    eps: int = p.eps(4)
+    steps: int = p.steps(20, 1, 1000, "PGD: most steps (stops once the label flips)")
+    step_size: float = p.step_size(1.0, "PGD: change of a pixel per step")
     random_start: bool = Field(True, description="PGD: start from a random point of the eps ball")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for the random start")
-    fit: Fit = Field("stretch", description="how the picture is resized to the model's input size")
-    preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
+    preview_every: int = p.preview_every(5)
 
+
+def untargeted_cost(model: ModelProfile, params: UntargetedParams, images: int) -> Cost:
+    """A forward and a backward pass per step (FGSM: one step); the labels are read off those passes."""
+    steps = 1 if params.attack == "fgsm" else params.steps
+    return gradient_cost(model, model.input_size, 2 * steps, 1, "lower steps")
 
 @method(
     "adversarial_untargeted",
     summary="Flip the model's label with an imperceptible change (FGSM or PGD)",
+    cost=untargeted_cost,
     category="fool",
     params=UntargetedParams,
     inputs=(InputSlot("image", "the picture to change"),),

@@ -6,29 +6,30 @@ channel's mean, max and fraction of exact zeros (dead after a ReLU)."""
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from engine.capabilities import LAYERS
 from engine.cost import FLOAT, Cost, area_ratio, forward_peak
 from engine.errors import InvalidParams
 from engine.hooks import capture, run_until
-from engine.imaging import Fit, fit_image, tile_grid, to_tensor
+from engine import params as p
+from engine.imaging import tile_grid, to_tensor
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
+from engine.params import Fitted, Sized
 from engine.registry import method
 from engine.result import Result
 
 
-class ActivationsParams(BaseModel):
+class ActivationsParams(Sized, Fitted):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
-    size: int | None = Field(None, ge=32, le=1024, description="square side the image is resized to; default: the model's input size")
-    fit: Fit = Field("stretch", description="how the picture is resized")
+    size: int | None = p.size(None)
     channels: list[int] | None = Field(None, max_length=4096, description="channels to draw, in this order; default: all (up to max_channels)")
-    top_k: int | None = Field(None, ge=1, le=4096, description="draw only the k channels (of those selected) with the largest mean activation, most active first")
+    top_k: int | None = p.top_k(None, 4096, "channels to draw (of those selected), those with the largest mean activation first; default: all")
     max_channels: int = Field(2048, ge=1, le=4096, description="draw at most this many channels")
-    normalise: Literal["per_channel", "global"] = Field("per_channel", description="min-max scale each map on its own, or all drawn maps together")
-    tile_size: int = Field(32, ge=1, le=256, description="small maps are upscaled (nearest neighbour, integer factor) to at least this many pixels")
+    normalization: Literal["per_channel", "global"] = Field("per_channel", description="min-max scale each map on its own, or all drawn maps together")
+    tile_size: int = p.tile_size(32, what="each drawn map at least (small maps are upscaled, nearest neighbor, by an integer factor)")
 
 
 def feature_map(model: ConvLensModel, image: torch.Tensor, layer: str) -> torch.Tensor:
@@ -68,7 +69,7 @@ def activations_cost(model: ModelProfile, params: ActivationsParams, images: int
 def activations(model: ConvLensModel, inputs, params: ActivationsParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer or model.spec.first_conv
     size = (params.size, params.size) if params.size else tuple(model.input_size)
-    image = fit_image(inputs["image"], size, params.fit)
+    image = model.fit_input(inputs["image"], params.fit, size)
     maps = feature_map(model, to_tensor(image, model.device), layer)
     means, peaks = maps.mean((1, 2)), maps.amax((1, 2))
     zeros = (maps == 0).float().mean((1, 2))
@@ -78,12 +79,12 @@ def activations(model: ConvLensModel, inputs, params: ActivationsParams, progres
     chosen = chosen[: params.max_channels]
     values = maps[chosen].numpy()
     zoom = zoom_for(max(values.shape[1:]), params.tile_size)
-    grid = tile_grid(upscale(to_uint8(normalise_tiles(values, params.normalise == "per_channel")), zoom))
+    grid = tile_grid(upscale(to_uint8(normalise_tiles(values, params.normalization == "per_channel")), zoom))
     data = {
         "layer": layer,
         "shape": list(maps.shape),
         "channels": chosen,
-        "normalise": params.normalise,
+        "normalization": params.normalization,
         "zoom": zoom,
         "stats": {"mean": means.tolist(), "max": peaks.tolist(), "zero_fraction": zeros.tolist()},
     }

@@ -22,24 +22,25 @@ from pydantic import BaseModel, Field
 
 from engine.errors import InvalidParams
 from engine.hooks import capture, run_until
-from engine.imaging import Fit, fit_image, to_tensor
+from engine import params as p
+from engine.imaging import Fit, to_tensor
 from engine.models import ConvLensModel
+from engine.params import Fitted, Sized
 from engine.progress import Progress
 
 MAX_IMAGES = 256  # largest collection a method accepts
 
 
-class CollectionParams(BaseModel):
-    size: int | None = Field(None, ge=32, le=1024, description="square side images are resized to; default: the model's input size")
-    fit: Fit = Field("stretch", description="how each picture is resized")
-    batch_size: int = Field(16, ge=1, le=256, description="images per forward pass (speed and memory only; never changes the answer)")
+class CollectionParams(Sized, Fitted):
+    size: int | None = p.size(None)
+    batch_size: int = p.batch_size(16)
 
     def shape(self, model: ConvLensModel) -> tuple[int, int]:
         return (self.size, self.size) if self.size else tuple(model.input_size)
 
 
-def fit_all(images: list[Image.Image], size: tuple[int, int], fit: Fit) -> list[Image.Image]:
-    return [fit_image(image, size, fit) for image in images]
+def fit_all(model: ConvLensModel, images: list[Image.Image], size: tuple[int, int], fit: Fit | None) -> list[Image.Image]:
+    return [model.fit_input(image, fit, size) for image in images]
 
 
 def layer_outputs(

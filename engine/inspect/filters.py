@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import nn
 
 from engine.capabilities import LAYERS
@@ -25,17 +25,19 @@ from engine.imaging import tile_grid
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
+from engine import params as p
+from engine.params import Params
 from engine.registry import method
 from engine.result import Result
 
 
-class FiltersParams(BaseModel):
+class FiltersParams(Params):
     layer: str | None = Field(None, description="a convolution layer; default: the model's first convolution")
     channels: list[int] | None = Field(None, max_length=1024, description="output channels (filters) to draw, in this order; default: the first max_filters")
     max_filters: int = Field(64, ge=1, le=1024, description="draw at most this many filters")
     max_input_channels: int = Field(32, ge=1, le=1024, description="deeper layers: grey tiles drawn per filter (its first input channels)")
-    normalise: Literal["per_filter", "global"] = Field("per_filter", description="min-max scale each filter on its own, or all drawn filters together")
-    tile_size: int = Field(32, ge=1, le=256, description="tiles are upscaled (nearest neighbour, integer factor) to at least this many pixels")
+    normalization: Literal["per_filter", "global"] = Field("per_filter", description="min-max scale each filter on its own, or all drawn filters together")
+    tile_size: int = p.tile_size(32, what="each drawn tile at least (tiles are upscaled, nearest neighbor, by an integer factor)")
 
 
 def conv_layer(model: ConvLensModel, name: str) -> nn.Conv2d:
@@ -88,7 +90,7 @@ def filters(model: ConvLensModel, inputs, params: FiltersParams, progress) -> Re
     chosen = pick_channels(params.channels, weight.shape[0], params.max_filters)
     selected = weight[chosen]
     rgb = layer == model.spec.first_conv and selected.shape[1] == 3
-    each = params.normalise == "per_filter"
+    each = params.normalization == "per_filter"
     zoom = zoom_for(max(selected.shape[2:]), params.tile_size)
     if rgb:
         tiles = to_uint8(normalise_tiles(pixel_space_kernels(model, selected), each))
@@ -108,7 +110,7 @@ def filters(model: ConvLensModel, inputs, params: FiltersParams, progress) -> Re
         "filters": chosen,
         "drawn_as": "rgb" if rgb else "grey per input channel",
         "input_channels_drawn": shown_inputs,
-        "normalise": params.normalise,
+        "normalization": params.normalization,
         "zoom": zoom,
     }
     if rgb:

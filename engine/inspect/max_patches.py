@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import LAYERS
 from engine.errors import InvalidParams
 from engine.imaging import tile_grid
@@ -20,6 +21,8 @@ from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, lay
 from engine.inspect.display import captioned
 from engine.inspect.receptive_field import receptive_field
 from engine.models import ConvLensModel
+from engine.cost import Cost, forward_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 
@@ -29,9 +32,9 @@ BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
 class MaxPatchesParams(CollectionParams):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
     channel: int = Field(0, ge=0, le=65535, description="channel of that layer")
-    top_k: int = Field(9, ge=1, le=64, description="how many patches to return")
+    top_k: int = p.top_k(9, 64, "patches to return, the most excited first")
     per_image: int = Field(1, ge=1, le=64, description="at most this many positions from one image")
-    tile_size: int = Field(64, ge=16, le=256, description="side of each drawn patch")
+    tile_size: int = p.tile_size(64, 16, what="each drawn patch")
 
 
 def patch(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[Image.Image, list[int]]:
@@ -57,10 +60,15 @@ def strongest(maps: np.ndarray, top_k: int, per_image: int) -> list[tuple[int, i
     return candidates[:top_k]
 
 
+def patches_cost(model: ModelProfile, params: CollectionParams, images: int) -> Cost:
+    """One forward pass per picture, stopped at the layer, a batch alive at once; one more finds the layer's receptive field."""
+    return forward_cost(model, params.run_size(model.input_size), images + 1, params.batch_size, "use fewer or smaller pictures")
+
 @method(
     "max_activating_patches",
     summary="The image patches of a collection that most activate one channel, cut at its receptive field",
     requires=(LAYERS,),
+    cost=patches_cost,
     category="inspect",
     params=MaxPatchesParams,
     inputs=(InputSlot("images", "the collection to search", many=True, min_count=1, max_count=MAX_IMAGES),),
@@ -74,7 +82,7 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
         raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
     model.check_channel(layer, params.channel, size)
     field = receptive_field(model, layer, size)
-    images = fit_all(inputs["images"], size, params.fit)
+    images = fit_all(model, inputs["images"], size, params.fit)
     maps = layer_outputs(model, images, layer, params.batch_size, progress, lambda x: x[:, params.channel]).numpy()
     width = maps.shape[2]
     found, tiles, pixels = [], [], []
@@ -104,14 +112,17 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
 
 class OverviewParams(CollectionParams):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
-    top_channels: int = Field(16, ge=1, le=256, description="how many of the most excited channels to show")
-    tile_size: int = Field(64, ge=16, le=256, description="side of each drawn patch")
+    top_k: int = p.top_k(16, 256, "channels to show, the most excited first")
+    tile_size: int = p.tile_size(64, 16, what="each drawn patch")
+
+
 
 
 @method(
     "channel_overview",
     summary="Which channels of a layer a collection excites most, each with its strongest patch",
     requires=(LAYERS,),
+    cost=patches_cost,
     category="inspect",
     params=OverviewParams,
     inputs=(InputSlot("images", "the collection", many=True, min_count=1, max_count=MAX_IMAGES),),
@@ -123,7 +134,7 @@ def channel_overview(model: ConvLensModel, inputs, params: OverviewParams, progr
     if len(info.shape) != 3:
         raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
     field = receptive_field(model, layer, size)
-    images = fit_all(inputs["images"], size, params.fit)
+    images = fit_all(model, inputs["images"], size, params.fit)
     width = info.shape[2]
 
     def peaks(output):  # (N, C): each channel's peak and where it is
@@ -134,7 +145,7 @@ def channel_overview(model: ConvLensModel, inputs, params: OverviewParams, progr
     found = layer_outputs(model, images, layer, params.batch_size, progress, peaks).numpy()
     values, positions = found[..., 0], found[..., 1].astype(np.int64)
     excitement = values.mean(0)
-    order = np.argsort(-excitement, kind="stable")[: params.top_channels]
+    order = np.argsort(-excitement, kind="stable")[: params.top_k]
     channels, tiles = [], []
     for c in order:
         best = int(values[:, c].argmax())

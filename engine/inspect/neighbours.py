@@ -10,23 +10,26 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import LAYERS
 from engine.imaging import tile_grid, to_tensor
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.inspect.display import captioned, thumbnail
 from engine.models import ConvLensModel
 from engine.progress import no_progress
+from engine.cost import Cost, forward_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 
 Metric = Literal["l2", "cosine"]
 
 
-class NeighboursParams(FeatureParams):
-    k: int = Field(5, ge=1, le=64, description="neighbours per query (at most the number of candidates)")
+class NeighborsParams(FeatureParams):
+    top_k: int = p.top_k(5, 64, "neighbors per query, nearest first (at most the number of candidates)")
     metric: Metric = Field("l2", description="Euclidean distance, or cosine distance (1 - cosine similarity)")
-    compare_pixels: bool = Field(False, description="also return the nearest neighbours in raw pixel space")
-    thumb_size: int = Field(64, ge=16, le=256, description="side of each drawn thumbnail")
+    compare_pixels: bool = Field(False, description="also return the nearest neighbors in raw pixel space")
+    tile_size: int = p.tile_size(64, 16, what="each drawn thumbnail")
 
 
 def distances(queries: np.ndarray, candidates: np.ndarray, metric: Metric) -> np.ndarray:
@@ -65,35 +68,40 @@ def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], labels
     return tile_grid(np.stack(tiles), columns=order.shape[1] + 1)
 
 
+def neighbours_cost(model: ModelProfile, params: NeighborsParams, images: int) -> Cost:
+    """One forward pass per picture, the query's included, a batch alive at once."""
+    return forward_cost(model, params.run_size(model.input_size), images, params.batch_size, "use fewer or smaller pictures")
+
 @method(
-    "nearest_neighbours",
+    "nearest_neighbors",
     summary="Each image's (or a query's) nearest neighbours in the network's feature space, optionally against raw pixels",
     requires=(LAYERS,),
+    cost=neighbours_cost,
     category="inspect",
-    params=NeighboursParams,
+    params=NeighborsParams,
     inputs=(
         InputSlot("images", "the collection to search", many=True, min_count=2, max_count=MAX_IMAGES),
         InputSlot("query", "an image to find neighbours for; default: every image of the collection", optional=True),
     ),
     uses_cache=True,
 )
-def nearest_neighbours(model: ConvLensModel, inputs, params: NeighboursParams, progress, cache=None) -> Result:
+def nearest_neighbors(model: ConvLensModel, inputs, params: NeighborsParams, progress, cache=None) -> Result:
     size = params.shape(model)
-    images = fit_all(inputs["images"], size, params.fit)
-    extra = fit_all([inputs["query"]], size, params.fit) if inputs.get("query") is not None else []
+    images = fit_all(model, inputs["images"], size, params.fit)
+    extra = fit_all(model, [inputs["query"]], size, params.fit) if inputs.get("query") is not None else []
     has_query = bool(extra)
     vectors, found = feature_vectors(model, images, params, progress, cache)
     if has_query:
         vectors = np.concatenate([vectors, feature_vectors(model, extra, params, no_progress)[0]])
     candidates = len(images) if has_query else len(images) - 1
-    k = min(params.k, candidates)
+    k = min(params.top_k, candidates)
     queries = extra or images
     labels = ["query"] if has_query else [f"#{i} query" for i in range(len(images))]
-    notes = [] if k == params.k else [f"k lowered from {params.k} to {k}: only {candidates} candidates per query"]
+    notes = [] if k == params.top_k else [f"top_k lowered from {params.top_k} to {k}: only {candidates} candidates per query"]
 
     def search(space: np.ndarray, name: str, result: Result) -> list[dict]:
         order, dist = nearest(space[: len(images)], space[len(images)] if has_query else None, k, params.metric)
-        result.images[name] = neighbour_grid(queries, images, labels, order, dist, params.thumb_size)
+        result.images[name] = neighbour_grid(queries, images, labels, order, dist, params.tile_size)
         result.arrays[f"{name}_indices"], result.arrays[f"{name}_distances"] = order, dist
         return [
             {"query": None if has_query else row, "indices": order[row].tolist(), "distances": dist[row].tolist()}

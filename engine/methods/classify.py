@@ -1,25 +1,30 @@
 """Classify: top-k ImageNet labels with softmax probabilities."""
 
 import torch
-from pydantic import BaseModel, Field
 
+from engine import params as p
 from engine.capabilities import CLASSIFIER
-from engine.imaging import Fit, to_tensor
+from engine.imaging import to_tensor
 from engine.models import ConvLensModel
+from engine.params import Fitted
+from engine.cost import Cost, forward_cost
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
 
-class ClassifyParams(BaseModel):
-    top_k: int = Field(5, ge=1, le=1000, description="how many classes to return")
-    fit: Fit | None = Field(
-        None, description="how the picture is resized to the model's input size; default: the model's own evaluation resize (eval_fit in GET /v1/models)"
-    )
+class ClassifyParams(Fitted):
+    top_k: int = p.top_k(5, 1000, "classes to return, most probable first")
 
+
+def classify_cost(model: ModelProfile, params: ClassifyParams, images: int) -> Cost:
+    """One forward pass."""
+    return forward_cost(model, model.input_size, 1, 1, "")
 
 @method(
     "classify",
     summary="Top-k ImageNet classes with probabilities",
+    cost=classify_cost,
     category="inspect",
     params=ClassifyParams,
     requires=(CLASSIFIER,),

@@ -25,7 +25,6 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
-from torch import nn
 
 from engine.attribution.incremental import IncrementalOcclusion
 from engine.errors import ModelRejected

@@ -133,9 +133,11 @@ class ConvLensModel(nn.Module):
         """
         mean = self.normalize.mean
         return (mean.flip(1) if self.normalize.bgr else mean).clone()
-    def fit_input(self, image: Image.Image, fit: Fit | None = None) -> Image.Image:
-        """``image`` at the model's input size, resized by ``fit`` or, when None, as its own evaluation does."""
-        return fit_image(image, self.input_size, fit or self.spec.eval_fit)
+    def fit_input(self, image: Image.Image, fit: Fit | None = None, size: tuple[int, int] | None = None) -> Image.Image:
+        """``image`` at ``size`` (default: the model's input size), fitted by ``fit`` or, when None, as the model's own
+        evaluation fits it; ``pad`` letterboxes in the model's mean color."""
+        fill = tuple(round(c * 255) for c in self.mean_colour().flatten().tolist())
+        return fit_image(image, tuple(size or self.input_size), fit or self.spec.eval_fit, fill)
 
     # -- layers ---------------------------------------------------------------------------
 

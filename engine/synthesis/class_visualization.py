@@ -21,14 +21,15 @@ close to it). Every class result is scored by an independent judge network
 (:mod:`engine.models.judge`).
 """
 
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 from torch import nn
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from engine import params as p
 from engine.capabilities import RESIZABLE
 from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
@@ -46,31 +47,32 @@ from engine.synthesis.facet_starts import cluster_means
 from engine.inspect.collection import MAX_IMAGES
 from engine.optim.transforms import ROBUSTNESS_SETS, centre_zoom, jitter, pad, random_rotate, random_scale, robustness_transforms
 from engine.progress import Progress, no_progress
+from engine.params import Params, Seeded, Sized
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import method
 from engine.result import Result
 
 
-class ObjectiveTerm(BaseModel):
-    """One weighted term of the objective (maximised)."""
-
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
+class ObjectiveTerm(Params):
+    """One weighted term of the objective (maximized)."""
 
     kind: Literal["class", "layer", "channel", "neuron", "deepdream"] = Field(
         "class",
         description="class: unnormalised class score; layer: mean activation of a layer; channel: mean of one "
         "channel; neuron: one channel at one position; deepdream: mean squared activation of a layer",
     )
-    class_: int | str | None = Field(None, alias="class", description="class index or label (kind=class)")
+    target_class: int | str | None = Field(None, description="kind class: the class, as an index or a label (case-insensitive)")
     layer: str | None = Field(None, description="layer name from the model's catalogue (all kinds but class)")
     channel: int | None = Field(None, ge=0, description="channel index (kind=channel or neuron)")
-    y: int | None = Field(None, ge=0, description="neuron row in the layer's feature map (default: centre)")
-    x: int | None = Field(None, ge=0, description="neuron column in the layer's feature map (default: centre)")
+    neuron: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="kind neuron: [y, x] in the layer's feature map; default: its center")
     weight: float = Field(1.0, ge=-100, le=100, description="weight of this term in the sum")
 
     @model_validator(mode="after")
     def _needs(self):
-        if self.kind == "class" and self.class_ is None:
-            raise ValueError("kind 'class' needs 'class'")
+        if self.kind == "class" and self.target_class is None:
+            raise ValueError("kind 'class' needs 'target_class'")
         if self.kind != "class" and not self.layer:
             raise ValueError(f"kind {self.kind!r} needs 'layer'")
         if self.kind in ("channel", "neuron") and self.channel is None:
@@ -95,7 +97,7 @@ SPECTRUM_DECAY, SPECTRUM_DECAY_FROM_PICTURE = 1.5, 1.0
 AVERAGE_DECAY, NATURAL_STATISTICS = 0.95, 100.0
 
 
-class ClassVisualizationParams(BaseModel):
+class ClassVisualizationParams(Sized, Seeded):
     objectives: list[ObjectiveTerm] | None = Field(
         None,
         min_length=1,
@@ -115,9 +117,9 @@ class ClassVisualizationParams(BaseModel):
         "(chosen by the judge measurement: smoother pictures the judge recognises more often), 1 when starting from a "
         "picture (a photo to accentuate, or example images)",
     )
-    size: int = Field(224, ge=32, le=512, description="side of the square image, in pixels")
-    steps: int = Field(200, ge=1, le=2000, description="optimisation steps")
-    lr: float = Field(0.05, gt=0, le=1, description="Adam learning rate")
+    size: int = p.size(224, high=512, what=" (the image made)")
+    steps: int = p.steps(200)
+    lr: float = p.lr(0.05, "the image's parameters (Fourier or MaCo coefficients; pixels in [0, 1] for the pixel parameterization)")
     facets: int = Field(1, ge=1, le=8, description="render this many images at once, pushed apart by the diversity term")
     diversity: float | None = Field(None, ge=0, le=100, description="weight of the diversity term when facets > 1; default 3 "
                                     "on efficientnet_lite0 (measured), 1 elsewhere")
@@ -136,7 +138,7 @@ class ClassVisualizationParams(BaseModel):
         "scratch (the judge ranked the target first for 38 of 40 classes over four seeds against 36 without, at no cost "
         "per step; bench/README.md), 0 for pixels and for any start from a picture",
     )
-    centre_bias: bool = Field(False, description="the target must show in random centred crops (after Nguyen et al. 2016)")
+    center_bias: bool = Field(False, description="the target must show in random centered crops (after Nguyen et al. 2016)")
     transforms: Literal["strong", "standard", "custom"] | None = Field(
         None, description="standard: Lucid's pad/jitter/scale/rotate set; strong: the same at twice the strength; custom: "
         "the jitter, pad, scale and rotate params below; default: strong for fourier and maco, custom for pixels",
@@ -156,8 +158,7 @@ class ClassVisualizationParams(BaseModel):
         0.0, ge=0, le=100, description="pixels only: reset pixels whose contribution |x * grad| is below this percentile (0: off)"
     )
     judge: bool = Field(True, description="score class targets with the independent judge network")
-    preview_every: int = Field(10, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for noise, phases and transforms (same seed, same picture)")
+    preview_every: int = p.preview_every(10)
 
     @model_validator(mode="after")
     def _pixel_only(self):
@@ -173,7 +174,7 @@ def default_objectives(model: ConvLensModel) -> list[ObjectiveTerm]:
     labels = model.labels
     if labels is None:
         return [ObjectiveTerm(kind="deepdream", layer=role_layers(model, "dream")[0])]
-    return [ObjectiveTerm(kind="class", class_="flamingo" if "flamingo" in labels else 0)]
+    return [ObjectiveTerm(kind="class", target_class="flamingo" if "flamingo" in labels else 0)]
 
 
 def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, int]) -> obj.Objective:
@@ -181,7 +182,7 @@ def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, i
     if term.kind == "class":
         if model.labels is None:
             raise UnsupportedModel(f"model {model.spec.name!r} has no classifier head; use layer, channel or neuron objectives")
-        return obj.class_logit(model.class_index(term.class_))
+        return obj.class_logit(model.class_index(term.target_class))
     info = model.layer_info(term.layer, size)
     if term.kind == "layer":
         return obj.layer_mean(term.layer)
@@ -193,9 +194,10 @@ def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, i
     if len(info.shape) != 3:
         raise InvalidParams(f"layer {term.layer!r} outputs a vector; use kind 'channel' for its units")
     height, width = info.shape[1:]
-    if (term.y is not None and term.y >= height) or (term.x is not None and term.x >= width):
-        raise InvalidParams(f"layer {term.layer!r} is {height}x{width} at this size; neuron ({term.y}, {term.x}) is outside")
-    return obj.neuron(term.layer, term.channel, term.y, term.x)
+    y, x = term.neuron or (None, None)
+    if (y is not None and y >= height) or (x is not None and x >= width):
+        raise InvalidParams(f"layer {term.layer!r} is {height}x{width} at this size; neuron [{y}, {x}] is outside")
+    return obj.neuron(term.layer, term.channel, y, x)
 
 
 def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor, blur_every: int):
@@ -249,7 +251,7 @@ def robustness(params: ClassVisualizationParams, kind: str, generator) -> list:
             chosen.append(random_scale([1 + params.scale * (i - 4) / 4 for i in range(9)], generator))
         if params.rotate:
             chosen.append(random_rotate([params.rotate * (i - 4) / 4 for i in range(9)], generator))
-    if params.centre_bias:
+    if params.center_bias:
         chosen.append(centre_zoom(0.6, generator))
     return chosen
 
@@ -353,11 +355,20 @@ def visualize(
     return rendered
 
 
+def class_visualization_cost(model: ModelProfile, params: ClassVisualizationParams, images: int) -> Cost:
+    """A forward and a backward pass of every facet per step; the example photos' features once; the result
+    scored by the model and by the judge network."""
+    facets = params.facets
+    return gradient_cost(model, params.run_size(model.input_size), 2 * params.steps * facets + images + 2 * facets, facets,
+                         "lower steps, facets or size", pixels=3 * params.size * params.size * facets)
+
+
 @method(
     "class_visualization",
     summary="Synthesise the image a class, layer, channel or neuron responds to most, or accentuate it in a photo",
     requires=(RESIZABLE,),
-    category="synthesise",
+    cost=class_visualization_cost,
+    category="synthesize",
     params=ClassVisualizationParams,
     inputs=(
         InputSlot("image", "a photo to accentuate the objectives in (feature accentuation)", optional=True),
@@ -387,7 +398,7 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
     data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None,
             "natural_statistics": natural_statistics_weight(model, params, start), "average": average_decay(params, start)}
     if model.labels is not None:
-        classes = list(dict.fromkeys(model.class_index(t.class_) for t, _ in terms if t.kind == "class"))
+        classes = list(dict.fromkeys(model.class_index(t.target_class) for t, _ in terms if t.kind == "class"))
         data.update(class_report(model, rendered.image, classes, params.judge))
     result = synthesis_result(rendered, data)
     if params.facets > 1:

@@ -9,8 +9,9 @@ Pixels stay in [0, 1] throughout.
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import LAYERS, RESIZABLE
 from engine.errors import InvalidParams
 from engine.imaging import fit_image, to_image, to_tensor
@@ -21,36 +22,43 @@ from engine.optim.params import pixels
 from engine.optim.report import synthesis_result
 from engine.optim.transforms import jitter
 from engine.models.layer_roles import role_layers
+from engine.params import AspectKept, Seeded
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 
 MIN_OCTAVE_SIDE = 32
 
 
-class DeepDreamParams(BaseModel):
+class DeepDreamParams(AspectKept, Seeded):
     layer: str | None = Field(
         None, description="layer to amplify (default: a middle layer, block4_conv2 on vgg19, blocks.4 on efficientnet_lite0; "
         "GET /v1/models/{name} lists a model's layer_roles)"
     )
     octaves: int = Field(3, ge=1, le=8, description="how many scales to dream at")
     octave_scale: float = Field(1.4, ge=1.1, le=2.0, description="size ratio between successive octaves")
-    steps: int = Field(10, ge=1, le=200, description="gradient steps per octave")
-    step_size: float = Field(0.01, gt=0, le=0.2, description="pixels move by about this much per step ([0, 1] range)")
+    steps: int = p.steps(10, 1, 200, "gradient steps per octave")
+    step_size: float = p.step_size(2.55, "how far pixels move per step (the gradient is normalized)")
     jitter: int = Field(8, ge=0, le=64, description="random shift (pixels, each direction) before every step")
-    max_side: int = Field(320, ge=MIN_OCTAVE_SIDE, le=1024, description="the picture is resized so its longer side is this long")
-    preview_every: int = Field(5, ge=0, le=1000, description="send a preview picture every k steps (0: never)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for the jitter")
+    max_side: int = p.max_side(320, MIN_OCTAVE_SIDE)
+    preview_every: int = p.preview_every(5)
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def deepdream_cost(model: ModelProfile, params: DeepDreamParams, images: int) -> Cost:
+    """A forward and a backward pass per step and octave (the largest at max_side), and the layer's response before and after."""
+    return gradient_cost(model, params.run_size(model.input_size), 2 * params.steps * params.octaves + 2, 1, "lower steps, octaves or max_side")
+
 @method(
     "deepdream",
     summary="Amplify the patterns a layer sees in a picture (DeepDream, with octaves)",
     requires=(LAYERS, RESIZABLE,),
-    category="synthesise",
+    cost=deepdream_cost,
+    category="synthesize",
     params=DeepDreamParams,
     inputs=(InputSlot("image", "the picture to dream on"),),
     inline=False,
@@ -90,7 +98,7 @@ def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -
             objective,
             params.steps,
             optimizer="normalized",
-            lr=params.step_size,
+            lr=params.step_size / 255,  # grey levels, on pixels in [0, 1]
             transforms=[jitter(params.jitter, generator)],
             progress=octave_progress,
             preview_every=params.preview_every,

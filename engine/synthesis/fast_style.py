@@ -24,6 +24,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from torch import nn
 
+from engine import params as p
 from engine.capabilities import LAYERS, RESIZABLE
 from engine.errors import InvalidParams
 from engine.imaging import fit_image, tile_grid, to_image, to_tensor
@@ -32,6 +33,9 @@ from engine.optim.loop import ImageParam, Precision, render
 from engine.optim.objectives import Objective
 from engine.optim.report import plot_losses
 from engine.optim.style_losses import gram_matrix, total_variation
+from engine.params import Seeded, Sized
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis.feature_targets import content_layer_or_default, features, style_layers_or_default
@@ -185,11 +189,11 @@ class PerceptualLoss:
         return float(self.content(found, target)), float(self.style(found))
 
 
-class TrainStyleParams(BaseModel):
-    steps: int = Field(2000, ge=1, le=40000, description="training steps (one batch each)")
-    batch_size: int = Field(4, ge=1, le=32, description="content crops per step")
-    size: int = Field(256, ge=32, le=512, description="side of the square training crops (and of the style images)")
-    lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate")
+class TrainStyleParams(Sized, Seeded):
+    steps: int = p.steps(2000, 1, 40000, "training steps (one batch each)")
+    batch_size: int = p.batch_size(4, 32, "content crops per step")
+    size: int = p.size(256, high=512, what=" (the training crops, and the style images)")
+    lr: float = p.lr(1e-3, "the style network's weights (Adam)")
     content_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the relative content (feature) loss")
     style_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the relative style (Gram) loss")
     tv_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the total-variation smoothness loss (pixels in [0, 1])")
@@ -197,14 +201,13 @@ class TrainStyleParams(BaseModel):
                                       "layer (block4_relu2 on vgg19; layer_roles in GET /v1/models/{name})")
     style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="loss-network layers whose Gram matrices "
                                            "carry the style; default: the model's style layers (the first ReLU of each block on vgg19)")
-    width: int = Field(16, ge=4, le=64, description="channels of the transformer's first layer (x2, x4 after each downsampling)")
+    base_channels: int = Field(16, ge=4, le=64, description="channels of the style network's first layer (x2, x4 after each downsampling)")
     residual_blocks: int = Field(3, ge=1, le=10, description="residual blocks in the transformer")
     space_to_depth: bool = Field(True, description="fold 2x2 pixels into channels first (no full-resolution layer; residual blocks at 1/8 resolution); false: Johnson's layout")
     outer_kernel: OuterKernel = Field(3, description="side of the transformer's first and last convolutions (Johnson's: 9)")
     precision: Precision = Field("float32", description="bfloat16 runs the loss network under autocast; losses stay float32")
     style_names: list[str] | None = Field(None, max_length=MAX_STYLES, description="one name per style image; default style_0, style_1, ...")
-    preview_every: int = Field(50, ge=0, le=40000, description="make a preview every k steps (0: never)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the initial weights, crops, flips and style order")
+    preview_every: int = p.preview_every(50)
 
 
 def random_crops(images: list[Image.Image], side: int, count: int, rng: np.random.Generator) -> torch.Tensor:
@@ -220,11 +223,18 @@ def random_crops(images: list[Image.Image], side: int, count: int, rng: np.rando
     return torch.cat(crops)
 
 
+def train_style_cost(model: ModelProfile, params: TrainStyleParams, images: int) -> Cost:
+    """Per step, the stylised crops and the crops themselves through the loss network, forward and backward; each
+    style image's Gram matrices once."""
+    return gradient_cost(model, params.run_size(model.input_size), 4 * params.steps * params.batch_size + images, 2 * params.batch_size,
+                         "lower steps, batch_size or size")
+
 @method(
     "train_style_model",
     summary="Train a feed-forward style network (one style, or several mixable ones) on a content collection",
     requires=(LAYERS, RESIZABLE,),
-    category="synthesise",
+    cost=train_style_cost,
+    category="synthesize",
     params=TrainStyleParams,
     inputs=(
         InputSlot("content", "pictures to train on (a collection; the built-in 'samples' is a good default)", many=True, min_count=1, max_count=256),
@@ -244,7 +254,7 @@ def train_style_model(model: ConvLensModel, inputs, params: TrainStyleParams, pr
         model.layer(name)
     losses = [PerceptualLoss(model, to_tensor(fit_image(s, square, "crop"), device), content_layer, style_layers) for s in styles]
     contents = [image.convert("RGB") for image in inputs["content"]]
-    config = StyleModelConfig(width=params.width, blocks=params.residual_blocks, styles=len(styles), style_names=names,
+    config = StyleModelConfig(width=params.base_channels, blocks=params.residual_blocks, styles=len(styles), style_names=names,
                               space_to_depth=params.space_to_depth, outer_kernel=params.outer_kernel)  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)

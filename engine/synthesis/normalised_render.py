@@ -11,15 +11,30 @@ minimiser is the same, and losses are reported unscaled.
 """
 
 import math
+from typing import Literal
 
 import torch
+from pydantic import Field
 
+from engine import params as p
 from engine.models import ConvLensModel
+from engine.params import Seeded
 from engine.optim.loop import ImageParam, Rendered, features_of, render
 from engine.optim.objectives import Objective
 from engine.progress import Progress, no_progress
 
 START_LOSS = 1e6
+
+
+class PixelSearchParams(Seeded):
+    """What inversion, texture synthesis and style transfer share: pixels searched on the 0-255 scale."""
+
+    steps: int = p.steps(200)
+    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the papers) or Adam")
+    step_size: float = p.step_size(1.0, "the optimizer's step on the pixels (1 suits both L-BFGS and Adam)")
+    tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the total-variation regularizer TV^beta (pixels in [0, 1])")
+    tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regularizer")
+    preview_every: int = p.preview_every(10)
 
 
 def render_normalised(
@@ -39,10 +54,9 @@ def render_normalised(
     return rendered
 
 
-def render_from_noise(model: ConvLensModel, objective: Objective, shape: tuple[int, ...], params, progress: Progress) -> Rendered:
-    """Inversion's and texture's recipe: from seeded grey noise, pixels optimised on the
-    0-255 scale, returned clamped to [0, 1]. ``params`` carries seed, steps, optimizer, lr
-    and preview_every."""
+def render_from_noise(model: ConvLensModel, objective: Objective, shape: tuple[int, ...], params: PixelSearchParams,
+                      progress: Progress) -> Rendered:
+    """Inversion's and texture's recipe: from seeded grey noise, pixels optimised on the 0-255 scale, returned clamped to [0, 1]."""
     generator = torch.Generator().manual_seed(params.seed)
     noise = 0.5 + 0.1 * torch.randn(shape, generator=generator)
     pixels = (noise * 255.0).to(model.device).requires_grad_(True)
@@ -52,7 +66,7 @@ def render_from_noise(model: ConvLensModel, objective: Objective, shape: tuple[i
         objective,
         params.steps,
         optimizer=params.optimizer,
-        lr=params.lr,
+        lr=params.step_size,  # pixels on the 0-255 scale: a step of 1 moves one grey level
         progress=progress,
         preview_every=params.preview_every,
     )

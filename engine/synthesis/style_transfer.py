@@ -12,8 +12,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from engine import params as p
 from engine.capabilities import LAYERS, RESIZABLE
 from engine.errors import InvalidParams
 from engine.imaging import to_tensor
@@ -23,6 +24,10 @@ from engine.optim.objectives import Objective
 from engine.optim.report import synthesis_result
 from engine.optim.style_losses import content_loss, style_loss, total_variation
 from engine.progress import no_progress
+from engine.params import AspectKept
+from engine.synthesis.normalised_render import PixelSearchParams
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis import color
@@ -40,32 +45,26 @@ from engine.synthesis.feature_targets import (
 from engine.synthesis.normalised_render import render_normalised
 
 
-class StyleTransferParams(BaseModel):
-    size: int = Field(512, ge=32, le=1024, description="longest side of the output in pixels (the content image's aspect is kept)")
-    steps: int = Field(300, ge=1, le=2000, description="optimisation steps")
+class StyleTransferParams(AspectKept, PixelSearchParams):
+    max_side: int = p.max_side(512, what="the output (the content photo's aspect)")
+    steps: int = p.steps(300)
     scales: int = Field(2, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output size only)")
     coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution")
-    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the paper) or Adam")
-    lr: float = Field(1.0, gt=0, le=100, description="step size, pixels in 0..255 units (1 suits both L-BFGS and Adam)")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="bfloat16 runs the network under autocast (faster where the hardware has bf16 units); losses stay float32"
     )
     init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed for the noise init")
     content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19")
     style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="style layers; default block1..5_relu1 on vgg19")
     style_layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per style layer; default 1/C^2 for a layer with C channels")
-    style_weights: list[float] | None = Field(None, max_length=4, description="one weight per style image (normalised to sum 1); default equal")
+    style_weights: list[float] | None = Field(None, max_length=4, description="one weight per style image (normalized to sum 1); default equal")
     content_weight: float = Field(0.01, ge=0, le=1e6, description="weight of the content loss (mean squared feature error)")
     style_weight: float = Field(10.0, ge=0, le=1e9, description="weight of the style loss (mean squared Gram error)")
-    tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the total-variation regulariser (pixels in [0, 1])")
-    tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regulariser")
     preserve_color: Literal["none", "luminance", "color_match"] = Field(
         "none",
-        description="keep the photo's colours (Gatys et al. 2016, arXiv:1606.05897): transfer luminance only, "
-        "or first match each style image's colour mean/covariance to the photo's",
+        description="keep the photo's colors (Gatys et al. 2016, arXiv:1606.05897): transfer luminance only, "
+        "or first match each style image's color mean/covariance to the photo's",
     )
-    preview_every: int = Field(10, ge=0, le=1000, description="a preview picture every N steps (0: none)")
 
 
 def style_transfer_objective(
@@ -139,7 +138,7 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
             objective,
             steps,
             optimizer=params.optimizer,
-            lr=params.lr,
+            lr=params.step_size,  # pixels on the 0-255 scale
             precision=params.precision,
             progress=level_progress,
             preview_every=params.preview_every,
@@ -157,11 +156,19 @@ def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
     return max(16, round(h * scale)), max(16, round(w * scale))
 
 
+def style_transfer_cost(model: ModelProfile, params: StyleTransferParams, images: int) -> Cost:
+    """At each scale, the content's and each style's features once, then a forward and a backward pass per step
+    (``coarse_steps`` at each coarser scale, ``steps`` at the last)."""
+    steps = params.steps + params.coarse_steps * (params.scales - 1)
+    return gradient_cost(model, params.run_size(model.input_size), 2 * steps + params.scales * max(images, 2), 1,
+                         "lower steps, coarse_steps, scales or max_side")
+
 @method(
     "style_transfer",
     summary="Repaint a photo in the style of one or several paintings (Gatys et al. 2016)",
     requires=(LAYERS, RESIZABLE,),
-    category="synthesise",
+    cost=style_transfer_cost,
+    category="synthesize",
     params=StyleTransferParams,
     inputs=(
         InputSlot("content", "the photo whose layout is kept"),
@@ -170,7 +177,7 @@ def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
     inline=False,
 )
 def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, progress) -> Result:
-    content_image = resize_longest(inputs["content"], params.size)
+    content_image = resize_longest(inputs["content"], params.max_side)
     style_images = [resize_to_pixels(s, content_image.width * content_image.height) for s in inputs["style"]]
     if params.preserve_color == "color_match":
         style_images = [color.match_colors(s, content_image) for s in style_images]

@@ -5,10 +5,12 @@ import threading
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api.app import create_app
 from engine import registry
+from engine.cost import Cost
+from engine.params import Params
 from engine.registry import InputSlot, Method
 from engine.result import Result
 from api.settings import Settings
@@ -34,10 +36,10 @@ def client():
         yield client
 
 
-class ProbeParams(BaseModel):
+class ProbeParams(Params):
     layer: str | None = Field(None, description="a layer to look up")
     channel: int | None = Field(None, ge=0, description="a channel of that layer")
-    target: int | str | None = Field(None, description="a class index or label")
+    target_class: int | str | None = Field(None, description="a class index or label")
     size: int = Field(32, ge=8, le=256, description="side of the returned picture")
 
 
@@ -59,8 +61,8 @@ def probe(model, inputs, params: ProbeParams, progress) -> Result:
         model.layer(params.layer)
         if params.channel is not None:
             model.check_channel(params.layer, params.channel, model.input_size)
-    if params.target is not None:
-        model.class_index(params.target)
+    if params.target_class is not None:
+        model.class_index(params.target_class)
     images = inputs["images"]
     picture = images[0].resize((params.size, params.size))
     sizes = np.array([image.size for image in images], dtype=np.int32)
@@ -74,6 +76,7 @@ PROBE = Method(
     category="inspect",
     params=ProbeParams,
     run=probe,
+    cost=lambda model, params, images: Cost(images, 3 * params.size * params.size, 0),
     inputs=(InputSlot("images", "two or three pictures", many=True, min_count=2, max_count=3),),
     queue="cpu",
 )

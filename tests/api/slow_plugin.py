@@ -4,13 +4,15 @@ import os
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from engine.cost import Cost
+from engine.params import Params
 from engine.registry import method
 from engine.result import Result
 
 
-class NapParams(BaseModel):
+class NapParams(Params):
     seconds: float = Field(1.0, ge=0, le=30, description="how long to sleep")
 
 
@@ -20,4 +22,5 @@ def nap(model, inputs, params: NapParams, progress) -> Result:
     return Result(data={"slept": params.seconds})
 
 
-method("nap", summary="Test: sleeps inline", category="inspect", params=NapParams, inline=True)(nap)
+method("nap", summary="Test: sleeps inline", category="inspect", params=NapParams, inline=True,
+       cost=lambda model, params, images: Cost(0, 0, 0))(nap)

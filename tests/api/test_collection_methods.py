@@ -30,9 +30,9 @@ def test_changed_copy_finds_its_source_first(client, chelsea_bytes, metric, chan
     source = Image.open(io.BytesIO(chelsea_bytes)).convert("RGB")
     w, h = source.size
     query = ImageOps.mirror(source) if change == "flip" else source.crop((w // 8, h // 8, w - w // 8, h - h // 8))
-    body = {"model": "efficientnet_lite0", "params": {"k": 3, "metric": metric},
+    body = {"model": "efficientnet_lite0", "params": {"top_k": 3, "metric": metric},
             "inputs": {"images": {"collection": "samples"}, "query": b64(query)}}  # fmt: skip
-    answer = client.post("/v1/nearest_neighbours?embed=all", json=body)
+    answer = client.post("/v1/nearest_neighbors?embed=all", json=body)
     assert answer.status_code == 200, answer.text
     result = answer.json()
     names = [i["name"] for i in samples(client)]
@@ -45,7 +45,7 @@ def test_changed_copy_finds_its_source_first(client, chelsea_bytes, metric, chan
 
 
 def test_unknown_collection_is_404(client):
-    body = {"inputs": {"images": {"collection": "0" * 24}}, "params": {"method": "pca"}}
+    body = {"inputs": {"images": {"collection": "0" * 24}}, "params": {"projection": "pca"}}
     answer = client.post("/v1/embedding?embed=all", json=body)
     assert answer.status_code == 404 and answer.json()["code"] == "unknown_collection"
 
@@ -60,7 +60,7 @@ def test_embedding_reuses_features_until_the_collection_changes(client, chelsea,
     made = client.post("/v1/collections", files=files).json()
 
     def embed(method: str) -> dict:
-        body = {"params": {"method": method, "iterations": 250, "canvas": 200, "thumb_size": 32},
+        body = {"params": {"projection": method, "steps": 250, "canvas": 200, "tile_size": 32},
                 "inputs": {"images": {"collection": made["id"]}}}  # fmt: skip
         answer = client.post("/v1/embedding?embed=all", json=body)
         assert answer.status_code == 200, answer.text

@@ -76,8 +76,8 @@ def test_bad_classify_requests(client, request_kwargs, status, code):
 PROBE_CASES = {
     "unknown-layer": ({"layer": "conv_head_nope"}, 404, "unknown_layer"),
     "unknown-channel": ({"layer": "conv_head", "channel": 5000}, 404, "unknown_channel"),
-    "unknown-class": ({"target": "flying saucer"}, 404, "unknown_class"),
-    "class-out-of-range": ({"target": 1000}, 404, "unknown_class"),
+    "unknown-class": ({"target_class": "flying saucer"}, 404, "unknown_class"),
+    "class-out-of-range": ({"target_class": 1000}, 404, "unknown_class"),
     "param-out-of-range": ({"size": 4}, 422, "invalid_params"),
 }
 

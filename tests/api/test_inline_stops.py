@@ -9,11 +9,13 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api.app import create_app
 from engine import registry
 from engine.errors import Cancelled
+from engine.cost import Cost
+from engine.params import Params
 from engine.registry import Method
 from engine.result import Result
 from tests.api.conftest import make_settings
@@ -42,7 +44,7 @@ def test_a_call_past_the_inline_time_limit_stops_and_answers_503(chelsea):
         assert client.app.state.inline_pool.pending == 0  # its thread is free again
 
 
-class StepParams(BaseModel):
+class StepParams(Params):
     steps: int = Field(200, ge=1, le=1000)
 
 
@@ -71,7 +73,8 @@ class Steps:
 @pytest.fixture
 def steps_method():
     run = Steps()
-    registry.METHODS.add("slow_steps", Method(name="slow_steps", summary="Test: slow steps", category="inspect", params=StepParams, run=run))
+    registry.METHODS.add("slow_steps", Method(name="slow_steps", summary="Test: slow steps", category="inspect", params=StepParams, run=run,
+                                              cost=lambda model, params, images: Cost(params.steps, 0, 0)))
     yield run
     registry.METHODS.remove("slow_steps")
 

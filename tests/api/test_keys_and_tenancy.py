@@ -197,7 +197,7 @@ def test_another_tenant_finds_no_collection_or_style_model_of_the_first(client, 
     member = collection["images"][0]["id"]
     config = StyleModelConfig(width=4, blocks=1, styles=1, style_names=["only"])  # random weights: a tenancy test
     StyleModelStore(make_storage(keyed_settings)).save("alice", "cd" * 12, config, build(config).state_dict(), {"job": None})
-    style = "/v1/style-models/" + "cd" * 12
+    style = "/v1/style_models/" + "cd" * 12
     stylize = {"style_model": "cd" * 12, "image": {"base64": base64.b64encode(encode(chelsea.resize((32, 32)))).decode()}}
 
     assert client.get(base, headers=alice).json()["count"] == 2
@@ -214,7 +214,7 @@ def test_another_tenant_finds_no_collection_or_style_model_of_the_first(client, 
     assert_problem(client.get(style, headers=bob), 404, "unknown_style_model")
     assert_problem(client.delete(style, headers=bob), 404, "unknown_style_model")
     assert_problem(client.post("/v1/stylize", json=stylize, headers=bob), 404, "unknown_style_model")
-    assert client.get("/v1/style-models", headers=bob).json()["style_models"] == []
+    assert client.get("/v1/style_models", headers=bob).json()["style_models"] == []
 
     assert client.get(base, headers=alice).json()["count"] == 2  # nothing of alice's changed
     assert client.get(style, headers=alice).status_code == 200

@@ -125,11 +125,11 @@ def test_style_models_count_and_deleting_one_gives_its_bytes_back(client, usage,
     key = make_key(client, "submit", tenant="erin", max_stored_bytes=limit)
     with pytest.raises(StorageQuotaExceeded):
         save_trained_style_model(storage, usage, "erin", "cd" * 12, "train_style_model", trained, limit)
-    assert [m["id"] for m in client.get("/v1/style-models", headers=key).json()["style_models"]] == ["ab" * 12]
+    assert [m["id"] for m in client.get("/v1/style_models", headers=key).json()["style_models"]] == ["ab" * 12]
     assert usage.used("erin") == size
     assert_quota_refusal(client.post("/v1/images", files={"file": ("big.bmp", NAVY_BMP)}, headers=key), limit)
 
-    assert client.delete(f"/v1/style-models/{'ab' * 12}", headers=key).status_code == 204
+    assert client.delete(f"/v1/style_models/{'ab' * 12}", headers=key).status_code == 204
     assert usage.used("erin") == 0
     assert client.post("/v1/images", files={"file": ("big.bmp", NAVY_BMP)}, headers=key).status_code == 201
 
@@ -138,7 +138,7 @@ def test_a_job_carries_its_keys_stored_bytes_limit_to_the_worker(client, keyed_s
     key = make_key(client, "submit", tenant="fay", max_stored_bytes=12345)
     style = upload(client, key, ORANGE)
     body = {"method": "train_style_model", "model": "vgg19", "inputs": {"content": {"collection": "samples"}, "style": [style]},
-            "params": {"steps": 1, "size": 32, "width": 4, "residual_blocks": 1}}
+            "params": {"steps": 1, "size": 32, "base_channels": 4, "residual_blocks": 1}}
     submitted = client.post("/v1/jobs", json=body, headers=key)
     assert submitted.status_code == 202, submitted.text
     jobs = JobStore(redis.Redis.from_url(keyed_settings.redis_url), keyed_settings.job_ttl_seconds)

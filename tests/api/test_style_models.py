@@ -53,8 +53,8 @@ def test_styles_and_a_mix_are_three_pictures(client, stored, chelsea):
 
 
 def test_listed_and_read(client, stored):
-    assert MODEL_ID in [m["id"] for m in client.get("/v1/style-models").json()["style_models"]]
-    record = client.get(f"/v1/style-models/{MODEL_ID}").json()
+    assert MODEL_ID in [m["id"] for m in client.get("/v1/style_models").json()["style_models"]]
+    record = client.get(f"/v1/style_models/{MODEL_ID}").json()
     assert record["styles"] == 2 and record["style_names"] == ["one", "two"]
 
 
@@ -76,7 +76,7 @@ def test_unknown_model_and_bad_styles(client, stored, chelsea):
     for model_id in ("cd" * 12, "not-an-id"):
         answer = client.post("/v1/stylize", json={"style_model": model_id, "image": {"base64": base64.b64encode(encode(photo)).decode()}})
         assert answer.status_code == 404 and answer.json()["code"] == "unknown_style_model"
-        assert client.get(f"/v1/style-models/{model_id}").status_code == 404
+        assert client.get(f"/v1/style_models/{model_id}").status_code == 404
     for fields in ({"style": 2}, {"style_weights": [1.0]}, {"style": 0, "style_weights": [1, 1]}):
         answer = stylize(client, photo, **fields)
         assert answer.status_code == 422 and answer.json()["code"] == "invalid_params", fields

@@ -16,15 +16,17 @@ import time
 
 import torch
 from celery.exceptions import SoftTimeLimitExceeded
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from engine.hooks import capture, run_until
 from engine.imaging import fit_image, to_image, to_tensor
+from engine.cost import Cost
+from engine.params import Params
 from engine.registry import method
 from engine.result import Result
 
 
-class ProbeParams(BaseModel):
+class ProbeParams(Params):
     steps: int = Field(5, ge=1, le=1000, description="forward passes")
     sleep: float = Field(0.0, ge=0, le=5, description="seconds to wait after each step")
     layer: str | None = Field(None, description="layer whose mean activation is reported (the pass stops there); None: the output")
@@ -47,7 +49,7 @@ def probe_steps(model, inputs, params: ProbeParams, progress) -> Result:
     return Result(images={"final": image}, data={"losses": losses}, main="final")
 
 
-class CrashParams(BaseModel):
+class CrashParams(Params):
     tag: str = Field("", description="makes otherwise identical submissions distinct")
 
 
@@ -64,7 +66,7 @@ def ignore_soft_limit(model, inputs, params: CrashParams, progress) -> Result:
             pass
 
 
-class SleepParams(BaseModel):
+class SleepParams(Params):
     seconds: float = Field(5.0, ge=0, le=120, description="how long to sleep")
 
 
@@ -73,7 +75,19 @@ def sleep_silently(model, inputs, params: SleepParams, progress) -> Result:
     return Result(images={"input": inputs["image"]}, data={"slept": params.seconds}, main="input")
 
 
-method("probe_steps", summary="Test: N forward passes with progress", category="inspect", params=ProbeParams, inline=False)(probe_steps)
-method("crash_worker", summary="Test: kills its worker process", category="inspect", params=CrashParams, inline=False, queue="cpu")(crash_worker)
-method("ignore_soft_limit", summary="Test: never ends by itself", category="inspect", params=CrashParams, inline=False, queue="cpu")(ignore_soft_limit)
-method("sleep_silently", summary="Test: sleeps, never reports progress", category="inspect", params=SleepParams, inline=False, queue="cpu")(sleep_silently)
+def steps_cost(model, params: ProbeParams, images: int) -> Cost:
+    return Cost(params.steps, 3 * params.size * params.size, 0)
+
+
+def no_cost(model, params, images: int) -> Cost:
+    return Cost(0, 0, 0)
+
+
+method("probe_steps", summary="Test: N forward passes with progress", category="inspect", params=ProbeParams, inline=False,
+       cost=steps_cost)(probe_steps)
+method("crash_worker", summary="Test: kills its worker process", category="inspect", params=CrashParams, inline=False, queue="cpu",
+       cost=no_cost)(crash_worker)
+method("ignore_soft_limit", summary="Test: never ends by itself", category="inspect", params=CrashParams, inline=False, queue="cpu",
+       cost=no_cost)(ignore_soft_limit)
+method("sleep_silently", summary="Test: sleeps, never reports progress", category="inspect", params=SleepParams, inline=False, queue="cpu",
+       cost=no_cost)(sleep_silently)

@@ -21,7 +21,7 @@ from tests.e2e.servers import ROOT, LiveAPI, free_port
 from tests.e2e.conftest import settings_from
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
-STYLE = {"size": 32, "steps": 4, "scales": 1, "coarse_steps": 1, "optimizer": "adam", "preview_every": 1}
+STYLE = {"max_side": 32, "steps": 4, "scales": 1, "coarse_steps": 1, "optimizer": "adam", "preview_every": 1}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_synthesise_family_style_job_awaited_with_progress_callbacks(client, pho
 
 
 def test_fool_family_as_job_with_prefer_wait(client, photos):
-    job = client.submit("fooling_image", {"image": photos / "small_cat.png"}, params={"target": 1, "steps": 2}, wait=60)
+    job = client.submit("fooling_image", {"image": photos / "small_cat.png"}, params={"target_class": 1, "steps": 2}, wait=60)
     assert job.state == "succeeded" and job.finished
     assert picture(client.download(job)).format == "PNG"
 

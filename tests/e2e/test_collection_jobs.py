@@ -32,8 +32,8 @@ def test_embedding_job_over_a_collection_is_reused_by_inline_queries(stack):
     features = np.load(io.BytesIO(stack.client.get(f"/v1/jobs/{job['id']}/artifacts/features.npy").content))
     assert features.shape == (len(samples["images"]), 1280)
 
-    query = {"model": "efficientnet_lite0", "params": {"size": 64, "k": 2}, "inputs": {"images": {"collection": "samples"}}}
-    answer = stack.client.post("/v1/nearest_neighbours", json=query)
+    query = {"model": "efficientnet_lite0", "params": {"size": 64, "top_k": 2}, "inputs": {"images": {"collection": "samples"}}}
+    answer = stack.client.post("/v1/nearest_neighbors", json=query)
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["features"] == {**job["result"]["features"], "cached": True}
 

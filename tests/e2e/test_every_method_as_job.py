@@ -38,32 +38,32 @@ CASES = {
     "activations": Case(EFFICIENTNET, {"image": "chelsea"}, {"size": 64, "channels": [0, 1, 2, 3], "tile_size": 16}, (35, 35), None),
     "filters": Case(EFFICIENTNET, {}, {"max_filters": 4, "tile_size": 8}, (21, 21), None),
     "embedding": Case(
-        EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"]}, {"size": 32, "method": "pca", "canvas": 200, "thumb_size": 16}, (200, 200), 1
+        EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"]}, {"size": 32, "projection": "pca", "canvas": 200, "tile_size": 16}, (200, 200), 1
     ),
     "embed_collection": Case(EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"]}, {"size": 40}, (100, 34), 1),
-    "channel_overview": Case(EFFICIENTNET, {"images": ["chelsea", "coffee"]}, {"size": 64, "top_channels": 2, "tile_size": 16}, (35, 32), 1),
+    "channel_overview": Case(EFFICIENTNET, {"images": ["chelsea", "coffee"]}, {"size": 64, "top_k": 2, "tile_size": 16}, (35, 32), 1),
     "max_activating_patches": Case(EFFICIENTNET, {"images": ["chelsea", "coffee"]}, {"size": 64, "top_k": 2, "tile_size": 16}, (35, 32), 1),
-    "nearest_neighbours": Case(
-        EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"], "query": "china"}, {"size": 48, "k": 2, "thumb_size": 16}, (52, 32), 1
+    "nearest_neighbors": Case(
+        EFFICIENTNET, {"images": ["chelsea", "coffee", "astronaut"], "query": "china"}, {"size": 48, "top_k": 2, "tile_size": 16}, (52, 32), 1
     ),
     # fool
-    "fooling_image": Case(EFFICIENTNET, {"image": "chelsea"}, {"target": "ostrich", "steps": 2}, (224, 224), 2),
+    "fooling_image": Case(EFFICIENTNET, {"image": "chelsea"}, {"target_class": "ostrich", "steps": 2}, (224, 224), 2),
     "adversarial_untargeted": Case(EFFICIENTNET, {"image": "chelsea"}, {"steps": 2}, (224, 224), 2),
     "universal_perturbation": Case(EFFICIENTNET, {"images": ["chelsea", "coffee"]}, {"steps": 2}, (224, 224), 2),
     # synthesise
-    "class_visualization": Case(EFFICIENTNET, {}, {"objectives": [{"kind": "class", "class": "ostrich"}], "size": 64, "steps": 3}, (64, 64), 3),
+    "class_visualization": Case(EFFICIENTNET, {}, {"objectives": [{"kind": "class", "target_class": "ostrich"}], "size": 64, "steps": 3}, (64, 64), 3),
     "deepdream": Case(VGG19, {"image": "chelsea"}, {"octaves": 1, "steps": 3, "max_side": 64}, (64, 43), 3),
     "train_style_model": Case(
         VGG19,
         {"content": ["chelsea", "astronaut"], "style": ["coffee"]},
-        {"steps": 2, "batch_size": 1, "size": 32, "width": 4, "residual_blocks": 1, "content_layer": "block2_relu2",
+        {"steps": 2, "batch_size": 1, "size": 32, "base_channels": 4, "residual_blocks": 1, "content_layer": "block2_relu2",
          "style_layers": ["block1_relu1", "block2_relu1"]},
         (259, 259),
         2,
     ),
-    "feature_inversion": Case(VGG19, {"image": "chelsea"}, {"size": 32, "steps": 3}, (32, 21), 3),
-    "texture_synthesis": Case(VGG19, {"image": "coffee"}, {"texture_size": 32, "height": 32, "width": 32, "steps": 3}, (32, 32), 3),
-    "style_transfer": Case(VGG19, {"content": "chelsea", "style": ["coffee"]}, {"size": 32, "steps": 3, "scales": 1, "coarse_steps": 1}, (32, 21), 3),
+    "feature_inversion": Case(VGG19, {"image": "chelsea"}, {"max_side": 32, "steps": 3}, (32, 21), 3),
+    "texture_synthesis": Case(VGG19, {"image": "coffee"}, {"max_side": 32, "height": 32, "width": 32, "steps": 3}, (32, 32), 3),
+    "style_transfer": Case(VGG19, {"content": "chelsea", "style": ["coffee"]}, {"max_side": 32, "steps": 3, "scales": 1, "coarse_steps": 1}, (32, 21), 3),
     # attribute
     "saliency": Case(EFFICIENTNET, {"image": "chelsea"}, {}, (224, 224), None),
     "guided_backprop": Case(EFFICIENTNET, {"image": "chelsea"}, {}, (224, 224), None),
@@ -71,10 +71,10 @@ CASES = {
     "gradcam": Case(EFFICIENTNET, {"image": "chelsea"}, {}, (224, 224), None),
     "occlusion": Case(EFFICIENTNET, {"image": "chelsea"}, {"window": 56, "stride": 56}, (224, 224), 16),
     "smoothgrad": Case(EFFICIENTNET, {"image": "chelsea"}, {"samples": 2, "batch_size": 2}, (224, 224), 2),
-    "integrated_gradients": Case(EFFICIENTNET, {"image": "chelsea"}, {"steps": 4, "internal_batch_size": 4}, (224, 224), 4),
-    "segmentation": Case(EFFICIENTNET, {"image": "chelsea"}, {"iterations": 1}, (224, 224), None),
+    "integrated_gradients": Case(EFFICIENTNET, {"image": "chelsea"}, {"steps": 4, "batch_size": 4}, (224, 224), 4),
+    "segmentation": Case(EFFICIENTNET, {"image": "chelsea"}, {"steps": 1}, (224, 224), None),
     "evaluate_attribution": Case(
-        EFFICIENTNET, {"images": ["chelsea"]}, {"methods": ["saliency"], "size": 32, "randomisation": "none", "deletion_steps": 2}, (560, 300), 1
+        EFFICIENTNET, {"images": ["chelsea"]}, {"methods": ["saliency"], "size": 32, "randomization": "none", "deletion_steps": 2}, (560, 300), 1
     ),
 }
 

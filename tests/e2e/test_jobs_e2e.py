@@ -71,7 +71,7 @@ def test_job_followed_through_sse_ends_with_one_state_event(stack, coffee):
 
 
 def test_synthesis_job_streams_progress_with_an_eta_and_previews_while_running(stack):
-    params = {"objectives": [{"kind": "class", "class": "flamingo"}], "size": 64, "steps": 40, "preview_every": 4}
+    params = {"objectives": [{"kind": "class", "target_class": "flamingo"}], "size": 64, "steps": 40, "preview_every": 4}
     response = stack.client.post("/v1/jobs", json={"method": "class_visualization", "model": "efficientnet_lite0", "params": params})
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]

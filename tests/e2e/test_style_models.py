@@ -21,7 +21,7 @@ def stack(redis_server, tmp_path_factory):
 
 def test_trained_style_model_is_stored_and_stylises_inline(stack, coffee, chelsea):
     style = stack.upload(coffee.resize((64, 48)))
-    params = {"steps": 3, "batch_size": 1, "size": 32, "width": 4, "residual_blocks": 1, "content_layer": "block2_relu2",
+    params = {"steps": 3, "batch_size": 1, "size": 32, "base_channels": 4, "residual_blocks": 1, "content_layer": "block2_relu2",
               "style_layers": ["block1_relu1", "block2_relu1"], "style_names": ["coffee"]}  # fmt: skip
     body = {"method": "train_style_model", "model": "vgg19", "inputs": {"content": {"collection": "samples"}, "style": [style]}, "params": params}
     submitted = stack.client.post("/v1/jobs", json=body)
@@ -29,9 +29,9 @@ def test_trained_style_model_is_stored_and_stylises_inline(stack, coffee, chelse
     job, running = follow(stack, submitted.json()["id"])
     assert job["state"] == "succeeded", job["error"]
     model_id = job["result"]["style_model"]["id"]
-    assert job["result"]["style_model"]["url"] == f"/v1/style-models/{model_id}"
+    assert job["result"]["style_model"]["url"] == f"/v1/style_models/{model_id}"
 
-    listed = stack.client.get("/v1/style-models").json()["style_models"]
+    listed = stack.client.get("/v1/style_models").json()["style_models"]
     assert [m["id"] for m in listed] == [model_id] and listed[0]["style_names"] == ["coffee"] and listed[0]["job"] == job["id"]
 
     photo = encode(chelsea.resize((80, 53)), "PNG")
@@ -40,6 +40,6 @@ def test_trained_style_model_is_stored_and_stylises_inline(stack, coffee, chelse
     assert answer.headers["content-type"] == "image/png" and "engine;dur=" in answer.headers["server-timing"]
     assert Image.open(io.BytesIO(answer.content)).size == (80, 53)
 
-    assert stack.client.delete(f"/v1/style-models/{model_id}").status_code == 204
+    assert stack.client.delete(f"/v1/style_models/{model_id}").status_code == 204
     gone = stack.client.post("/v1/stylize", data={"style_model": model_id}, files={"image": ("cat.png", photo, "image/png")})
     assert gone.status_code == 404 and gone.json()["code"] == "unknown_style_model"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from engine.errors import InputProblem, InvalidParams, UnknownClass, UnsupportedModel
 from engine.hooks import hook_count
-from engine.imaging import fit_image, to_tensor
+from engine.imaging import to_tensor
 from engine.run import run_method
 
 
@@ -32,8 +32,8 @@ def linf_255(a: Image.Image, b: Image.Image) -> int:
 @pytest.mark.parametrize("photo", ["chelsea", "coffee"])
 def test_targeted_fooling_survives_png_at_4_over_255(photo, efficientnet, request):
     picture = request.getfixturevalue(photo)
-    result = run_method("fooling_image", "efficientnet_lite0", {"image": picture}, {"target": "ostrich", "eps": 4}, device="cpu")
-    original = fit_image(picture, efficientnet.input_size)
+    result = run_method("fooling_image", "efficientnet_lite0", {"image": picture}, {"target_class": "ostrich", "eps": 4}, device="cpu")
+    original = efficientnet.fit_input(picture)
     adversarial = png_round_trip(result.images["adversarial"])
     probs = classify(efficientnet, adversarial)
     assert efficientnet.labels[int(probs.argmax())] == "ostrich"
@@ -58,7 +58,7 @@ def test_untargeted_pgd_flips_the_label_at_4_over_255(photo, efficientnet, reque
         "adversarial_untargeted", "efficientnet_lite0", {"image": picture}, {"attack": "pgd", "eps": 4},
         progress=lambda step, total, preview=None, **info: calls.append((step, total, info["loss"])), device="cpu",
     )
-    original = fit_image(picture, efficientnet.input_size)
+    original = efficientnet.fit_input(picture)
     adversarial = png_round_trip(result.images["adversarial"])
     before, after = classify(efficientnet, original).argmax(), classify(efficientnet, adversarial).argmax()
     assert after != before
@@ -69,7 +69,7 @@ def test_untargeted_pgd_flips_the_label_at_4_over_255(photo, efficientnet, reque
 
 def test_fgsm_is_one_full_size_step(efficientnet, coffee):
     result = run_method("adversarial_untargeted", "efficientnet_lite0", {"image": coffee}, {"attack": "fgsm", "eps": 3}, device="cpu")
-    original = np.asarray(fit_image(coffee, efficientnet.input_size), dtype=int)
+    original = np.asarray(efficientnet.fit_input(coffee), dtype=int)
     change = np.asarray(result.images["adversarial"], dtype=int) - original
     inside = (original >= 3) & (original <= 252)  # where clipping to 0..255 cannot shorten the step
     assert result.data["steps"] == 1
@@ -90,7 +90,7 @@ def fooled_by(model, pictures, perturbation) -> list[bool]:
     """Recomputed here: does the 8-bit perturbed picture get another label than the original?"""
     out = []
     for picture in pictures:
-        original = to_tensor(fit_image(picture, model.input_size))
+        original = to_tensor(model.fit_input(picture))
         attacked = ((original + torch.from_numpy(perturbation)).clamp(0, 1) * 255).round() / 255
         with torch.inference_mode():
             out.append(bool(model(attacked).argmax() != model(original).argmax()))
@@ -116,7 +116,7 @@ def test_universal_perturbation_fools_held_out_pictures_more_than_noise(efficien
 
 @pytest.mark.slow
 def test_deepfool_construction_stays_in_budget_and_fools_what_it_fitted(efficientnet, sample_photos):
-    params = {"algorithm": "deepfool", "eps": 12, "passes": 1, "candidates": 3, "holdout": 0.5, "seed": 1}
+    params = {"algorithm": "deepfool", "eps": 12, "steps": 1, "candidates": 3, "holdout": 0.5, "seed": 1}
     result = run_method("universal_perturbation", "efficientnet_lite0", {"images": sample_photos[:4]}, params, device="cpu")
     data, perturbation = result.data, result.arrays["perturbation"]
     assert np.abs(perturbation).max() <= 12 / 255 + 1e-6
@@ -129,7 +129,7 @@ def test_deepfool_construction_stays_in_budget_and_fools_what_it_fitted(efficien
 @pytest.mark.parametrize(
     ("method", "model", "params", "error"),
     [
-        ("fooling_image", "efficientnet_lite0", {"target": "not a class"}, UnknownClass),
+        ("fooling_image", "efficientnet_lite0", {"target_class": "not a class"}, UnknownClass),
         ("fooling_image", "vgg19", {}, UnsupportedModel),
         ("fooling_image", "efficientnet_lite0", {"eps": 0}, InvalidParams),
         ("adversarial_untargeted", "efficientnet_lite0", {"attack": "deepfool"}, InvalidParams),

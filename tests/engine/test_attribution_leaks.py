@@ -20,7 +20,7 @@ METHODS = {
     "smoothgrad": {"samples": 2},
     "integrated_gradients": {"steps": 3},
     "occlusion": {"window": 8, "stride": 8},
-    "segmentation": {"iterations": 1},
+    "segmentation": {"steps": 1},
 }
 
 

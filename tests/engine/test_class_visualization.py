@@ -20,7 +20,7 @@ def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet)
     calls = []
     result = run_method(
         "class_visualization", "efficientnet_lite0", {},
-        {**PLAIN, "init": "zeros", "objectives": [{"kind": "class", "class": "flamingo"}]},
+        {**PLAIN, "init": "zeros", "objectives": [{"kind": "class", "target_class": "flamingo"}]},
         progress=lambda step, total, preview=None, **info: calls.append((step, total, preview, info)),
         device="cpu",
     )
@@ -36,7 +36,7 @@ def test_raises_the_target_probability_above_0_9_from_a_zero_image(efficientnet)
     assert result.data["losses"] == [c[3]["loss"] for c in calls]
     assert result.data["losses"][-1] < result.data["losses"][0]
     assert result.images["loss_curve"].size[0] > 0 and result.arrays["losses"].shape == (60,)
-    assert result.data["params"]["objectives"][0]["class"] == "flamingo"
+    assert result.data["params"]["objectives"][0]["target_class"] == "flamingo"
     assert hook_count(efficientnet) == 0
 
 
@@ -44,7 +44,7 @@ def test_weighted_layer_objectives_work_on_vgg19_with_every_regulariser(vgg19):
     params = {
         "parameterization": "pixels", "size": 64, "steps": 6, "lr": 0.05, "init": "noise", "preview_every": 0,
         "objectives": [{"kind": "channel", "layer": "block3_conv1", "channel": 5, "weight": 1.0},
-                       {"kind": "neuron", "layer": "block3_conv1", "channel": 9, "y": 3, "x": 4, "weight": 0.5}],
+                       {"kind": "neuron", "layer": "block3_conv1", "channel": 9, "neuron": [3, 4], "weight": 0.5}],
         "jitter": 2, "pad": 4, "scale": 0.1, "rotate": 5, "blur_every": 2,
         "clip_norm_percentile": 10, "clip_contribution_percentile": 10,
     }
@@ -65,12 +65,12 @@ def test_weighted_layer_objectives_work_on_vgg19_with_every_regulariser(vgg19):
 @pytest.mark.parametrize(
     ("model", "objective", "error"),
     [
-        ("efficientnet_lite0", {"kind": "class", "class": "not a class"}, UnknownClass),
-        ("efficientnet_lite0", {"kind": "class", "class": 1000}, UnknownClass),
-        ("vgg19", {"kind": "class", "class": 3}, UnsupportedModel),
+        ("efficientnet_lite0", {"kind": "class", "target_class": "not a class"}, UnknownClass),
+        ("efficientnet_lite0", {"kind": "class", "target_class": 1000}, UnknownClass),
+        ("vgg19", {"kind": "class", "target_class": 3}, UnsupportedModel),
         ("vgg19", {"kind": "channel", "layer": "block9_conv1", "channel": 0}, UnknownLayer),
         ("vgg19", {"kind": "channel", "layer": "block1_conv1", "channel": 64}, UnknownChannel),
-        ("vgg19", {"kind": "neuron", "layer": "block1_conv1", "channel": 0, "y": 64}, InvalidParams),
+        ("vgg19", {"kind": "neuron", "layer": "block1_conv1", "channel": 0, "neuron": [64, 0]}, InvalidParams),
         ("efficientnet_lite0", {"kind": "neuron", "layer": "classifier", "channel": 0}, InvalidParams),
         ("vgg19", {"kind": "channel", "layer": "block1_conv1"}, InvalidParams),
         ("vgg19", {"kind": "layer"}, InvalidParams),
@@ -111,7 +111,7 @@ def test_the_natural_statistics_prior_adds_its_weight_where_the_network_has_batc
     from engine.synthesis.class_visualization import batch_norms
 
     params = {"size": 64, "steps": 1, "preview_every": 0, "judge": False, "transforms": "custom", "jitter": 0, "pad": 0,
-              "scale": 0, "rotate": 0, "objectives": [{"kind": "class", "class": "lemon"}]}
+              "scale": 0, "rotate": 0, "objectives": [{"kind": "class", "target_class": "lemon"}]}
     without = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "lr": 1e-9, "natural_statistics": 0},
                          device="cpu")
     with_prior = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "natural_statistics": 100}, device="cpu")
@@ -131,7 +131,7 @@ def test_average_returns_the_moving_average_of_the_steps_pictures(efficientnet):
     # plain pixels, no transforms: the picture is the parameter, so the average of the parameters is the average of
     # the pictures that runs of 1, 2 and 3 steps (without averaging, same seed) return
     params = {**PLAIN, "size": 64, "lr": 0.2, "preview_every": 0, "judge": False, "init": "noise",
-              "objectives": [{"kind": "class", "class": "lemon"}]}
+              "objectives": [{"kind": "class", "target_class": "lemon"}]}
     pictures = [to_tensor(run_method("class_visualization", "efficientnet_lite0", {}, {**params, "steps": k, **lr},
                                      device="cpu").images["image"]) for k, lr in ((1, {"lr": 1e-9}), (1, {}), (2, {}), (3, {}))]
     expected = pictures[0]
@@ -171,7 +171,7 @@ def test_the_diversity_term_defaults_to_the_measured_layer_and_weight():
 def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
     # at this cheap size a mid-level layer (the default, blocks.6, has 7 x 7 maps at 224 px and 2 x 2 here)
     params = {**PLAIN, "size": 64, "steps": 40, "init": "noise", "facets": 3, "preview_every": 0, "judge": False,
-              "objectives": [{"kind": "class", "class": "lemon"}], "diversity_layer": "blocks.4"}
+              "objectives": [{"kind": "class", "target_class": "lemon"}], "diversity_layer": "blocks.4"}
     diverse = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 1.0}, device="cpu")
     alike = run_method("class_visualization", "efficientnet_lite0", {}, {**params, "diversity": 0.0}, device="cpu")
 
@@ -192,7 +192,7 @@ def test_feature_accentuation_amplifies_the_class_and_stays_close_to_the_photo(e
     from engine.imaging import fit_image
 
     photo = fit_image(chelsea, (96, 96))
-    params = {"parameterization": "fourier", "size": 96, "steps": 12, "preview_every": 0, "judge": False, "objectives": [{"kind": "class", "class": "tiger"}]}
+    params = {"parameterization": "fourier", "size": 96, "steps": 12, "preview_every": 0, "judge": False, "objectives": [{"kind": "class", "target_class": "tiger"}]}
     result = run_method("class_visualization", "efficientnet_lite0", {"image": chelsea}, params, device="cpu")
     with torch.inference_mode():
         before = float(efficientnet(to_tensor(photo)).softmax(-1)[0, 292])
@@ -225,7 +225,7 @@ def test_multifaceted_starts_are_the_means_of_feature_clusters_of_the_examples(e
     assert torch.allclose(starts[0], mean_of(cats), atol=1e-6) and torch.allclose(starts[1], mean_of(cups), atol=1e-6)
 
     params = {"parameterization": "pixels", "size": 64, "steps": 3, "facets": 2, "preview_every": 0, "judge": False,
-              "objectives": [{"kind": "class", "class": "tabby"}]}
+              "objectives": [{"kind": "class", "target_class": "tabby"}]}
     result = run_method("class_visualization", "efficientnet_lite0", {"examples": examples}, params, device="cpu")
     facets = [to_tensor(result.images[f"facet_{k}"])[0] for k in range(2)]
     for own, other in ((0, 1), (1, 0)):

@@ -75,7 +75,7 @@ def test_deletion_auc_of_real_maps_beats_a_random_map(chelsea, coffee):
     for photo in (chelsea, coffee):
         result = run_method(
             "evaluate_attribution", "efficientnet_lite0", {"images": [photo]},
-            {"methods": ["saliency", "occlusion", "integrated_gradients"], "randomisation": "none",
+            {"methods": ["saliency", "occlusion", "integrated_gradients"], "randomization": "none",
              "method_params": {"integrated_gradients": {"steps": 16}}}, device="cpu",
         )
         random_auc = result.data["random_map"]["deletion_auc"]

@@ -17,7 +17,7 @@ from engine.synthesis.fast_style import PerceptualLoss, StyleModelConfig, Transf
 
 # A shallow loss network keeps these trainings to seconds on a CPU.
 SHALLOW = {"content_layer": "block2_relu2", "style_layers": ["block1_relu1", "block2_relu1", "block3_relu1"]}
-TINY = {"size": 48, "batch_size": 2, "width": 8, "residual_blocks": 1, "lr": 0.02, "preview_every": 0, **SHALLOW}
+TINY = {"size": 48, "batch_size": 2, "base_channels": 8, "residual_blocks": 1, "lr": 0.02, "preview_every": 0, **SHALLOW}
 
 
 @pytest.fixture(scope="module")

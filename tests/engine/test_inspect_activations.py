@@ -30,8 +30,8 @@ def hooked(model, layer: str, image, size: int) -> np.ndarray:
 )
 def test_grid_has_one_tile_per_channel_and_raw_values_match_a_hook(request, chelsea, model_name, layer, size):
     model = request.getfixturevalue("vgg19" if model_name == "vgg19" else "efficientnet")
-    result = run_method("activations", model_name, {"image": chelsea}, {"layer": layer, "size": size}, device="cpu")
-    expected = hooked(model, layer, chelsea, size)
+    result = run_method("activations", model_name, {"image": chelsea}, {"layer": layer, "size": size, "fit": "stretch"}, device="cpu")
+    expected = hooked(model, layer, chelsea, size)  # stretched
     channels, height, width = expected.shape
     np.testing.assert_array_equal(result.arrays["activations"], expected)
     assert result.data["channels"] == list(range(channels))
@@ -56,7 +56,7 @@ def test_relu_outputs_have_dead_units_and_top_k_picks_the_most_active(vgg19, cof
 
 
 def test_channel_subset_and_global_normalisation(efficientnet, chelsea):
-    params = {"layer": "conv_stem", "size": 64, "channels": [3, 0], "normalise": "global"}
+    params = {"layer": "conv_stem", "size": 64, "channels": [3, 0], "normalization": "global"}
     result = run_method("activations", "efficientnet_lite0", {"image": chelsea}, params, device="cpu")
     assert result.data["channels"] == [3, 0]
     grid = np.asarray(result.images["activations"])

@@ -1,4 +1,4 @@
-"""nearest_neighbours and embedding over a collection of real photos."""
+"""nearest_neighbors and embedding over a collection of real photos."""
 
 import json
 
@@ -27,8 +27,8 @@ def photos(chelsea, coffee, astronaut, sample_images) -> list[Image.Image]:
     return [chelsea, coffee, astronaut, *extra, *sample_images, copy]
 
 
-def test_chelsea_and_its_mirrored_copy_are_mutual_nearest_neighbours(efficientnet, photos):
-    result = run_method("nearest_neighbours", "efficientnet_lite0", {"images": photos}, {"k": 4}, device="cpu")
+def test_chelsea_and_its_mirrored_copy_are_mutual_nearest_neighbors(efficientnet, photos):
+    result = run_method("nearest_neighbors", "efficientnet_lite0", {"images": photos}, {"top_k": 4}, device="cpu")
     rows = result.data["neighbours"]
     assert rows[0]["indices"][0] == 7 and rows[7]["indices"][0] == 0, [NAMES[i] for i in rows[0]["indices"]]
     for row in rows:
@@ -41,8 +41,8 @@ def test_chelsea_and_its_mirrored_copy_are_mutual_nearest_neighbours(efficientne
 
 @pytest.mark.parametrize("metric, scipy_metric", [("l2", "euclidean"), ("cosine", "cosine")])
 def test_metrics_match_scipy_on_the_returned_features(vgg19, photos, metric, scipy_metric):
-    params = {"metric": metric, "k": 7, "size": 96, "pooling": "avg"}
-    result = run_method("nearest_neighbours", "vgg19", {"images": photos}, params, device="cpu")
+    params = {"metric": metric, "top_k": 7, "size": 96, "pooling": "avg"}
+    result = run_method("nearest_neighbors", "vgg19", {"images": photos}, params, device="cpu")
     expected = cdist(result.arrays["features"].astype(np.float64), result.arrays["features"].astype(np.float64), scipy_metric)
     for row in result.data["neighbours"]:
         i = row["query"]
@@ -55,7 +55,7 @@ def test_metrics_match_scipy_on_the_returned_features(vgg19, photos, metric, sci
 def test_query_image_and_pixel_space_comparison(efficientnet, photos, chelsea):
     query = chelsea.crop((60, 20, chelsea.width - 40, chelsea.height))
     inputs = {"images": photos[1:], "query": query}
-    result = run_method("nearest_neighbours", "efficientnet_lite0", inputs, {"k": 3, "compare_pixels": True, "size": 128}, device="cpu")
+    result = run_method("nearest_neighbors", "efficientnet_lite0", inputs, {"top_k": 3, "compare_pixels": True, "size": 128, "fit": "stretch"}, device="cpu")
     assert [row["query"] for row in result.data["neighbours"]] == [None]
     assert result.data["neighbours"][0]["indices"][0] == 6  # the mirrored chelsea
     pixels = np.stack([to_tensor(fit_image(img, (128, 128))).flatten().numpy() for img in photos[1:]])
@@ -67,8 +67,8 @@ def test_query_image_and_pixel_space_comparison(efficientnet, photos, chelsea):
 
 
 def test_batch_size_changes_nothing_and_k_is_clamped_with_a_note(vgg19, photos):
-    small = run_method("nearest_neighbours", "vgg19", {"images": photos[:4]}, {"k": 10, "size": 64, "batch_size": 1}, device="cpu")
-    large = run_method("nearest_neighbours", "vgg19", {"images": photos[:4]}, {"k": 10, "size": 64, "batch_size": 4}, device="cpu")
+    small = run_method("nearest_neighbors", "vgg19", {"images": photos[:4]}, {"top_k": 10, "size": 64, "batch_size": 1}, device="cpu")
+    large = run_method("nearest_neighbors", "vgg19", {"images": photos[:4]}, {"top_k": 10, "size": 64, "batch_size": 4}, device="cpu")
     np.testing.assert_allclose(small.arrays["features"], large.arrays["features"], rtol=1e-4, atol=1e-4)
     assert [r["indices"] for r in small.data["neighbours"]] == [r["indices"] for r in large.data["neighbours"]]
     assert small.data["k"] == 3 and "k lowered from 10 to 3" in small.data["notes"][0]
@@ -76,13 +76,13 @@ def test_batch_size_changes_nothing_and_k_is_clamped_with_a_note(vgg19, photos):
 
 def test_collection_methods_report_progress_per_batch(efficientnet, photos):
     seen = []
-    run_method("embedding", "efficientnet_lite0", {"images": photos}, {"method": "pca", "size": 64, "batch_size": 3},
+    run_method("embedding", "efficientnet_lite0", {"images": photos}, {"projection": "pca", "size": 64, "batch_size": 3},
                progress=lambda step, total, preview=None, **info: seen.append((step, total)), device="cpu")
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_pca_embedding_matches_sklearn_on_the_same_features(efficientnet, photos):
-    result = run_method("embedding", "efficientnet_lite0", {"images": photos}, {"method": "pca", "size": 128}, device="cpu")
+    result = run_method("embedding", "efficientnet_lite0", {"images": photos}, {"projection": "pca", "size": 128, "fit": "stretch"}, device="cpu")
     batch = torch.cat([to_tensor(fit_image(img, (128, 128))) for img in photos])
     with torch.no_grad():
         features = efficientnet.net.forward_head(efficientnet.net.forward_features(efficientnet.normalize(batch)), pre_logits=True)
@@ -95,7 +95,7 @@ def test_pca_embedding_matches_sklearn_on_the_same_features(efficientnet, photos
 
 
 def test_tsne_runs_on_a_small_collection_and_clamps_perplexity(vgg19, photos):
-    params = {"method": "tsne", "size": 64, "iterations": 250, "canvas": 256}
+    params = {"projection": "tsne", "size": 64, "steps": 250, "canvas": 256}
     result = run_method("embedding", "vgg19", {"images": photos}, params, device="cpu")
     coords = result.arrays["coordinates"]
     assert coords.shape == (8, 2) and np.isfinite(coords).all() and np.ptp(coords, axis=0).min() > 0
@@ -109,7 +109,7 @@ def test_tsne_runs_on_a_small_collection_and_clamps_perplexity(vgg19, photos):
 @pytest.mark.parametrize("projection", ["tsne", "pca"])
 def test_identical_images_lie_at_one_point_instead_of_crashing(vgg19, chelsea, projection):
     """Three copies of one photo have no spread: scikit-learn's t-SNE would crash the process on them."""
-    params = {"method": projection, "size": 64, "iterations": 250, "canvas": 256}
+    params = {"projection": projection, "size": 64, "steps": 250, "canvas": 256}
     result = run_method("embedding", "vgg19", {"images": [chelsea] * 3}, params, device="cpu")
     assert result.arrays["coordinates"].tolist() == [[0.0, 0.0]] * 3
     assert "same features" in result.data["notes"][0]
@@ -118,7 +118,7 @@ def test_identical_images_lie_at_one_point_instead_of_crashing(vgg19, chelsea, p
 
 def test_collection_limits_are_enforced(photos):
     with pytest.raises(InputProblem, match="2..256"):
-        run_method("nearest_neighbours", "vgg19", {"images": photos[:1]}, {"size": 64}, device="cpu")
+        run_method("nearest_neighbors", "vgg19", {"images": photos[:1]}, {"size": 64}, device="cpu")
     with pytest.raises(InvalidParams, match="size"):
         run_method("embedding", "vgg19", {"images": photos}, {"size": 8}, device="cpu")
 
@@ -140,14 +140,14 @@ class DictCache:
 
 def test_second_query_reads_the_cache_and_runs_no_forward_pass(efficientnet, photos):
     cache, steps = DictCache(), []
-    params = {"method": "pca", "batch_size": 4}
+    params = {"projection": "pca", "batch_size": 4}
     first = run_method("embedding", "efficientnet_lite0", {"images": photos}, params, lambda s, t, p=None, **_: steps.append(s), "cpu", cache)
     batches = len(steps)
     assert batches == 2 and cache.saves == 1
     forwards = []
     handle = efficientnet.net.register_forward_pre_hook(lambda *_: forwards.append(1))
     try:
-        second = run_method("nearest_neighbours", "efficientnet_lite0", {"images": photos}, {"k": 2}, lambda s, t, p=None, **_: steps.append(s), "cpu", cache)
+        second = run_method("nearest_neighbors", "efficientnet_lite0", {"images": photos}, {"top_k": 2}, lambda s, t, p=None, **_: steps.append(s), "cpu", cache)
     finally:
         handle.remove()
     assert forwards == [] and len(steps) == batches and cache.saves == 1  # no forward pass, no progress, nothing stored
@@ -159,6 +159,6 @@ def test_second_query_reads_the_cache_and_runs_no_forward_pass(efficientnet, pho
 
 def test_tsne_of_identical_images_does_not_crash(efficientnet, chelsea):
     """PCA initialisation of identical rows is NaN, on which scikit-learn's Barnes-Hut t-SNE segfaults."""
-    result = run_method("embedding", "efficientnet_lite0", {"images": [chelsea] * 3}, {"size": 64, "iterations": 250}, device="cpu")
+    result = run_method("embedding", "efficientnet_lite0", {"images": [chelsea] * 3}, {"size": 64, "steps": 250}, device="cpu")
     assert np.isfinite(result.arrays["coordinates"]).all() and result.arrays["coordinates"].shape == (3, 2)
     assert any("same features" in note for note in result.data["notes"])

@@ -72,7 +72,7 @@ def test_depthwise_conv_draws_one_tile_per_filter(efficientnet):
 
 def test_global_normalisation_shares_one_scale(vgg19):
     each = np.asarray(run_method("filters", "vgg19", {}, {"tile_size": 3, "max_filters": 16}, device="cpu").images["filters"])
-    shared = np.asarray(run_method("filters", "vgg19", {}, {"tile_size": 3, "max_filters": 16, "normalise": "global"}, device="cpu").images["filters"])
+    shared = np.asarray(run_method("filters", "vgg19", {}, {"tile_size": 3, "max_filters": 16, "normalization": "global"}, device="cpu").images["filters"])
     tiles_each = [tile_at(each, i, 4, 3) for i in range(16)]
     tiles_shared = [tile_at(shared, i, 4, 3) for i in range(16)]
     assert all(t.min() == 0 and t.max() == 255 for t in tiles_each)

@@ -152,7 +152,7 @@ def test_each_patch_alone_reproduces_its_activation_and_the_order(request, model
 
 
 def test_channel_overview_ranks_channels_by_their_mean_peak(vgg19, photos):
-    params = {"layer": "block2_conv1", "top_channels": 5, "size": 64}
+    params = {"layer": "block2_conv1", "top_k": 5, "size": 64}
     result = run_method("channel_overview", "vgg19", {"images": photos}, params, device="cpu")
     batch = torch.cat([to_tensor(fit_image(img, (64, 64))) for img in photos])
     with torch.no_grad():

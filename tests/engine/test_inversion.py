@@ -13,7 +13,7 @@ def test_reconstruction_matches_the_layer_features(vgg19, chelsea):
     def progress(step, total, preview=None, **info):
         calls.append((step, total, preview is not None, info["loss"]))
 
-    params = {"layer": "block2_relu1", "size": 64, "steps": 25, "preview_every": 10}
+    params = {"layer": "block2_relu1", "max_side": 64, "steps": 25, "preview_every": 10}
     result = run_method("feature_inversion", "vgg19", {"image": chelsea}, params, progress)
 
     assert result.data["relative_feature_error"] < 0.1
@@ -32,7 +32,7 @@ def test_unknown_layers_are_refused(vgg19, chelsea):
     assert hook_count(vgg19) == 0
 
 
-@pytest.mark.parametrize("params", [{"tv_weight": -1}, {"steps": 0}, {"optimizer": "sgd"}, {"size": 5000}])
+@pytest.mark.parametrize("params", [{"tv_weight": -1}, {"steps": 0}, {"optimizer": "sgd"}, {"max_side": 5000}])
 def test_bad_params_are_invalid(chelsea, params):
     with pytest.raises(InvalidParams):
         run_method("feature_inversion", "vgg19", {"image": chelsea}, params)

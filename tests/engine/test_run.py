@@ -8,7 +8,7 @@ from engine.run import check_counts, run_method
 
 
 def test_unknown_param_names_are_refused_with_the_known_ones():
-    with pytest.raises(InvalidParams, match=r"unknown params for classify: topk \(known: top_k, fit\)"):
+    with pytest.raises(InvalidParams, match=r"unknown params for classify: topk \(known: fit, top_k\)"):
         parse_params(get_method("classify"), {"topk": 3})
 
 
@@ -39,7 +39,7 @@ def test_methods_needing_a_classifier_refuse_headless_models(chelsea):
 
 
 def test_run_method_names_what_ran_even_if_the_method_uses_the_same_keys(sample_images, chelsea):
-    result = run_method("embedding", "efficientnet_lite0", {"images": [*sample_images, chelsea]}, {"method": "pca", "size": 64})
+    result = run_method("embedding", "efficientnet_lite0", {"images": [*sample_images, chelsea]}, {"projection": "pca", "size": 64})
     assert result.data["method"] == "embedding"
     assert result.data["model"] == "efficientnet_lite0"
     assert result.data["projection"] == "pca"

@@ -8,7 +8,7 @@ from engine.hooks import hook_count
 from engine.run import run_method
 from engine.synthesis import color
 
-SMALL = {"size": 64, "steps": 15, "scales": 1, "preview_every": 5}
+SMALL = {"max_side": 64, "steps": 15, "scales": 1, "preview_every": 5}
 
 
 def test_total_loss_falls_and_the_content_aspect_is_kept(vgg19, chelsea, coffee):
@@ -80,7 +80,7 @@ def test_color_match_gives_the_style_the_photo_colour_statistics(chelsea, coffee
         ({"style_layers": ["block1_relu1"], "style_layer_weights": [1, 1]}, InvalidParams),
         ({"content_layer": "block4_conv9"}, UnknownLayer),
         ({"content_weight": -1}, InvalidParams),
-        ({"size": 4096}, InvalidParams),
+        ({"max_side": 4096}, InvalidParams),
     ],
 )
 def test_bad_params_give_clear_errors(vgg19, chelsea, coffee, params, error):

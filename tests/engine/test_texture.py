@@ -8,7 +8,7 @@ from engine.run import run_method
 
 
 def test_gram_loss_falls_by_ninety_percent_at_a_new_size(vgg19, coffee):
-    params = {"texture_size": 64, "height": 40, "width": 72, "steps": 40, "preview_every": 0}
+    params = {"max_side": 64, "height": 40, "width": 72, "steps": 40, "preview_every": 0}
     result = run_method("texture_synthesis", "vgg19", {"image": coffee}, params)
 
     losses = result.data["losses"]

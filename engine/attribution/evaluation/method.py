@@ -9,29 +9,34 @@ random map's. Everything runs on deep copies at a small input size; the served
 model is only read.
 """
 
+import dataclasses
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from engine import params as p
 from engine.capabilities import CLASSIFIER, LAYERS
 from engine.attribution.evaluation.faithfulness import area, curves
 from engine.attribution.evaluation.plots import plot_series
-from engine.attribution.evaluation.randomisation import cascading, evaluation_copy, independent
+from engine.attribution.evaluation.randomisation import cascading, estimated_group_count, evaluation_copy, independent
 from engine.attribution.timing import Stopwatch
 from engine.errors import InvalidParams
 from engine.imaging import fit_image, tile_grid, to_tensor
 from engine.models import ConvLensModel
+from engine.params import ClassTargeted, Seeded, Sized
+from engine.cost import Cost, gradient_cost
+from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, get_method, method, parse_params
 from engine.result import Result
 
 EVALUABLE = ("saliency", "guided_backprop", "deconvnet", "gradcam", "smoothgrad", "integrated_gradients", "occlusion")
 
 
-class EvaluateAttributionParams(BaseModel):
+class EvaluateAttributionParams(Sized, ClassTargeted, Seeded):
     methods: list[Literal[EVALUABLE]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["saliency", "gradcam", "guided_backprop", "integrated_gradients", "occlusion"],
         min_length=1, max_length=len(EVALUABLE), description="attribution methods to evaluate",
@@ -39,13 +44,11 @@ class EvaluateAttributionParams(BaseModel):
     method_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-method params, e.g. {\"integrated_gradients\": {\"steps\": 16}}"
     )
-    target_class: int | str | None = Field(None, description="class to explain; default: each picture's top-1 on the trained model")
-    size: int = Field(128, ge=32, le=224, description="square side the pictures are resized to (smaller is cheaper)")
-    randomisation: Literal["cascading", "independent", "both", "none"] = Field("cascading", description="which randomisation tests to run")
+    size: int = p.size(128, high=224, what=" (smaller is cheaper)")
+    randomization: Literal["cascading", "independent", "both", "none"] = Field("cascading", description="which randomization tests to run")
     faithfulness: bool = Field(True, description="deletion and insertion curves and AUC")
     deletion_steps: int = Field(16, ge=2, le=64, description="fractions of patches deleted / inserted, 0..1")
     patch: int = Field(8, ge=1, le=64, description="side of the square patches deleted / inserted together (1: single pixels)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the re-initialisation and the random reference map")
 
     @field_validator("methods")
     @classmethod
@@ -81,6 +84,18 @@ class _Runner:
         return result.arrays["map"], result.images["heatmap"]
 
 
+def evaluate_cost(model: ModelProfile, params: EvaluateAttributionParams, images: int) -> Cost:
+    """Per picture: its class, each method's own passes on the trained model and again at every randomization stage
+    (one per parameter group, from the layer catalogue), and each map's (and a random map's) deletion and insertion curves."""
+    at_size = ModelProfile(dataclasses.replace(model.spec, input_size=(params.size, params.size)), model.layers)
+    methods = sum(get_method(name).estimate(at_size, parse_params(get_method(name), {**params.method_params.get(name, {})}), 1).passes
+                  for name in params.methods)
+    stages = {"both": 2, "none": 0}.get(params.randomization, 1) * estimated_group_count(model.catalogue())
+    curves = (len(params.methods) + 1) * 2 * (params.deletion_steps + 1) if params.faithfulness else 0
+    per_picture = 1 + methods * (1 + stages) + curves
+    return gradient_cost(at_size, at_size.input_size, per_picture * max(images, 1), 1, "lower randomization, deletion_steps, size or methods")
+
+
 @method(
     "evaluate_attribution",
     summary="Sanity checks (parameter randomisation) and faithfulness (deletion/insertion AUC) of attribution methods",
@@ -89,6 +104,7 @@ class _Runner:
     inputs=(InputSlot("images", "pictures to evaluate the methods on", many=True, min_count=1, max_count=8),),
     inline=False,
     requires=(CLASSIFIER, LAYERS,),
+    cost=evaluate_cost,
 )
 def evaluate_attribution(model: ConvLensModel, inputs, params: EvaluateAttributionParams, progress) -> Result:
     unknown = sorted(set(params.method_params) - set(params.methods))
@@ -99,7 +115,7 @@ def evaluate_attribution(model: ConvLensModel, inputs, params: EvaluateAttributi
     size = (params.size, params.size)
     trained = evaluation_copy(model, size)
     pictures = [fit_image(image, size, "stretch") for image in inputs["images"]]
-    modes = {"both": ("cascading", "independent"), "none": ()}.get(params.randomisation, (params.randomisation,))
+    modes = {"both": ("cascading", "independent"), "none": ()}.get(params.randomization, (params.randomization,))
     table = {name: {"runtime_ms": [], "deletion_auc": [], "insertion_auc": [], **{m: [] for m in modes}} for name in runners}
     reference = {"deletion_auc": [], "insertion_auc": []}
     curves_of, stage_maps = {}, {name: [] for name in runners}
@@ -156,7 +172,7 @@ def evaluate_attribution(model: ConvLensModel, inputs, params: EvaluateAttributi
             ]
         entry["per_image"] = {key: value for key, value in row.items() if key not in modes}
         summary[name] = entry
-    data = {"methods": summary, "size": params.size, "images": len(pictures), "randomisation": params.randomisation}
+    data = {"methods": summary, "size": params.size, "images": len(pictures), "randomization": params.randomization}
     images = {}
     if params.faithfulness:
         data["random_map"] = {key: float(np.mean(v)) for key, v in reference.items()}

@@ -42,6 +42,23 @@ def parameter_groups(net: nn.Module) -> list[str]:
     return groups[::-1]
 
 
+PARAMETER_FREE = {"ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Sigmoid", "Tanh", "Identity", "Dropout",
+                  "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SelectAdaptivePool2d", "Flatten"}
+
+
+def estimated_group_count(catalogue) -> int:
+    """About how many groups :func:`parameter_groups` finds, read off a layer catalogue (no weights needed):
+    each top-level layer, or each child of a top-level container, holding a layer of a parametrised type."""
+    containers = {info.name for info in catalogue if "." not in info.name and info.type in ("Sequential", "ModuleList")}
+    groups = set()
+    for info in catalogue:
+        parts = info.name.split(".")
+        group = ".".join(parts[:2]) if parts[0] in containers and len(parts) > 1 else parts[0]
+        if info.type not in PARAMETER_FREE and info.type not in ("Sequential", "ModuleList"):
+            groups.add(group)
+    return max(1, len(groups))
+
+
 @torch.no_grad()
 def randomise_group(net: nn.Module, group: str, seed: int) -> None:
     """Re-initialise every conv, linear and batch norm inside ``group`` (in place, on a copy)."""

@@ -1,0 +1,102 @@
+"""The params methods share, each defined once: its name, type, units, bounds and description.
+
+``docs/vocabulary.md`` lists the names; a method with one of these concepts
+takes its field from here, a base class for those that never vary (``seed``,
+``fit``, ``target_class``) or a field function for those whose default or
+range does (``steps``, ``step_size``, ``batch_size``...).
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.imaging import Fit
+
+SEED_MAX = 2**31 - 1
+GREY_LEVELS = "8-bit grey levels (1/255 of the [0, 1] pixel range)"
+
+
+class Params(BaseModel):
+    """Every method's params: unknown names are refused, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
+        """The (height, width) the network runs at (the largest, for a method that runs at several)."""
+        return native
+
+
+class Sized(Params):
+    """A method that fits its pictures to a square of ``size`` (field defined by each, default possibly the model's)."""
+
+    size: int | None
+
+    def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
+        return (self.size, self.size) if self.size else native
+
+
+class AspectKept(Params):
+    """A method that keeps its picture's aspect, its longer side ``max_side``."""
+
+    max_side: int
+
+    def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
+        return self.max_side, self.max_side
+
+
+class Seeded(Params):
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed: the same seed gives the same answer")
+
+
+class Fitted(Params):
+    fit: Fit | None = Field(
+        None, description="how a picture is fitted to the square the network sees: stretch, crop (centre) or pad (letterbox in "
+        "the model's mean color); default: the model's own evaluation (eval_fit in GET /v1/models/{name})",
+    )
+
+
+class ClassTargeted(Params):
+    target_class: int | str | None = Field(
+        None, description="the class, as an index or a label (case-insensitive); default: the model's top-1 class for the picture",
+    )
+
+
+def steps(default: int, low: int = 1, high: int = 2000, what: str = "optimizer steps") -> Any:
+    return Field(default, ge=low, le=high, description=what)
+
+
+def step_size(default: float, what: str = "change of a pixel per step") -> Any:
+    return Field(default, gt=0, le=64, description=f"{what}, in {GREY_LEVELS}")
+
+
+def eps(default: int) -> Any:
+    return Field(default, ge=1, le=64, description=f"largest change of any pixel, in {GREY_LEVELS}")
+
+
+def lr(default: float, what: str) -> Any:
+    return Field(default, gt=0, le=10.0, description=f"learning rate of the optimizer on {what} (not pixels)")
+
+
+def batch_size(default: int, high: int = 256, what: str = "pictures per pass") -> Any:
+    return Field(default, ge=1, le=high, description=f"{what} (speed and memory only; never changes the answer)")
+
+
+def preview_every(default: int) -> Any:
+    return Field(default, ge=0, le=100_000, description="steps between two previews of a running job (0: none)")
+
+
+def size(default: int | None, low: int = 32, high: int = 1024, what: str = "") -> Any:
+    fallback = "; default: the model's input size" if default is None else ""
+    return Field(default, ge=low, le=high, description=f"side, in pixels, of the square the network sees{what}{fallback}")
+
+
+def max_side(default: int, low: int = 32, high: int = 1024, what: str = "the picture") -> Any:
+    return Field(default, ge=low, le=high, description=f"longer side of {what} in pixels (its aspect is kept)")
+
+
+def top_k(default: int | None, high: int, what: str) -> Any:
+    return Field(default, ge=1, le=high, description=f"how many {what}")
+
+
+def tile_size(default: int, low: int = 1, high: int = 256, what: str = "each drawn tile") -> Any:
+    return Field(default, ge=low, le=high, description=f"side of {what}, in pixels")
