@@ -30,7 +30,7 @@ from typing import Callable
 
 from engine.errors import UnknownModel
 from engine.models import ModelSpec
-from engine.models.formats import ModelFormat, load_network
+from engine.models.formats import FILE_FORMATS, ModelFormat, onnx_network
 from engine.models.registered import ModelMetadata, spec_from_metadata
 from engine.models.vetted import Vetted
 from engine.models.zoo import MODELS, forget_model
@@ -86,7 +86,6 @@ class ModelRecord:
     content_hash: str
     file_key: str  # the file as sent
     load_key: str  # what workers load: the file, or its ONNX translation
-    load_format: ModelFormat
     bytes: int
     parameters: int
     registered_at: float
@@ -130,11 +129,11 @@ class ModelStore:
         fmt, translated = vetted.format, vetted.onnx
         digest = hashlib.sha256(data).hexdigest()
         file_key = f"models/files/{digest}"
-        load_key = f"models/converted/{digest}.onnx" if fmt == "torch_export" else file_key
+        load_key = f"models/converted/{digest}.onnx" if FILE_FORMATS[fmt].translated else file_key
         measured = vetted.as_record()
         record = ModelRecord(
             name=meta.name, owner=tenant, format=fmt, content_hash=digest, file_key=file_key, load_key=load_key,
-            load_format="onnx", bytes=len(data), parameters=vetted.parameters, registered_at=round(time.time(), 3),
+            bytes=len(data), parameters=vetted.parameters, registered_at=round(time.time(), 3),
             metadata=vetted.metadata, sizes=measured["sizes"], capabilities=measured["capabilities"], catalogue=measured["catalogue"],
         )
         self._put_once(file_key, data)
@@ -236,7 +235,7 @@ class ModelStore:
                 data = self.storage.get(found.load_key)
             except ObjectNotFound:
                 raise UnknownModel(f"the file of model {found.name!r} is missing from storage") from None
-            return load_network(data, found.load_format)
+            return onnx_network(data)
 
         return build
 

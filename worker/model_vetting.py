@@ -49,6 +49,7 @@ from pathlib import Path
 
 from engine.errors import EngineError, ModelRejected
 from engine.models.registered import RegistrationLimits
+from engine.models.formats import FILE_FORMATS
 from engine.models.vetted import Vetted
 from worker.settings import Settings
 
@@ -340,7 +341,7 @@ def _vet(data: bytes, request: dict) -> tuple[dict, bytes]:
     from engine.models.vetting import vet
 
     vetted = vet(data, request["metadata"], RegistrationLimits(**request["limits"]))
-    if vetted.format == "onnx":  # the file itself: the parent has it
+    if not FILE_FORMATS[vetted.format].translated:  # the file itself: the parent has it
         return {"vetted": vetted.as_record(), "onnx_bytes": None}, b""
     return {"vetted": vetted.as_record(), "onnx_bytes": len(vetted.onnx)}, vetted.onnx
 

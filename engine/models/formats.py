@@ -31,16 +31,17 @@ operators, fixed at export, that is checked node by node before anything runs
 import io
 import time
 import zipfile
-from typing import Literal
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
 from engine.errors import ModelRejected
+from engine.models.export_checks import check_inflated_size
 from engine.models.onnx_fixes import make_traceable
 
 ModelFormat = Literal["onnx", "torch_export"]
-FORMATS: tuple[ModelFormat, ...] = ("onnx", "torch_export")
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOLS = tuple(bytes([0x80, p]) for p in range(2, 6))
@@ -48,14 +49,13 @@ _ONNX_OPSET = 17  # the newest opset onnx2torch converts Reduce* ops for
 
 
 def sniff_format(data: bytes) -> ModelFormat:
-    """Which format ``data`` is in (ModelRejected for pickles and unknown files)."""
+    """Which format ``data`` is in (ModelRejected for pickles, TorchScript and unknown files)."""
     if data.startswith(_PICKLE_PROTOCOLS):
         raise ModelRejected("pickled_model", "this is a Python pickle (torch.save); pickles are never loaded: export to ONNX or torch.export")
-    if not data.startswith(_ZIP_MAGIC):
-        return "onnx"
-    names = _zip_names(data)
-    if any(name.endswith("/archive_format") for name in names) and any(name.endswith("models/model.json") for name in names):
-        return "torch_export"
+    names = _zip_names(data) if data.startswith(_ZIP_MAGIC) else None
+    for file_format in FILE_FORMATS.values():
+        if file_format.recognises(names):
+            return file_format.name
     if any("/code/" in name for name in names) and any(name.endswith("/constants.pkl") for name in names):
         raise ModelRejected(
             "format_not_supported",
@@ -202,16 +202,37 @@ def _module_tree(program) -> nn.Module:
     return tree
 
 
-# -- entry point --------------------------------------------------------------------------------
+# -- the formats ---------------------------------------------------------------------------------
 
 
-def load_network(data: bytes, fmt: ModelFormat) -> nn.Module:
-    """The network in ``data``; ``torch_export`` programs are translated to ONNX on the way."""
-    if fmt == "onnx":
-        return onnx_network(data)
-    if fmt == "torch_export":
-        return onnx_network(export_program_to_onnx(data))
-    raise ModelRejected("not_a_model", f"unknown model format {fmt!r}; one of {', '.join(FORMATS)}")
+@dataclass(frozen=True)
+class FileFormat:
+    """A kind of model file the service accepts: how it is recognised, and how it becomes the ONNX the service keeps."""
+
+    name: ModelFormat
+    recognises: Callable[[list[str] | None], bool]  # from the zip's member names (None: not a zip)
+    to_onnx: Callable[[bytes, int], bytes]  # (the file, the most it may inflate to) -> the ONNX bytes stored and loaded
+    translated: bool  # whether that ONNX is a translation, stored beside the file
+
+
+def _program_to_onnx(data: bytes, max_bytes: int) -> bytes:
+    check_inflated_size(data, max_bytes)
+    return export_program_to_onnx(data)
+
+
+FILE_FORMATS: dict[str, FileFormat] = {
+    "onnx": FileFormat("onnx", lambda names: names is None, lambda data, _max_bytes: data, translated=False),
+    "torch_export": FileFormat(
+        "torch_export",
+        lambda names: names is not None and any(n.endswith("/archive_format") for n in names) and any(n.endswith("models/model.json") for n in names),
+        _program_to_onnx, translated=True,
+    ),
+}
+
+
+def load_network(data: bytes, fmt: ModelFormat, max_bytes: int = 2**31) -> nn.Module:
+    """The network in a file of format ``fmt``, as the fx graph of its ONNX (a program is translated on the way)."""
+    return onnx_network(FILE_FORMATS[fmt].to_onnx(data, max_bytes))
 
 
 def timed(limit_seconds: float, what: str, fn, *args):

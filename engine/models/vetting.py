@@ -28,9 +28,8 @@ import torch
 
 from engine.attribution.incremental import IncrementalOcclusion
 from engine.errors import ModelRejected
-from engine.models.export_checks import check_inflated_size
 from engine.models.folding import folded
-from engine.models.formats import ModelFormat, export_program_to_onnx, load_network, read_onnx, sniff_format
+from engine.models.formats import FILE_FORMATS, ModelFormat, onnx_network, read_onnx, sniff_format
 from engine.models.onnx_checks import check_shapes
 from engine.models.registered import ModelMetadata, RegistrationLimits, spec_from_metadata, validate_network
 from engine.models.vetted import Vetted
@@ -77,13 +76,10 @@ def vet(data: bytes, metadata: str | bytes | dict, limits: RegistrationLimits) -
     """Check, convert, run and measure the model file ``data`` as ``metadata`` declares it (ModelRejected if it fails)."""
     meta = ModelMetadata.parse(metadata)
     fmt = _format(data, meta.format)
-    onnx_data = data
-    if fmt == "torch_export":
-        check_inflated_size(data, limits.max_archive_bytes)
-        onnx_data = export_program_to_onnx(data)
+    onnx_data = FILE_FORMATS[fmt].to_onnx(data, limits.max_archive_bytes)
     native, probed = tuple(meta.input_size), probe_sizes(meta.input_size)
     static = check_shapes(read_onnx(onnx_data, limits.max_nodes), [native, *(size for size in probed if size != native)], limits.max_tensor_bytes)
-    net = load_network(onnx_data, "onnx")
+    net = onnx_network(onnx_data)
     meta = validate_network(net, meta, fmt, limits)
     model = ConvLensModel(spec_from_metadata(meta, fmt, lambda: net, None, ""), net)
     expected = _output_shape(model, native)
