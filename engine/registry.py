@@ -64,6 +64,8 @@ class Method:
     requires: tuple[str, ...] = ()  # model capabilities (engine.capabilities) it cannot run without
     queue: Literal["gpu", "cpu"] = "gpu"
     uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
+    evaluable: bool = False  # makes a per-pixel map of a class that evaluate_attribution can sanity-check
+    compare: bool = False  # shown in the web page's comparison view by default
 
     def __post_init__(self):
         if not issubclass(self.params, Params):
@@ -81,6 +83,8 @@ class Method:
             "inline": self.inline,
             "requires": list(self.requires),
             "uses_cache": self.uses_cache,
+            "evaluable": self.evaluable,
+            "compare": self.compare,
             "inputs": [slot.as_dict() for slot in self.inputs],
             "params_schema": self.params.model_json_schema(),
         }
@@ -109,6 +113,11 @@ def all_methods() -> list[Method]:
 
 def get_method(name: str) -> Method:
     return METHODS.get(name)
+
+
+def evaluable_methods() -> list[str]:
+    """The methods evaluate_attribution can evaluate, as declared by each (``evaluable``)."""
+    return [method.name for method in all_methods() if method.evaluable]
 
 
 def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:

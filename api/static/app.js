@@ -12,7 +12,6 @@ const RAMPS = {  // CSS stops close to each matplotlib / OpenCV colour map, for 
   hot: "#0b0000,#ff0000,#ffff00,#ffffff",
   gray: "#000000,#ffffff",
 };
-const COMPARE_DEFAULT = ["saliency", "gradcam", "guided_backprop", "smoothgrad", "integrated_gradients", "occlusion"];
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -64,7 +63,7 @@ async function load() {
   for (const method of state.methods.filter((m) => m.category === "attribute" && m.inline)) {
     const label = document.createElement("label");
     label.className = "check";
-    label.innerHTML = `<input type="checkbox" name="compare" value="${method.name}"${COMPARE_DEFAULT.includes(method.name) ? " checked" : ""}> ${method.name}`;
+    label.innerHTML = `<input type="checkbox" name="compare" value="${method.name}"${method.compare ? " checked" : ""}> ${method.name}`;
     $("compare-methods").append(label);
   }
   const shared = state.methods.find((m) => m.name === "saliency") || state.methods.find((m) => m.category === "attribute");

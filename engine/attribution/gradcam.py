@@ -53,6 +53,7 @@ def gradcam_cost(model: ModelProfile, params: GradCamParams, images: int) -> Cos
     "gradcam",
     summary="Class activation map from gradient-weighted channels of a conv layer (Selvaraju et al. 2017)",
     cost=gradcam_cost,
+    evaluable=True, compare=True,
     category="attribute",
     params=GradCamParams,
     requires=(CLASSIFIER, LAYERS,),

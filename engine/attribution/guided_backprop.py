@@ -97,9 +97,9 @@ def relu_rule_cost(model: ModelProfile, params: ReluRuleParams, images: int) -> 
     return gradient_cost(model, model.input_size, 2, 1, "")
 
 
-for _rule, _name, _summary in (
-    ("guided", "guided_backprop", "Gradient through ReLUs that pass only positive signal where the unit was on (Springenberg et al. 2015)"),
-    ("deconv", "deconvnet", "Deconvnet reconstruction: gradient with ReLUs applied to the backward signal (Zeiler & Fergus 2014)"),
+for _rule, _name, _compare, _summary in (
+    ("guided", "guided_backprop", True, "Gradient through ReLUs that pass only positive signal where the unit was on (Springenberg et al. 2015)"),
+    ("deconv", "deconvnet", False, "Deconvnet reconstruction: gradient with ReLUs applied to the backward signal (Zeiler & Fergus 2014)"),
 ):
     method(_name, summary=_summary, category="attribute", params=ReluRuleParams, cost=relu_rule_cost,
-           requires=(RELU_RULES, LAYERS))(_run(_rule, _name))
+           requires=(RELU_RULES, LAYERS), evaluable=True, compare=_compare)(_run(_rule, _name))

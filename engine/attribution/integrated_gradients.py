@@ -95,6 +95,7 @@ def integrated_gradients_cost(model: ModelProfile, params: IntegratedGradientsPa
 @method(
     "integrated_gradients",
     summary="Gradients integrated along the path from a baseline picture (Sundararajan et al. 2017)",
+    evaluable=True, compare=True,
     category="attribute",
     params=IntegratedGradientsParams,
     requires=(CLASSIFIER,),

@@ -162,6 +162,7 @@ def occlusion_cost(model: ModelProfile, params: OcclusionParams, images: int) ->
 @method(
     "occlusion",
     summary="Drop of the class probability as a grey window slides over the picture (Zeiler & Fergus 2014)",
+    evaluable=True, compare=True,
     category="attribute",
     params=OcclusionParams,
     requires=(CLASSIFIER,),

@@ -32,6 +32,7 @@ def saliency_cost(model: ModelProfile, params: SaliencyParams, images: int) -> C
     "saliency",
     summary="Vanilla gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
     cost=saliency_cost,
+    evaluable=True, compare=True,
     category="attribute",
     params=SaliencyParams,
     requires=(CLASSIFIER,),

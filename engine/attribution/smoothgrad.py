@@ -62,6 +62,7 @@ def smoothgrad_cost(model: ModelProfile, params: SmoothGradParams, images: int) 
 @method(
     "smoothgrad",
     summary="Vanilla gradients averaged over noisy copies of the picture (Smilkov et al. 2017)",
+    evaluable=True, compare=True,
     category="attribute",
     params=SmoothGradParams,
     requires=(CLASSIFIER,),

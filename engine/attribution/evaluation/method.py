@@ -30,16 +30,19 @@ from engine.models import ConvLensModel
 from engine.params import ClassTargeted, Seeded, Sized
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
-from engine.registry import InputSlot, get_method, method, parse_params
+from engine.registry import InputSlot, evaluable_methods, get_method, method, parse_params
 from engine.result import Result
 
-EVALUABLE = ("saliency", "guided_backprop", "deconvnet", "gradcam", "smoothgrad", "integrated_gradients", "occlusion")
+def _list_evaluable(schema: dict) -> None:
+    """The JSON schema of ``methods`` lists what is evaluable when it is made (every method is registered by then)."""
+    schema["items"] = {"type": "string", "enum": evaluable_methods()}
 
 
 class EvaluateAttributionParams(Sized, ClassTargeted, Seeded):
-    methods: list[Literal[EVALUABLE]] = Field(  # type: ignore[valid-type]
+    methods: list[str] = Field(
         default_factory=lambda: ["saliency", "gradcam", "guided_backprop", "integrated_gradients", "occlusion"],
-        min_length=1, max_length=len(EVALUABLE), description="attribution methods to evaluate",
+        min_length=1, max_length=16, json_schema_extra=_list_evaluable,
+        description="attribution methods to evaluate (those that declare themselves evaluable)",
     )
     method_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-method params, e.g. {\"integrated_gradients\": {\"steps\": 16}}"
@@ -52,9 +55,12 @@ class EvaluateAttributionParams(Sized, ClassTargeted, Seeded):
 
     @field_validator("methods")
     @classmethod
-    def _distinct(cls, methods):
+    def _distinct_and_evaluable(cls, methods):
         if len(set(methods)) != len(methods):
             raise ValueError("a method is listed twice")
+        unknown = [name for name in methods if name not in evaluable_methods()]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} cannot be evaluated; evaluable: {', '.join(evaluable_methods())}")
         return methods
 
 
