@@ -31,6 +31,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from engine.fx_nodes import overwrites_input
 from engine.concurrency import build_once
 from engine.errors import UnsupportedModel
 
@@ -40,7 +41,6 @@ _RELU_FUNCTIONS = {F.relu: None, F.relu_: None, torch.relu: None, torch.relu_: N
 _RELU_METHODS = {"relu": None, "relu_": None}
 _CLAMP_FUNCTIONS = {torch.clamp, torch.clip, torch.clamp_min}
 _CLAMP_METHODS = {"clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"}
-_INPLACE_FUNCTIONS = {F.relu_, torch.relu_}
 
 
 class _RuleGate(torch.autograd.Function):
@@ -139,14 +139,6 @@ def _bounded(node: fx.Node, low, high) -> tuple[bool, float | None]:
     return True, (float(high) if high is not None else None)
 
 
-def _is_inplace(node: fx.Node, root: nn.Module) -> bool:
-    if node.op == "call_module":
-        return bool(getattr(root.get_submodule(node.target), "inplace", False))
-    if node.op == "call_function":
-        return node.target in _INPLACE_FUNCTIONS or bool(node.kwargs.get("inplace", False))
-    return node.op == "call_method" and str(node.target).endswith("_")
-
-
 def _check_inplace_alias(node: fx.Node, source: fx.Node, order: dict[fx.Node, int]) -> None:
     """An in-place gate whose input is read again later cannot become an out-of-place rule node."""
     later = [user for user in source.users if user is not node and order[user] > order[node]]
@@ -192,7 +184,7 @@ def build_rule_copy(model: nn.Module, rule: Rule) -> RuleCopy:
             source = node.kwargs.get("self")
         if not isinstance(source, fx.Node):
             raise UnsupportedModel(f"cannot find the input of {node.format_node()}")
-        if _is_inplace(node, model):
+        if overwrites_input(node, model):
             _check_inplace_alias(node, source, order)
         name = f"convlens_rule_{gates}"
         gm.add_submodule(name, RuleReLU(rule, cap))

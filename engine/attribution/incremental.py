@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from engine.fx_nodes import overwrites_input
 from engine.attribution.occlusion_trace import Unsupported, traced
 from engine.attribution.spatial_layout import NCHW, RESHAPE, WINDOW, Layout, local_layout
 from engine.models.onnx_fixes import onnx_shape
@@ -136,14 +137,6 @@ def _reads_shape(node: fx.Node) -> bool:
     return node.op == "call_method" and node.target == "size"
 
 
-def _is_inplace(node: fx.Node, root: nn.Module) -> bool:
-    if node.op == "call_module":
-        return bool(getattr(root.get_submodule(node.target), "inplace", False))
-    if node.op == "call_function":
-        return node.target in (F.relu_, torch.relu_) or bool(node.kwargs.get("inplace", False))
-    return node.op == "call_method" and str(node.target).endswith("_")
-
-
 class IncrementalOcclusion:
     """Outputs of ``model`` for many occluded copies of one picture, recomputing only what changes."""
 
@@ -182,7 +175,7 @@ class IncrementalOcclusion:
         for node in self.gm.graph.nodes:
             if node.op == "output":
                 continue
-            if _is_inplace(node, root) and node.all_input_nodes:
+            if overwrites_input(node, root) and node.all_input_nodes:
                 source = node.all_input_nodes[0]
                 if any(u is not node for u in source.users):
                     raise Unsupported(f"in-place {node.format_node()} aliases a tensor read elsewhere")

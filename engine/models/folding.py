@@ -21,6 +21,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from engine.fx_nodes import reads_metadata
 from engine.concurrency import build_once
 
 
@@ -55,11 +56,6 @@ def _norm_name(node: fx.Node) -> str | None:
         return node.target
     mean = node.args[1] if len(node.args) > 1 else node.kwargs.get("running_mean")
     return mean.target.rpartition(".")[0] if isinstance(mean, fx.Node) and mean.op == "get_attr" else None
-
-
-def reads_metadata(node: fx.Node) -> bool:
-    """Whether ``node`` reads only a tensor's metadata (its shape, rank, dtype or device)."""
-    return node.op == "call_function" and node.target is getattr and node.args[1] in ("ndim", "shape", "dtype", "device")
 
 
 def fold_batch_norms(model: nn.Module) -> fx.GraphModule:

@@ -19,7 +19,8 @@ import torch
 import torch.fx as fx
 
 from engine.concurrency import build_once
-from engine.models.folding import fold_if_possible, reads_metadata
+from engine.fx_nodes import INPLACE_FUNCTIONS, overwrites_input, reads_metadata
+from engine.models.folding import fold_if_possible
 from engine.models.wrapper import ConvLensModel
 
 
@@ -32,15 +33,6 @@ class Twin:
 _CACHE: "weakref.WeakKeyDictionary[ConvLensModel, Twin]" = weakref.WeakKeyDictionary()
 
 
-def in_place(net: fx.GraphModule, node: fx.Node) -> bool:
-    """Whether ``node`` overwrites its input: a module or function flagged ``inplace``, or a tensor method such as ``relu_``."""
-    if node.op == "call_module" and getattr(net.get_submodule(node.target), "inplace", False):
-        return True
-    if node.op == "call_method":
-        return node.target.endswith("_") and not node.target.startswith("_")
-    return bool(node.kwargs.get("inplace"))
-
-
 def out_of_place(net: fx.GraphModule) -> bool:
     """Make the in-place modules and functions of ``net`` write new tensors (an in-place activation after
     a folded conv would overwrite the conv's output, which the norm statistics read); False, with
@@ -48,13 +40,13 @@ def out_of_place(net: fx.GraphModule) -> bool:
     a later operation reading the overwritten input."""
     nodes = list(net.graph.nodes)
     order = {node: k for k, node in enumerate(nodes)}
-    changed = [node for node in nodes if in_place(net, node)]
+    changed = [node for node in nodes if overwrites_input(node, net)]
     for node in changed:
         source = node.args[0] if node.args else None
         later = isinstance(source, fx.Node) and any(
             order[user] > order[node] and not reads_metadata(user) for user in source.users if user is not node
         )
-        if node.op == "call_method" or later:
+        if node.op == "call_method" or node.target in INPLACE_FUNCTIONS or later:  # no flag to turn off
             return False
     for node in changed:
         if node.op == "call_module":

@@ -9,7 +9,8 @@ import torch
 from engine.hooks import hook_count
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel
-from engine.models.twin import ascent_twin, in_place, out_of_place
+from engine.fx_nodes import overwrites_input
+from engine.models.twin import ascent_twin, out_of_place
 from engine.optim import objectives as obj
 from engine.optim.loop import features_of
 from engine.synthesis.class_visualization import batch_norms
@@ -92,5 +93,5 @@ def test_in_place_activations_are_rewritten_only_where_the_function_stays_the_sa
     expected = net()(x.clone())
     assert out_of_place(graph) is rewritten
     if rewritten:
-        assert not any(in_place(graph, node) for node in graph.graph.nodes)
+        assert not any(overwrites_input(node, graph) for node in graph.graph.nodes)
     torch.testing.assert_close(graph(x.clone()), expected)
