@@ -21,6 +21,7 @@ from pydantic import Field
 from engine.hooks import capture, run_until
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.cost import Cost
+from engine import params as p
 from engine.params import Params
 from engine.registry import method
 from engine.result import Result
@@ -30,7 +31,7 @@ class ProbeParams(Params):
     steps: int = Field(5, ge=1, le=1000, description="forward passes")
     sleep: float = Field(0.0, ge=0, le=5, description="seconds to wait after each step")
     layer: str | None = Field(None, description="layer whose mean activation is reported (the pass stops there); None: the output")
-    size: int = Field(64, ge=16, le=256, description="square input size")
+    size: int = p.size(64, low=16, high=256)
 
 
 def probe_steps(model, inputs, params: ProbeParams, progress) -> Result:

@@ -54,7 +54,7 @@ def test_generated_client_submits_a_typed_style_transfer_job(live, generated, ch
         method="style_transfer",
         model="vgg19",
         inputs=StyleTransferJobInputs(content=ids[0], style=[ids[1]]),
-        params=StyleTransferParams(size=32, steps=3, scales=1, coarse_steps=1, optimizer=StyleTransferParamsOptimizer.ADAM),
+        params=StyleTransferParams(max_side=32, steps=3, scales=1, coarse_steps=1, optimizer=StyleTransferParamsOptimizer.ADAM),
     )
     answer = submit_job.sync_detailed(client=client, body=request)
     assert answer.status_code in (200, 202), answer.content

@@ -106,7 +106,7 @@ def test_a_job_whose_worker_vanished_is_requeued_by_the_reaper_well_before_the_v
 def test_a_single_style_id_is_taken_as_a_list_of_one(stack, chelsea, coffee):
     content, style = stack.upload(chelsea.resize((40, 40))), stack.upload(coffee.resize((40, 40)))
     body = {"method": "style_transfer", "model": "vgg19", "inputs": {"content": content, "style": style},
-            "params": {"size": 32, "steps": 1, "scales": 1, "optimizer": "adam"}}
+            "params": {"max_side": 32, "steps": 1, "scales": 1, "optimizer": "adam"}}
     response = stack.client.post("/v1/jobs", json=body)
     assert response.status_code == 202, response.text
     assert response.json()["inputs"]["style"] == [style]

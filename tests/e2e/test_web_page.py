@@ -12,7 +12,7 @@ pytestmark = [
     pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs Debian's chromium and chromedriver"),
 ]
 
-STYLE = {"size": 32, "steps": 6, "scales": 1, "coarse_steps": 1, "optimizer": "adam", "preview_every": 1, "seed": 3}
+STYLE = {"max_side": 32, "steps": 6, "scales": 1, "coarse_steps": 1, "optimizer": "adam", "preview_every": 1, "seed": 3}
 
 
 @pytest.fixture(scope="module")
