@@ -13,6 +13,7 @@ class Result:
     """Named images, named raw arrays and JSON-able data.
 
     ``main`` names the picture returned when a client asks for ``image/png``;
+    a name is one artifact (a picture or an array, never both), so each is fetchable alone;
     ``tensors`` is a trained network's state dict that the service stores as a
     resource (a style model), never an artifact.
     """
@@ -22,6 +23,11 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)
     main: str | None = None
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shared = sorted(set(self.images) & set(self.arrays))
+        if shared:
+            raise ValueError(f"artifact names must be unique; both a picture and an array are named {shared}")
 
     def first_non_finite(self) -> str | None:
         """Where the first NaN or infinity in ``data`` or ``arrays`` is (``data.top[0].probability``), or None."""

@@ -85,7 +85,7 @@ def _run(rule: Rule, name: str):
             model, name, image, values.cpu().numpy(), params, target, params.sign, clock.laps,
             layer=params.layer,
             images={"gradient": gradient_picture(g)},
-            arrays={"gradient": g.cpu().numpy().astype("float32")},
+            arrays={"input_gradient": g.cpu().numpy().astype("float32")},
             main="gradient",
         )
 

@@ -84,7 +84,7 @@ def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progr
     return attribution_result(
         model, "segmentation", image, values, params, ClassTarget.of(model, logits, index).as_dict(), "absolute", clock.laps,
         images={"mask": Image.fromarray(mask * 255, "L"), "masked": Image.fromarray(picture * mask[:, :, None], "RGB")},
-        arrays={"mask": mask},
+        arrays={"foreground": mask},
         data={"object_fraction": float(mask.mean())},
         main="masked",
     )

@@ -184,7 +184,7 @@ def universal_perturbation(model: ConvLensModel, inputs, params: UniversalParams
     }
     return Result(
         images={"perturbation": perturbation_picture(perturbation, params.eps), "adversarial": picture_grid(adversarial), "loss_curve": plot_losses(losses)},
-        arrays={"perturbation": perturbation[0].cpu().numpy()},
+        arrays={"delta": perturbation[0].cpu().numpy()},
         data=data,
         main="perturbation",
     )

@@ -90,7 +90,7 @@ def activations(model: ConvLensModel, inputs, params: ActivationsParams, progres
     }
     return Result(
         images={"activations": grid, "input": image},
-        arrays={"activations": maps.numpy()},
+        arrays={"maps": maps.numpy()},
         data=data,
         main="activations",
     )

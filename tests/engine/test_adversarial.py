@@ -101,7 +101,7 @@ def fooled_by(model, pictures, perturbation) -> list[bool]:
 def test_universal_perturbation_fools_held_out_pictures_more_than_noise(efficientnet, sample_photos):
     params = {"eps": 8, "steps": 8, "step_size": 2, "holdout": 0.5, "stop_at_rate": None, "preview_every": 0}
     result = run_method("universal_perturbation", "efficientnet_lite0", {"images": sample_photos}, params, device="cpu")
-    data, perturbation = result.data, result.arrays["perturbation"]
+    data, perturbation = result.data, result.arrays["delta"]
     assert np.abs(perturbation).max() <= 8 / 255 + 1e-6
     assert np.allclose(perturbation * 255, np.round(perturbation * 255), atol=1e-3)
     held = data["held_out_images"]
@@ -118,7 +118,7 @@ def test_universal_perturbation_fools_held_out_pictures_more_than_noise(efficien
 def test_deepfool_construction_stays_in_budget_and_fools_what_it_fitted(efficientnet, sample_photos):
     params = {"algorithm": "deepfool", "eps": 12, "steps": 1, "candidates": 3, "holdout": 0.5, "seed": 1}
     result = run_method("universal_perturbation", "efficientnet_lite0", {"images": sample_photos[:4]}, params, device="cpu")
-    data, perturbation = result.data, result.arrays["perturbation"]
+    data, perturbation = result.data, result.arrays["delta"]
     assert np.abs(perturbation).max() <= 12 / 255 + 1e-6
     fit = [sample_photos[i] for i in data["fit_images"]]
     assert data["fit_fooling_rate"] == pytest.approx(np.mean(fooled_by(efficientnet, fit, perturbation)))

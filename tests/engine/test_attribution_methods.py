@@ -62,7 +62,7 @@ def test_maps_concentrate_on_the_cat(results, name):
 
 
 def test_segmentation_mask_covers_the_cat_not_the_frame(results):
-    mask = results["segmentation"].arrays["mask"].astype(float)
+    mask = results["segmentation"].arrays["foreground"].astype(float)
     assert centre_to_frame(mask) > 2 and 0.1 < mask.mean() < 0.8
     masked = np.asarray(results["segmentation"].images["masked"])
     assert (masked[mask == 0] == 0).all()
@@ -122,4 +122,4 @@ def test_guided_backprop_on_vgg19_layer_target(chelsea):
         "guided_backprop", "vgg19", {"image": chelsea.resize((96, 64))}, {"layer": "block5_conv1", "channel": 10}
     )
     assert result.data["target"] == {**result.data["target"], "layer": "block5_conv1", "channel": 10, "reduce": "mean"}
-    assert result.arrays["gradient"].shape == (3, 224, 224) and result.data["layer"] == "block5_conv1"
+    assert result.arrays["input_gradient"].shape == (3, 224, 224) and result.data["layer"] == "block5_conv1"

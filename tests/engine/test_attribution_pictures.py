@@ -66,5 +66,5 @@ def test_signed_maps_put_zero_at_the_centre_colour(pictures):
 
 def test_raw_maps_are_the_unscaled_gradients(pictures):
     result = pictures["guided_backprop"]
-    np.testing.assert_array_equal(result.arrays["map"], np.abs(result.arrays["gradient"]).max(0))
+    np.testing.assert_array_equal(result.arrays["map"], np.abs(result.arrays["input_gradient"]).max(0))
     assert result.data["map_range"] == [float(result.arrays["map"].min()), float(result.arrays["map"].max())]

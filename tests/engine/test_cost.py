@@ -28,7 +28,7 @@ def test_activations_bytes_cover_the_array_returned_and_pixels_the_grid(chelsea)
     cost = _cost("activations", "vgg19", params)
     grid = result.images["activations"]
     assert cost.pixels == pytest.approx(grid.width * grid.height + 3 * 96 * 96, rel=0.05)
-    assert cost.bytes >= np.asarray(result.arrays["activations"]).nbytes
+    assert cost.bytes >= np.asarray(result.arrays["maps"]).nbytes
 
 
 def test_occlusion_passes_are_its_windows_plus_the_clean_pass(chelsea):

@@ -33,7 +33,7 @@ def test_grid_has_one_tile_per_channel_and_raw_values_match_a_hook(request, chel
     result = run_method("activations", model_name, {"image": chelsea}, {"layer": layer, "size": size, "fit": "stretch"}, device="cpu")
     expected = hooked(model, layer, chelsea, size)  # stretched
     channels, height, width = expected.shape
-    np.testing.assert_array_equal(result.arrays["activations"], expected)
+    np.testing.assert_array_equal(result.arrays["maps"], expected)
     assert result.data["channels"] == list(range(channels))
     tile = height * result.data["zoom"]
     columns = int(np.ceil(np.sqrt(channels)))
@@ -49,7 +49,7 @@ def test_grid_has_one_tile_per_channel_and_raw_values_match_a_hook(request, chel
 
 def test_relu_outputs_have_dead_units_and_top_k_picks_the_most_active(vgg19, coffee):
     result = run_method("activations", "vgg19", {"image": coffee}, {"layer": "block2_relu1", "size": 64, "top_k": 5}, device="cpu")
-    means = result.arrays["activations"].mean((1, 2))
+    means = result.arrays["maps"].mean((1, 2))
     assert result.data["channels"] == np.argsort(-means, kind="stable")[:5].tolist()
     assert np.mean(result.data["stats"]["zero_fraction"]) > 0.2  # a ReLU zeroes much of its input
     assert result.images["activations"].size == (3 * 33 + 1, 2 * 33 + 1)
@@ -60,7 +60,7 @@ def test_channel_subset_and_global_normalisation(efficientnet, chelsea):
     result = run_method("activations", "efficientnet_lite0", {"image": chelsea}, params, device="cpu")
     assert result.data["channels"] == [3, 0]
     grid = np.asarray(result.images["activations"])
-    maps = result.arrays["activations"][[3, 0]]
+    maps = result.arrays["maps"][[3, 0]]
     scaled = np.round((maps - maps.min()) / (maps.max() - maps.min()) * 255).astype(np.uint8)
     np.testing.assert_array_equal(grid[1:33, 1:33], scaled[0])
     np.testing.assert_array_equal(grid[1:33, 34:66], scaled[1])
@@ -78,7 +78,7 @@ def test_efficientnet_default_layer_is_the_rectified_head(efficientnet, chelsea)
     """Grad-CAM and activations default to conv_head after its batch norm and ReLU6, as the papers use."""
     assert efficientnet.spec.default_layer == "bn2"
     result = run_method("activations", "efficientnet_lite0", {"image": chelsea}, {"size": 96}, device="cpu")
-    maps = result.arrays["activations"]
+    maps = result.arrays["maps"]
     assert result.data["layer"] == "bn2" and maps.shape == (1280, 3, 3)
     assert maps.min() >= 0 and maps.max() <= 6 and (maps == 0).mean() > 0.1  # ReLU6: rectified, many exact zeros
     cam = run_method("gradcam", "efficientnet_lite0", {"image": chelsea}, {})
