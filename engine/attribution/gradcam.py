@@ -12,7 +12,7 @@ from pydantic import Field
 from engine.capabilities import CLASSIFIER, LAYERS
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
-from engine.attribution.targets import ClassTarget, pick_class, requested_class
+from engine.attribution.targets import class_target, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.errors import InvalidParams
 from engine.hooks import capture
@@ -68,6 +68,6 @@ def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Re
     clock.lap("attribution_ms")
     return attribution_result(
         model, "gradcam", image, upsampled.cpu().numpy(), params,
-        ClassTarget.of(model, logits, index).as_dict(), "positive", clock.laps,
+        class_target(model, logits, index), "positive", clock.laps,
         layer=layer, arrays={"cam": cam.cpu().numpy().astype("float32")}, main="overlay",
     )

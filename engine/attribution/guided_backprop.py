@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from engine.models.folding import folded
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, gradient_picture
-from engine.attribution.targets import ClassTarget, UnitTarget, pick_class, requested_class
+from engine.attribution.targets import UnitTarget, class_target, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.errors import UnsupportedModel
 from engine.imaging import to_tensor
@@ -59,7 +59,7 @@ def relu_rule_gradient(
         logits = copy.module(xg)
         index = pick_class(logits, index)
         (grad,) = torch.autograd.grad(logits[0, index], xg)
-        return grad, ClassTarget.of(model, logits, index).as_dict()
+        return grad, class_target(model, logits, index)
     nodes = copy.module_outputs.get(f"net.{unit.layer}", [])
     if len(nodes) != 1:
         raise UnsupportedModel(f"layer {unit.layer!r} runs {len(nodes)} times in one forward pass; its output is ambiguous")

@@ -20,7 +20,7 @@ from engine.attribution.gradients import class_gradient
 from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
-from engine.attribution.targets import ClassTarget, pick_class, requested_class
+from engine.attribution.targets import class_target, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.cost import Cost, saved_for_backward
 from engine.imaging import to_image, to_tensor
@@ -118,7 +118,7 @@ def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progres
     values = {"all": summed, "positive": summed.clamp(min=0), "absolute": summed.abs()}[params.sign]
     return attribution_result(
         model, "integrated_gradients", image, values.cpu().numpy(), params,
-        ClassTarget.of(model, logits, index).as_dict(), params.sign, clock.laps,
+        class_target(model, logits, index), params.sign, clock.laps,
         images={"baseline": to_image(baseline)},
         arrays={"attributions": attributions[0].cpu().numpy()},
         data={"convergence_delta": delta, "baseline": params.baseline, "steps": params.steps, "quadrature": params.quadrature},

@@ -30,7 +30,7 @@ from engine.attribution.incremental import IncrementalOcclusion, Unsupported, Wi
 from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
-from engine.attribution.targets import ClassTarget, pick_class, requested_class
+from engine.attribution.targets import class_target, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.cost import Cost, forward_peak
 from engine.errors import InvalidParams
@@ -181,7 +181,7 @@ def occlusion(model: ConvLensModel, inputs, params: OcclusionParams, progress) -
     maps = {name: m.numpy() for name, m in found["maps"].items()}
     return attribution_result(
         model, "occlusion", image, maps[params.score], params,
-        ClassTarget.of(model, found["logits"], found["index"]).as_dict(), "all", clock.laps,
+        class_target(model, found["logits"], found["index"]), "all", clock.laps,
         arrays={"probability_drop": maps["probability"], "logit_drop": maps["logit"]},
         data={
             "score": params.score,

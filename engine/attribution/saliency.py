@@ -10,7 +10,7 @@ from engine.attribution.channels_last import channels_last_forward
 from engine.attribution.gradients import class_gradient
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
-from engine.attribution.targets import ClassTarget, requested_class
+from engine.attribution.targets import class_target, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
@@ -43,7 +43,6 @@ def saliency(model: ConvLensModel, inputs, params: SaliencyParams, progress) -> 
     clock = Stopwatch()
     grad, logits, index = class_gradient(channels_last_forward(model), to_tensor(image, model.device), index)
     clock.lap("attribution_ms")
-    target = ClassTarget.of(model, logits, index)
     return attribution_result(
-        model, "saliency", image, max_abs_over_channels(grad), params, target.as_dict(), "absolute", clock.laps
+        model, "saliency", image, max_abs_over_channels(grad), params, class_target(model, logits, index), "absolute", clock.laps
     )

@@ -18,7 +18,7 @@ from engine.attribution.gradients import class_gradient
 from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result, max_abs_over_channels
-from engine.attribution.targets import ClassTarget, requested_class
+from engine.attribution.targets import class_target, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
@@ -82,7 +82,7 @@ def segmentation(model: ConvLensModel, inputs, params: SegmentationParams, progr
     )
     clock.lap("grabcut_ms")
     return attribution_result(
-        model, "segmentation", image, values, params, ClassTarget.of(model, logits, index).as_dict(), "absolute", clock.laps,
+        model, "segmentation", image, values, params, class_target(model, logits, index), "absolute", clock.laps,
         images={"mask": Image.fromarray(mask * 255, "L"), "masked": Image.fromarray(picture * mask[:, :, None], "RGB")},
         arrays={"foreground": mask},
         data={"object_fraction": float(mask.mean())},

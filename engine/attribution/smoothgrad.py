@@ -17,7 +17,7 @@ from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.params import Seeded
 from engine.attribution.render import attribution_result, max_abs_over_channels
-from engine.attribution.targets import ClassTarget, pick_class, requested_class
+from engine.attribution.targets import class_target, pick_class, requested_class
 from engine.attribution.timing import Stopwatch
 from engine.cost import FLOAT, Cost, saved_for_backward
 from engine.imaging import to_tensor
@@ -80,6 +80,6 @@ def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress)
     clock.lap("attribution_ms")
     return attribution_result(
         model, "smoothgrad", image, max_abs_over_channels(grad), params,
-        ClassTarget.of(model, logits, index).as_dict(), "absolute", clock.laps,
+        class_target(model, logits, index), "absolute", clock.laps,
         data={"squared": params.squared, "samples": params.samples, "noise_level": params.noise_level},
     )

@@ -23,20 +23,10 @@ def pick_class(logits: torch.Tensor, index: int | None) -> int:
     return int(logits[0].argmax()) if index is None else index
 
 
-@dataclass(frozen=True)
-class ClassTarget:
-    index: int
-    label: str
-    score: float  # the unnormalised class score (logit)
-    probability: float
-
-    @classmethod
-    def of(cls, model: ConvLensModel, logits: torch.Tensor, index: int) -> "ClassTarget":
-        row = logits[0].detach().float()
-        return cls(index, model.labels[index], float(row[index]), float(row.softmax(-1)[index]))
-
-    def as_dict(self) -> dict:
-        return {"index": self.index, "label": self.label, "score": self.score, "probability": self.probability}
+def class_target(model: ConvLensModel, logits: torch.Tensor, index: int) -> dict:
+    """The explained class as every answer names one, with its logit as ``score``."""
+    row = logits[0].detach().float()
+    return model.class_entry(index, row.softmax(-1), row)
 
 
 @dataclass(frozen=True)

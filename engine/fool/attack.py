@@ -36,8 +36,7 @@ def probabilities(model: ConvLensModel, images: torch.Tensor) -> torch.Tensor:
 
 def describe(model: ConvLensModel, probs: torch.Tensor, index: int | None = None) -> dict:
     """Index, label and probability of class ``index`` (default: the top class) for one image."""
-    index = int(probs.argmax()) if index is None else index
-    return {"index": index, "label": model.labels[index], "probability": float(probs[index])}
+    return model.class_entry(int(probs.argmax()) if index is None else index, probs)
 
 
 def watched(objective: Objective, seen: dict) -> Objective:

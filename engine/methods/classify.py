@@ -34,9 +34,4 @@ def classify(model: ConvLensModel, inputs, params: ClassifyParams, progress) -> 
     image = model.fit_input(inputs["image"], params.fit)
     with torch.inference_mode():
         probs = model(to_tensor(image, model.device)).softmax(-1)[0]
-    values, indices = probs.topk(min(params.top_k, probs.numel()))
-    top = [
-        {"index": int(i), "label": model.labels[int(i)], "probability": float(p)}
-        for p, i in zip(values.tolist(), indices.tolist())
-    ]
-    return Result(images={"input": image}, data={"top": top}, main="input")
+    return Result(images={"input": image}, data={"top": model.top_classes(probs, params.top_k)}, main="input")

@@ -229,3 +229,12 @@ class ConvLensModel(nn.Module):
             if label.lower() == wanted:
                 return index
         raise UnknownClass(f"model {self.spec.name!r} has no class labelled {target!r}")
+
+    def class_entry(self, index: int, probabilities: torch.Tensor, logits: torch.Tensor | None = None) -> dict:
+        """How every answer names a class: index, label and probability (and the logit, as score, when given)."""
+        entry = {"index": int(index), "label": self.labels[int(index)], "probability": float(probabilities[index])}
+        return entry if logits is None else {**entry, "score": float(logits[index])}
+
+    def top_classes(self, probabilities: torch.Tensor, k: int) -> list[dict]:
+        """The ``k`` most probable classes of one picture's probabilities, most probable first."""
+        return [self.class_entry(i, probabilities) for i in probabilities.topk(min(k, probabilities.numel())).indices.tolist()]

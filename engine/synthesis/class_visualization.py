@@ -262,9 +262,8 @@ def class_report(model: ConvLensModel, images: torch.Tensor, classes: list[int],
         probs = model(images).softmax(-1)
     facets = []
     for row, image in zip(probs, images):
-        top = row.topk(5)
         facet = {
-            "top": [{"index": int(i), "label": model.labels[int(i)], "probability": float(p)} for p, i in zip(top.values.tolist(), top.indices.tolist())],
+            "top": model.top_classes(row, 5),
             "target_probabilities": {model.labels[i]: float(row[i]) for i in classes},
         }
         if with_judge and classes:
