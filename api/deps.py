@@ -21,7 +21,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.inline_links import LinkedResults
 from api.inline_pool import InlinePool
-from api.inline_request import CollectionResolver, ImageResolver
+from api.inline_request import CollectionResolver
+from api.picture_refs import ImageResolver
 from api.job_service import JobService
 from worker.broker import broker_errors
 from worker.jobs import connect

@@ -4,8 +4,8 @@ Two forms share one route:
 
 - ``multipart/form-data``: fields ``model``, ``params`` (a JSON object) and one
   file field per input slot (repeated for slots that take several images);
-- ``application/json``: ``{"model", "params", "inputs": {slot: {"base64"} |
-  {"image_id"} | [...]}}``.
+- ``application/json``: ``{"model", "params", "inputs": {slot: picture}}``, a
+  picture named as :mod:`api.picture_refs` reads it.
 
 :func:`receive` only reads bytes (on the event loop); :func:`parse` and
 :func:`decode_inputs` do the CPU work and run in the inline pool. The params
@@ -22,22 +22,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.problems import Problem, invalid_request
-from api.schemas import DEFAULT_MODEL, Base64Image, CollectionInput, Envelope
-from engine.decoding import decode_base64, decode_image
+from api.picture_refs import CollectionRef, ImageResolver, Picture, picture_bytes, slot_pictures
+from api.schemas import DEFAULT_MODEL, Envelope
+from engine.decoding import decode_image
 from engine.registry import Inputs, InputSlot, Method
 
-ImageResolver = Callable[[str], bytes]  # image id -> the stored file's bytes
 CollectionResolver = Callable[[str], list[tuple[str, str]]]  # collection id -> [(image name, image id)]
-
-
-@dataclass
-class Upload:
-    """One picture as sent: raw bytes, base64 text, or the id of a stored image."""
-
-    label: str
-    data: bytes | None = None
-    base64: str | None = None
-    image_id: str | None = None
 
 
 @dataclass
@@ -51,7 +41,7 @@ class Form:
 class InlineRequest:
     model: str
     params: dict
-    uploads: dict[str, list[Upload]]  # by slot name; a list of one for a single picture
+    uploads: dict[str, list[Picture]]  # by slot name; a list of one for a single picture
     many: frozenset[str]  # the slots that take a list
 
 
@@ -134,12 +124,12 @@ def _form_params(text: str | None) -> dict:
     return value
 
 
-def _form_uploads(method: Method, form: Form) -> dict[str, list[Upload]]:
+def _form_uploads(method: Method, form: Form) -> dict[str, list[Picture]]:
     uploads = {}
     for slot in method.inputs:
         if slot.name in form.files:
             files = form.files[slot.name]
-            uploads[slot.name] = [Upload(_label(slot.name, i, slot.many), data=data) for i, data in enumerate(files)]
+            uploads[slot.name] = [Picture(_label(slot.name, i, slot.many), data=data) for i, data in enumerate(files)]
     return uploads
 
 
@@ -156,30 +146,21 @@ def _envelope(body: bytes) -> Envelope:
         raise invalid_request(exc) from None
 
 
-def _json_uploads(method: Method, envelope: Envelope, collections: CollectionResolver | None) -> dict[str, list[Upload]]:
+def _json_uploads(method: Method, envelope: Envelope, collections: CollectionResolver | None) -> dict[str, list[Picture]]:
     """The pictures by slot; a slot the method lacks is kept, for :func:`engine.run.prepare` to name it."""
     slots = {slot.name: slot for slot in method.inputs}
     uploads = {}
     for name, value in envelope.inputs.items():
         slot = slots.get(name)
         if slot is None:
-            uploads[name] = [Upload(name)]
+            uploads[name] = [Picture(name)]
             continue
-        if isinstance(value, CollectionInput):
-            if not slot.many or collections is None:
-                raise Problem(422, "invalid_input", f"input {name!r} takes one image, not a collection", input=name)
-            uploads[name] = [Upload(f"{name}:{label}", image_id=image_id) for label, image_id in collections(value.collection)]
-            continue
-        items = value if isinstance(value, list) else [value]
-        if isinstance(value, list) != slot.many:
-            shape = "a list of images" if slot.many else "one image object, not a list"
-            raise Problem(422, "invalid_input", f"input {name!r} takes {shape}", input=name)
-        uploads[name] = [
-            Upload(_label(name, i, slot.many), base64=item.base64)
-            if isinstance(item, Base64Image)
-            else Upload(_label(name, i, slot.many), image_id=item.image_id)
-            for i, item in enumerate(items)
-        ]
+        pictures = slot_pictures(value, name, slot.many)
+        if isinstance(pictures, CollectionRef):
+            if collections is None:
+                raise Problem(422, "invalid_input", f"input {name!r} takes pictures here, not a collection", input=name)
+            pictures = [Picture(f"{name}:{label}", image_id=image_id) for label, image_id in collections(pictures.collection)]
+        uploads[name] = pictures
     return uploads
 
 
@@ -191,15 +172,6 @@ def decode_inputs(request: InlineRequest, max_pixels: int, resolve: ImageResolve
     """Every upload -> a safe RGB picture, shaped as the method's slots expect."""
     inputs: Inputs = {}
     for name, uploads in request.uploads.items():
-        images = [decode_image(_bytes(up, resolve), max_pixels, up.label) for up in uploads]
+        images = [decode_image(picture_bytes(up, resolve), max_pixels, up.label) for up in uploads]
         inputs[name] = images if name in request.many else images[0]
     return inputs
-
-
-def _bytes(upload: Upload, resolve: ImageResolver) -> bytes:
-    if upload.data is not None:
-        return upload.data
-    if upload.base64 is not None:
-        return decode_base64(upload.base64, upload.label)
-    return resolve(upload.image_id)
-

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
+from api.picture_refs import FORMS, CollectionRef, PictureRef
 from api.schemas import DEFAULT_MODEL, ProblemDetails, camel
 from engine.registry import InputSlot, Method, all_methods
 from worker.jobs import STATES
@@ -32,11 +33,6 @@ class WebhookRequest(BaseModel):
     )
 
 
-class CollectionRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    collection: str = Field(description="a collection id (POST /v1/collections; 'samples' is built in): its images, in order")
-
-
 class JobOptions(BaseModel):
     """What every job request may add to its method, model, inputs and params."""
 
@@ -53,9 +49,9 @@ class JobRequest(JobOptions):
 
     method: str = Field(description="a registered method name (GET /v1/methods)", examples=["classify"])
     model: str = Field(description="a model name (GET /v1/models)", examples=["efficientnet_lite0"])
-    inputs: dict[str, str | list[str] | CollectionRef] = Field(
+    inputs: dict[str, Any] = Field(
         default_factory=dict,
-        description="input slot -> uploaded image id (POST /v1/images), a list of ids, or {\"collection\": id} for all of a collection's images",
+        description="input slot -> its pictures, named as in inline calls (read by api.picture_refs)",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="the method's params (its params_schema)")
 
@@ -136,16 +132,11 @@ class JobPage(BaseModel):
 
 
 def _slot(slot: InputSlot) -> tuple[Any, Any]:
-    what = "uploaded image ids (POST /v1/images)" if slot.many else "an uploaded image id (POST /v1/images)"
-    if slot.many:
-        what += ", or {\"collection\": id}"
-        kind: Any = list[str] | CollectionRef
-        field = Field(description=f"{slot.description}: {what}")
-    else:
-        kind, field = str, Field(description=f"{slot.description}: {what}")
+    what = f"a list of pictures (each {FORMS}), or {{\"collection\": id}}" if slot.many else FORMS
+    kind: Any = list[PictureRef] | CollectionRef if slot.many else PictureRef
     if slot.optional:
         return kind | None, Field(None, description=f"{slot.description}: {what}")
-    return kind, field
+    return kind, Field(description=f"{slot.description}: {what}")
 
 
 def job_request_model(method: Method) -> type[BaseModel]:

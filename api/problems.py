@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError, ImageRejected
+from engine.validation import describe_errors, readable_errors
 from worker.broker import BrokerUnavailable
 from worker.jobs import JobQuotaExceeded
 from worker.logs import json_logger
@@ -83,13 +84,8 @@ class Problem(Exception):
 
 
 def invalid_request(exc: ValidationError) -> Problem:
-    """422 ``invalid_request`` naming every field pydantic refused."""
-    errors = [
-        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False)
-    ]
-    detail = "; ".join(f"{'.'.join(error['loc'])}: {error['msg']}" for error in errors)
-    return Problem(422, "invalid_request", detail or "invalid request", errors=errors)
+    """422 ``invalid_request`` naming every field pydantic refused, one line each."""
+    return Problem(422, "invalid_request", describe_errors(exc, "body") or "invalid request", errors=readable_errors(exc))
 
 
 def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -160,12 +156,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
-        errors = [
-            {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", ""), "type": error.get("type", "")}
-            for error in exc.errors()
-        ]
-        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-        return problem_response(422, "invalid_request", detail, errors=errors)
+        errors = list(exc.errors())
+        return problem_response(422, "invalid_request", describe_errors(errors, "body") or "invalid request", errors=readable_errors(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):

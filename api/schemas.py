@@ -5,32 +5,14 @@ OpenAPI document; one is made for every registered method from its inputs and
 its params model, so a new method is documented with no code.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from api.picture_refs import CollectionRef, PictureRef
 from engine.registry import InputSlot, Method
 
 DEFAULT_MODEL = "efficientnet_lite0"
-
-
-class Base64Image(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    base64: str = Field(description="the file's bytes (PNG, JPEG, WEBP, GIF, BMP or TIFF) in standard base64; "
-                        "a data: URL is accepted too")
-
-
-class StoredImage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    image_id: str = Field(description="the id of an image uploaded earlier (POST /v1/images)")
-
-
-ImageInput = Annotated[Base64Image | StoredImage, Field(description="one picture, inline or by reference")]
-
-
-class CollectionInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    collection: str = Field(description="the id of a collection (POST /v1/collections; 'samples' is built in): all its images, in order")
 
 
 class Envelope(BaseModel):
@@ -39,7 +21,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = DEFAULT_MODEL
     params: dict[str, Any] = Field(default_factory=dict)
-    inputs: dict[str, ImageInput | list[ImageInput] | CollectionInput] = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict, description="input slot -> its pictures (read by api.picture_refs)")
 
 
 class ArtifactOut(BaseModel):
@@ -81,10 +63,10 @@ def camel(name: str) -> str:
 
 def _slot_field(slot: InputSlot) -> tuple[Any, Any]:
     if slot.many:
-        kind: Any = list[ImageInput] | CollectionInput
+        kind: Any = list[PictureRef] | CollectionRef
         field = Field(description=f"{slot.description} ({slot.min_count}..{slot.max_count} images, or a collection)")
     else:
-        kind = ImageInput
+        kind = PictureRef
         field = Field(description=slot.description)
     if slot.optional:
         return kind | None, Field(None, description=slot.description)

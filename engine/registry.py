@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine.cost import Cost
 from engine.errors import InvalidParams, UnknownMethod
+from engine.validation import describe_errors
 from engine.named_registry import Registry
 from engine.params import Params
 from engine.models.profile import ModelProfile
@@ -136,5 +137,4 @@ def parse_params(method: Method, params: dict | BaseModel | None) -> BaseModel:
     try:
         return method.params.model_validate(params or {})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
-        raise InvalidParams(f"invalid params for {method.name}: {problems}") from exc
+        raise InvalidParams(f"invalid params for {method.name}: {describe_errors(exc, 'params')}") from exc

@@ -208,12 +208,3 @@ def expand_zips(files: list[tuple[str, bytes]], limits: ZipLimits) -> list[tuple
         else:
             entries.append((name, data))
     return entries
-
-
-def resolve_inputs(store: CollectionStore, tenant: str, inputs: dict) -> dict[str, str | list[str]]:
-    """Job inputs with every ``{"collection": id}`` replaced by that collection's image ids (in order)."""
-    return {
-        slot: store.get(tenant, value["collection"]).image_ids() if isinstance(value, dict) else value
-        for slot, value in inputs.items()
-    }
-

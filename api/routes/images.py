@@ -3,12 +3,11 @@
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
-from worker.broker import broker_errors
+from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, require_scope
 from api.problems import Problem
+from api.image_uploads import store_upload
 from api.schemas import BINARY, upload_body
-from worker.image_holds import mark_uploaded
-from worker.uploads import content_id, image_key, read_image, store_image
+from worker.uploads import read_image
 
 router = APIRouter(prefix="/v1", tags=["images"])
 
@@ -27,7 +26,7 @@ async def upload_image(
     request: Request, service: JobsDep, settings: SettingsDep, key: KeyDep, quotas: QuotasDep, response: Response
 ) -> dict:
     data = await _upload_bytes(request)
-    stored, created = await run_in_threadpool(_store_within_quota, service, settings, key, quotas, data)
+    stored, created = await run_in_threadpool(store_upload, service, settings, key, quotas, data)
     response.headers["Location"] = f"/v1/images/{stored.id}"
     if not created:
         response.status_code = 200
@@ -43,19 +42,6 @@ async def upload_image(
 def get_image(image_id: str, service: JobsDep, tenant: TenantDep) -> Response:
     data, media_type = read_image(service.storage, image_id, tenant)
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=31536000, immutable"})
-
-
-def _store_within_quota(service, settings, key, quotas, data: bytes):
-    """Store the upload if its bytes fit the tenant's quota (StorageQuotaExceeded), marked as an upload of its own.
-
-    A re-upload of bytes the tenant already stored costs nothing, even when its quota is full.
-    """
-    objects = {image_key(content_id(data), key.tenant): len(data)}
-    with broker_errors():
-        stored, created = quotas.stored.store_within(service.storage, key.tenant, key_limit(key, settings, "max_stored_bytes"), objects,
-                                                     lambda: store_image(service.storage, data, settings.max_image_pixels, key.tenant))
-    mark_uploaded(service.storage, key.tenant, stored.id)
-    return stored, created
 
 
 async def _upload_bytes(request: Request) -> bytes:

@@ -18,7 +18,8 @@ from api.deps import (
 )
 from api.inline_links import parse_embed
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
-from api.inline_request import CollectionResolver, Form, ImageResolver, decode_inputs, parse, receive
+from api.inline_request import CollectionResolver, Form, decode_inputs, parse, receive
+from api.picture_refs import ImageResolver
 from api.inline_response import Wanted, negotiate, render
 from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema

@@ -11,14 +11,20 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CollectionsDep, JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
-from api.job_schemas import CollectionRef, JobRequest
+from api.deps import CollectionsDep, JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
+from api.image_uploads import store_upload
+from api.job_schemas import JobRequest
+from api.picture_refs import CollectionRef, slot_pictures
 from api.job_wait import close_subscription, preferred_wait, wait_finished
 from api.json_response import FiniteJSONResponse, finite_json
 from api.problems import Problem, invalid_request
 from api.keys import ApiKey
 from api.settings import Settings
-from worker.collections import CollectionStore, resolve_inputs
+from api.quotas import Quotas
+from engine.decoding import decode_base64
+from engine.errors import UnknownMethod
+from engine.registry import get_method
+from worker.collections import CollectionStore
 from worker.jobs import STATES, Job
 from api.job_service import JobService
 from worker.broker import BROKER_ERRORS
@@ -105,12 +111,13 @@ async def submit_job(
     service: JobsDep,
     settings: SettingsDep,
     collections: CollectionsDep,
+    quotas: QuotasDep,
     key: KeyDep,
     response: Response,
     prefer: Annotated[str | None, Header(description="`wait=N`: hold the answer up to N seconds for the job to finish")] = None,
 ) -> dict:
     body = parse_job_request(await request.body())
-    job, _created = await run_in_threadpool(_submit, service, settings, collections, key, body, getattr(request.state, "request_id", None))
+    job, _created = await run_in_threadpool(_submit, service, settings, collections, quotas, key, body, getattr(request.state, "request_id", None))
     wait = preferred_wait(prefer, settings.max_wait_seconds)
     if wait is not None:
         job = await wait_finished(service, job, wait)
@@ -123,14 +130,40 @@ async def submit_job(
     return job_body(job, service.storage)
 
 
-def _submit(service: JobService, settings: Settings, collections: CollectionStore, key: ApiKey, body: JobRequest, request_id: str | None):
-    """Resolve collection inputs and submit (storage and Redis I/O: run in the threadpool)."""
-    inputs = resolve_inputs(collections, key.tenant, {k: v.model_dump() if isinstance(v, CollectionRef) else v for k, v in body.inputs.items()})
+def _submit(service: JobService, settings: Settings, collections: CollectionStore, quotas: Quotas, key: ApiKey, body: JobRequest,
+            request_id: str | None):
+    """Name every picture by a stored image's id, and submit (storage and Redis I/O: run in the threadpool)."""
+    inputs = _stored_inputs(service, settings, collections, quotas, key, body)
     return service.submit(
         body.method, body.model, inputs, body.params, key.tenant, request_id, key_limit(key, settings, "max_active_jobs"),
         body.deadline_seconds, body.webhook.model_dump(mode="json") if body.webhook else None,
         key_limit(key, settings, "max_stored_bytes"),
     )
+
+
+def _stored_inputs(service: JobService, settings: Settings, collections: CollectionStore, quotas: Quotas, key: ApiKey,
+                   body: JobRequest) -> dict:
+    """The job's inputs as image ids: a collection becomes its images, a base64 picture an upload (within the quota).
+
+    A slot the method lacks, or a method that does not exist, is left for :func:`engine.run.prepare` to name.
+    """
+    try:
+        slots = {slot.name: slot for slot in get_method(body.method).inputs}
+    except UnknownMethod:
+        return body.inputs
+    ids = {}
+    for name, value in body.inputs.items():
+        slot = slots.get(name)
+        if slot is None or value is None:
+            ids[name] = value
+            continue
+        pictures = slot_pictures(value, name, slot.many)
+        if isinstance(pictures, CollectionRef):
+            ids[name] = collections.get(key.tenant, pictures.collection).image_ids()
+            continue
+        found = [p.image_id or store_upload(service, settings, key, quotas, decode_base64(p.base64, p.label))[0].id for p in pictures]
+        ids[name] = found if slot.many else found[0]
+    return ids
 
 
 def parse_job_request(body: bytes) -> JobRequest:

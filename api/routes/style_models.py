@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.deps import InlinePoolDep, JobsDep, SettingsDep, StyleModelsDep, TenantDep, require_scope
-from api.problems import Problem
-from api.schemas import ImageInput
-from engine.decoding import decode_base64, decode_image
+from api.problems import Problem, invalid_request
+from api.picture_refs import FORMS, Picture, PictureRef, picture, picture_bytes
+from engine.decoding import decode_image
 from engine.encoding import png_bytes
 from engine.synthesis.fast_style import style_mix, stylise
 from worker.style_models import StyleModelStore, config_of
@@ -46,7 +46,7 @@ class StylizeRequest(BaseModel):
     style: int | None = Field(None, ge=0, description="which style of a multi-style model (default 0)")
     style_weights: list[float] | None = Field(None, description="mix the styles of a multi-style model by these weights (normalised to sum 1)")
     max_side: int = Field(1024, ge=16, le=4096, description="longer pictures are stylised at this side and resized back")
-    image: ImageInput | None = Field(None, description="the picture (JSON form; multipart sends it as file field 'image')")
+    image: PictureRef | None = Field(None, description=f"the picture (JSON form: {FORMS}; multipart sends it as file field 'image')")
 
 
 @router.post(
@@ -61,37 +61,39 @@ class StylizeRequest(BaseModel):
     dependencies=[SUBMIT],
 )
 async def stylize(request: Request, store: StyleModelsDep, tenant: TenantDep, pool: InlinePoolDep, settings: SettingsDep, service: JobsDep) -> Response:
-    call, data = await _stylize_call(request)
-    content, timings = await pool.run(_stylize, store, tenant, call, data, settings.max_image_pixels, service, key=request.state.api_key)
+    call, given = await _stylize_call(request)
+    content, timings = await pool.run(_stylize, store, tenant, call, given, settings.max_image_pixels, service, key=request.state.api_key)
     return Response(content, media_type="image/png", headers={"Server-Timing": f"engine;dur={timings['engine_ms']}, decode;dur={timings['decode_ms']}"})
 
 
-def _stylize(store: StyleModelStore, tenant: str, call: StylizeRequest, data: bytes | None, max_pixels: int, service) -> tuple[bytes, dict]:
+def _stylize(store: StyleModelStore, tenant: str, call: StylizeRequest, given: Picture, max_pixels: int, service) -> tuple[bytes, dict]:
     record, net = store.network(tenant, call.style_model)  # 404 before any decoding
     mix = style_mix(config_of(record), call.style, call.style_weights)
     start = time.perf_counter()
-    if data is None:
-        data = decode_base64(call.image.base64) if hasattr(call.image, "base64") else image_bytes(service.storage, call.image.image_id, tenant)
-    picture = decode_image(data, max_pixels)
+    picture = decode_image(picture_bytes(given, lambda image_id: image_bytes(service.storage, image_id, tenant)), max_pixels)
     decoded = time.perf_counter()
     out = stylise(net, picture, mix, call.max_side)
     done = time.perf_counter()
     return png_bytes(out), {"decode_ms": round((decoded - start) * 1000, 3), "engine_ms": round((done - decoded) * 1000, 3)}
 
 
-async def _stylize_call(request: Request) -> tuple[StylizeRequest, bytes | None]:
-    """The request and, for multipart, the picture's bytes."""
+async def _stylize_call(request: Request) -> tuple[StylizeRequest, Picture]:
+    """The request and its picture (named in JSON, or the multipart file)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    data = None
     try:
         if content_type == "application/json":
             fields = json.loads(await request.body())
+            if not isinstance(fields, dict):
+                raise Problem(422, "invalid_request", "the body must be a JSON object")
+            if fields.get("image") is None:
+                raise Problem(422, "missing_input", "stylize needs an image", input="image")
+            given = picture(fields.pop("image"), "image", "image")
         elif content_type == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=6)
             upload = form.get("image")
             if not isinstance(upload, UploadFile):
                 raise Problem(422, "missing_input", "send the picture as the file field 'image'", input="image")
-            data = await upload.read()
+            given = Picture("image", data=await upload.read())
             fields = {k: v for k, v in form.items() if k != "image"}
             for name in ("style", "max_side", "style_weights"):
                 if name in fields:
@@ -101,8 +103,6 @@ async def _stylize_call(request: Request) -> tuple[StylizeRequest, bytes | None]
         call = StylizeRequest.model_validate(fields)
     except ValueError as exc:
         if isinstance(exc, ValidationError):
-            raise Problem(422, "invalid_request", "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise invalid_request(exc) from None
         raise Problem(400, "malformed_json", f"unreadable request ({exc})") from None
-    if data is None and call.image is None:
-        raise Problem(422, "missing_input", "stylize needs an image", input="image")
-    return call, data
+    return call, given

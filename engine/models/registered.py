@@ -25,6 +25,7 @@ from engine.models.labels import IMAGENET_LABELS
 from engine.models.layer_roles import feature_stages
 from engine.models.wrapper import ConvLensModel, Preprocessing
 from engine.models.zoo import ModelSpec
+from engine.validation import describe_errors
 
 if TYPE_CHECKING:
     from engine.models.vetted import Vetted
@@ -69,8 +70,7 @@ class ModelMetadata(BaseModel):
         try:
             return cls.model_validate_json(raw) if isinstance(raw, (str, bytes)) else cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'metadata'}: {e['msg']}" for e in exc.errors())
-            raise ModelRejected("invalid_metadata", f"invalid model metadata: {problems}") from None
+            raise ModelRejected("invalid_metadata", f"invalid model metadata: {describe_errors(exc, 'metadata')}") from None
 
     def label_tuple(self) -> tuple[str, ...] | None:
         if self.labels == "imagenet":

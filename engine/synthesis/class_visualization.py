@@ -14,7 +14,7 @@ from scratch); ``average`` returns the moving average of the steps' image parame
 (Polyak and Juditsky 1992; on by default for fourier and maco from scratch).
 ``facets`` > 1 renders a batch pushed apart by a diversity term, started from
 the cluster means of ``examples`` when given (Nguyen et al. 2016's multifaceted
-visualisation, :mod:`engine.synthesis.facet_starts`); ``centre_bias`` asks for
+visualisation, :mod:`engine.synthesis.facet_starts`); ``center_bias`` asks for
 the target in the middle (after Nguyen et al. 2016). Given an
 ``image``, the method accentuates it instead (starts from the photo and stays
 close to it). Every class result is scored by an independent judge network
