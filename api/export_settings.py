@@ -1,4 +1,4 @@
-"""The configuration table of the README, made from the API Settings class (the worker's and its own): ``python -m api.export_settings``.
+"""The configuration table of docs/configuration.md, made from the API Settings class (the worker's and its own): ``python -m api.export_settings``.
 
 Every setting is an environment variable ``CONVLENS_<NAME>``; the table gives
 its default and meaning (the field's description, else the note below).

@@ -8,7 +8,7 @@ tenant lists them or an unfinished job still reads them
 (:mod:`worker.image_holds`), and their bytes go back to their tenant's
 stored-bytes quota; their upload marks (``uploads/...``) go with them. Keys
 under any other prefix are never touched. On S3 the
-same can be enforced by lifecycle rules (see README, "Retention"), as long
+same can be enforced by lifecycle rules (see docs/jobs.md, "Retention"), as long
 as they spare the images collections hold.
 """
 
