@@ -25,6 +25,7 @@ from api.problems import Problem, invalid_request
 from api.picture_refs import CollectionRef, ImageResolver, Picture, picture_bytes, slot_pictures
 from api.schemas import DEFAULT_MODEL, Envelope
 from engine.decoding import decode_image
+from engine.picture_names import named
 from engine.registry import Inputs, InputSlot, Method
 
 CollectionResolver = Callable[[str], list[tuple[str, str]]]  # collection id -> [(image name, image id)]
@@ -34,7 +35,7 @@ CollectionResolver = Callable[[str], list[tuple[str, str]]]  # collection id -> 
 class Form:
     model: str | None
     params: str | None
-    files: dict[str, list[bytes]] = field(default_factory=dict)
+    files: dict[str, list[tuple[str | None, bytes]]] = field(default_factory=dict)  # slot -> [(file name, bytes)]
 
 
 @dataclass
@@ -89,13 +90,13 @@ async def _form_contents(form: FormData, method: Method, slots: dict[str, InputS
         if len(values) > 1 or any(isinstance(value, UploadFile) for value in values):
             raise Problem(422, "invalid_field", f"field {name!r} must be sent once, as text")
         texts[name] = values[0] if values else None
-    files: dict[str, list[bytes]] = {}
+    files: dict[str, list[tuple[str | None, bytes]]] = {}
     for name in slots:
         values = form.getlist(name)
         if any(not isinstance(value, UploadFile) for value in values):
             raise Problem(422, "invalid_field", f"field {name!r} must be a file upload", input=name)
         if values:
-            files[name] = [await value.read() for value in values]
+            files[name] = [(value.filename, await value.read()) for value in values]
     return Form(texts["model"], texts["params"], files)
 
 
@@ -129,7 +130,8 @@ def _form_uploads(method: Method, form: Form) -> dict[str, list[Picture]]:
     for slot in method.inputs:
         if slot.name in form.files:
             files = form.files[slot.name]
-            uploads[slot.name] = [Picture(_label(slot.name, i, slot.many), data=data) for i, data in enumerate(files)]
+            uploads[slot.name] = [Picture(_label(slot.name, i, slot.many), data=data, name=file_name)
+                                  for i, (file_name, data) in enumerate(files)]
     return uploads
 
 
@@ -159,7 +161,7 @@ def _json_uploads(method: Method, envelope: Envelope, collections: CollectionRes
         if isinstance(pictures, CollectionRef):
             if collections is None:
                 raise Problem(422, "invalid_input", f"input {name!r} takes pictures here, not a collection", input=name)
-            pictures = [Picture(f"{name}:{label}", image_id=image_id) for label, image_id in collections(pictures.collection)]
+            pictures = [Picture(f"{name}:{label}", image_id=image_id, name=label) for label, image_id in collections(pictures.collection)]
         uploads[name] = pictures
     return uploads
 
@@ -172,6 +174,6 @@ def decode_inputs(request: InlineRequest, max_pixels: int, resolve: ImageResolve
     """Every upload -> a safe RGB picture, shaped as the method's slots expect."""
     inputs: Inputs = {}
     for name, uploads in request.uploads.items():
-        images = [decode_image(picture_bytes(up, resolve), max_pixels, up.label) for up in uploads]
+        images = [named(decode_image(picture_bytes(up, resolve), max_pixels, up.label), up.image_id, up.name) for up in uploads]
         inputs[name] = images if name in request.many else images[0]
     return inputs

@@ -53,21 +53,23 @@ class JobService:
         deadline_seconds: float | None = None,
         webhook: dict | None = None,
         max_stored_bytes: int = 0,
+        input_names: dict[str, list[str]] | None = None,
     ) -> tuple[Job, bool]:
         """Queue a job of ``tenant`` (or find its identical twin); returns the job and whether it is new.
 
         JobQuotaExceeded when the tenant already has ``max_active`` jobs queued or running.
         What the job keeps (a trained style model) counts against ``max_stored_bytes``.
         A job with a deadline or a webhook is only ever the twin of one with the same
-        deadline and webhook (both are part of its content hash).
+        deadline and webhook (both are part of its content hash). ``input_names`` (a
+        collection's names for its pictures, by slot) name them in the answer, so they count too.
         """
         call = prepare(method_name, model_name, params, picture_counts(inputs), tenant, self.settings.job_caps(), self.models)
         method, spec, parsed = call.method, call.spec, call.params.model_dump(mode="json")
         inputs = shape_inputs(method, inputs)
         webhooks.check_request(webhook, self.settings)
-        options = {"deadline_seconds": deadline_seconds, "webhook": webhook}
+        options = {"deadline_seconds": deadline_seconds, "webhook": webhook, "input_names": input_names or None}
         digest = content_hash(method.name, spec.identity, parsed, inputs)
-        if deadline_seconds is not None or webhook is not None:
+        if any(value is not None for value in options.values()):
             digest = hashlib.sha256(f"{digest}:{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
         job = Job(
             id=new_job_id(),
@@ -81,6 +83,7 @@ class JobService:
             request_id=request_id,
             webhook=webhook,
             max_stored_bytes=max_stored_bytes,
+            input_names=input_names or None,
         )
         if deadline_seconds is not None:
             job.deadline_at = job.created_at + deadline_seconds

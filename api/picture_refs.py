@@ -48,6 +48,7 @@ class Picture:
     data: bytes | None = None
     base64: str | None = None
     image_id: str | None = None
+    name: str | None = None  # a collection's name for it, or a multipart file's name
 
 
 def slot_pictures(value: Any, name: str, many: bool) -> list[Picture] | CollectionRef:

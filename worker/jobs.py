@@ -31,7 +31,7 @@ import redis
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "aborted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result", "webhook")
+_JSON_FIELDS = ("params", "inputs", "progress", "error", "artifacts", "result", "webhook", "input_names")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at", "cancel_requested_at", "sent_at", "deadline_at")
 
 _LATE = json.dumps({"code": "deadline_passed", "message": "the job had not started by its deadline"})
@@ -220,6 +220,7 @@ class Job:
     deadline_at: float | None = None  # a job not started by then ends aborted
     webhook: dict[str, Any] | None = None  # {"url", "events"}: see worker.webhooks
     max_stored_bytes: int | None = None  # the submitting key's stored-bytes limit (0: unlimited) for what the job keeps
+    input_names: dict[str, list[str]] | None = None  # a collection's names for its pictures, by slot
 
     @property
     def finished(self) -> bool:

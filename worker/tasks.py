@@ -31,6 +31,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from PIL import Image
 
 from engine.errors import Cancelled, EngineError
+from engine.picture_names import named
 from engine.run import picture_counts, prepare, run_call
 from worker.feature_store import StoredFeatures
 from worker.artifacts import discard_result, store_preview, store_result
@@ -201,10 +202,14 @@ def _worker_name() -> str:
 
 
 def _load_inputs(storage: Storage, job: Job, max_pixels: int) -> dict:
-    def load(image_id: str) -> Image.Image:
-        return load_image(storage, image_id, max_pixels, job.tenant)
+    names = job.input_names or {}
 
-    return {slot: [load(i) for i in ids] if isinstance(ids, list) else load(ids) for slot, ids in job.inputs.items()}
+    def load(slot: str, position: int, image_id: str) -> Image.Image:
+        name = names[slot][position] if len(names.get(slot, ())) > position else None
+        return named(load_image(storage, image_id, max_pixels, job.tenant), image_id, name)
+
+    return {slot: [load(slot, i, image_id) for i, image_id in enumerate(ids)] if isinstance(ids, list) else load(slot, 0, ids)
+            for slot, ids in job.inputs.items()}
 
 
 @dataclass

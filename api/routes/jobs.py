@@ -133,25 +133,26 @@ async def submit_job(
 def _submit(service: JobService, settings: Settings, collections: CollectionStore, quotas: Quotas, key: ApiKey, body: JobRequest,
             request_id: str | None):
     """Name every picture by a stored image's id, and submit (storage and Redis I/O: run in the threadpool)."""
-    inputs = _stored_inputs(service, settings, collections, quotas, key, body)
+    inputs, names = _stored_inputs(service, settings, collections, quotas, key, body)
     return service.submit(
         body.method, body.model, inputs, body.params, key.tenant, request_id, key_limit(key, settings, "max_active_jobs"),
         body.deadline_seconds, body.webhook.model_dump(mode="json") if body.webhook else None,
-        key_limit(key, settings, "max_stored_bytes"),
+        key_limit(key, settings, "max_stored_bytes"), names,
     )
 
 
 def _stored_inputs(service: JobService, settings: Settings, collections: CollectionStore, quotas: Quotas, key: ApiKey,
-                   body: JobRequest) -> dict:
-    """The job's inputs as image ids: a collection becomes its images, a base64 picture an upload (within the quota).
+                   body: JobRequest) -> tuple[dict, dict[str, list[str]]]:
+    """The job's inputs as image ids: a collection becomes its images, a base64 picture an upload (within the quota);
+    and the collections' names for their images, by slot.
 
     A slot the method lacks, or a method that does not exist, is left for :func:`engine.run.prepare` to name.
     """
     try:
         slots = {slot.name: slot for slot in get_method(body.method).inputs}
     except UnknownMethod:
-        return body.inputs
-    ids = {}
+        return body.inputs, {}
+    ids, names = {}, {}
     for name, value in body.inputs.items():
         slot = slots.get(name)
         if slot is None or value is None:
@@ -159,11 +160,12 @@ def _stored_inputs(service: JobService, settings: Settings, collections: Collect
             continue
         pictures = slot_pictures(value, name, slot.many)
         if isinstance(pictures, CollectionRef):
-            ids[name] = collections.get(key.tenant, pictures.collection).image_ids()
+            members = collections.get(key.tenant, pictures.collection).images
+            ids[name], names[name] = [m.id for m in members], [m.name for m in members]
             continue
         found = [p.image_id or store_upload(service, settings, key, quotas, decode_base64(p.base64, p.label))[0].id for p in pictures]
         ids[name] = found if slot.many else found[0]
-    return ids
+    return ids, names
 
 
 def parse_job_request(body: bytes) -> JobRequest:

@@ -26,6 +26,7 @@ from engine.capabilities import CLASSIFIER
 from engine.errors import InvalidParams
 from engine.fool.attack import attack, describe, load_originals, norms, perturbation_picture, picture_grid, probabilities, watched
 from engine.models import ConvLensModel
+from engine.picture_names import picture_ref
 from engine.optim.objectives import class_log_prob
 from engine.optim.report import plot_losses
 from engine.progress import Progress
@@ -165,7 +166,8 @@ def universal_perturbation(model: ConvLensModel, inputs, params: UniversalParams
     before, after = probabilities(model, originals), probabilities(model, adversarial)
     held_set = set(held_idx.tolist())
     per_image = [
-        {"original": describe(model, b), "adversarial": describe(model, a), "fooled": int(a.argmax()) != int(b.argmax()), "held_out": i in held_set}
+        {"picture": picture_ref(inputs["images"], i), "original": describe(model, b), "adversarial": describe(model, a),
+         "fooled": int(a.argmax()) != int(b.argmax()), "held_out": i in held_set}
         for i, (b, a) in enumerate(zip(before, after))
     ]
     data = {

@@ -17,6 +17,7 @@ from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors
 from engine.imaging import tile_grid
 from engine.inspect.display import thumbnail
 from engine.models import ConvLensModel
+from engine.picture_names import picture_ref
 from engine.params import Seeded
 from engine.cost import Cost, forward_cost
 from engine.models.profile import ModelProfile
@@ -82,7 +83,7 @@ def embed_cost(model: ModelProfile, params: FeatureParams, images: int) -> Cost:
 def embed_collection(model: ConvLensModel, inputs, params: FeatureParams, progress, cache=None) -> Result:
     images = fit_all(model, inputs["images"], params.shape(model), params.fit)
     vectors, found = feature_vectors(model, images, params, progress, cache)
-    data = {"features": found.model_dump(), "shape": list(vectors.shape)}
+    data = {"features": found.model_dump(), "shape": list(vectors.shape), "pictures": [picture_ref(inputs["images"], i) for i in range(len(images))]}
     sheet = tile_grid(np.stack([np.asarray(thumbnail(image, 32)) for image in images]), columns=min(8, len(images)))
     return Result(images={"contact_sheet": sheet}, arrays={"features": vectors}, data=data, main="contact_sheet")
 
@@ -104,7 +105,7 @@ def embedding(model: ConvLensModel, inputs, params: EmbeddingParams, progress, c
     vectors, found = feature_vectors(model, images, params, progress, cache)
     coords, info = project(vectors.astype(np.float64), params)
     data = {"layer": found.layer, "pooling": params.pooling, "features": found.model_dump(), "projection": params.projection,
-            "coordinates": coords.tolist(), **info}  # fmt: skip
+            "coordinates": coords.tolist(), "pictures": [picture_ref(inputs["images"], i) for i in range(len(images))], **info}  # fmt: skip
     return Result(
         images={"map": thumbnail_map(images, coords, params.canvas, params.tile_size)},
         arrays={"coordinates": coords, "features": vectors},

@@ -21,6 +21,7 @@ from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, lay
 from engine.inspect.display import captioned
 from engine.inspect.receptive_field import receptive_field
 from engine.models import ConvLensModel
+from engine.picture_names import caption, picture_ref
 from engine.cost import Cost, forward_cost
 from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
@@ -92,8 +93,8 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
         picture, clipped = patch(images[index], box)
         pixels.append(np.asarray(picture))
         resample = Image.NEAREST if params.tile_size >= picture.width else Image.BILINEAR
-        tiles.append(captioned(picture.resize((params.tile_size, params.tile_size), resample), f"#{index} {value:.3g}"))
-        found.append({"image": index, "position": [y, x], "activation": value, "box": list(box), "box_in_image": clipped})
+        tiles.append(captioned(picture.resize((params.tile_size, params.tile_size), resample), f"{caption(inputs['images'], index)} {value:.3g}"))
+        found.append({"image": picture_ref(inputs["images"], index), "position": [y, x], "activation": value, "box": list(box), "box_in_image": clipped})
     data = {
         "layer": layer,
         "channel": params.channel,
@@ -152,6 +153,7 @@ def channel_overview(model: ConvLensModel, inputs, params: OverviewParams, progr
         y, x = divmod(int(positions[best, c]), width)
         picture, _ = patch(images[best], field.box(y, x))
         tiles.append(captioned(picture.resize((params.tile_size, params.tile_size), Image.BILINEAR), f"ch{c} {excitement[c]:.3g}"))
-        channels.append({"channel": int(c), "mean_peak": float(excitement[c]), "best_image": best, "position": [y, x], "box": list(field.box(y, x))})
+        channels.append({"channel": int(c), "mean_peak": float(excitement[c]), "best_image": picture_ref(inputs["images"], best),
+                         "position": [y, x], "box": list(field.box(y, x))})
     data = {"layer": layer, "image_size": list(size), "receptive_field": field.as_dict(), "channels": channels}
     return Result(images={"overview": tile_grid(np.stack(tiles))}, arrays={"mean_peaks": excitement}, data=data, main="overview")

@@ -16,6 +16,7 @@ from engine.imaging import tile_grid, to_tensor
 from engine.inspect.collection import MAX_IMAGES, FeatureParams, feature_vectors, fit_all
 from engine.inspect.display import captioned, thumbnail
 from engine.models import ConvLensModel
+from engine.picture_names import caption, picture_ref
 from engine.progress import no_progress
 from engine.cost import Cost, forward_cost
 from engine.models.profile import ModelProfile
@@ -58,13 +59,14 @@ def nearest(vectors: np.ndarray, query: np.ndarray | None, k: int, metric: Metri
     return order, np.take_along_axis(table, order, axis=1)
 
 
-def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], labels: list[str], order: np.ndarray, dist: np.ndarray, side: int) -> Image.Image:
-    """One row per query: the query, then its neighbours with their distances."""
+def neighbour_grid(queries: list[Image.Image], images: list[Image.Image], names: list[Image.Image], labels: list[str],
+                   order: np.ndarray, dist: np.ndarray, side: int) -> Image.Image:
+    """One row per query: the query, then its neighbours with their distances (captioned by ``names``' names)."""
     tiles = []
     for row, query in enumerate(queries):
         tiles.append(captioned(thumbnail(query, side), labels[row]))
         for index, value in zip(order[row], dist[row]):
-            tiles.append(captioned(thumbnail(images[index], side), f"#{index} {value:.3g}"))
+            tiles.append(captioned(thumbnail(images[index], side), f"{caption(names, int(index))} {value:.3g}"))
     return tile_grid(np.stack(tiles), columns=order.shape[1] + 1)
 
 
@@ -96,23 +98,27 @@ def nearest_neighbors(model: ConvLensModel, inputs, params: NeighborsParams, pro
     candidates = len(images) if has_query else len(images) - 1
     k = min(params.top_k, candidates)
     queries = extra or images
-    labels = ["query"] if has_query else [f"#{i} query" for i in range(len(images))]
+    given = inputs["images"]
+    labels = ["query"] if has_query else [f"{caption(given, i)} query" for i in range(len(images))]
     notes = [] if k == params.top_k else [f"top_k lowered from {params.top_k} to {k}: only {candidates} candidates per query"]
 
     def search(space: np.ndarray, name: str, result: Result) -> list[dict]:
         order, dist = nearest(space[: len(images)], space[len(images)] if has_query else None, k, params.metric)
-        result.images[name] = neighbour_grid(queries, images, labels, order, dist, params.tile_size)
-        result.arrays[f"{name}_indices"], result.arrays[f"{name}_distances"] = order, dist
+        result.images[name] = neighbour_grid(queries, images, given, labels, order, dist, params.tile_size)
+        result.arrays[f"{name}_positions"], result.arrays[f"{name}_distances"] = order, dist
         return [
-            {"query": None if has_query else row, "indices": order[row].tolist(), "distances": dist[row].tolist()}
+            {
+                "query": None if has_query else picture_ref(given, row),
+                "neighbors": [{**picture_ref(given, int(i)), "distance": float(d)} for i, d in zip(order[row], dist[row])],
+            }
             for row in range(len(order))
         ]
 
-    result = Result(arrays={"features": vectors}, main="neighbours")
+    result = Result(arrays={"features": vectors}, main="neighbors")
     data = {"layer": found.layer, "pooling": params.pooling, "features": found.model_dump(), "metric": params.metric, "k": k, "feature_dim": int(vectors.shape[1]), "notes": notes}
-    data["neighbours"] = search(vectors, "neighbours", result)
+    data["neighbors"] = search(vectors, "neighbors", result)
     if params.compare_pixels:
         pixels = np.stack([to_tensor(image).flatten().numpy() for image in images + extra])
-        data["pixel_neighbours"] = search(pixels, "pixel_neighbours", result)
+        data["pixel_neighbors"] = search(pixels, "pixel_neighbors", result)
     result.data = data
     return result

@@ -35,11 +35,14 @@ def test_changed_copy_finds_its_source_first(client, chelsea_bytes, metric, chan
     answer = client.post("/v1/nearest_neighbors?embed=all", json=body)
     assert answer.status_code == 200, answer.text
     result = answer.json()
-    names = [i["name"] for i in samples(client)]
-    (row,) = result["data"]["neighbours"]
-    assert names[row["indices"][0]] == "chelsea"
-    assert row["distances"] == sorted(row["distances"]) and row["distances"][0] < row["distances"][1]
-    grid = next(a for a in result["artifacts"] if a["name"] == "neighbours")
+    stored = {i["id"]: i["name"] for i in samples(client)}
+    (row,) = result["data"]["neighbors"]
+    first = row["neighbors"][0]
+    assert first["name"] == "chelsea" and stored[first["id"]] == "chelsea"  # named by the collection, in one answer
+    assert all(stored[n["id"]] == n["name"] for n in row["neighbors"])
+    found = [n["distance"] for n in row["neighbors"]]
+    assert found == sorted(found) and found[0] < found[1]
+    grid = next(a for a in result["artifacts"] if a["name"] == "neighbors")
     picture = Image.open(io.BytesIO(base64.b64decode(grid["data_base64"])))
     assert picture.width > 3 * picture.height  # one row: the query, then its three neighbours
 
@@ -83,3 +86,13 @@ def test_embedding_reuses_features_until_the_collection_changes(client, chelsea,
     grown = embed("pca")
     assert grown["data"]["features"]["cached"] is False and grown["data"]["features"]["key"] != first["data"]["features"]["key"]
     assert len(grown["data"]["coordinates"]) == 5
+
+
+def test_multipart_pictures_are_named_by_their_file_names(client, chelsea, coffee, astronaut):
+    files = [("images", (f"{name}.png", encode(picture.resize((64, 48)), "PNG"), "image/png"))
+             for name, picture in (("cat", chelsea), ("cup", coffee), ("astronaut", astronaut), ("cat-mirrored", ImageOps.mirror(chelsea)))]
+    answer = client.post("/v1/nearest_neighbors", files=files, data={"params": '{"top_k": 1, "size": 64}'})
+    assert answer.status_code == 200, answer.text
+    rows = {row["query"]["name"]: row["neighbors"][0] for row in answer.json()["data"]["neighbors"]}
+    assert rows["cat.png"]["name"] == "cat-mirrored.png" and rows["cat-mirrored.png"]["name"] == "cat.png"
+    assert all(row["query"]["id"] is None for row in answer.json()["data"]["neighbors"])  # sent, never stored

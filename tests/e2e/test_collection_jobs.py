@@ -31,11 +31,16 @@ def test_embedding_job_over_a_collection_is_reused_by_inline_queries(stack):
     assert job["result"]["features"]["cached"] is False
     features = np.load(io.BytesIO(stack.client.get(f"/v1/jobs/{job['id']}/artifacts/features.npy").content))
     assert features.shape == (len(samples["images"]), 1280)
+    named = [(image["id"], image["name"]) for image in samples["images"]]
+    assert [(p["id"], p["name"]) for p in job["result"]["pictures"]] == named  # the worker names the collection's pictures
 
     query = {"model": "efficientnet_lite0", "params": {"size": 64, "top_k": 2}, "inputs": {"images": {"collection": "samples"}}}
     answer = stack.client.post("/v1/nearest_neighbors", json=query)
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["features"] == {**job["result"]["features"], "cached": True}
+    for row in answer.json()["data"]["neighbors"]:
+        assert named[row["query"]["position"]] == (row["query"]["id"], row["query"]["name"])
+        assert all(named[n["position"]] == (n["id"], n["name"]) for n in row["neighbors"])
 
 
 def test_unknown_collection_in_a_job_is_404(stack):

@@ -17,6 +17,14 @@ from engine.run import run_method
 NAMES = ["chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "china", "flower", "chelsea mirrored"]
 
 
+def positions(row: dict) -> list[int]:
+    return [neighbor["position"] for neighbor in row["neighbors"]]
+
+
+def distances(row: dict) -> list[float]:
+    return [neighbor["distance"] for neighbor in row["neighbors"]]
+
+
 @pytest.fixture(scope="module")
 def photos(chelsea, coffee, astronaut, sample_images) -> list[Image.Image]:
     """Seven different real photos and a mirrored, cropped copy of chelsea (last)."""
@@ -29,11 +37,11 @@ def photos(chelsea, coffee, astronaut, sample_images) -> list[Image.Image]:
 
 def test_chelsea_and_its_mirrored_copy_are_mutual_nearest_neighbors(efficientnet, photos):
     result = run_method("nearest_neighbors", "efficientnet_lite0", {"images": photos}, {"top_k": 4}, device="cpu")
-    rows = result.data["neighbours"]
-    assert rows[0]["indices"][0] == 7 and rows[7]["indices"][0] == 0, [NAMES[i] for i in rows[0]["indices"]]
+    rows = result.data["neighbors"]
+    assert positions(rows[0])[0] == 7 and positions(rows[7])[0] == 0, [NAMES[i] for i in positions(rows[0])]
     for row in rows:
-        assert row["query"] not in row["indices"] and len(row["indices"]) == 4
-        assert row["distances"] == sorted(row["distances"])
+        assert row["query"]["position"] not in positions(row) and len(positions(row)) == 4
+        assert distances(row) == sorted(distances(row))
     assert result.data["layer"] == "global_pool" and result.arrays["features"].shape == (8, 1280)
     json.dumps(result.data)
     assert hook_count(efficientnet) == 0
@@ -44,33 +52,33 @@ def test_metrics_match_scipy_on_the_returned_features(vgg19, photos, metric, sci
     params = {"metric": metric, "top_k": 7, "size": 96, "pooling": "avg"}
     result = run_method("nearest_neighbors", "vgg19", {"images": photos}, params, device="cpu")
     expected = cdist(result.arrays["features"].astype(np.float64), result.arrays["features"].astype(np.float64), scipy_metric)
-    for row in result.data["neighbours"]:
-        i = row["query"]
-        np.testing.assert_allclose(row["distances"], expected[i, row["indices"]], rtol=1e-6, atol=1e-9)
+    for row in result.data["neighbors"]:
+        i = row["query"]["position"]
+        np.testing.assert_allclose(distances(row), expected[i, positions(row)], rtol=1e-6, atol=1e-9)
         others = np.delete(expected[i], i)
-        np.testing.assert_allclose(sorted(row["distances"]), np.sort(others)[:7], rtol=1e-6, atol=1e-9)
-    assert result.data["neighbours"][0]["indices"][0] == 7
+        np.testing.assert_allclose(sorted(distances(row)), np.sort(others)[:7], rtol=1e-6, atol=1e-9)
+    assert positions(result.data["neighbors"][0])[0] == 7
 
 
 def test_query_image_and_pixel_space_comparison(efficientnet, photos, chelsea):
     query = chelsea.crop((60, 20, chelsea.width - 40, chelsea.height))
     inputs = {"images": photos[1:], "query": query}
     result = run_method("nearest_neighbors", "efficientnet_lite0", inputs, {"top_k": 3, "compare_pixels": True, "size": 128, "fit": "stretch"}, device="cpu")
-    assert [row["query"] for row in result.data["neighbours"]] == [None]
-    assert result.data["neighbours"][0]["indices"][0] == 6  # the mirrored chelsea
+    assert [row["query"] for row in result.data["neighbors"]] == [None]
+    assert positions(result.data["neighbors"][0])[0] == 6  # the mirrored chelsea
     pixels = np.stack([to_tensor(fit_image(img, (128, 128))).flatten().numpy() for img in photos[1:]])
     expected = cdist(to_tensor(fit_image(query, (128, 128))).flatten().numpy()[None], pixels)[0]
-    pixel_row = result.data["pixel_neighbours"][0]
-    assert pixel_row["indices"] == np.argsort(expected, kind="stable")[:3].tolist()
-    np.testing.assert_allclose(pixel_row["distances"], np.sort(expected)[:3], rtol=1e-5)
-    assert result.images["neighbours"].size == result.images["pixel_neighbours"].size
+    pixel_row = result.data["pixel_neighbors"][0]
+    assert positions(pixel_row) == np.argsort(expected, kind="stable")[:3].tolist()
+    np.testing.assert_allclose(distances(pixel_row), np.sort(expected)[:3], rtol=1e-5)
+    assert result.images["neighbors"].size == result.images["pixel_neighbors"].size
 
 
 def test_batch_size_changes_nothing_and_k_is_clamped_with_a_note(vgg19, photos):
     small = run_method("nearest_neighbors", "vgg19", {"images": photos[:4]}, {"top_k": 10, "size": 64, "batch_size": 1}, device="cpu")
     large = run_method("nearest_neighbors", "vgg19", {"images": photos[:4]}, {"top_k": 10, "size": 64, "batch_size": 4}, device="cpu")
     np.testing.assert_allclose(small.arrays["features"], large.arrays["features"], rtol=1e-4, atol=1e-4)
-    assert [r["indices"] for r in small.data["neighbours"]] == [r["indices"] for r in large.data["neighbours"]]
+    assert [positions(r) for r in small.data["neighbors"]] == [positions(r) for r in large.data["neighbors"]]
     assert small.data["k"] == 3 and "k lowered from 10 to 3" in small.data["notes"][0]
 
 

@@ -77,7 +77,7 @@ def test_patches_are_the_true_top_k_over_all_positions(vgg19, photos):
     field = receptive_field(vgg19, "block2_conv1", (64, 64))
     for p in found:
         y, x = p["position"]
-        assert maps[p["image"], y, x] == pytest.approx(p["activation"], rel=1e-5)
+        assert maps[p["image"]["position"], y, x] == pytest.approx(p["activation"], rel=1e-5)
         assert p["box"] == list(field.box(y, x)) and p["box"][2] - p["box"][0] == 10
         left, top, right, bottom = p["box_in_image"]
         assert 0 <= left < right <= 64 and 0 <= top < bottom <= 64
@@ -89,7 +89,7 @@ def test_one_patch_per_image_ranks_images_by_their_peak(vgg19, photos):
     params = {"layer": "block3_conv1", "channel": 5, "top_k": 4, "size": 64}
     result = run_method("max_activating_patches", "vgg19", {"images": photos}, params, device="cpu")
     peaks = brute_force(vgg19, photos, "block3_conv1", 5, 64).reshape(len(photos), -1).max(1)
-    assert [p["image"] for p in result.data["patches"]] == np.argsort(-peaks, kind="stable")[:4].tolist()
+    assert [p["image"]["position"] for p in result.data["patches"]] == np.argsort(-peaks, kind="stable")[:4].tolist()
     np.testing.assert_allclose([p["activation"] for p in result.data["patches"]], np.sort(peaks)[::-1][:4], rtol=1e-5)
     assert result.data["receptive_field"] == {"size": [24, 24], "stride": [4, 4], "offset": [-10, -10]}
     grid = result.images["patches"]
