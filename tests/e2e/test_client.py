@@ -1,6 +1,7 @@
 """The Python client (convlens_client) and its CLI against the real app on loopback, real workers."""
 
 import asyncio
+import inspect
 import io
 import json
 import os
@@ -101,6 +102,35 @@ def test_async_client_inline_and_job(live, photos):
     assert result.artifacts[result.main].content is not None
     assert final.state == "succeeded" and [p.step for p in seen if p][-1] == 3
     assert picture(data).size == (32, 32)
+
+
+def test_the_async_client_has_every_call_of_the_sync_one_with_the_same_signature():
+    def calls(cls) -> dict:
+        return {name: member for name, member in vars(cls).items() if not name.startswith("_") and callable(member)}
+
+    sync, awaited = calls(ConvLens), calls(AsyncConvLens)
+    assert set(sync) == set(awaited) and len(sync) >= 20
+    for name, member in awaited.items():
+        assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), name
+        assert inspect.signature(member) == inspect.signature(sync[name]), name
+
+
+def test_async_convenience_calls_answer_as_the_sync_ones_do(client, live, photos, tmp_path):
+    async def scenario():
+        async with AsyncConvLens(live.url) as aclient:
+            described = await aclient.model("efficientnet_lite0")
+            top = await aclient.classify(photos / "cat.jpg", top_k=3)
+            cam = await aclient.gradcam(photos / "cat.jpg")
+            saved = await aclient.save(cam.artifacts["overlay"], tmp_path / "async-cam.png")
+            job = await aclient.submit("probe_steps", {"image": photos / "small_cat.png"}, params={"steps": 2, "size": 32})
+            states = [update.state async for _event, update in aclient.events(job.id)]
+            return described, top, saved, states
+
+    described, top, saved, states = asyncio.run(scenario())
+    assert described == client.model("efficientnet_lite0")
+    assert top.data["top"] == client.classify(photos / "cat.jpg", top_k=3).data["top"]
+    assert picture(saved.read_bytes()).size == picture(client.fetch(client.gradcam(photos / "cat.jpg").artifacts["overlay"])).size
+    assert states[-1] == "succeeded"
 
 
 def test_wait_raises_job_failed_for_a_cancelled_job(client, photos):
