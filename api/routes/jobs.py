@@ -163,7 +163,8 @@ def _stored_inputs(service: JobService, settings: Settings, collections: Collect
             members = collections.get(key.tenant, pictures.collection).images
             ids[name], names[name] = [m.id for m in members], [m.name for m in members]
             continue
-        found = [p.image_id or store_upload(service, settings, key, quotas, decode_base64(p.base64, p.label))[0].id for p in pictures]
+        found = [p.image_id if p.base64 is None else store_upload(service, settings, key, quotas, decode_base64(p.base64, p.label))[0].id
+                 for p in pictures]
         ids[name] = found if slot.many else found[0]
     return ids, names
 

@@ -71,3 +71,12 @@ def test_a_params_union_gets_one_line_naming_what_it_takes(client, photo):
     detail = assert_problem(client.post("/v1/saliency", json=body, headers=key), 422, "invalid_params")["detail"]
     assert "target_class: expected an integer or a string, got [1]" in detail, detail
     assert not any(word in detail for word in NOISE), detail
+
+
+@pytest.mark.parametrize("given", ["", {"image_id": ""}, {"id": ""}])
+def test_an_empty_id_is_an_unknown_image_inline_and_as_a_job(client, given):
+    key = make_key(client, "submit")
+    inline = client.post("/v1/classify", json={"inputs": {"image": given}}, headers=key)
+    job = client.post("/v1/jobs", json={"method": "classify", "model": "efficientnet_lite0", "inputs": {"image": given}}, headers=key)
+    for answer in (inline, job):
+        assert_problem(answer, 404, "unknown_image")
