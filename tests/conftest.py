@@ -1,5 +1,7 @@
 """Shared fixtures: real photos (scikit-image, scikit-learn) and real pretrained models."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,3 +53,39 @@ def vgg19():
     from engine.models import load_model
 
     return load_model("vgg19", "cpu")
+
+
+# -- the fast tier ------------------------------------------------------------------------------
+# `scripts/test --fast` (pytest --fast): the developer's loop. It leaves out the end-to-end tests
+# (tests/e2e, real processes), the tests marked slow, and the tests named in tests/heavy_tests.txt
+# (measured over a few seconds each on 2 cores; regenerate the list from a full run's --durations).
+# A name there that no longer exists in a collected file fails the run, so the list cannot rot.
+
+HEAVY_TESTS = Path(__file__).with_name("heavy_tests.txt")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true", help="the fast tier: no e2e, slow or heavy tests (tests/heavy_tests.txt)")
+
+
+def heavy_test_ids() -> set[str]:
+    lines = (line.split("#")[0].strip() for line in HEAVY_TESTS.read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--fast"):
+        return
+    heavy = heavy_test_ids()
+    collected = {item.nodeid for item in items}
+    files = {nodeid.split("::")[0] for nodeid in collected}
+    gone = {nodeid for nodeid in heavy if not (config.rootpath / nodeid.split("::")[0]).exists()}
+    stale = sorted(gone | {nodeid for nodeid in heavy if nodeid.split("::")[0] in files and nodeid not in collected})
+    if stale:
+        raise pytest.UsageError(f"tests/heavy_tests.txt names tests that no longer exist: {', '.join(stale)}")
+    kept, dropped = [], []
+    for item in items:
+        leave_out = item.nodeid.startswith("tests/e2e/") or item.get_closest_marker("slow") or item.nodeid in heavy
+        (dropped if leave_out else kept).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
