@@ -16,6 +16,7 @@ from api.job_schemas import job_components
 from api.openapi import install_openapi, route_operation_id
 from api.problems import install_problem_handlers
 from api.routes import PUBLIC_ROUTERS, ROUTERS
+from api.routes.docs import ASSETS, docs_assets
 from api.routes.inline import inline_router
 from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from api.routes.web import static_files
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "'Visualizing and Understanding' over HTTP, inline or as jobs.",
         lifespan=lifespan,
         generate_unique_id_function=route_operation_id,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN; api.routes.docs serves its own
+        redoc_url=None,
     )
     app.state.settings = settings or get_settings()
     app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
     app.mount("/static", static_files(), name="static")
+    app.mount(ASSETS, docs_assets(), name="docs-assets")
     inline, components = inline_router()
     # last: its catch-all answers POSTs to unknown method names
     app.include_router(inline, dependencies=[Depends(require_scope("submit"))])
