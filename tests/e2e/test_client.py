@@ -290,7 +290,7 @@ def test_cli_saliency_models_and_style(live, photos, tmp_path):
     assert "100%" in style.stderr  # the tqdm bar reached the end
 
     refused = cli(live, "classify", str(photos / "cat.jpg"), "-m", "no_such_model", cwd=tmp_path)
-    assert refused.returncode == 1 and "unknown_model" in refused.stderr
+    assert refused.returncode == 4 and "unknown_model" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_console_script_is_declared():
