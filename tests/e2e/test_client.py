@@ -5,6 +5,7 @@ import inspect
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +19,8 @@ from PIL import Image
 
 from convlens_client import AsyncConvLens, ConvLens, errors
 from convlens_client._http import RetryPolicy
+from convlens_client.client import _Bar
+from convlens_client.models import Job, Progress
 from tests.e2e.servers import ROOT, LiveAPI, free_port
 from tests.e2e.conftest import settings_from
 
@@ -81,6 +84,22 @@ def test_synthesise_family_style_job_awaited_with_progress_callbacks(client, pho
     assert "style_transfer" in bar and f"{STYLE['steps']}/{STYLE['steps']}" in bar
     image = picture(client.download(final))
     assert image.format == "PNG" and max(image.size) == 32
+
+
+def test_the_progress_bar_starts_where_the_job_is(capsys):
+    """A job met at step 22 of 200 is not 22 steps in no time: the bar's rates are the job's (~5 step/s here)."""
+    def job(step: int) -> Job:
+        return Job("18ed3fda142f008f5452b2e6", "running", "style_transfer", "vgg19", {}, {}, Progress(step, 200), None, None, [])
+
+    bar = _Bar("18ed3fda142f008f5452b2e6", enabled=True)
+    bar.update(job(22))
+    for step in (23, 24, 25):
+        time.sleep(0.2)
+        bar.update(job(step))
+    bar.close()
+    shown = capsys.readouterr().err
+    rates = [float(rate.replace(",", "")) for rate in re.findall(r"([\d.,]+)step/s", shown)]
+    assert "25/200" in shown and rates and max(rates) < 20, shown
 
 
 def test_fool_family_as_job_with_prefer_wait(client, photos):
@@ -271,7 +290,7 @@ def test_cli_saliency_models_and_style(live, photos, tmp_path):
     assert "100%" in style.stderr  # the tqdm bar reached the end
 
     refused = cli(live, "classify", str(photos / "cat.jpg"), "-m", "no_such_model", cwd=tmp_path)
-    assert refused.returncode == 1 and "unknown_model" in refused.stderr
+    assert refused.returncode == 4 and "unknown_model" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_console_script_is_declared():
