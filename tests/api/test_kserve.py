@@ -12,6 +12,7 @@ explainer examples send ``image.tolist()``). Every answer is compared with the n
 
 import base64
 import io
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
+from api.kserve_server import configure
 from api.routes.kserve import KServeExplainAnswer, KServePredictAnswer
 from tests.api.conftest import ADMIN_KEY, make_settings
 from tests.api.test_model_tenancy import assert_unknown_model, headers, key, register_as
@@ -219,3 +221,14 @@ def test_another_tenants_model_is_unknown_through_the_kserve_verbs(tenants):
         assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
         assert kserve(client, verb, body, "a-net").status_code == 401
 
+
+def test_the_container_takes_the_arguments_kserve_appends():
+    """KServe appends --model_name, --predictor_host, --http_port (and --workers) to a custom explainer's args."""
+    argv = ["--model", MODEL, "--model_name", "cat-classifier", "--predictor_host", "cat-classifier-predictor.default",
+            "--http_port", "8080", "--workers", "2", "--storage_uri=/mnt/models"]
+    options, env, ignored = configure(argv, {"CONVLENS_KSERVE_MODELS": '{"other": "vgg19"}'})
+    assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8080, 2)
+    assert json.loads(env["CONVLENS_KSERVE_MODELS"]) == {"other": "vgg19", "cat-classifier": MODEL}
+    assert ignored == ["--storage_uri=/mnt/models"]
+    _, env, _ = configure(["--model_name=efficientnet_lite0"], {})
+    assert json.loads(env["CONVLENS_KSERVE_MODELS"]) == {MODEL: MODEL}
