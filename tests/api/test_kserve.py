@@ -177,6 +177,15 @@ def test_a_kserve_name_stands_for_a_model_and_other_names_are_model_names(client
     assert kserve(client, "explain", {**body, "parameters": {"method": "gradcam"}}, "vgg19").json()["code"] == "unsupported_model"
 
 
+def test_a_model_with_no_classes_is_explained_without_predictions(client, small_chelsea):
+    parameters = {"method": "guided_backprop", "layer": "block3_conv1", "channel": 5}
+    answer = kserve(client, "explain", {"instances": [{"b64": b64(small_chelsea)}], "parameters": parameters}, "vgg19")
+    assert answer.status_code == 200, answer.text
+    [explanation] = answer.json()["explanations"]
+    assert set(answer.json()) == {"explanations"} and explanation["target"]["channel"] == 5
+    KServeExplainAnswer.model_validate(answer.json())
+
+
 def test_the_colon_routes_leave_the_model_routes_alone(client):
     """GET /v1/models/{name} still describes the model; the verbs are POST routes of their own."""
     described = client.get(f"/v1/models/{MODEL}")
@@ -220,6 +229,15 @@ def test_another_tenants_model_is_unknown_through_the_kserve_verbs(tenants):
         refused = kserve(client, verb, body, "a-net", headers=headers(tenants.reader))
         assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
         assert kserve(client, verb, body, "a-net").status_code == 401
+
+
+def test_an_explainer_container_with_only_the_bootstrap_key_needs_no_redis(small_chelsea):
+    """docs/kserve.md: with CONVLENS_ADMIN_KEY alone (no Redis reachable) the built-in models are served."""
+    settings = make_settings(open_access=False, admin_key=ADMIN_KEY, redis_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(settings)) as client:
+        answer = kserve(client, "explain", {"instances": [{"b64": b64(small_chelsea)}]}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert answer.status_code == 200, answer.text
+        assert kserve(client, "explain", {"instances": [{"b64": b64(small_chelsea)}]}).status_code == 401
 
 
 def test_the_container_takes_the_arguments_kserve_appends():
