@@ -18,6 +18,7 @@ from api.problems import install_problem_handlers
 from api.routes import PUBLIC_ROUTERS, ROUTERS
 from api.routes.docs import ASSETS, docs_assets
 from api.routes.inline import inline_router
+from api.routes.kserve import kserve_router
 from api.routes.models import MODEL_METADATA_BYTES, MODEL_UPLOAD_PATH
 from api.routes.web import static_files
 from engine.models import load_model
@@ -85,9 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", static_files(), name="static")
     app.mount(ASSETS, docs_assets(), name="docs-assets")
+    kserve, kserve_schemas = kserve_router()
+    app.include_router(kserve, dependencies=[Depends(require_scope("submit"))])  # inline calls, as KServe's V1 protocol
     inline, components = inline_router()
     # last: its catch-all answers POSTs to unknown method names
     app.include_router(inline, dependencies=[Depends(require_scope("submit"))])
     job_body, job_schemas = job_components()
-    install_openapi(app, {**components, **job_schemas}, {"submit_job": job_body})
+    install_openapi(app, {**components, **kserve_schemas, **job_schemas}, {"submit_job": job_body})
     return app

@@ -68,6 +68,7 @@ IMAGE_STATUS = {
     "not_an_image": 400,
     "bad_image": 400,
     "bad_base64": 400,
+    "bad_pixels": 422,
     "image_too_large": 413,
     "unsupported_image_format": 415,
 }

@@ -31,6 +31,10 @@ class Settings(WorkerSettings):
         "so that one key never holds every thread"
     )
     warm_models: list[str] = []  # loaded when the API starts (otherwise on first use)
+    kserve_models: dict[str, str] = Field(
+        {}, description="KServe model names (an InferenceService's) -> the model each stands for in POST /v1/models/{name}:predict "
+        "and :explain (JSON object); a name not listed is a model name of GET /v1/models"
+    )
 
     # inline budget: inline calls estimated over it are refused (422 over_inline_budget: submit a job)
     inline_max_passes: int = Field(1024, ge=1, description="forward/backward passes through the network")

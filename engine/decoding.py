@@ -13,6 +13,10 @@ and the stored inputs a worker reads back. Pure in-memory, no files.
 - EXIF orientation is applied; every mode (palette, greyscale, 16-bit, float,
   CMYK, with or without alpha) becomes 8-bit RGB, transparency composited on white.
 
+A picture may also come as pixel values (:func:`decode_pixels`: nested lists,
+as KServe's V1 protocol sends arrays), checked for shape, range and count
+before any picture is made.
+
 Resizing to the model's input size is not done here: it is each method's
 ``fit`` param (``engine.imaging.fit_image``).
 """
@@ -46,6 +50,37 @@ def decode_base64(text: str, label: str = "image") -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ImageRejected("bad_base64", f"{label}: not valid base64", label) from None
+
+
+def decode_pixels(values: object, max_value: float, max_pixels: int, label: str = "image") -> Image.Image:
+    """``[height][width][3]`` (RGB), ``[height][width][1]`` or ``[height][width]`` (grey) numbers from 0 to
+    ``max_value`` (255 for 8-bit values, 1.0 for values in [0, 1]) -> an 8-bit RGB picture.
+
+    Ragged or non-numeric lists, another shape and values out of range are ``bad_pixels``; more than
+    ``max_pixels`` pixels is ``image_too_large``, as for a file.
+    """
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        array = None
+    if array is None or array.dtype.kind not in "iuf":  # ragged rows, strings, booleans, objects
+        raise ImageRejected("bad_pixels", f"{label}: pixel values must be nested lists of numbers, rows of equal length", label)
+    array = array.astype(np.float64)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)) or 0 in array.shape:
+        raise ImageRejected("bad_pixels", f"{label}: pixel values shaped {list(array.shape)}; a picture is [height][width][3] (RGB), "
+                            "[height][width][1] or [height][width] (grey)", label)
+    height, width = array.shape[:2]
+    if height * width > max_pixels:
+        raise ImageRejected("image_too_large", f"{label}: {width}x{height} = {width * height} pixels; the limit is {max_pixels}", label)
+    if not np.isfinite(array).all():
+        raise ImageRejected("bad_pixels", f"{label}: pixel values must be finite numbers in [0, {max_value:g}]", label)
+    if array.min() < 0 or array.max() > max_value:
+        raise ImageRejected("bad_pixels", f"{label}: pixel values must lie in [0, {max_value:g}]; these span "
+                            f"[{array.min():g}, {array.max():g}]", label)
+    levels = np.rint(array * (255.0 / max_value)).astype(np.uint8)
+    return Image.fromarray(levels if levels.ndim == 3 else np.repeat(levels[:, :, None], 3, axis=2), "RGB")
 
 
 def image_format(data: bytes, label: str = "image") -> str:

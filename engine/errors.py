@@ -66,7 +66,8 @@ class ImageRejected(EngineError):
     """Bytes that are not a safe, decodable picture; ``code`` says why, ``input`` names which one.
 
     Codes: ``empty_image``, ``not_an_image``, ``bad_image`` (truncated or
-    corrupt), ``bad_base64``, ``image_too_large``, ``unsupported_image_format``.
+    corrupt), ``bad_base64``, ``bad_pixels`` (pixel values of the wrong shape or range),
+    ``image_too_large``, ``unsupported_image_format``.
     """
 
     def __init__(self, code: str, message: str, input: str = "image"):

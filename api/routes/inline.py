@@ -25,10 +25,10 @@ from api.problems import PROBLEM_JSON, Problem
 from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
 from engine.encoding import NPY, PNG
 from engine.inspect.collection import FeatureCache
-from engine.registry import Method, all_methods, get_method
+from engine.registry import Inputs, Method, all_methods, get_method
 from engine.result import Result
 from engine.models.zoo import ModelSource
-from engine.run import prepare, run_call
+from engine.run import Call, prepare, run_call
 from api.settings import Settings
 
 REF = "#/components/schemas/{model}"
@@ -148,16 +148,21 @@ def answer(
     start = time.perf_counter()
     inputs = decode_inputs(request, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    try:
-        result = run_call(call, inputs, progress, settings.device, cache)
-    except InlineTimeLimit as exc:
-        raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={method.name!r})") from None
-    except ClientGone as exc:
-        raise Problem(503, "client_gone", str(exc)) from None
+    result = run_inline(call, inputs, progress, settings, cache)
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
     content, media_type = render(result, wanted, keep)
     return content, media_type, timings
+
+
+def run_inline(call: Call, inputs: Inputs, progress: InlineProgress, settings: Settings, cache: FeatureCache | None = None) -> Result:
+    """:func:`engine.run.run_call` within a request: past the inline time limit, or for a client gone, 503."""
+    try:
+        return run_call(call, inputs, progress, settings.device, cache)
+    except InlineTimeLimit as exc:
+        raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={call.method.name!r})") from None
+    except ClientGone as exc:
+        raise Problem(503, "client_gone", str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,35 @@ def test_decompression_bombs_are_refused_without_decoding(monkeypatch, width, he
 
 def test_a_real_picture_over_the_pixel_limit_is_too_large():
     assert rejected(encode(Image.new("RGB", (4000, 3000))), max_pixels=1_000_000) == "image_too_large"
+
+
+def test_pixel_values_make_the_same_picture(small_chelsea):
+    """Nested lists of pixel values (KServe's V1 instances) decode to exactly the picture they list."""
+    from engine.decoding import decode_pixels
+
+    pixels = np.asarray(small_chelsea)
+    assert np.array_equal(np.asarray(decode_pixels(pixels.tolist(), 255, LIMIT)), pixels)
+    assert np.array_equal(np.asarray(decode_pixels((pixels / 255.0).tolist(), 1.0, LIMIT)), pixels)  # values in [0, 1]
+    grey = pixels[:, :, 0]
+    for values in (grey.tolist(), grey[:, :, None].tolist()):
+        assert np.array_equal(np.asarray(decode_pixels(values, 255, LIMIT)), np.repeat(grey[:, :, None], 3, axis=2))
+
+
+@pytest.mark.parametrize("values, code", [
+    ([[1, 2], [3]], "bad_pixels"),  # ragged
+    ([["12"]], "bad_pixels"),  # strings are not numbers
+    ([[True]], "bad_pixels"),
+    ([[[1, 2]]], "bad_pixels"),  # two channels
+    ([[[[1, 2, 3]]]], "bad_pixels"),  # a batch, not a picture
+    ([], "bad_pixels"),
+    ([[0, 256]], "bad_pixels"),  # out of range
+    ([[float("nan")]], "bad_pixels"),
+    ([[0] * 5] * 5, "image_too_large"),
+])
+def test_bad_pixel_values_are_refused_naming_the_input(values, code):
+    from engine.decoding import decode_pixels
+
+    with pytest.raises(ImageRejected) as caught:
+        decode_pixels(values, 255, 24, "instances[3]")
+    assert caught.value.code == code and caught.value.input == "instances[3]"
+    assert "instances[3]" in caught.value.message
