@@ -67,6 +67,16 @@ class JobProgress(BaseModel):
     preview_url: str | None = Field(None, description="the latest preview picture (synthesis methods)")
 
 
+class JobQueue(BaseModel):
+    """Where a queued job stands (absent once it runs): see docs/jobs.md, "Queue position and estimate"."""
+
+    position: int = Field(ge=0, description="unfinished jobs of the same queue ahead of it (queued or running); 0: next for a free worker")
+    estimated_wait_seconds: float | None = Field(
+        None, ge=0, description="about how long until a worker takes it, from recent runs of the methods ahead; null: no recent run known",
+    )
+    based_on: int = Field(ge=0, description="how many recent runs the estimate draws on")
+
+
 class JobArtifact(BaseModel):
     name: str = Field(description="file name: <image>.png, <array>.npy, result.json")
     kind: Literal["image", "array", "data"]
@@ -120,6 +130,7 @@ class JobOut(BaseModel):
     deadline_at: str | None = None
     webhook: WebhookRequest | None = None
     progress: JobProgress | None = None
+    queue: JobQueue | None = Field(None, description="a queued job's position and estimated wait; null once it runs")
     error: JobError | None = None
     artifacts: list[JobArtifact]
     result: dict[str, Any] | None = None

@@ -109,6 +109,11 @@ class JobService:
         with broker_errors():
             return self.jobs.get_owned(job_id, tenant)
 
+    def queue_info(self, job: Job) -> dict | None:
+        """A queued job's position and estimated wait (:meth:`worker.jobs.JobStore.queue_info`); None when not queued."""
+        with broker_errors():
+            return self.jobs.queue_info(job)
+
     def list(self, tenant: str, state: str | None, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         with broker_errors():
             return self.jobs.list(tenant, state, limit, cursor)

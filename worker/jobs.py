@@ -28,6 +28,8 @@ from typing import Any
 
 import redis
 
+from worker.queue_estimate import Ahead, queue_estimate
+
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "aborted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -145,6 +147,8 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 1 end
 return 0
 """
 
+RECENT_DURATIONS = 20  # how many succeeded runs of a method its queue estimate draws on
+
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
 local fields = {'state', ARGV[3], 'finished_at', ARGV[4]}
@@ -157,9 +161,14 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if redis.call('GET', KEYS[2]) == redis.call('HGET', KEYS[1], 'id') then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+local started = tonumber(redis.call('HGET', KEYS[1], 'started_at') or '')
+if fields[2] == 'succeeded' and started then
+  redis.call('LPUSH', KEYS[4], tostring(tonumber(ARGV[4]) - started))
+  redis.call('LTRIM', KEYS[4], 0, RECENT - 1)
+end
 redis.call('PUBLISH', ARGV[2], 'state')
 return fields[2]
-"""
+""".replace("RECENT", str(RECENT_DURATIONS))
 
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -314,6 +323,9 @@ class JobStore:
     def _dedup_key(self, job: Job) -> str:
         return f"{self.prefix}:dedup:{job.tenant}:{job.content_hash}"
 
+    def _durations_key(self, method: str) -> str:
+        return f"{self.prefix}:durations:{method}"
+
     def _heartbeat_prefix(self) -> str:
         return f"{self.prefix}:heartbeat:"
 
@@ -392,6 +404,33 @@ class JobStore:
                 self.redis.zrem(index, *expired)
             upper = f"({ids[-1]}"
         return found, None
+
+    def queue_info(self, job: Job) -> dict | None:
+        """A queued job's place: ``{"position", "estimated_wait_seconds", "based_on"}`` (see
+        :mod:`worker.queue_estimate`); None once it is not queued. Reads every unfinished job created before it
+        (one pipelined round trip) and the recent run times of their methods (another)."""
+        if job.state != "queued":
+            return None
+        earlier = self.redis.zrangebyscore(self.active, "-inf", repr(job.created_at), withscores=True)
+        ids = [_text(i) for i, score in earlier if _text(i) != job.id and (score < job.created_at or _text(i) < job.id)]
+        pipe = self.redis.pipeline()
+        for job_id in ids:
+            pipe.hmget(self.key(job_id), "state", "queue", "method", "started_at", "progress")
+        ahead = []
+        for state, queue, method, started_at, progress in pipe.execute():
+            if state is None or _text(state) not in ("queued", "running") or _text(queue or b"") != job.queue:
+                continue
+            running = _text(state) == "running"
+            report = json.loads(progress) if running and progress else {}
+            started = float(started_at) if started_at else None
+            reported = started + report["elapsed_seconds"] if started is not None and report.get("elapsed_seconds") is not None else None
+            ahead.append(Ahead(_text(method), running, started, report.get("eta_seconds"), reported))
+        methods = sorted({item.method for item in ahead})
+        pipe = self.redis.pipeline()
+        for method in methods:
+            pipe.lrange(self._durations_key(method), 0, -1)
+        durations = {method: [float(v) for v in seen] for method, seen in zip(methods, pipe.execute())}
+        return queue_estimate(ahead, durations, time.time())
 
     # -- worker side -------------------------------------------------------
 
@@ -475,7 +514,7 @@ class JobStore:
         """
         assert state in FINISHED
         flat = _flat({name: _dump(name, value) for name, value in fields.items()})
-        keys = [self.key(job.id), self._dedup_key(job), self.active]
+        keys = [self.key(job.id), self._dedup_key(job), self.active, self._durations_key(job.method)]
         ended = self._finish(keys=keys, args=[self.ttl, self.channel(job.id), state, repr(time.time()), *flat])
         return _text(ended) if ended else None
 

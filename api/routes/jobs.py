@@ -39,7 +39,8 @@ def _iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, timezone.utc).isoformat() if moment is not None else None
 
 
-def job_body(job: Job, storage: Storage) -> dict:
+def job_body(job: Job, storage: Storage, queue: dict | None = None) -> dict:
+    """The job as the API answers it; ``queue``: a queued job's position and estimated wait (None elsewhere)."""
     base = f"/v1/jobs/{job.id}"
     progress = dict(job.progress) if job.progress else None
     if progress and "preview_step" in progress:
@@ -75,6 +76,7 @@ def job_body(job: Job, storage: Storage) -> dict:
         "deadline_at": _iso(job.deadline_at),
         "webhook": job.webhook,
         "progress": progress,
+        "queue": queue if job.state == "queued" else None,
         "error": job.error,
         "artifacts": artifacts,
         "result": job.result,
@@ -127,7 +129,7 @@ async def submit_job(
         response.status_code = 200
     else:
         response.headers["Retry-After"] = str(settings.retry_after_seconds)
-    return job_body(job, service.storage)
+    return job_body(job, service.storage, await run_in_threadpool(service.queue_info, job))
 
 
 def _submit(service: JobService, settings: Settings, collections: CollectionStore, quotas: Quotas, key: ApiKey, body: JobRequest,
@@ -198,7 +200,8 @@ def list_jobs(
             response_class=FiniteJSONResponse,
             responses={200: {"description": "the job", **JOB}})
 def get_job(job_id: str, service: JobsDep, tenant: TenantDep) -> dict:
-    return job_body(_found(service.get(job_id, tenant), job_id), service.storage)
+    job = _found(service.get(job_id, tenant), job_id)
+    return job_body(job, service.storage, service.queue_info(job))
 
 
 @router.delete(
@@ -279,13 +282,20 @@ async def job_events(job_id: str, service: JobsDep, settings: SettingsDep, tenan
     )
 
 
+QUEUE_REFRESH_SECONDS = 2.0  # how often a queued job's stream looks again at its place (other jobs' changes are not published to it)
+
+
 async def _events(job_id: str, service: JobService, heartbeat: float):
-    """Subscribe first, then read the record, so no change between the two is missed."""
+    """Subscribe first, then read the record, so no change between the two is missed.
+
+    A queued job's ``progress`` events carry its ``queue`` (position, estimated wait), sent again whenever
+    the position or the whole seconds of the estimate change, looked at every ``QUEUE_REFRESH_SECONDS``.
+    """
     from redis import asyncio as aioredis
 
     client = aioredis.Redis.from_url(service.settings.redis_url, socket_connect_timeout=service.settings.redis_connect_timeout)
     pubsub = client.pubsub()
-    last = None
+    last, said = None, time.monotonic()
     try:
         await pubsub.subscribe(service.jobs.channel(job_id))
         while True:
@@ -296,16 +306,25 @@ async def _events(job_id: str, service: JobService, heartbeat: float):
             if job.finished:
                 yield _sse("state", job_body(job, service.storage))
                 return
-            snapshot = (job.state, job.progress, job.cancel_requested)
+            queue = await run_in_threadpool(service.jobs.queue_info, job) if job.state == "queued" else None
+            place = (queue["position"], _whole(queue["estimated_wait_seconds"])) if queue else None
+            snapshot = (job.state, job.progress, job.cancel_requested, place)
             if snapshot != last:
                 last = snapshot
-                yield _sse("progress", job_body(job, service.storage))
-            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
+                yield _sse("progress", job_body(job, service.storage, queue))
+                said = time.monotonic()
+            wait = min(heartbeat, QUEUE_REFRESH_SECONDS) if queue else heartbeat
+            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait) is None and (not queue or time.monotonic() - said >= heartbeat):
                 yield ": heartbeat\n\n"
+                said = time.monotonic()
     except BROKER_ERRORS:
         yield _sse("error", {"code": "broker_unavailable", "detail": "the job queue became unreachable; reconnect later"})
     finally:
         await asyncio.shield(close_subscription(pubsub, client))
+
+
+def _whole(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds)
 
 
 def _sse(event: str, data: dict) -> str:
