@@ -391,7 +391,7 @@ def _wait(client: ConvLens, args) -> int:
 
 
 def _finish_job(client: ConvLens, job, args) -> int:
-    print(f"job {job.id}: {job.state}", file=sys.stderr)
+    print(f"job {job.id}: {job.queue if job.state == 'queued' and job.queue else job.state}", file=sys.stderr)
     if not (args.wait or args.output):
         _print_json(job.raw)
         return 0

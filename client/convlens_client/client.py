@@ -6,6 +6,7 @@ an error answer (chosen by the problem document's ``code``) and retries 429 and
 """
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 
@@ -25,8 +26,12 @@ class _Bar:
 
     def __init__(self, job_id: str, enabled: bool):
         self.bar, self.enabled, self.job_id = None, enabled, job_id
+        self.waiting = ""
 
     def update(self, job: Job) -> None:
+        if self.enabled and job.state == "queued" and job.queue is not None and str(job.queue) != self.waiting:
+            self.waiting = str(job.queue)  # "queued, position 1, about 40 s", each time it changes
+            print(f"{job.method} {self.job_id[-6:]}: {self.waiting}", file=sys.stderr)
         if not self.enabled or job.progress is None:
             return
         step = job.progress.step

@@ -70,6 +70,25 @@ class Progress:
 
 
 @dataclass
+class QueuePlace:
+    """Where a queued job stands: jobs ahead of it (0: next) and about how long until it starts (None: unknown)."""
+
+    position: int
+    estimated_wait_seconds: float | None = None
+    based_on: int = 0
+
+    @classmethod
+    def from_json(cls, body: dict | None) -> "QueuePlace | None":
+        if not body:
+            return None
+        return cls(body["position"], body.get("estimated_wait_seconds"), body.get("based_on", 0))
+
+    def __str__(self) -> str:
+        wait = self.estimated_wait_seconds
+        return f"queued, position {self.position}" + (f", about {wait:.0f} s" if wait is not None else "")
+
+
+@dataclass
 class Job:
     id: str
     state: str
@@ -82,6 +101,7 @@ class Job:
     result: dict[str, Any] | None
     artifacts: list[Artifact]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    queue: QueuePlace | None = None  # while queued: its position and estimated wait
 
     @property
     def finished(self) -> bool:
@@ -99,7 +119,7 @@ class Job:
         return cls(
             body["id"], body["state"], body["method"], body["model"], body.get("params") or {}, body.get("inputs") or {},
             Progress.from_json(body.get("progress")), body.get("error"), body.get("result"),
-            [Artifact.from_job(item) for item in body.get("artifacts", [])], body,
+            [Artifact.from_job(item) for item in body.get("artifacts", [])], body, QueuePlace.from_json(body.get("queue")),
         )
 
 

@@ -102,6 +102,24 @@ def test_the_progress_bar_starts_where_the_job_is(capsys):
     assert "25/200" in shown and rates and max(rates) < 20, shown
 
 
+def test_a_queued_job_shows_its_place_and_estimate_each_time_they_change(capsys):
+    def job(body: dict | None) -> Job:
+        return Job.from_json({"id": "18ed3fda142f008f5452b2e6", "state": "queued", "method": "style_transfer", "model": "vgg19",
+                              "queue": body})
+
+    assert job(None).queue is None
+    bar = _Bar("18ed3fda142f008f5452b2e6", enabled=True)
+    for body in ({"position": 2, "estimated_wait_seconds": 61.4, "based_on": 5}, {"position": 2, "estimated_wait_seconds": 61.2, "based_on": 5},
+                 {"position": 1, "estimated_wait_seconds": 30.0, "based_on": 5}, {"position": 1, "estimated_wait_seconds": None, "based_on": 0}):
+        bar.update(job(body))
+    bar.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "style_transfer 52b2e6: queued, position 2, about 61 s",
+        "style_transfer 52b2e6: queued, position 1, about 30 s",
+        "style_transfer 52b2e6: queued, position 1",
+    ]
+
+
 def test_fool_family_as_job_with_prefer_wait(client, photos):
     job = client.submit("fooling_image", {"image": photos / "small_cat.png"}, params={"target_class": 1, "steps": 2}, wait=60)
     assert job.state == "succeeded" and job.finished
