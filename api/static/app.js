@@ -221,10 +221,18 @@ async function runJob(method) {
   await follow(job);
 }
 
+// "queued, position 1, about 40 s": a queued job's place and estimated wait (job.queue), else its state
+function stateText(job) {
+  const queue = job.state === "queued" && job.queue;
+  if (!queue) return job.state;
+  const wait = queue.estimated_wait_seconds;
+  return `queued, position ${queue.position}` + (wait === null || wait === undefined ? "" : `, about ${Math.round(wait)} s`);
+}
+
 function showJob(job) {
   $("job").hidden = false;
   $("job-id").textContent = job.id;
-  $("job-state").textContent = job.state;
+  $("job-state").textContent = stateText(job);
   const fraction = job.state === "succeeded" ? 1 : (job.progress && job.progress.fraction) || 0;
   $("progress").value = fraction;
   $("progress-text").textContent = `${Math.round(fraction * 100)}%` + (job.progress && job.progress.info && job.progress.info.loss !== undefined ? ` loss ${Number(job.progress.info.loss).toPrecision(4)}` : "");
