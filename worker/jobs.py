@@ -18,6 +18,11 @@ a delivery of a job that is finished, or running with a live heartbeat, does
 nothing). A submission's dedup key lives only briefly until its message is
 sent, so a failed send never blocks identical submissions for long; identical
 submissions arriving while the first is being sent share its job.
+
+Queue honesty: finishing a job ``succeeded`` also records its run time in a
+short per-method list (the last ``RECENT_DURATIONS``); :meth:`JobStore.queue_info`
+counts the unfinished jobs of the same queue created before a queued one (from
+``active``) and estimates its wait from those lists (:mod:`worker.queue_estimate`).
 """
 
 import json
