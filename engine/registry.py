@@ -10,6 +10,7 @@ before it runs, from its typed params); a module declares one with the
 """
 
 from dataclasses import dataclass
+from collections.abc import Hashable
 from typing import Any, Callable, Literal
 
 from PIL import Image
@@ -28,6 +29,20 @@ from engine.result import Result
 Inputs = dict[str, Image.Image | list[Image.Image]]
 RunFn = Callable[[ConvLensModel, Inputs, Any, Progress], Result]
 CostFn = Callable[[ModelProfile, Any, int], Cost]  # (model, parsed params, number of input pictures)
+BatchRun = Callable[[ConvLensModel, list[tuple[Inputs, Any]]], list[Result]]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a method answers several calls in one pass through the network.
+
+    Calls whose params give equal ``key``s may share a batch (a key of None: the
+    call runs alone); ``run`` answers each call of a batch, in order, exactly as
+    the method's own run would answer it alone.
+    """
+
+    key: Callable[[Any], Hashable | None]
+    run: BatchRun
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class Method:
     uses_cache: bool = False  # run takes a fifth argument: the FeatureCache for derived data (or None)
     evaluable: bool = False  # makes a per-pixel map of a class that evaluate_attribution can sanity-check
     compare: bool = False  # shown in the web page's comparison view by default
+    batching: Batching | None = None  # how several calls share one pass, if they can
 
     def __post_init__(self):
         if not issubclass(self.params, Params):
@@ -86,6 +102,7 @@ class Method:
             "uses_cache": self.uses_cache,
             "evaluable": self.evaluable,
             "compare": self.compare,
+            "batched": self.batching is not None,
             "inputs": [slot.as_dict() for slot in self.inputs],
             "params_schema": self.params.model_json_schema(),
         }

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from engine.concurrency import GATE
 from engine.cost import Budget, Cost
-from engine.errors import InputProblem, NonFiniteResult
+from engine.errors import EngineError, InputProblem, NonFiniteResult
 from engine.models import ModelSpec, find_spec, load_model
 from engine.models.zoo import ModelSource
 from engine.models.profile import model_profile
@@ -107,6 +107,52 @@ def run_call(call: Call, inputs: Inputs, progress: Progress = no_progress, devic
     extra = (cache,) if method.uses_cache else ()
     with GATE.shared():  # calls run concurrently; only building a traced copy waits for them
         result = method.run(model, inputs, call.params, progress, *extra)
+    return _finished(call, result, start)
+
+
+def run_calls(calls: list[tuple[Call, Inputs]], device: str | None = None) -> list[Result | EngineError]:
+    """Run prepared calls of one method on one model, in order; those the method's batching lets share a
+    pass run as one batch (:class:`engine.registry.Batching`), the others alone.
+
+    Each call gets its own answer or its own error, as if it had run alone: a refused result (NaN) or a
+    bad target fails that call only; a batch that fails as a whole is retried call by call.
+    """
+    if len({(call.method.name, call.spec.identity) for call, _inputs in calls}) > 1:
+        raise ValueError("run_calls takes calls of one method on one model")
+    answers: list[Result | EngineError | None] = [None] * len(calls)
+    batching = calls[0][0].method.batching if calls else None
+    groups: dict = {}
+    for position, (call, _inputs) in enumerate(calls):
+        key = batching.key(call.params) if batching is not None else None
+        groups.setdefault(("alone", position) if key is None else ("batch", key), []).append(position)
+    model = load_model(calls[0][0].spec, device) if calls else None
+    for positions in groups.values():
+        if len(positions) > 1:
+            start = time.perf_counter()
+            try:
+                with GATE.shared():
+                    results = batching.run(model, [(shape_inputs(calls[p][0].method, calls[p][1]), calls[p][0].params) for p in positions])
+            except EngineError:
+                results = None  # one call's problem (an unknown class...): each call alone finds its own
+            if results is not None:
+                for p, result in zip(positions, results):
+                    answers[p] = _answer(_finished, calls[p][0], result, start)
+                continue
+        for p in positions:
+            answers[p] = _answer(run_call, calls[p][0], calls[p][1], device=device)
+    return answers
+
+
+def _answer(compute, *args, **kwargs) -> Result | EngineError:
+    try:
+        return compute(*args, **kwargs)
+    except EngineError as error:
+        return error
+
+
+def _finished(call: Call, result: Result, start: float) -> Result:
+    """A method's result checked (no NaN) and stamped with what ran and how long it took."""
+    method = call.method
     where = result.first_non_finite()
     if where is not None:
         raise NonFiniteResult(f"{method.name} on model {call.spec.name!r} produced NaN or infinite numbers (first at {where}): "

@@ -12,7 +12,7 @@ from pydantic import Field
 from engine.capabilities import CLASSIFIER, LAYERS
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
-from engine.attribution.targets import class_target, pick_class, requested_class
+from engine.attribution.targets import class_target, requested_class, row_scores
 from engine.attribution.timing import Stopwatch
 from engine.errors import InvalidParams
 from engine.hooks import capture
@@ -20,7 +20,7 @@ from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
-from engine.registry import method
+from engine.registry import Batching, method
 from engine.result import Result
 
 
@@ -28,8 +28,9 @@ class GradCamParams(AttributionParams):
     layer: str | None = Field(None, description="conv layer to explain; default: the model's default layer")
 
 
-def gradcam_map(model: ConvLensModel, x: torch.Tensor, layer: str, index: int | None):
-    """(upsampled H x W map, layer-resolution cam, logits, class)."""
+def gradcam_maps(model: ConvLensModel, x: torch.Tensor, layer: str, indices: list[int | None]):
+    """For each picture (row) of ``x`` and its class (None: its top-1): (upsampled N x H x W maps,
+    layer-resolution cams, logits, classes). Rows are separate pictures, as if each ran alone."""
     module = model.layer(layer)
     xg = x.detach().clone().requires_grad_(True)
     with capture({layer: module}) as features:
@@ -37,12 +38,34 @@ def gradcam_map(model: ConvLensModel, x: torch.Tensor, layer: str, index: int | 
     activation = features[layer]
     if activation.dim() != 4:
         raise InvalidParams(f"Grad-CAM needs a layer with a spatial feature map; {layer!r} outputs {tuple(activation.shape)}")
-    index = pick_class(logits, index)
-    (grad,) = torch.autograd.grad(logits[0, index], activation)
+    score, chosen = row_scores(logits, indices)
+    (grad,) = torch.autograd.grad(score, activation)
     weights = grad.mean((2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(1, keepdim=True)).detach()
     upsampled = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return upsampled[0, 0], cam[0, 0], logits.detach(), index
+    return upsampled[:, 0], cam[:, 0], logits.detach(), chosen
+
+
+def gradcam_batch(model: ConvLensModel, calls: list[tuple[dict, GradCamParams]]) -> list[Result]:
+    """Grad-CAM of several pictures at one layer in one pass, each with its own class."""
+    layers = {params.layer or model.spec.default_layer for _inputs, params in calls}
+    if len(layers) != 1:
+        raise ValueError(f"one Grad-CAM batch explains one layer, not {sorted(layers)}")
+    (layer,) = layers
+    model.layer(layer)
+    indices = [requested_class(model, params.target_class) for _inputs, params in calls]
+    images = [model.fit_input(inputs["image"], params.fit) for inputs, params in calls]
+    clock = Stopwatch()
+    upsampled, cam, logits, indices = gradcam_maps(model, torch.cat([to_tensor(image, model.device) for image in images]), layer, indices)
+    clock.lap("attribution_ms")
+    return [
+        attribution_result(
+            model, "gradcam", image, upsampled[row].cpu().numpy(), params,
+            class_target(model, logits[row : row + 1], indices[row]), "positive", clock.laps,
+            layer=layer, arrays={"cam": cam[row].cpu().numpy().astype("float32")}, main="overlay",
+        )
+        for row, (image, (_inputs, params)) in enumerate(zip(images, calls))
+    ]
 
 
 def gradcam_cost(model: ModelProfile, params: GradCamParams, images: int) -> Cost:
@@ -57,17 +80,7 @@ def gradcam_cost(model: ModelProfile, params: GradCamParams, images: int) -> Cos
     category="attribute",
     params=GradCamParams,
     requires=(CLASSIFIER, LAYERS,),
+    batching=Batching(key=lambda params: params.layer, run=gradcam_batch),
 )
 def gradcam(model: ConvLensModel, inputs, params: GradCamParams, progress) -> Result:
-    index = requested_class(model, params.target_class)
-    layer = params.layer or model.spec.default_layer
-    model.layer(layer)
-    image = model.fit_input(inputs["image"], params.fit)
-    clock = Stopwatch()
-    upsampled, cam, logits, index = gradcam_map(model, to_tensor(image, model.device), layer, index)
-    clock.lap("attribution_ms")
-    return attribution_result(
-        model, "gradcam", image, upsampled.cpu().numpy(), params,
-        class_target(model, logits, index), "positive", clock.laps,
-        layer=layer, arrays={"cam": cam.cpu().numpy().astype("float32")}, main="overlay",
-    )
+    return gradcam_batch(model, [(inputs, params)])[0]

@@ -23,6 +23,14 @@ def pick_class(logits: torch.Tensor, index: int | None) -> int:
     return int(logits[0].argmax()) if index is None else index
 
 
+def row_scores(logits: torch.Tensor, indices: list[int | None]) -> tuple[torch.Tensor, list[int]]:
+    """Each row's class score summed (index None: that row's top-1 class), and the classes: one backward
+    pass of the sum gives every row the gradient of its own score, rows being separate pictures."""
+    chosen = [int(logits[row].argmax()) if index is None else index for row, index in enumerate(indices)]
+    rows = torch.arange(len(chosen), device=logits.device)
+    return logits[rows, torch.tensor(chosen, device=logits.device)].sum(), chosen
+
+
 def class_target(model: ConvLensModel, logits: torch.Tensor, index: int) -> dict:
     """The explained class as every answer names one, with its logit as ``score``."""
     row = logits[0].detach().float()

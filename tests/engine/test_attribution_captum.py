@@ -5,7 +5,7 @@ import pytest
 import torch
 from captum.attr import Deconvolution, GuidedBackprop, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
-from engine.attribution.gradcam import gradcam_map
+from engine.attribution.gradcam import gradcam_maps
 from engine.attribution.gradients import class_gradient
 from engine.attribution.guided_backprop import relu_rule_gradient
 from engine.attribution.integrated_gradients import integrated_gradients
@@ -132,7 +132,8 @@ def test_gradcam_matches_pytorch_grad_cam_on_efficientnet(efficientnet, cat224, 
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    upsampled, cam, _, index = gradcam_map(efficientnet, cat224, layer, 285)
+    upsampled, cam, _, (index,) = gradcam_maps(efficientnet, cat224, layer, [285])
+    upsampled, cam = upsampled[0], cam[0]
     with GradCAM(model=efficientnet, target_layers=[efficientnet.layer(layer)]) as peer:
         theirs = peer(input_tensor=cat224.clone().requires_grad_(True), targets=[ClassifierOutputTarget(285)])[0]
     # pytorch-grad-cam min-max scales the cam, resizes it with OpenCV, then min-max scales again
