@@ -44,6 +44,7 @@ class InlineRequest:
     params: dict
     uploads: dict[str, list[Picture]]  # by slot name; a list of one for a single picture
     many: frozenset[str]  # the slots that take a list
+    several: bool = False  # several pictures for a method that takes_several: one answer per picture
 
 
 async def receive(request: Request, method: Method) -> Form | bytes:
@@ -107,10 +108,16 @@ def parse(method: Method, body: Form | bytes, collections: CollectionResolver | 
     """
     if isinstance(body, Form):
         model, raw_params, uploads = body.model or DEFAULT_MODEL, _form_params(body.params), _form_uploads(method, body)
+        several = method.takes_several and any(len(files) > 1 for files in body.files.values())
     else:
         envelope = _envelope(body)
         model, raw_params, uploads = envelope.model, envelope.params, _json_uploads(method, envelope, collections)
-    return InlineRequest(model, raw_params, uploads, frozenset(slot.name for slot in method.inputs if slot.many))
+        several = method.takes_several and any(isinstance(value, (list, dict)) and _is_many(value) for value in envelope.inputs.values())
+    return InlineRequest(model, raw_params, uploads, frozenset(slot.name for slot in method.inputs if slot.many), several)
+
+
+def _is_many(value) -> bool:
+    return isinstance(value, list) or set(value) == {"collection"}
 
 
 def _form_params(text: str | None) -> dict:
@@ -157,7 +164,7 @@ def _json_uploads(method: Method, envelope: Envelope, collections: CollectionRes
         if slot is None:
             uploads[name] = [Picture(name)]
             continue
-        pictures = slot_pictures(value, name, slot.many)
+        pictures = slot_pictures(value, name, slot.many or method.takes_several)
         if isinstance(pictures, CollectionRef):
             if collections is None:
                 raise Problem(422, "invalid_input", f"input {name!r} takes pictures here, not a collection", input=name)

@@ -103,6 +103,11 @@ def _record_encode_time(result: Result, start: float) -> None:
 
 
 def _json(result: Result, embed: frozenset[str] | None, keep: Callable[[Result], str] | None) -> bytes:
+    return json.dumps(result_body(result, embed, keep), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def result_body(result: Result, embed: frozenset[str] | None, keep: Callable[[Result], str] | None) -> dict:
+    """The JSON answer for one result: the artifacts named by ``embed`` in base64, the others linked."""
     start = time.perf_counter()
     main = _main(result)
     names = [*result.images, *result.arrays]
@@ -117,14 +122,7 @@ def _json(result: Result, embed: frozenset[str] | None, keep: Callable[[Result],
             artifacts.append({**_describe(result, name), "url": f"/v1/results/{result_id}/{name}"})
     _record_encode_time(result, start)
     data = result.data
-    body = {
-        "method": data.get("method"),
-        "model": data.get("model"),
-        "main": main,
-        "data": data,
-        "artifacts": artifacts,
-    }
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return {"method": data.get("method"), "model": data.get("model"), "main": main, "data": data, "artifacts": artifacts}
 
 
 def _describe(result: Result, name: str) -> dict:

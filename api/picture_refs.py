@@ -59,9 +59,8 @@ def slot_pictures(value: Any, name: str, many: bool) -> list[Picture] | Collecti
         if not isinstance(value["collection"], str) or not value["collection"]:
             raise Problem(422, "invalid_input", f"input {name!r}: a collection is named by its id, e.g. {{\"collection\": \"samples\"}}", input=name)
         return CollectionRef(collection=value["collection"])
-    if many:
-        items = value if isinstance(value, list) else [value]  # one picture is a list of one
-        return [picture(item, f"{name}[{i}]", name) for i, item in enumerate(items)]
+    if many and isinstance(value, list):
+        return [picture(item, f"{name}[{i}]", name) for i, item in enumerate(value)]
     if isinstance(value, list):
         raise Problem(422, "invalid_input", f"input {name!r} takes one picture ({FORMS}), not a list", input=name)
     return [picture(value, name, name)]

@@ -84,6 +84,19 @@ class Problem(Exception):
         self.extra = extra
 
 
+def picture_problem(exc: Exception) -> Problem:
+    """The problem one picture of a request ran into (unreadable, unknown, or refused by the engine)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, ImageRejected):
+        return Problem(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message, input=exc.input)
+    if isinstance(exc, UnknownImage):
+        return Problem(404, "unknown_image", str(exc))
+    if isinstance(exc, EngineError):
+        return Problem(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message, **getattr(exc, "extra", {}))
+    raise TypeError(f"not a picture's problem: {type(exc).__name__}")
+
+
 def invalid_request(exc: ValidationError) -> Problem:
     """422 ``invalid_request`` naming every field pydantic refused, one line each."""
     return Problem(422, "invalid_request", describe_errors(exc, "body") or "invalid request", errors=readable_errors(exc))
@@ -110,16 +123,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)
 
     @app.exception_handler(EngineError)
-    async def _engine(_request: Request, exc: EngineError):
-        return problem_response(ENGINE_STATUS.get(exc.code, 400), exc.code, exc.message, **getattr(exc, "extra", {}))
-
     @app.exception_handler(ImageRejected)
-    async def _image(_request: Request, exc: ImageRejected):
-        return problem_response(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message, input=exc.input)
-
     @app.exception_handler(UnknownImage)
-    async def _unknown_image(_request: Request, exc: UnknownImage):
-        return problem_response(404, "unknown_image", str(exc))
+    async def _picture(_request: Request, exc: Exception):
+        problem = picture_problem(exc)
+        return problem_response(problem.status, problem.code, problem.detail, **problem.extra)
 
     @app.exception_handler(UnknownCollection)
     async def _unknown_collection(_request: Request, exc: UnknownCollection):

@@ -46,6 +46,33 @@ class InlineResult(BaseModel):
     artifacts: list[ArtifactOut]
 
 
+class PictureOut(BaseModel):
+    position: int = Field(description="its place among the request's pictures")
+    id: str | None = Field(description="the stored image's id, if it was named by one")
+    name: str | None = Field(description="a collection's name for it, or a multipart file's name")
+
+
+class EachResult(BaseModel):
+    """One picture's answer: its result (as InlineResult), or the problem it ran into."""
+
+    picture: PictureOut
+    method: str | None = None
+    model: str | None = None
+    main: str | None = None
+    data: dict[str, Any] | None = None
+    artifacts: list[ArtifactOut] | None = None
+    problem: dict[str, Any] | None = Field(None, description="problem details (status, code, detail) of a picture with no result")
+
+
+class InlineResults(BaseModel):
+    """What a method that takes several pictures answers for a list, a collection or repeated files (JSON):
+    one entry per picture, in order."""
+
+    method: str
+    model: str
+    results: list[EachResult]
+
+
 class ProblemDetails(BaseModel):
     """RFC 9457 problem details; ``code`` is stable and machine-readable."""
 
@@ -61,9 +88,12 @@ def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def _slot_field(slot: InputSlot) -> tuple[Any, Any]:
-    if slot.many:
-        kind: Any = list[PictureRef] | CollectionRef
+def _slot_field(slot: InputSlot, several: bool) -> tuple[Any, Any]:
+    if several:
+        kind: Any = PictureRef | list[PictureRef] | CollectionRef
+        field = Field(description=f"{slot.description}; several pictures (a list, or a collection) get one answer each")
+    elif slot.many:
+        kind = list[PictureRef] | CollectionRef
         field = Field(description=f"{slot.description} ({slot.min_count}..{slot.max_count} images, or a collection)")
     else:
         kind = PictureRef
@@ -78,7 +108,7 @@ def json_request_model(method: Method) -> type[BaseModel]:
     inputs = create_model(
         f"{camel(method.name)}Inputs",
         __config__=ConfigDict(extra="forbid"),
-        **{slot.name: _slot_field(slot) for slot in method.inputs},
+        **{slot.name: _slot_field(slot, method.takes_several) for slot in method.inputs},
     )
     return create_model(
         f"{camel(method.name)}Request",
@@ -121,6 +151,9 @@ def multipart_schema(method: Method, params_ref: dict) -> dict:
                 "maxItems": slot.max_count,
                 "description": f"{slot.description} (repeat the field, {slot.min_count}..{slot.max_count} files)",
             }
+        elif method.takes_several:
+            properties[slot.name] = {"anyOf": [BINARY, {"type": "array", "items": BINARY}],
+                                     "description": f"{slot.description}; repeat the field for several pictures, one answer each"}
         else:
             properties[slot.name] = {**BINARY, "description": slot.description}
     required = [slot.name for slot in method.inputs if not slot.optional]

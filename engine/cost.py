@@ -33,6 +33,10 @@ class Cost:
     def as_dict(self) -> dict[str, int]:
         return {"passes": self.passes, "pixels": self.pixels, "bytes": self.bytes}
 
+    def for_pictures(self, count: int, batch: int) -> "Cost":
+        """The cost of one picture's call, made for ``count`` pictures run ``batch`` at a time."""
+        return Cost(self.passes * count, self.pixels * count, self.bytes * min(count, batch), self.hint)
+
 
 class OverBudget(EngineError):
     """A call whose estimated cost exceeds the inline budget (``over_inline_budget``) or the job caps (``over_job_caps``)."""

@@ -88,6 +88,11 @@ class Method:
         if not issubclass(self.params, Params):
             raise TypeError(f"method {self.name!r}: its params must subclass engine.params.Params (shared names and units)")
 
+    @property
+    def takes_several(self) -> bool:
+        """A method of one picture whose calls share a pass also takes several pictures in one request."""
+        return self.batching is not None and len(self.inputs) == 1 and not self.inputs[0].many
+
     def estimate(self, model: ModelProfile, params: BaseModel, images: int) -> Cost:
         """What running with ``params`` on ``images`` input pictures will cost (nothing is run)."""
         return self.cost(model, params, images)

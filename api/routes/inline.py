@@ -5,7 +5,9 @@ route, its typed request schema and its documentation with no code here.
 """
 
 import asyncio
+import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Annotated
@@ -18,18 +20,22 @@ from api.deps import (
 )
 from api.inline_links import parse_embed
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
-from api.inline_request import CollectionResolver, Form, decode_inputs, parse, receive
-from api.picture_refs import ImageResolver
-from api.inline_response import Wanted, negotiate, render
-from api.problems import PROBLEM_JSON, Problem
-from api.schemas import InlineResult, ProblemDetails, json_request_model, multipart_schema
+from api.inline_request import CollectionResolver, Form, InlineRequest, decode_inputs, parse, receive
+from api.picture_refs import ImageResolver, picture_bytes
+from api.inline_response import JSON, Wanted, negotiate, render, result_body
+from api.problems import PROBLEM_JSON, Problem, picture_problem, problem_body
+from api.schemas import InlineResult, InlineResults, ProblemDetails, json_request_model, multipart_schema
+from engine.decoding import decode_image
 from engine.encoding import NPY, PNG
+from engine.errors import EngineError
+from engine.picture_names import named
 from engine.inspect.collection import FeatureCache
 from engine.registry import Inputs, Method, all_methods, get_method
 from engine.result import Result
 from engine.models.zoo import ModelSource
-from engine.run import Call, prepare, run_call
+from engine.run import Call, prepare, run_call, run_calls
 from api.settings import Settings
+from worker.uploads import UnknownImage
 
 REF = "#/components/schemas/{model}"
 
@@ -40,6 +46,11 @@ USAGE = """
   input ({inputs});
 - `application/json`: `{{"model": ..., "params": {{...}}, "inputs": {{...}}}}`, each picture as
   `{{"base64": "..."}}` or `{{"image_id": "..."}}` (an image uploaded with `POST /v1/images`).
+
+Several pictures (a list, a collection, or the file field repeated) for a method that batches
+(classify and the gradient attributions) get one answer each, in order, computed in batches:
+`{{"method", "model", "results": [{{"picture": {{"position", "id", "name"}}, ...the result | "problem"}}]}}`;
+a picture that cannot be read or answered gets its own problem, the others their results.
 
 Pictures may be PNG, JPEG, WEBP, GIF, BMP or TIFF; EXIF orientation is applied and transparency
 is composited on white. Where the method has a `fit` param, it says how a picture is resized to the
@@ -66,9 +77,10 @@ def inline_router() -> tuple[APIRouter, dict[str, dict]]:
     requests = {method.name: json_request_model(method) for method in methods}
     keyed = [(requests[method.name], "validation") for method in methods]
     keyed += [(method.params, "validation") for method in methods]
-    keyed += [(InlineResult, "serialization"), (ProblemDetails, "serialization")]
+    keyed += [(InlineResult, "serialization"), (InlineResults, "serialization"), (ProblemDetails, "serialization")]
     refs, definitions = models_json_schema(keyed, ref_template=REF)
-    responses = _responses(refs[(InlineResult, "serialization")], refs[(ProblemDetails, "serialization")])
+    answer_schema = {"oneOf": [refs[(InlineResult, "serialization")], refs[(InlineResults, "serialization")]]}
+    responses = _responses(answer_schema, refs[(ProblemDetails, "serialization")])
     for method in methods:
         body = _request_body(method, refs[(requests[method.name], "validation")], refs[(method.params, "validation")])
         router.add_api_route(
@@ -143,6 +155,8 @@ def answer(
     Returns the body, its media type and the timings (ms).
     """
     request = parse(method, body, collections)
+    if request.several:
+        return answer_each(method, request, wanted, settings, caller, resolve, progress, keep)
     counts = {slot: len(uploads) for slot, uploads in request.uploads.items()}
     call = prepare(method.name, request.model, request.params, counts, caller.tenant, settings.inline_budget(), caller.models)  # before any decoding
     start = time.perf_counter()
@@ -155,12 +169,70 @@ def answer(
     return content, media_type, timings
 
 
+def answer_each(
+    method: Method,
+    request: InlineRequest,
+    wanted: Wanted,
+    settings: Settings,
+    caller: "Caller",
+    resolve: ImageResolver,
+    progress: InlineProgress,
+    keep: Callable[[Result], str] | None = None,
+) -> tuple[bytes, str, dict]:
+    """Several pictures for a one-picture method: one answer each, in order, computed ``inline_max_batch`` at a
+    time; a picture that cannot be read or answered gets its own problem, the others their results."""
+    if wanted.media_type != JSON:
+        raise Problem(406, "not_acceptable", "a request with several pictures answers JSON, one result per picture")
+    (slot,) = [input_slot.name for input_slot in method.inputs]
+    pictures = request.uploads.get(slot, [])
+    if len(pictures) > settings.inline_max_pictures:
+        raise Problem(422, "too_many_pictures", f"{len(pictures)} pictures in one request, over the limit of "
+                      f"{settings.inline_max_pictures}: send fewer, or submit jobs", input=slot)
+    call = prepare(method.name, request.model, request.params, {slot: 1}, caller.tenant, None, caller.models)
+    settings.inline_budget().check(method.name, call.cost.for_pictures(len(pictures), settings.inline_max_batch))
+    start = time.perf_counter()
+    answers: dict[int, Result | Exception] = {}
+    readable = []
+    for position, given in enumerate(pictures):
+        try:
+            image = decode_image(picture_bytes(given, resolve), settings.max_image_pixels, given.label)
+            readable.append((position, named(image, given.image_id, given.name)))
+        except (Problem, EngineError, UnknownImage) as problem:
+            answers[position] = problem
+    decode_ms = round((time.perf_counter() - start) * 1000, 3)
+    with inline_limits(method.name):
+        for first in range(0, len(readable), settings.inline_max_batch):
+            progress(first, len(readable))
+            chunk = readable[first : first + settings.inline_max_batch]
+            outcomes = run_calls([(call, {slot: image}) for _position, image in chunk], settings.device)
+            answers.update((position, outcome) for (position, _image), outcome in zip(chunk, outcomes))
+    results = []
+    for position, given in enumerate(pictures):
+        outcome = answers[position]
+        picture = {"position": position, "id": given.image_id, "name": given.name}
+        if isinstance(outcome, Result):
+            results.append({"picture": picture, **result_body(outcome, wanted.embed, keep)})
+        else:
+            problem = picture_problem(outcome)
+            results.append({"picture": picture, "problem": problem_body(problem.status, problem.code, problem.detail, **problem.extra)})
+    body = {"method": method.name, "model": call.spec.name, "results": results}
+    timings = {"decode_ms": decode_ms, "total_ms": round((time.perf_counter() - start) * 1000, 3)}
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8"), JSON, timings
+
+
 def run_inline(call: Call, inputs: Inputs, progress: InlineProgress, settings: Settings, cache: FeatureCache | None = None) -> Result:
     """:func:`engine.run.run_call` within a request: past the inline time limit, or for a client gone, 503."""
-    try:
+    with inline_limits(call.method.name):
         return run_call(call, inputs, progress, settings.device, cache)
+
+
+@contextmanager
+def inline_limits(method_name: str):
+    """Past the inline time limit, or for a client gone, the work stops with a 503."""
+    try:
+        yield
     except InlineTimeLimit as exc:
-        raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={call.method.name!r})") from None
+        raise Problem(503, "inline_time_limit", f"{exc}; submit it as a job (POST /v1/jobs with method={method_name!r})") from None
     except ClientGone as exc:
         raise Problem(503, "client_gone", str(exc)) from None
 
@@ -216,7 +288,7 @@ def _responses(result_ref: dict, problem_ref: dict) -> dict:
     problem = {"content": {PROBLEM_JSON: {"schema": problem_ref}}}
     return {
         200: {
-            "description": "the result: JSON, or one picture / array itself",
+            "description": "the result: JSON (one result each for several pictures), or one picture / array itself",
             "headers": {
                 "Server-Timing": {
                     "description": "engine, decode and encode durations (ms)",

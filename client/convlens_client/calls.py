@@ -17,6 +17,7 @@ import httpx
 
 from convlens_client._http import inline_request, job_request
 from convlens_client._inputs import ImageLike, image_file
+from convlens_client.errors import error_for
 from convlens_client.models import Artifact, InlineResult, Job, StoredImage
 
 Plan = Generator["Request", httpx.Response, Any]
@@ -70,6 +71,18 @@ class Calls:
         """Run an inline method; ``embed`` names the artifacts sent in the answer (``all``, ``main``, names); others are linked."""
         request = inline_request(method, _slots(images or {}), params, model, embed)
         return InlineResult.from_json((yield Request("POST", request.pop("url"), request)).json())
+
+    def each(self, method: str, images: list[ImageLike], params: dict | None = None, model: str | None = None,
+             embed: str | None = None) -> Plan:
+        """Run a method that takes several pictures (classify, the gradient attributions) on each of ``images`` in
+        one request: an InlineResult per picture, in order, or the ConvLensError of a picture it could not answer."""
+        request = inline_request(method, {"image": [image_file(item, f"image{i}") for i, item in enumerate(images)]},
+                                 params, model, embed)
+        body = (yield Request("POST", request.pop("url"), request)).json()
+        if "results" not in body:  # one picture: the usual answer
+            return [InlineResult.from_json(body)]
+        return [InlineResult.from_json(entry) if "problem" not in entry else error_for(entry["problem"]["status"], entry["problem"])
+                for entry in body["results"]]
 
     def classify(self, image: ImageLike, model: str | None = None, **params) -> Plan:
         """The top classes of one picture."""

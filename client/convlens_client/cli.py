@@ -194,7 +194,8 @@ def _listing_parser(what: str) -> _Parser:
 def _inline_parser(method: str) -> _Parser:
     parser = _parser(f"convlens {method}", f"convlens {method} PICTURE... [options]",
                      f"Run {method} on your pictures and print its answer at once. Methods that take long run as "
-                     "jobs instead (convlens job).")
+                     "jobs instead (convlens job). Classify and the gradient maps take several pictures in one "
+                     "request (convlens saliency *.jpg -o maps/): then -o is a folder, one file per picture.")
     parser.add_argument("images", nargs="*", metavar="PICTURE",
                         help="a picture file; SLOT=FILE for methods that take several kinds of picture")
     _settings_options(parser, "the model to use (default: the service's; convlens models lists them)")
@@ -349,10 +350,12 @@ def _listing(client: ConvLens, args) -> int:
 
 
 def _inline(client: ConvLens, args) -> int:
-    _check_output(args.output)
     images: dict[str, list] = {}
     for slot, path in _slotted(args.images, _file):
         images.setdefault(slot or "image", []).append(path)
+    if set(images) == {"image"} and len(images["image"]) > 1:
+        return _inline_each(client, args, images["image"])
+    _check_output(args.output)
     slots = {slot: paths[0] if len(paths) == 1 else paths for slot, paths in images.items()}
     params = _params(args)
     embed = "main" if args.output and args.artifact is None else (args.artifact or "none")
@@ -365,6 +368,29 @@ def _inline(client: ConvLens, args) -> int:
         print(f"wrote {args.output} ({name})", file=sys.stderr)
     _print_json({key: value for key, value in result.data.items() if key != "params"})
     return 0
+
+
+def _inline_each(client: ConvLens, args, paths: list[str]) -> int:
+    """Several pictures in one request (methods that batch): -o names a folder, where each main picture is
+    written as <picture's name>.png; a picture the service could not answer is one line on stderr (exit 4)."""
+    if args.output is not None and not Path(args.output).is_dir():
+        raise UsageError(f"-o {args.output}: with several pictures, give an existing folder for their results")
+    embed = "main" if args.output and args.artifact is None else (args.artifact or "none")
+    answers = client.each(args.command, paths, _params(args), args.model, embed)
+    failed = 0
+    for path, answer in zip(paths, answers):
+        if isinstance(answer, Exception):
+            failed += 1
+            print(f"convlens: {path}: {answer.detail} ({answer.status} {answer.code})", file=sys.stderr)
+        elif args.output:
+            name = args.artifact or answer.main
+            target = Path(args.output) / f"{Path(path).stem}{'.npy' if answer.artifacts[name].kind == 'array' else '.png'}"
+            client.save(answer.artifacts[name], target)
+            print(f"wrote {target} ({name})", file=sys.stderr)
+    _print_json([{"picture": path, **({key: value for key, value in answer.data.items() if key != "params"}
+                                      if not isinstance(answer, Exception) else {"problem": answer.code})}
+                 for path, answer in zip(paths, answers)])
+    return 4 if failed else 0
 
 
 def _style(client: ConvLens, args) -> int:

@@ -46,10 +46,12 @@ class InlineResult:
     data: dict[str, Any]
     artifacts: dict[str, Artifact]
 
+    picture: dict[str, Any] | None = None  # {position, id, name} when one of several pictures
+
     @classmethod
     def from_json(cls, body: dict) -> "InlineResult":
         artifacts = {item["name"]: Artifact.from_inline(item) for item in body["artifacts"]}
-        return cls(body["method"], body["model"], body.get("main"), body["data"], artifacts)
+        return cls(body["method"], body["model"], body.get("main"), body["data"], artifacts, body.get("picture"))
 
 
 @dataclass

@@ -39,8 +39,9 @@ def test_openapi_documents_each_inline_method(client, method: Method):
     assert set(form["properties"]) == {"model", "params", *(slot.name for slot in method.inputs)}
     assert resolve(document, form["properties"]["params"]["contentSchema"]) == params
 
-    result = resolve(document, operation["responses"]["200"]["content"]["application/json"]["schema"])
-    assert set(result["properties"]) == {"method", "model", "main", "data", "artifacts"}
+    one, several = (resolve(document, s) for s in operation["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"])
+    assert set(one["properties"]) == {"method", "model", "main", "data", "artifacts"}
+    assert set(several["properties"]) == {"method", "model", "results"}
     assert set(operation["responses"]["200"]["content"]) == {"application/json", "image/png", "application/x-npy"}
 
 

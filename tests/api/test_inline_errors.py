@@ -50,9 +50,8 @@ CLASSIFY_CASES = {
     "missing-input": ({"files": [("params", (None, b"{}"))]}, 422, "missing_input"),
     "missing-input-json": (inputs(), 422, "missing_input"),
     "unknown-input-json": (inputs(image={"base64": B64}, mask={"base64": B64}), 422, "unknown_input"),
-    "list-for-one-image": (inputs(image=[{"base64": B64}]), 422, "invalid_input"),
     "image-field-as-text": ({"files": [("image", (None, b"hello"))]}, 422, "invalid_field"),
-    "two-images-for-one": ({"files": [("image", ("a", PHOTO, "image/png")), ("image", ("b", PHOTO, "image/png"))]}, 422, "wrong_image_count"),
+    "too-many-pictures": (inputs(image=[{"base64": B64}] * 65), 422, "too_many_pictures"),
     "wrong-content-type": ({"content": PHOTO, "headers": {"content-type": "image/png"}}, 415, "unsupported_media_type"),
     "no-content-type": ({"content": PHOTO}, 415, "unsupported_media_type"),
     "broken-multipart": ({"content": b"no boundary here", "headers": {"content-type": "multipart/form-data"}}, 400, "malformed_multipart"),
@@ -71,6 +70,17 @@ def assert_problem(response, status: int, code: str) -> None:
 @pytest.mark.parametrize("request_kwargs, status, code", CLASSIFY_CASES.values(), ids=CLASSIFY_CASES.keys())
 def test_bad_classify_requests(client, request_kwargs, status, code):
     assert_problem(client.post("/v1/classify", **request_kwargs), status, code)
+
+
+ONE_PICTURE_CASES = {  # activations does not batch: one picture a call
+    "list-for-one-image": (inputs(image=[{"base64": B64}]), 422, "invalid_input"),
+    "two-images-for-one": ({"files": [("image", ("a", PHOTO, "image/png")), ("image", ("b", PHOTO, "image/png"))]}, 422, "wrong_image_count"),
+}
+
+
+@pytest.mark.parametrize("request_kwargs, status, code", ONE_PICTURE_CASES.values(), ids=ONE_PICTURE_CASES.keys())
+def test_a_method_that_does_not_batch_takes_one_picture(client, request_kwargs, status, code):
+    assert_problem(client.post("/v1/activations", **request_kwargs), status, code)
 
 
 PROBE_CASES = {

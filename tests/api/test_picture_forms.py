@@ -11,7 +11,7 @@ from api.app import create_app
 from tests.api.test_keys_and_tenancy import assert_problem, make_key, upload
 from tests.pictures import encode
 
-WRONG = [42, {"url": "http://example.com/cat.png"}, {"image_id": 5}, {"image_id": "a", "base64": "b"}, ["a"]]
+WRONG = [42, {"url": "http://example.com/cat.png"}, {"image_id": 5}, {"image_id": "a", "base64": "b"}]
 NOISE = ("Base64Image", "StoredImage", "union", "Value error")
 
 

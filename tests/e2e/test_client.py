@@ -341,3 +341,19 @@ def test_keys_are_sent_and_refusals_raise_their_class(live, photos):
         assert caught.value.status == 403 and caught.value.code == "insufficient_scope"
     finally:
         api.stop()
+
+
+def test_several_pictures_in_one_request_from_the_client_and_the_cli(client, live, photos, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    pictures = [photos / "cat.jpg", tmp_path / "broken.png", photos / "coffee.png"]
+    cat, broken, cup = client.each("classify", pictures, {"top_k": 1})
+    assert cat.data["top"][0]["label"] in CAT_CLASSES and cup.data["top"][0]["label"] == "espresso"
+    assert isinstance(broken, errors.ConvLensError) and broken.code == "not_an_image"
+    assert cup.picture == {"position": 2, "id": None, "name": "coffee.png"}
+
+    (tmp_path / "maps").mkdir()
+    done = cli(live, "saliency", str(photos / "cat.jpg"), str(photos / "coffee.png"), "-o", "maps", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    maps = tmp_path / "maps"
+    assert sorted(p.name for p in maps.iterdir()) == ["cat.png", "coffee.png"]
+    assert picture((maps / "coffee.png").read_bytes()).format == "PNG"
