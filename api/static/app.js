@@ -166,13 +166,51 @@ function params() {
   return chosen;
 }
 
+// ---- results ----------------------------------------------------------------------------------
+
+// Top classes as labelled horizontal bars: label, bar as long as the probability, the probability as a number.
+function bars(top) {
+  const box = document.createElement("div");
+  box.className = "bars";
+  for (const entry of top) {
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.dataset.index = entry.index;
+    row.dataset.label = entry.label;
+    row.dataset.probability = String(entry.probability);
+    row.title = `class ${entry.index}: ${entry.label}, probability ${entry.probability}`;
+    const label = Object.assign(document.createElement("span"), { className: "bar-label", textContent: entry.label });
+    const track = Object.assign(document.createElement("span"), { className: "bar-track" });
+    const fill = Object.assign(document.createElement("span"), { className: "bar-fill" });
+    fill.style.width = `${(100 * entry.probability).toFixed(2)}%`;
+    track.append(fill);
+    const value = Object.assign(document.createElement("span"), { className: "bar-value", textContent: entry.probability.toFixed(3) });
+    row.append(label, track, value);
+    box.append(row);
+  }
+  return box;
+}
+
+// A result's data: readable parts first (top classes as bars), the whole JSON folded below them.
+function showData(data) {
+  const readable = $("readable");
+  readable.replaceChildren();
+  $("data").textContent = data ? JSON.stringify(data, null, 2) : "";
+  $("raw").hidden = !data;
+  if (!data) return;
+  if (Array.isArray(data.top) && data.top.length) {
+    readable.append(Object.assign(document.createElement("h3"), { textContent: "Top classes" }), bars(data.top));
+  }
+  $("raw").open = !readable.children.length;
+}
+
 // ---- one method -------------------------------------------------------------------------------
 
 async function run(event) {
   event.preventDefault();
   showError(null);
   $("results").replaceChildren();
-  $("data").textContent = "";
+  showData(null);
   const method = currentMethod();
   $("run").disabled = true;
   try {
@@ -198,7 +236,7 @@ async function runInline(method) {
   for (const artifact of result.artifacts.filter((a) => a.kind === "image")) {
     $("results").append(figure(artifact.url, artifact.name, `${method.name}-${artifact.name}.png`));
   }
-  $("data").textContent = JSON.stringify(result.data, null, 2);
+  showData(result.data);
   $("status").textContent = `${method.name}: ${Math.round(performance.now() - started)} ms`;
 }
 
@@ -249,7 +287,7 @@ function follow(job) {
         for (const artifact of final.artifacts.filter((a) => a.kind === "image")) {
           $("results").append(figure(artifact.url, artifact.name, artifact.name));
         }
-        $("data").textContent = JSON.stringify(final.result, null, 2);
+        showData(final.result);
       } else if (final.error) {
         showError(`${final.error.code}: ${final.error.message}`);
       }

@@ -29,6 +29,8 @@ def photos(tmp_path_factory, chelsea, coffee) -> Path:
     chelsea.save(folder / "chelsea.png")
     chelsea.resize((48, 32)).save(folder / "small_chelsea.png")
     coffee.resize((48, 32)).save(folder / "coffee.png")
+    side = min(chelsea.size)
+    chelsea.crop((0, 0, side, side)).save(folder / "square_chelsea.png")  # square: every fit gives the same picture
     return folder
 
 
@@ -133,3 +135,31 @@ def test_style_job_progress_reaches_100_percent_and_its_result_shows(browser, li
     assert fractions == sorted(fractions)
     browser.execute_script("document.getElementById('progress').scrollIntoView()")
     browser.save_screenshot(str(artifacts / "style_job.png"))
+
+
+def shown_bars(browser) -> list[dict]:
+    """The classify bars as the page shows them: label text, probability, and the number written beside the bar."""
+    rows = browser.find_elements("css selector", "#readable .bar")
+    return [{"label": row.find_element("css selector", ".bar-label").text, "index": int(row.get_attribute("data-index")),
+             "probability": float(row.get_attribute("data-probability")), "shown": row.find_element("css selector", ".bar-value").text}
+            for row in rows]
+
+
+def test_classify_shows_labelled_bars_equal_to_the_api(browser, live, photos, artifacts):
+    open_page(browser, live)
+    choose(browser, "method", "classify")
+    browser.find_element("id", "slot-image").send_keys(str(photos / "square_chelsea.png"))
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: b.find_elements("css selector", "#readable .bar"))
+    with open(photos / "square_chelsea.png", "rb") as picture:
+        answer = httpx.post(live.url + "/v1/classify", data={"model": "efficientnet_lite0"},
+                            files={"image": ("square_chelsea.png", picture, "image/png")}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["data"]["top"]
+    shown = shown_bars(browser)
+    assert [(bar["label"], bar["index"], bar["probability"]) for bar in shown] == [(t["label"], t["index"], t["probability"]) for t in top]
+    assert [bar["shown"] for bar in shown] == [f"{t['probability']:.3f}" for t in top]
+    widths = browser.execute_script("return [...document.querySelectorAll('#readable .bar-fill')].map(e => e.getBoundingClientRect().width)")
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    assert not browser.find_element("id", "data").is_displayed()  # the JSON is folded away, not the answer
+    browser.save_screenshot(str(artifacts / "classify_bars.png"))
