@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], methods: [] };
+const state = { models: [], methods: [], labels: {} };
 const RAMPS = {  // CSS stops close to each matplotlib / OpenCV colour map, for the shared colour bar
   jet: "#00008f,#0000ff,#00ffff,#ffff00,#ff0000,#800000",
   viridis: "#440154,#3b528b,#21918c,#5ec962,#fde725",
@@ -100,11 +100,11 @@ function renderMethod() {
   const fields = $("params");
   fields.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Params" }));
   for (const [name, schema] of Object.entries(method.params_schema.properties || {})) {
-    const input = paramInput(name, schema);
+    const input = CLASS_PARAMS[name] ? classPicker(name, schema, CLASS_PARAMS[name]) : paramInput(name, schema);
     if (!input) continue;
     const label = document.createElement("label");
     label.title = schema.description || "";
-    label.append(document.createTextNode(name), input);
+    label.append(document.createTextNode(CLASS_PARAMS[name] === "many" ? "classes (objectives)" : name), input);
     if (input.type === "checkbox") label.className = "check";
     fields.append(label);
   }
@@ -157,6 +157,11 @@ function params() {
   const chosen = {};
   for (const input of $("params").querySelectorAll("[data-param]")) {
     const kind = input.dataset.kind;
+    if (kind === "class") {
+      const value = classValue(input);
+      if (value !== null) chosen[input.dataset.param] = value;
+      continue;
+    }
     if (kind === "boolean") chosen[input.dataset.param] = input.checked;
     else if (input.value === "") continue;
     else if (kind === "integer") chosen[input.dataset.param] = parseInt(input.value, 10);
@@ -164,6 +169,97 @@ function params() {
     else chosen[input.dataset.param] = /^-?\d+$/.test(input.value) ? parseInt(input.value, 10) : input.value;
   }
   return chosen;
+}
+
+// ---- classes by name ---------------------------------------------------------------------------
+
+// Params that name classes: target_class (one class) and class_visualization's objectives (one class term each).
+const CLASS_PARAMS = { target_class: "one", objectives: "many" };
+
+async function labelsOf(model) {
+  if (!state.labels[model]) state.labels[model] = api(`/v1/models/${encodeURIComponent(model)}`).then((m) => m.labels || []);
+  return state.labels[model];
+}
+
+// The labels containing ``text`` (case-insensitive), those starting with it first, at most ``limit``.
+function matching(labels, text, limit = 8) {
+  const query = text.trim().toLowerCase();
+  if (!query) return [];
+  const hits = [];
+  labels.forEach((label, index) => {
+    const at = label.toLowerCase().indexOf(query);
+    if (at >= 0) hits.push({ label, index, at });
+  });
+  hits.sort((a, b) => (a.at !== 0) - (b.at !== 0) || a.index - b.index);
+  return hits.slice(0, limit);
+}
+
+// A text field completing over the model's labels. "one": the chosen class's index is sent (free text is sent as
+// typed, a label or an index, and the API checks it); "many": each chosen class becomes a class objective.
+function classPicker(name, schema, count) {
+  const box = document.createElement("div");
+  box.className = "class-picker";
+  box.dataset.param = name;
+  box.dataset.kind = "class";
+  box.dataset.count = count;
+  const input = Object.assign(document.createElement("input"), { type: "text", id: `param-${name}`, autocomplete: "off" });
+  input.placeholder = count === "many" ? "type to add classes (default: flamingo)" : "type a class name (default: the top class)";
+  input.setAttribute("role", "combobox");
+  const list = Object.assign(document.createElement("ul"), { className: "suggestions", id: `suggest-${name}` });
+  list.setAttribute("role", "listbox");
+  const chips = Object.assign(document.createElement("span"), { className: "chips", id: `chosen-${name}` });
+  const pick = (hit) => {
+    list.replaceChildren();
+    if (count === "many") {
+      if (![...chips.children].some((chip) => chip.dataset.index === String(hit.index))) {
+        const chip = Object.assign(document.createElement("button"), { type: "button", className: "chip", textContent: `${hit.label} \u00d7` });
+        chip.dataset.index = hit.index;
+        chip.dataset.label = hit.label;
+        chip.title = `class ${hit.index}; click to remove`;
+        chip.addEventListener("click", () => chip.remove());
+        chips.append(chip);
+      }
+      input.value = "";
+    } else {
+      input.value = hit.label;
+      input.dataset.index = hit.index;
+      input.dataset.label = hit.label;
+    }
+  };
+  input.addEventListener("input", async () => {
+    delete input.dataset.index;
+    const labels = await labelsOf($("model").value);
+    list.replaceChildren(...matching(labels, input.value).map((hit) => {
+      const item = Object.assign(document.createElement("li"), { textContent: hit.label, title: `class ${hit.index}` });
+      item.setAttribute("role", "option");
+      item.dataset.index = hit.index;
+      item.addEventListener("mousedown", (event) => { event.preventDefault(); pick(hit); });
+      return item;
+    }));
+  });
+  input.addEventListener("keydown", (event) => {
+    const first = list.querySelector("li");
+    if (event.key === "Enter" && first) {
+      event.preventDefault();
+      pick({ label: first.textContent, index: Number(first.dataset.index) });
+    } else if (event.key === "Escape") list.replaceChildren();
+  });
+  input.addEventListener("blur", () => list.replaceChildren());
+  box.append(input, list, chips);
+  return box;
+}
+
+// What a class picker sends: null when left alone (the API's default applies).
+function classValue(box) {
+  const input = box.querySelector("input");
+  if (box.dataset.count === "many") {
+    const classes = [...box.querySelectorAll(".chip")].map((chip) => Number(chip.dataset.index));
+    return classes.length ? classes.map((index) => ({ kind: "class", target_class: index })) : null;
+  }
+  const text = input.value.trim();
+  if (!text) return null;
+  if (input.dataset.index !== undefined && text === input.dataset.label) return Number(input.dataset.index);
+  return /^\d+$/.test(text) ? parseInt(text, 10) : text;
 }
 
 // ---- results ----------------------------------------------------------------------------------
@@ -198,6 +294,24 @@ function showData(data) {
   $("data").textContent = data ? JSON.stringify(data, null, 2) : "";
   $("raw").hidden = !data;
   if (!data) return;
+  if (data.target && data.target.label !== undefined) {  // an attribution: the class it explains
+    const line = Object.assign(document.createElement("p"), { id: "explained", className: "explained" });
+    line.textContent = `Explains "${data.target.label}" (class ${data.target.index}` +
+      (data.target.probability !== undefined ? `, probability ${Number(data.target.probability).toFixed(3)}` : "") + `) on ${data.model}`;
+    readable.append(line);
+  }
+  if (data.target_probabilities) {  // class visualisation: each target class, the network's and the judge's word on it
+    const list = Object.assign(document.createElement("ul"), { id: "targets", className: "targets" });
+    for (const [label, probability] of Object.entries(data.target_probabilities)) {
+      const verdict = data.judge && data.judge[label];
+      const item = document.createElement("li");
+      item.dataset.label = label;
+      item.textContent = `${label}: ${Number(probability).toFixed(3)} for the network` + (verdict
+        ? `; the judge (${verdict.network}) gives ${verdict.probability.toFixed(3)}, rank ${verdict.rank}, top-1 "${verdict.top1}"` : "");
+      list.append(item);
+    }
+    readable.append(Object.assign(document.createElement("h3"), { textContent: "Target classes" }), list);
+  }
   if (Array.isArray(data.top) && data.top.length) {
     readable.append(Object.assign(document.createElement("h3"), { textContent: "Top classes" }), bars(data.top));
   }
@@ -355,6 +469,12 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
   $("method").addEventListener("change", renderMethod);
+  $("model").addEventListener("change", () => {
+    for (const picker of document.querySelectorAll(".class-picker")) {  // another model, other labels
+      picker.querySelector("input").value = "";
+      picker.querySelector(".chips").replaceChildren();
+    }
+  });
   $("run-form").addEventListener("submit", run);
   $("compare-form").addEventListener("submit", compare);
   load().catch(showError);

@@ -1,5 +1,6 @@
 """The web page at / in a real headless Chromium (Debian's, driven by Selenium) against the live app."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_saliency_on_chelsea_shows_the_overlay(browser, live, photos, artifacts)
     wait(browser, lambda b: {img.get_attribute("data-artifact") for img in loaded_images(b, "#results img")} >= {"input", "heatmap", "overlay"})
     overlay = browser.find_element("css selector", "#results img[data-artifact=overlay]")
     assert browser.execute_script("return arguments[0].naturalWidth", overlay) == 224
-    assert "tabby" in browser.find_element("id", "data").text or "cat" in browser.find_element("id", "data").text
+    assert "cat" in browser.find_element("id", "explained").text or "tabby" in browser.find_element("id", "explained").text
     browser.save_screenshot(str(artifacts / "saliency.png"))
 
 
@@ -163,3 +164,53 @@ def test_classify_shows_labelled_bars_equal_to_the_api(browser, live, photos, ar
     assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
     assert not browser.find_element("id", "data").is_displayed()  # the JSON is folded away, not the answer
     browser.save_screenshot(str(artifacts / "classify_bars.png"))
+
+
+def set_field(browser, name: str, value) -> None:
+    field = browser.find_element("id", f"param-{name}")
+    if field.tag_name == "select":
+        choose(browser, f"param-{name}", str(value))
+    else:
+        field.clear()
+        field.send_keys(str(value))
+
+
+def test_goldfinch_chosen_by_typing_part_of_its_name(browser, live, artifacts):
+    """The issue's acceptance test: choose goldfinch by typing part of its name and get a goldfinch visualisation."""
+    open_page(browser, live)
+    choose(browser, "method", "class_visualization")
+    choose(browser, "model", "efficientnet_lite0")
+    browser.find_element("id", "param-objectives").send_keys("goldf")
+    wait(browser, lambda b: "goldfinch" in [li.text for li in b.find_elements("css selector", "#suggest-objectives li")], timeout=30)
+    browser.save_screenshot(str(artifacts / "class_picker_suggestions.png"))
+    next(li for li in browser.find_elements("css selector", "#suggest-objectives li") if li.text == "goldfinch").click()
+    chips = browser.find_elements("css selector", "#chosen-objectives .chip")
+    assert [chip.get_attribute("data-label") for chip in chips] == ["goldfinch"]
+    assert browser.execute_script("return params().objectives") == [{"kind": "class", "target_class": 11}]
+    for name, value in {"size": 64, "steps": 4}.items():
+        set_field(browser, name, value)
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: b.find_element("id", "job-state").text in ("succeeded", "failed"), timeout=240)
+    assert browser.find_element("id", "job-state").text == "succeeded", browser.find_element("id", "error").text
+    wait(browser, lambda b: b.find_elements("css selector", "#targets li"))
+    assert [li.get_attribute("data-label") for li in browser.find_elements("css selector", "#targets li")] == ["goldfinch"]
+    data = json.loads(browser.execute_script("return document.getElementById('data').textContent"))
+    assert list(data["target_probabilities"]) == ["goldfinch"] and "goldfinch" in data["judge"]
+    wait(browser, lambda b: "image.png" in {img.get_attribute("data-artifact") for img in loaded_images(b, "#results img")})
+    browser.execute_script("document.getElementById('targets').scrollIntoView()")
+    browser.save_screenshot(str(artifacts / "class_visualization_goldfinch.png"))
+
+
+def test_target_class_of_an_attribution_is_chosen_by_name(browser, live, photos, artifacts):
+    open_page(browser, live)
+    choose(browser, "method", "saliency")
+    browser.find_element("id", "slot-image").send_keys(str(photos / "square_chelsea.png"))
+    browser.find_element("id", "param-target_class").send_keys("tige")
+    wait(browser, lambda b: "tiger cat" in [li.text for li in b.find_elements("css selector", "#suggest-target_class li")], timeout=30)
+    next(li for li in browser.find_elements("css selector", "#suggest-target_class li") if li.text == "tiger cat").click()
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: "heatmap" in {img.get_attribute("data-artifact") for img in loaded_images(b, "#results img")})
+    data = json.loads(browser.execute_script("return document.getElementById('data').textContent"))
+    assert data["target"]["label"] == "tiger cat" and data["target"]["index"] == 282
+    assert browser.find_element("id", "explained").text.startswith('Explains "tiger cat" (class 282')
+    browser.save_screenshot(str(artifacts / "saliency_tiger_cat.png"))
