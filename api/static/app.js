@@ -70,7 +70,8 @@ async function load() {
   if (shared) {
     const props = shared.params_schema.properties;
     for (const value of enumValues(props.normalization)) option($("compare-normalization"), value, value, value === props.normalization.default);
-    for (const value of enumValues(props.colormap)) option($("compare-colormap"), value, value, value === "viridis");
+    for (const value of enumValues(props.colormap)) option($("compare-colormap"), value, value, value === props.colormap.default);
+    state.compareDefaults = { normalization: props.normalization.default, colormap: props.colormap.default };
   }
   renderMethod();
   $("status").textContent = `${state.models.length} models, ${state.methods.length} methods`;
@@ -133,7 +134,9 @@ function paramInput(name, schema) {
   let input;
   if (kind === "enum") {
     input = document.createElement("select");
-    for (const value of enumValues(schema)) option(input, value, value, value === schema.default);
+    const values = enumValues(schema);
+    if (!values.includes(schema.default)) option(input, "", "default", true);  // e.g. fit: the model's own, decided by the API
+    for (const value of values) option(input, value, value, value === schema.default);
   } else if (kind === "boolean") {
     input = Object.assign(document.createElement("input"), { type: "checkbox", checked: !!schema.default });
   } else if (kind === "integer" || kind === "number") {
@@ -150,6 +153,7 @@ function paramInput(name, schema) {
   input.id = `param-${name}`;
   input.dataset.param = name;
   input.dataset.kind = kind;
+  input.dataset.default = JSON.stringify(schema.default ?? null);
   return input;
 }
 
@@ -162,11 +166,14 @@ function params() {
       if (value !== null) chosen[input.dataset.param] = value;
       continue;
     }
-    if (kind === "boolean") chosen[input.dataset.param] = input.checked;
+    let value;
+    if (kind === "boolean") value = input.checked;
     else if (input.value === "") continue;
-    else if (kind === "integer") chosen[input.dataset.param] = parseInt(input.value, 10);
-    else if (kind === "number") chosen[input.dataset.param] = parseFloat(input.value);
-    else chosen[input.dataset.param] = /^-?\d+$/.test(input.value) ? parseInt(input.value, 10) : input.value;
+    else if (kind === "integer") value = parseInt(input.value, 10);
+    else if (kind === "number") value = parseFloat(input.value);
+    else value = /^-?\d+$/.test(input.value) ? parseInt(input.value, 10) : input.value;
+    if (JSON.stringify(value) === input.dataset.default) continue;  // only what the user changed: the API's defaults apply
+    chosen[input.dataset.param] = value;
   }
   return chosen;
 }
@@ -429,7 +436,10 @@ async function compare(event) {
   const colormap = $("compare-colormap").value;
   $("colorbar").hidden = false;
   $("colorbar-ramp").style.background = `linear-gradient(to right, ${RAMPS[colormap] || RAMPS.gray})`;
-  const shared = { colormap, normalization: $("compare-normalization").value };
+  const shared = {};  // only the settings changed from the API's defaults
+  for (const [name, value] of Object.entries({ colormap, normalization: $("compare-normalization").value })) {
+    if (value !== (state.compareDefaults || {})[name]) shared[name] = value;
+  }
   $("compare-run").disabled = true;
   grid.append(figure(URL.createObjectURL(file), "input"));
   const cells = chosen.map((name) => {

@@ -214,3 +214,28 @@ def test_target_class_of_an_attribution_is_chosen_by_name(browser, live, photos,
     assert data["target"]["label"] == "tiger cat" and data["target"]["index"] == 282
     assert browser.find_element("id", "explained").text.startswith('Explains "tiger cat" (class 282')
     browser.save_screenshot(str(artifacts / "saliency_tiger_cat.png"))
+
+
+def test_page_sends_only_what_the_user_changed_so_classify_equals_curl(browser, live, photos, artifacts):
+    """The page's classify of a non-square photo equals a POST with no params (the model's own fit, not stretch)."""
+    open_page(browser, live)
+    choose(browser, "method", "classify")
+    assert browser.execute_script("return params()") == {}
+    browser.find_element("id", "slot-image").send_keys(str(photos / "chelsea.png"))
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: b.find_elements("css selector", "#readable .bar"))
+    with open(photos / "chelsea.png", "rb") as picture:
+        answer = httpx.post(live.url + "/v1/classify", data={"model": "efficientnet_lite0"},
+                            files={"image": ("chelsea.png", picture, "image/png")}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["data"]["top"]
+    assert [(bar["label"], bar["probability"]) for bar in shown_bars(browser)] == [(t["label"], t["probability"]) for t in top]
+    set_field(browser, "top_k", 3)
+    set_field(browser, "fit", "stretch")
+    assert browser.execute_script("return params()") == {"top_k": 3, "fit": "stretch"}
+    choose(browser, "method", "saliency")
+    assert browser.execute_script("return params()") == {}
+    browser.find_element("id", "tab-compare").click()
+    assert browser.execute_script("return document.getElementById('compare-colormap').value") == "auto"
+    browser.find_element("id", "tab-run").click()
+    browser.save_screenshot(str(artifacts / "classify_api_defaults.png"))
