@@ -11,7 +11,42 @@ const RAMPS = {  // CSS stops close to each matplotlib / OpenCV colour map, for 
   turbo: "#30123b,#4686fb,#1ae4b6,#a2fc3c,#fabb39,#e4460a,#7a0403",
   hot: "#0b0000,#ff0000,#ffff00,#ffffff",
   gray: "#000000,#ffffff",
+  coolwarm: "#3b4cc0,#7396f5,#b0cbfc,#dddddd,#f6bfa6,#ea7b60,#b40426",
 };
+
+function number(value) {
+  return value === 0 ? "0" : Math.abs(value) >= 0.01 && Math.abs(value) < 1000 ? value.toPrecision(3) : value.toExponential(2);
+}
+
+// The colour bar of one attribution map, from its result data: its colormap and the raw values shown at the two ends
+// (display_range). Signed maps (sign "all") are drawn symmetric about zero, so the middle of the bar is 0: red is
+// evidence for the class (a positive attribution, or a drop of the score when occluded), blue against it. Unsigned maps show their own low..high.
+function colorbar(data) {
+  const [low, high] = data.display_range;
+  const signed = data.sign === "all";
+  const bar = document.createElement("div");
+  bar.className = "colorbar";
+  bar.dataset.colormap = data.colormap;
+  bar.dataset.sign = data.sign;
+  bar.dataset.range = JSON.stringify(data.display_range);
+  const ramp = Object.assign(document.createElement("div"), { className: "colorbar-ramp" });
+  ramp.style.background = `linear-gradient(to right, ${RAMPS[data.colormap] || RAMPS.gray})`;
+  const middle = signed && low === -high ? 0 : (low + high) / 2;
+  const labels = document.createElement("div");
+  labels.className = "colorbar-labels";
+  for (const [name, value] of [["low", low], ["middle", middle], ["high", high]]) {
+    labels.append(Object.assign(document.createElement("span"), { className: `colorbar-${name}`, textContent: number(value) }));
+  }
+  bar.append(ramp, labels);
+  if (signed) {
+    bar.append(Object.assign(document.createElement("p"), { className: "colorbar-meaning",
+      textContent: "signed: red is evidence for the class, blue against it, the centre colour is 0" }));
+  } else {
+    bar.append(Object.assign(document.createElement("p"), { className: "colorbar-meaning",
+      textContent: `${data.sign || "unsigned"} map, ${data.normalization} scale` }));
+  }
+  return bar;
+}
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -298,6 +333,7 @@ function bars(top) {
 function showData(data) {
   const readable = $("readable");
   readable.replaceChildren();
+  if (data && Array.isArray(data.display_range) && data.colormap) readable.append(colorbar(data));
   $("data").textContent = data ? JSON.stringify(data, null, 2) : "";
   $("raw").hidden = !data;
   if (!data) return;
@@ -434,8 +470,6 @@ async function compare(event) {
   grid.replaceChildren();
   if (!file || !chosen.length) return;
   const colormap = $("compare-colormap").value;
-  $("colorbar").hidden = false;
-  $("colorbar-ramp").style.background = `linear-gradient(to right, ${RAMPS[colormap] || RAMPS.gray})`;
   const shared = {};  // only the settings changed from the API's defaults
   for (const [name, value] of Object.entries({ colormap, normalization: $("compare-normalization").value })) {
     if (value !== (state.compareDefaults || {})[name]) shared[name] = value;
@@ -460,6 +494,7 @@ async function compare(event) {
       const heatmap = result.artifacts.find((a) => a.name === "heatmap") || result.artifacts.find((a) => a.name === result.main);
       cell.querySelector("img").src = heatmap.url;
       cell.querySelector("figcaption").textContent = `${name} (${Math.round(result.data.timings.total_ms)} ms)`;
+      if (Array.isArray(result.data.display_range)) cell.append(colorbar(result.data));
       cell.classList.replace("pending", "done");
     } catch (error) {
       cell.querySelector("figcaption").textContent = `${name}: ${error.message}`;

@@ -108,8 +108,9 @@ def test_comparison_shows_at_least_four_methods_on_one_scale(browser, live, phot
     done = browser.find_elements("css selector", "#compare-grid figure.done")
     assert {cell.get_attribute("data-method") for cell in done} == set(chosen)
     assert len(loaded_images(browser, "#compare-grid figure.done img")) == len(chosen) >= 4
-    ramp = browser.find_element("id", "colorbar-ramp").value_of_css_property("background-image")
-    assert "linear-gradient" in ramp
+    for cell in done:  # each map carries its own colour bar, drawn from its result's colormap and range
+        ramp = cell.find_element("css selector", ".colorbar-ramp").value_of_css_property("background-image")
+        assert "linear-gradient" in ramp
     browser.save_screenshot(str(artifacts / "comparison.png"))
 
 
@@ -239,3 +240,31 @@ def test_page_sends_only_what_the_user_changed_so_classify_equals_curl(browser, 
     assert browser.execute_script("return document.getElementById('compare-colormap').value") == "auto"
     browser.find_element("id", "tab-run").click()
     browser.save_screenshot(str(artifacts / "classify_api_defaults.png"))
+
+
+def test_signed_maps_get_a_diverging_colour_bar_centred_on_zero(browser, live, photos, artifacts):
+    open_page(browser, live)
+    browser.find_element("id", "tab-compare").click()
+    browser.find_element("id", "compare-image").send_keys(str(photos / "chelsea.png"))
+    for box in browser.find_elements("css selector", "input[name=compare]"):
+        if (box.get_attribute("value") in ("integrated_gradients", "occlusion", "saliency")) != box.is_selected():
+            box.click()
+    browser.find_element("id", "compare-run").click()
+    wait(browser, lambda b: not b.find_elements("css selector", "#compare-grid .pending"), timeout=240)
+    bars = {cell.get_attribute("data-method"): cell.find_element("css selector", ".colorbar")
+            for cell in browser.find_elements("css selector", "#compare-grid figure.done")}
+    assert set(bars) == {"integrated_gradients", "occlusion", "saliency"}
+    coolwarm_centre = "rgb(221, 221, 221)"  # the middle stop of the page's coolwarm ramp: the colour of 0
+    for name in ("integrated_gradients", "occlusion"):
+        bar = bars[name]
+        low, high = json.loads(bar.get_attribute("data-range"))
+        assert bar.get_attribute("data-sign") == "all" and bar.get_attribute("data-colormap") == "coolwarm"
+        assert low == -high < 0
+        assert bar.find_element("css selector", ".colorbar-middle").text == "0"
+        assert coolwarm_centre in bar.find_element("css selector", ".colorbar-ramp").value_of_css_property("background-image")
+        assert "red is evidence for the class" in bar.find_element("css selector", ".colorbar-meaning").text
+    unsigned = bars["saliency"]
+    low, high = json.loads(unsigned.get_attribute("data-range"))
+    assert unsigned.get_attribute("data-sign") != "all" and unsigned.get_attribute("data-colormap") == "jet"
+    assert 0 <= low < high and unsigned.find_element("css selector", ".colorbar-middle").text != "0"
+    browser.save_screenshot(str(artifacts / "signed_colour_bars.png"))
