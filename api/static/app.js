@@ -370,11 +370,13 @@ async function run(event) {
   showData(null);
   const method = currentMethod();
   $("run").disabled = true;
+  $("status").textContent = `running ${method.name}...`;
   try {
     if (method.inline) await runInline(method);
     else await runJob(method);
   } catch (error) {
     showError(error);
+    $("status").textContent = `${method.name} failed: ${error.message || error}`;  // never left saying "running..."
   } finally {
     $("run").disabled = false;
   }
@@ -424,8 +426,11 @@ function stateText(job) {
   return `queued, position ${queue.position}` + (wait === null || wait === undefined ? "" : `, about ${Math.round(wait)} s`);
 }
 
+const FINISHED = ["succeeded", "failed", "cancelled", "aborted"];
+
 function showJob(job) {
   $("job").hidden = false;
+  $("cancel").hidden = FINISHED.includes(job.state);  // nothing to cancel once it is done
   $("job-id").textContent = job.id;
   $("job-state").textContent = stateText(job);
   const fraction = job.state === "succeeded" ? 1 : (job.progress && job.progress.fraction) || 0;
@@ -448,9 +453,10 @@ function follow(job) {
       } else if (final.error) {
         showError(`${final.error.code}: ${final.error.message}`);
       }
+      $("status").textContent = `${final.method || "job"}: ${final.state}` + (final.error ? ` (${final.error.code})` : "");
       resolve(final);
     };
-    if (["succeeded", "failed", "cancelled", "aborted"].includes(job.state)) return finish(job);
+    if (FINISHED.includes(job.state)) return finish(job);
     const events = new EventSource(job.links.events);
     events.addEventListener("progress", (message) => showJob(JSON.parse(message.data)));
     events.addEventListener("state", (message) => { events.close(); finish(JSON.parse(message.data)); });

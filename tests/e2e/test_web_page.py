@@ -135,6 +135,8 @@ def test_style_job_progress_reaches_100_percent_and_its_result_shows(browser, li
     assert float(browser.find_element("id", "progress").get_attribute("value")) == 1.0
     wait(browser, lambda b: "image.png" in {img.get_attribute("data-artifact") for img in loaded_images(b, "#results img")})
     assert fractions == sorted(fractions)
+    assert not browser.find_element("id", "cancel").is_displayed()  # nothing left to cancel
+    assert browser.find_element("id", "status").text == "style_transfer: succeeded"
     browser.execute_script("document.getElementById('progress').scrollIntoView()")
     browser.save_screenshot(str(artifacts / "style_job.png"))
 
@@ -268,3 +270,17 @@ def test_signed_maps_get_a_diverging_colour_bar_centred_on_zero(browser, live, p
     assert unsigned.get_attribute("data-sign") != "all" and unsigned.get_attribute("data-colormap") == "jet"
     assert 0 <= low < high and unsigned.find_element("css selector", ".colorbar-middle").text != "0"
     browser.save_screenshot(str(artifacts / "signed_colour_bars.png"))
+
+
+def test_an_error_clears_the_running_state(browser, live, photos, artifacts):
+    open_page(browser, live)
+    choose(browser, "method", "saliency")
+    browser.find_element("id", "slot-image").send_keys(str(photos / "square_chelsea.png"))
+    browser.find_element("id", "param-target_class").send_keys("no such class")
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: b.find_element("id", "error").is_displayed(), timeout=60)
+    status = browser.find_element("id", "status").text
+    assert "running" not in status and status.startswith("saliency failed:"), status
+    assert "no such class" in browser.find_element("id", "error").text or "422" in browser.find_element("id", "error").text
+    assert browser.find_element("id", "run").is_enabled()
+    browser.save_screenshot(str(artifacts / "error_state.png"))
