@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], methods: [] };
+const state = { models: [], methods: [], labels: {} };
 const RAMPS = {  // CSS stops close to each matplotlib / OpenCV colour map, for the shared colour bar
   jet: "#00008f,#0000ff,#00ffff,#ffff00,#ff0000,#800000",
   viridis: "#440154,#3b528b,#21918c,#5ec962,#fde725",
@@ -11,7 +11,42 @@ const RAMPS = {  // CSS stops close to each matplotlib / OpenCV colour map, for 
   turbo: "#30123b,#4686fb,#1ae4b6,#a2fc3c,#fabb39,#e4460a,#7a0403",
   hot: "#0b0000,#ff0000,#ffff00,#ffffff",
   gray: "#000000,#ffffff",
+  coolwarm: "#3b4cc0,#7396f5,#b0cbfc,#dddddd,#f6bfa6,#ea7b60,#b40426",
 };
+
+function number(value) {
+  return value === 0 ? "0" : Math.abs(value) >= 0.01 && Math.abs(value) < 1000 ? value.toPrecision(3) : value.toExponential(2);
+}
+
+// The colour bar of one attribution map, from its result data: its colormap and the raw values shown at the two ends
+// (display_range). Signed maps (sign "all") are drawn symmetric about zero, so the middle of the bar is 0: red is
+// evidence for the class (a positive attribution, or a drop of the score when occluded), blue against it. Unsigned maps show their own low..high.
+function colorbar(data) {
+  const [low, high] = data.display_range;
+  const signed = data.sign === "all";
+  const bar = document.createElement("div");
+  bar.className = "colorbar";
+  bar.dataset.colormap = data.colormap;
+  bar.dataset.sign = data.sign;
+  bar.dataset.range = JSON.stringify(data.display_range);
+  const ramp = Object.assign(document.createElement("div"), { className: "colorbar-ramp" });
+  ramp.style.background = `linear-gradient(to right, ${RAMPS[data.colormap] || RAMPS.gray})`;
+  const middle = signed && low === -high ? 0 : (low + high) / 2;
+  const labels = document.createElement("div");
+  labels.className = "colorbar-labels";
+  for (const [name, value] of [["low", low], ["middle", middle], ["high", high]]) {
+    labels.append(Object.assign(document.createElement("span"), { className: `colorbar-${name}`, textContent: number(value) }));
+  }
+  bar.append(ramp, labels);
+  if (signed) {
+    bar.append(Object.assign(document.createElement("p"), { className: "colorbar-meaning",
+      textContent: "signed: red is evidence for the class, blue against it, the centre colour is 0" }));
+  } else {
+    bar.append(Object.assign(document.createElement("p"), { className: "colorbar-meaning",
+      textContent: `${data.sign || "unsigned"} map, ${data.normalization} scale` }));
+  }
+  return bar;
+}
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -70,7 +105,8 @@ async function load() {
   if (shared) {
     const props = shared.params_schema.properties;
     for (const value of enumValues(props.normalization)) option($("compare-normalization"), value, value, value === props.normalization.default);
-    for (const value of enumValues(props.colormap)) option($("compare-colormap"), value, value, value === "viridis");
+    for (const value of enumValues(props.colormap)) option($("compare-colormap"), value, value, value === props.colormap.default);
+    state.compareDefaults = { normalization: props.normalization.default, colormap: props.colormap.default };
   }
   renderMethod();
   $("status").textContent = `${state.models.length} models, ${state.methods.length} methods`;
@@ -100,11 +136,11 @@ function renderMethod() {
   const fields = $("params");
   fields.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Params" }));
   for (const [name, schema] of Object.entries(method.params_schema.properties || {})) {
-    const input = paramInput(name, schema);
+    const input = CLASS_PARAMS[name] ? classPicker(name, schema, CLASS_PARAMS[name]) : paramInput(name, schema);
     if (!input) continue;
     const label = document.createElement("label");
     label.title = schema.description || "";
-    label.append(document.createTextNode(name), input);
+    label.append(document.createTextNode(CLASS_PARAMS[name] === "many" ? "classes (objectives)" : name), input);
     if (input.type === "checkbox") label.className = "check";
     fields.append(label);
   }
@@ -133,7 +169,9 @@ function paramInput(name, schema) {
   let input;
   if (kind === "enum") {
     input = document.createElement("select");
-    for (const value of enumValues(schema)) option(input, value, value, value === schema.default);
+    const values = enumValues(schema);
+    if (!values.includes(schema.default)) option(input, "", "default", true);  // e.g. fit: the model's own, decided by the API
+    for (const value of values) option(input, value, value, value === schema.default);
   } else if (kind === "boolean") {
     input = Object.assign(document.createElement("input"), { type: "checkbox", checked: !!schema.default });
   } else if (kind === "integer" || kind === "number") {
@@ -150,6 +188,7 @@ function paramInput(name, schema) {
   input.id = `param-${name}`;
   input.dataset.param = name;
   input.dataset.kind = kind;
+  input.dataset.default = JSON.stringify(schema.default ?? null);
   return input;
 }
 
@@ -157,13 +196,169 @@ function params() {
   const chosen = {};
   for (const input of $("params").querySelectorAll("[data-param]")) {
     const kind = input.dataset.kind;
-    if (kind === "boolean") chosen[input.dataset.param] = input.checked;
+    if (kind === "class") {
+      const value = classValue(input);
+      if (value !== null) chosen[input.dataset.param] = value;
+      continue;
+    }
+    let value;
+    if (kind === "boolean") value = input.checked;
     else if (input.value === "") continue;
-    else if (kind === "integer") chosen[input.dataset.param] = parseInt(input.value, 10);
-    else if (kind === "number") chosen[input.dataset.param] = parseFloat(input.value);
-    else chosen[input.dataset.param] = /^-?\d+$/.test(input.value) ? parseInt(input.value, 10) : input.value;
+    else if (kind === "integer") value = parseInt(input.value, 10);
+    else if (kind === "number") value = parseFloat(input.value);
+    else value = /^-?\d+$/.test(input.value) ? parseInt(input.value, 10) : input.value;
+    if (JSON.stringify(value) === input.dataset.default) continue;  // only what the user changed: the API's defaults apply
+    chosen[input.dataset.param] = value;
   }
   return chosen;
+}
+
+// ---- classes by name ---------------------------------------------------------------------------
+
+// Params that name classes: target_class (one class) and class_visualization's objectives (one class term each).
+const CLASS_PARAMS = { target_class: "one", objectives: "many" };
+
+async function labelsOf(model) {
+  if (!state.labels[model]) state.labels[model] = api(`/v1/models/${encodeURIComponent(model)}`).then((m) => m.labels || []);
+  return state.labels[model];
+}
+
+// The labels containing ``text`` (case-insensitive), those starting with it first, at most ``limit``.
+function matching(labels, text, limit = 8) {
+  const query = text.trim().toLowerCase();
+  if (!query) return [];
+  const hits = [];
+  labels.forEach((label, index) => {
+    const at = label.toLowerCase().indexOf(query);
+    if (at >= 0) hits.push({ label, index, at });
+  });
+  hits.sort((a, b) => (a.at !== 0) - (b.at !== 0) || a.index - b.index);
+  return hits.slice(0, limit);
+}
+
+// A text field completing over the model's labels. "one": the chosen class's index is sent (free text is sent as
+// typed, a label or an index, and the API checks it); "many": each chosen class becomes a class objective.
+function classPicker(name, schema, count) {
+  const box = document.createElement("div");
+  box.className = "class-picker";
+  box.dataset.param = name;
+  box.dataset.kind = "class";
+  box.dataset.count = count;
+  const input = Object.assign(document.createElement("input"), { type: "text", id: `param-${name}`, autocomplete: "off" });
+  input.placeholder = count === "many" ? "type to add classes (default: flamingo)" : "type a class name (default: the top class)";
+  input.setAttribute("role", "combobox");
+  const list = Object.assign(document.createElement("ul"), { className: "suggestions", id: `suggest-${name}` });
+  list.setAttribute("role", "listbox");
+  const chips = Object.assign(document.createElement("span"), { className: "chips", id: `chosen-${name}` });
+  const pick = (hit) => {
+    list.replaceChildren();
+    if (count === "many") {
+      if (![...chips.children].some((chip) => chip.dataset.index === String(hit.index))) {
+        const chip = Object.assign(document.createElement("button"), { type: "button", className: "chip", textContent: `${hit.label} \u00d7` });
+        chip.dataset.index = hit.index;
+        chip.dataset.label = hit.label;
+        chip.title = `class ${hit.index}; click to remove`;
+        chip.addEventListener("click", () => chip.remove());
+        chips.append(chip);
+      }
+      input.value = "";
+    } else {
+      input.value = hit.label;
+      input.dataset.index = hit.index;
+      input.dataset.label = hit.label;
+    }
+  };
+  input.addEventListener("input", async () => {
+    delete input.dataset.index;
+    const labels = await labelsOf($("model").value);
+    list.replaceChildren(...matching(labels, input.value).map((hit) => {
+      const item = Object.assign(document.createElement("li"), { textContent: hit.label, title: `class ${hit.index}` });
+      item.setAttribute("role", "option");
+      item.dataset.index = hit.index;
+      item.addEventListener("mousedown", (event) => { event.preventDefault(); pick(hit); });
+      return item;
+    }));
+  });
+  input.addEventListener("keydown", (event) => {
+    const first = list.querySelector("li");
+    if (event.key === "Enter" && first) {
+      event.preventDefault();
+      pick({ label: first.textContent, index: Number(first.dataset.index) });
+    } else if (event.key === "Escape") list.replaceChildren();
+  });
+  input.addEventListener("blur", () => list.replaceChildren());
+  box.append(input, list, chips);
+  return box;
+}
+
+// What a class picker sends: null when left alone (the API's default applies).
+function classValue(box) {
+  const input = box.querySelector("input");
+  if (box.dataset.count === "many") {
+    const classes = [...box.querySelectorAll(".chip")].map((chip) => Number(chip.dataset.index));
+    return classes.length ? classes.map((index) => ({ kind: "class", target_class: index })) : null;
+  }
+  const text = input.value.trim();
+  if (!text) return null;
+  if (input.dataset.index !== undefined && text === input.dataset.label) return Number(input.dataset.index);
+  return /^\d+$/.test(text) ? parseInt(text, 10) : text;
+}
+
+// ---- results ----------------------------------------------------------------------------------
+
+// Top classes as labelled horizontal bars: label, bar as long as the probability, the probability as a number.
+function bars(top) {
+  const box = document.createElement("div");
+  box.className = "bars";
+  for (const entry of top) {
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.dataset.index = entry.index;
+    row.dataset.label = entry.label;
+    row.dataset.probability = String(entry.probability);
+    row.title = `class ${entry.index}: ${entry.label}, probability ${entry.probability}`;
+    const label = Object.assign(document.createElement("span"), { className: "bar-label", textContent: entry.label });
+    const track = Object.assign(document.createElement("span"), { className: "bar-track" });
+    const fill = Object.assign(document.createElement("span"), { className: "bar-fill" });
+    fill.style.width = `${(100 * entry.probability).toFixed(2)}%`;
+    track.append(fill);
+    const value = Object.assign(document.createElement("span"), { className: "bar-value", textContent: entry.probability.toFixed(3) });
+    row.append(label, track, value);
+    box.append(row);
+  }
+  return box;
+}
+
+// A result's data: readable parts first (top classes as bars), the whole JSON folded below them.
+function showData(data) {
+  const readable = $("readable");
+  readable.replaceChildren();
+  if (data && Array.isArray(data.display_range) && data.colormap) readable.append(colorbar(data));
+  $("data").textContent = data ? JSON.stringify(data, null, 2) : "";
+  $("raw").hidden = !data;
+  if (!data) return;
+  if (data.target && data.target.label !== undefined) {  // an attribution: the class it explains
+    const line = Object.assign(document.createElement("p"), { id: "explained", className: "explained" });
+    line.textContent = `Explains "${data.target.label}" (class ${data.target.index}` +
+      (data.target.probability !== undefined ? `, probability ${Number(data.target.probability).toFixed(3)}` : "") + `) on ${data.model}`;
+    readable.append(line);
+  }
+  if (data.target_probabilities) {  // class visualisation: each target class, the network's and the judge's word on it
+    const list = Object.assign(document.createElement("ul"), { id: "targets", className: "targets" });
+    for (const [label, probability] of Object.entries(data.target_probabilities)) {
+      const verdict = data.judge && data.judge[label];
+      const item = document.createElement("li");
+      item.dataset.label = label;
+      item.textContent = `${label}: ${Number(probability).toFixed(3)} for the network` + (verdict
+        ? `; the judge (${verdict.network}) gives ${verdict.probability.toFixed(3)}, rank ${verdict.rank}, top-1 "${verdict.top1}"` : "");
+      list.append(item);
+    }
+    readable.append(Object.assign(document.createElement("h3"), { textContent: "Target classes" }), list);
+  }
+  if (Array.isArray(data.top) && data.top.length) {
+    readable.append(Object.assign(document.createElement("h3"), { textContent: "Top classes" }), bars(data.top));
+  }
+  $("raw").open = !readable.children.length;
 }
 
 // ---- one method -------------------------------------------------------------------------------
@@ -172,14 +367,16 @@ async function run(event) {
   event.preventDefault();
   showError(null);
   $("results").replaceChildren();
-  $("data").textContent = "";
+  showData(null);
   const method = currentMethod();
   $("run").disabled = true;
+  $("status").textContent = `running ${method.name}...`;
   try {
     if (method.inline) await runInline(method);
     else await runJob(method);
   } catch (error) {
     showError(error);
+    $("status").textContent = `${method.name} failed: ${error.message || error}`;  // never left saying "running..."
   } finally {
     $("run").disabled = false;
   }
@@ -198,7 +395,7 @@ async function runInline(method) {
   for (const artifact of result.artifacts.filter((a) => a.kind === "image")) {
     $("results").append(figure(artifact.url, artifact.name, `${method.name}-${artifact.name}.png`));
   }
-  $("data").textContent = JSON.stringify(result.data, null, 2);
+  showData(result.data);
   $("status").textContent = `${method.name}: ${Math.round(performance.now() - started)} ms`;
 }
 
@@ -229,8 +426,11 @@ function stateText(job) {
   return `queued, position ${queue.position}` + (wait === null || wait === undefined ? "" : `, about ${Math.round(wait)} s`);
 }
 
+const FINISHED = ["succeeded", "failed", "cancelled", "aborted"];
+
 function showJob(job) {
   $("job").hidden = false;
+  $("cancel").hidden = FINISHED.includes(job.state);  // nothing to cancel once it is done
   $("job-id").textContent = job.id;
   $("job-state").textContent = stateText(job);
   const fraction = job.state === "succeeded" ? 1 : (job.progress && job.progress.fraction) || 0;
@@ -249,13 +449,14 @@ function follow(job) {
         for (const artifact of final.artifacts.filter((a) => a.kind === "image")) {
           $("results").append(figure(artifact.url, artifact.name, artifact.name));
         }
-        $("data").textContent = JSON.stringify(final.result, null, 2);
+        showData(final.result);
       } else if (final.error) {
         showError(`${final.error.code}: ${final.error.message}`);
       }
+      $("status").textContent = `${final.method || "job"}: ${final.state}` + (final.error ? ` (${final.error.code})` : "");
       resolve(final);
     };
-    if (["succeeded", "failed", "cancelled", "aborted"].includes(job.state)) return finish(job);
+    if (FINISHED.includes(job.state)) return finish(job);
     const events = new EventSource(job.links.events);
     events.addEventListener("progress", (message) => showJob(JSON.parse(message.data)));
     events.addEventListener("state", (message) => { events.close(); finish(JSON.parse(message.data)); });
@@ -275,9 +476,10 @@ async function compare(event) {
   grid.replaceChildren();
   if (!file || !chosen.length) return;
   const colormap = $("compare-colormap").value;
-  $("colorbar").hidden = false;
-  $("colorbar-ramp").style.background = `linear-gradient(to right, ${RAMPS[colormap] || RAMPS.gray})`;
-  const shared = { colormap, normalization: $("compare-normalization").value };
+  const shared = {};  // only the settings changed from the API's defaults
+  for (const [name, value] of Object.entries({ colormap, normalization: $("compare-normalization").value })) {
+    if (value !== (state.compareDefaults || {})[name]) shared[name] = value;
+  }
   $("compare-run").disabled = true;
   grid.append(figure(URL.createObjectURL(file), "input"));
   const cells = chosen.map((name) => {
@@ -298,6 +500,7 @@ async function compare(event) {
       const heatmap = result.artifacts.find((a) => a.name === "heatmap") || result.artifacts.find((a) => a.name === result.main);
       cell.querySelector("img").src = heatmap.url;
       cell.querySelector("figcaption").textContent = `${name} (${Math.round(result.data.timings.total_ms)} ms)`;
+      if (Array.isArray(result.data.display_range)) cell.append(colorbar(result.data));
       cell.classList.replace("pending", "done");
     } catch (error) {
       cell.querySelector("figcaption").textContent = `${name}: ${error.message}`;
@@ -317,6 +520,12 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
   $("method").addEventListener("change", renderMethod);
+  $("model").addEventListener("change", () => {
+    for (const picker of document.querySelectorAll(".class-picker")) {  // another model, other labels
+      picker.querySelector("input").value = "";
+      picker.querySelector(".chips").replaceChildren();
+    }
+  });
   $("run-form").addEventListener("submit", run);
   $("compare-form").addEventListener("submit", compare);
   load().catch(showError);
