@@ -11,6 +11,7 @@ from api.deps import app_redis, current_key, make_collection_store, require_scop
 from api.inline_links import LinkedResults
 from api.metrics import Metrics
 from api.observability import Observe
+from api.inline_batcher import InlineBatcher
 from api.inline_pool import InlinePool
 from api.job_schemas import job_components
 from api.openapi import install_openapi, route_operation_id
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     pool = InlinePool(settings.inline_threads, settings.inline_backlog, settings.inline_per_key)
+    pool.batcher = InlineBatcher(settings.inline_max_batch, settings.inline_batch_delay_ms / 1000, settings.device,
+                                 lambda method, size: app.state.metrics.inline_batch.labels(method).observe(size),
+                                 crowded=lambda: pool.pending > 1)
     app.state.inline_pool = pool
     try:
         for name in settings.warm_models:

@@ -16,6 +16,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+from api.inline_batcher import InlineBatcher
 from api.keys import ApiKey
 from api.problems import Problem
 
@@ -25,6 +26,7 @@ T = TypeVar("T")
 class InlinePool:
     def __init__(self, threads: int, backlog: int, per_key: int, retry_after_s: int = 1):
         self.threads, self.capacity, self.per_key, self.retry_after_s = threads, threads + backlog, per_key, retry_after_s
+        self.batcher: InlineBatcher | None = None  # runs the calls that can share a pass together
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="convlens-inline")
         self._lock = threading.Lock()
         self._pending = 0  # submitted and not finished (running or waiting)

@@ -34,6 +34,10 @@ class Metrics:
             "convlens_inline_duration_seconds", "inline method calls, from the request to the encoded answer",
             ("method",), buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+        self.inline_batch = Histogram(
+            "convlens_inline_batch_size", "calls answered by one pass through the network (dynamic batching of inline calls)",
+            ("method",), buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), registry=self.registry,
+        )
         self.registry.register(_BrokerCollector(redis_client, worker_max_age_seconds))
 
 

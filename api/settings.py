@@ -41,7 +41,9 @@ class Settings(WorkerSettings):
     inline_max_pixels: int = Field(16_000_000, ge=1, description="output pixels")
     inline_max_bytes: int = Field(4 * 2**30, ge=1, description="working memory or output bytes")
     inline_time_limit_seconds: float = Field(60.0, gt=0, description="an inline call still running this long stops at its next step (503)")
-    inline_max_batch: int = Field(8, ge=1, le=256, description="pictures of one request that share a pass through the network")
+    inline_max_batch: int = Field(8, ge=1, le=256, description="calls or pictures that share a pass through the network")
+    inline_batch_delay_ms: float = Field(5.0, ge=0, le=1000, description="how long an inline call that can share a pass waits for "
+                                         "others of its method and model to arrive (0: never batch calls of separate requests)")
     inline_max_pictures: int = Field(64, ge=1, le=1024, description="pictures one inline request of a one-picture method may send")
 
     # inline artifacts and Prefer: wait

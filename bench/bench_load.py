@@ -3,7 +3,8 @@
 1. Inline saliency (efficientnet_lite0, a 224 px photo) from one client for
    ``--duration / 4`` seconds, then from ``--concurrency`` clients for
    ``--duration`` seconds: errors, p50/p95/p99 latency and requests/s against
-   the single-client rate. 429 (inline pool full) counts as an error.
+   the single-client rate. 429 (inline pool full) counts as an error. Run
+   without dynamic batching and with it (``--batch-delay-ms``), side by side.
 2. ``--jobs`` trivial jobs (``probe_steps``, one step on a 16 px image, see
    bench_jobs.py): resident memory of the API and of the worker (main process
    plus pool child) after the first 10% of the jobs and after all of them.
@@ -89,7 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=500, help="trivial jobs for the memory check (0: none)")
+    parser.add_argument("--batch-delay-ms", type=float, default=5.0, help="dynamic batching's delay, measured against none")
+    parser.add_argument("--inline-threads", type=int, default=4, help="the API's inline threads (a batch holds at most this many calls)")
     args = parser.parse_args()
 
     import base64
@@ -106,37 +109,53 @@ def main() -> None:
         tmp = Path(tmp)
         redis_server = RedisServer(tmp / "redis").start()
         # the inline pool holds every client: 429 would be an error here
-        env = stack_env(tmp, redis_server.url, CONVLENS_INLINE_BACKLOG=str(args.concurrency),
-                        CONVLENS_WARM_MODELS='["efficientnet_lite0"]')
-        worker = CeleryWorker(env, tmp / "worker.log").start()
-        api_process, base_url = start_api(env)
+        base_env = stack_env(tmp, redis_server.url, CONVLENS_INLINE_BACKLOG=str(args.concurrency),
+                             CONVLENS_WARM_MODELS='["efficientnet_lite0"]', CONVLENS_INLINE_THREADS=str(args.inline_threads))
+        worker = CeleryWorker(base_env, tmp / "worker.log").start()
         try:
-            with httpx.Client(base_url=base_url, timeout=300) as api:
-                wait_for(lambda: _ready(api), 180, "the API", interval=0.3)
-                api.post("/v1/saliency", content=body, headers={"content-type": "application/json"})  # warm-up
             print(f"inline saliency, efficientnet_lite0 224 px, {os.cpu_count()} CPU cores")
-            single = report("1 client", *asyncio.run(hammer(base_url, body, 1, args.duration / 4)))
-            many = report(f"{args.concurrency} clients", *asyncio.run(hammer(base_url, body, args.concurrency, args.duration)))
-            print(f"{'throughput ratio':<24} {many / single:6.2f}x the single-client rate")
-
-            with httpx.Client(base_url=base_url, timeout=60) as api:
-                images = upload_images(api, args.jobs, seed=1)
-                warm = max(1, args.jobs // 10)
-                for image_id in images[:warm]:
-                    poll(api, submit(api, image_id), interval=0.01)
-                before = rss_kb(api_process.pid), rss_kb(worker.pid)
-                for image_id in images[warm:]:
-                    poll(api, submit(api, image_id), interval=0.01)
-                after = rss_kb(api_process.pid), rss_kb(worker.pid)
-            print(f"memory over {args.jobs} trivial jobs (after {warm} -> after {args.jobs}):")
-            for name, b, a in zip(("API", "worker"), before, after):
-                print(f"  {name:<7} {b / 1024:8.1f} MB -> {a / 1024:8.1f} MB  ({(a - b) / b * 100:+.1f}%)")
+            rates = {}
+            for delay in (0.0, args.batch_delay_ms):
+                env = {**base_env, "CONVLENS_INLINE_BATCH_DELAY_MS": str(delay)}
+                api_process, base_url = start_api(env)
+                try:
+                    with httpx.Client(base_url=base_url, timeout=300) as api:
+                        wait_for(lambda: _ready(api), 180, "the API", interval=0.3)
+                        api.post("/v1/saliency", content=body, headers={"content-type": "application/json"})  # warm-up
+                    label = "no batching" if delay == 0 else f"batching, {delay:g} ms"
+                    single = report(f"1 client, {label}", *asyncio.run(hammer(base_url, body, 1, args.duration / 4)))
+                    rates[delay] = report(f"{args.concurrency} clients, {label}", *asyncio.run(hammer(base_url, body, args.concurrency, args.duration)))
+                    print(f"{'throughput ratio':<36} {rates[delay] / single:6.2f}x the single-client rate")
+                finally:
+                    api_process.terminate()
+                    api_process.wait(10)
+            print(f"{'dynamic batching':<36} {rates[args.batch_delay_ms] / rates[0.0]:6.2f}x the {args.concurrency} clients' rate without it")
+            if args.jobs:
+                jobs_memory(base_env, worker, args.jobs)
         finally:
-            api_process.terminate()
-            api_process.wait(10)
             worker.stop()
             redis_server.stop()
 
+
+def jobs_memory(env: dict, worker, count: int) -> None:
+    api_process, base_url = start_api(env)
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as api:
+            wait_for(lambda: _ready(api), 180, "the API", interval=0.3)
+            images = upload_images(api, count, seed=1)
+            warm = max(1, count // 10)
+            for image_id in images[:warm]:
+                poll(api, submit(api, image_id), interval=0.01)
+            before = rss_kb(api_process.pid), rss_kb(worker.pid)
+            for image_id in images[warm:]:
+                poll(api, submit(api, image_id), interval=0.01)
+            after = rss_kb(api_process.pid), rss_kb(worker.pid)
+        print(f"memory over {count} trivial jobs (after {warm} -> after {count}):")
+        for name, b, a in zip(("API", "worker"), before, after):
+            print(f"  {name:<7} {b / 1024:8.1f} MB -> {a / 1024:8.1f} MB  ({(a - b) / b * 100:+.1f}%)")
+    finally:
+        api_process.terminate()
+        api_process.wait(10)
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from api.deps import (
     CollectionResolverDep, FeatureCacheDep, ImageResolverDep, InlineLinksDep, InlinePoolDep, ModelSourceDep, SettingsDep, TenantDep,
 )
+from api.inline_batcher import InlineBatcher
 from api.inline_links import parse_embed
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
 from api.inline_request import CollectionResolver, Form, InlineRequest, decode_inputs, parse, receive
@@ -127,7 +128,7 @@ def _endpoint(method: Method):
             progress = InlineProgress(settings.inline_time_limit_seconds)
             work = asyncio.ensure_future(pool.run(
                 answer, method, body, wanted, settings, Caller(tenant, models), resolve, progress, collections, cache,
-                lambda result: links.keep(result, tenant), key=request.state.api_key,
+                lambda result: links.keep(result, tenant), pool.batcher, key=request.state.api_key,
             ))
             content, media_type, timings = await until_done_or_gone(request, work, progress)
         finally:
@@ -149,8 +150,10 @@ def answer(
     collections: CollectionResolver | None = None,
     cache: FeatureCache | None = None,
     keep: Callable[[Result], str] | None = None,
+    batcher: InlineBatcher | None = None,
 ) -> tuple[bytes, str, dict]:
-    """Prepare (within the inline budget), decode, run and encode, in the inline pool, off the event loop.
+    """Prepare (within the inline budget), decode, run (with the calls it can share a pass with) and encode,
+    in the inline pool, off the event loop.
 
     Returns the body, its media type and the timings (ms).
     """
@@ -162,7 +165,7 @@ def answer(
     start = time.perf_counter()
     inputs = decode_inputs(request, settings.max_image_pixels, resolve)
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    result = run_inline(call, inputs, progress, settings, cache)
+    result = run_inline(call, inputs, progress, settings, cache, batcher)
     timings = result.data["timings"]
     timings["decode_ms"] = decode_ms
     content, media_type = render(result, wanted, keep)
@@ -220,9 +223,13 @@ def answer_each(
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8"), JSON, timings
 
 
-def run_inline(call: Call, inputs: Inputs, progress: InlineProgress, settings: Settings, cache: FeatureCache | None = None) -> Result:
-    """:func:`engine.run.run_call` within a request: past the inline time limit, or for a client gone, 503."""
+def run_inline(call: Call, inputs: Inputs, progress: InlineProgress, settings: Settings, cache: FeatureCache | None = None,
+               batcher: InlineBatcher | None = None) -> Result:
+    """:func:`engine.run.run_call` within a request (through ``batcher`` when given): past the inline time limit,
+    or for a client gone, 503."""
     with inline_limits(call.method.name):
+        if batcher is not None and call.method.batching is not None:
+            return batcher.run(call, inputs, progress)
         return run_call(call, inputs, progress, settings.device, cache)
 
 
