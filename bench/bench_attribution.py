@@ -46,8 +46,11 @@ def relu_copy(model: ConvLensModel) -> ConvLensModel:
 
 
 def timed(fn):
+    """Seconds ``fn`` takes (the GPU's queued work included) and what it returns."""
     start = time.perf_counter()
     out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start, out
 
 
@@ -78,12 +81,13 @@ def compare(name: str, ours, theirs, repeats: int, check) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--occlusion-repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16, help="occlusion batch (ours) = perturbations_per_eval (Captum)")
     args = parser.parse_args()
 
-    model = load_model("efficientnet_lite0", "cpu")
-    x = to_tensor(fit_image(Image.fromarray(data.chelsea()), model.input_size))
+    model = load_model("efficientnet_lite0", args.device)
+    x = to_tensor(fit_image(Image.fromarray(data.chelsea()), model.input_size), model.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0 224px, chelsea")
 
     def saliency_ours():

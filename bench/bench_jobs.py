@@ -157,7 +157,7 @@ def main() -> None:
 def stack_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
     """Settings of a benchmark's loopback stack: its own Redis and storage, the test plugins, the CPU, open access."""
     return {"CONVLENS_REDIS_URL": redis_url, "CONVLENS_STORAGE_DIR": str(tmp / "storage"), "CONVLENS_PLUGINS": "tests.e2e.plugins",
-            "CONVLENS_DEVICE": "cpu", "CONVLENS_OPEN_ACCESS": "true", **extra}
+            "CONVLENS_DEVICE": os.environ.get("CONVLENS_DEVICE", "cpu"), "CONVLENS_OPEN_ACCESS": "true", **extra}
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:

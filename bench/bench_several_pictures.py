@@ -51,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pictures", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batches", default="1,4,8,16,32", help="engine batch sizes to time")
     args = parser.parse_args()
     from fastapi.testclient import TestClient
 
@@ -62,7 +64,7 @@ def main() -> None:
     storage = tempfile.mkdtemp()
     rates, singles = {}, None
     for batch in (1, 8, 32):
-        settings = make_settings(storage_dir=storage, inline_max_batch=batch, inline_max_pictures=max(64, args.pictures))
+        settings = make_settings(storage_dir=storage, inline_max_batch=batch, inline_max_pictures=max(64, args.pictures), device=args.device)
         with TestClient(create_app(settings)) as client:
             client.post("/v1/saliency", json={"inputs": {"image": inputs[0]}})  # warm: model loaded, kernels chosen
             if singles is None:
@@ -88,18 +90,21 @@ def main() -> None:
 
     images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pictures]
     call = prepare("saliency", "efficientnet_lite0", {}, {"image": 1})
-    run_calls([(call, {"image": images[0]})], "cpu")
-    for batch in (1, 4, 8, 16, 32):
+    run_calls([(call, {"image": images[0]})], args.device)
+    for batch in (int(b) for b in args.batches.split(",")):
         best = float("inf")
         for _ in range(args.repeat):
             start = time.perf_counter()
             for first in range(0, len(images), batch):
-                run_calls([(call, {"image": image}) for image in images[first : first + batch]], "cpu")
+                run_calls([(call, {"image": image}) for image in images[first : first + batch]], args.device)
+            if args.device == "cuda":
+                __import__("torch").cuda.synchronize()
             best = min(best, time.perf_counter() - start)
         rates[f"engine, batch {batch}"] = args.pictures / best
 
     base = rates["32 single requests"]
-    print(f"saliency on efficientnet_lite0, {args.pictures} pictures at 224 px (best of {args.repeat}); maps equal to single requests'")
+    print(f"saliency on efficientnet_lite0 ({args.device}), {args.pictures} pictures at 224 px (best of {args.repeat}); "
+          "maps equal to single requests'")
     for name, rate in rates.items():
         print(f"  {name:28s} {rate:7.1f} images/s  {rate / base:5.2f}x the single requests")
 
