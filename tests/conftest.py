@@ -58,7 +58,7 @@ def vgg19():
 # -- the fast tier ------------------------------------------------------------------------------
 # `scripts/test --fast` (pytest --fast): the developer's loop. It leaves out the end-to-end tests
 # (tests/e2e, real processes), the tests marked slow, and the tests named in tests/heavy_tests.txt
-# (measured over a few seconds each on 2 cores; regenerate the list from a full run's --durations).
+# (measured over 0.6 s each on 2 cores; regenerate the list from a full run's --durations).
 # A name there that no longer exists in a collected file fails the run, so the list cannot rot.
 
 HEAVY_TESTS = Path(__file__).with_name("heavy_tests.txt")

@@ -64,7 +64,7 @@ def test_jobs_survive_killed_workers_and_a_redis_restart(chaos, coffee):
     ids = []
     for i in range(JOBS):
         body = {"method": "probe_steps", "model": "efficientnet_lite0", "inputs": {"image": image_id},
-                "params": {"steps": 4 + i % 5, "sleep": 0.4, "size": 32 + i}}
+                "params": {"steps": 4 + i % 5, "sleep": 0.25, "size": 32 + i}}
         response = call("POST", "/v1/jobs", json=body)
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
