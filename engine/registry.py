@@ -29,7 +29,7 @@ from engine.result import Result
 Inputs = dict[str, Image.Image | list[Image.Image]]
 RunFn = Callable[[ConvLensModel, Inputs, Any, Progress], Result]
 CostFn = Callable[[ModelProfile, Any, int], Cost]  # (model, parsed params, number of input pictures)
-BatchRun = Callable[[ConvLensModel, list[tuple[Inputs, Any]]], list[Result]]
+BatchRun = Callable[..., list[Result]]  # (model, [(inputs, params)], progress=no_progress) -> a result per call
 
 
 @dataclass(frozen=True)

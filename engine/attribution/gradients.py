@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 
 from engine.attribution.targets import pick_class, row_scores
+from engine.progress import Progress, no_progress
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,3 +33,25 @@ def row_class_gradients(forward: Forward, images: torch.Tensor, indices: Sequenc
     score, chosen = row_scores(logits, list(indices))
     (grad,) = torch.autograd.grad(score, x)
     return grad, logits.detach(), chosen
+
+
+def pooled_gradients(
+    forward: Forward, rows: list[torch.Tensor], indices: list[int], batch_size: int,
+    weights: list[torch.Tensor] | None = None, squared: bool = False, progress: Progress = no_progress,
+) -> list[torch.Tensor]:
+    """For each picture p: the sum over its rows (path points, noisy copies) of the (squared) gradient of
+    class ``indices[p]``, each row times its weight; shape (1, 3, H, W) per picture. Rows of all pictures
+    run ``batch_size`` at a time, so the pictures of several calls share passes."""
+    owners = [p for p, picture_rows in enumerate(rows) for _ in range(len(picture_rows))]
+    flat = torch.cat(rows)
+    scale = torch.cat(weights) if weights is not None else torch.ones(len(flat), 1, 1, 1, dtype=flat.dtype, device=flat.device)
+    totals = [torch.zeros_like(picture_rows[:1]) for picture_rows in rows]
+    for start in range(0, len(flat), batch_size):
+        stop = min(len(flat), start + batch_size)
+        grad, _, _ = row_class_gradients(forward, flat[start:stop], [indices[p] for p in owners[start:stop]])
+        grad = (grad * grad if squared else grad) * scale[start:stop]
+        for p in sorted(set(owners[start:stop])):
+            mine = torch.tensor([owner == p for owner in owners[start:stop]], device=grad.device)
+            totals[p] += grad[mine].sum(0, keepdim=True)
+        progress(stop, len(flat))
+    return totals

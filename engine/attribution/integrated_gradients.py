@@ -16,7 +16,7 @@ from pydantic import Field
 from engine.capabilities import CLASSIFIER
 from engine.attribution.baselines import baseline_picture
 from engine.models.folding import folded
-from engine.attribution.gradients import class_gradient
+from engine.attribution.gradients import pooled_gradients
 from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.attribution.render import attribution_result
@@ -27,7 +27,7 @@ from engine.imaging import to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
 from engine.progress import Progress, no_progress
-from engine.registry import method
+from engine.registry import Batching, method
 from engine.result import Result
 
 Quadrature = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
@@ -64,25 +64,24 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def integrated_gradients(
-    model: ConvLensModel, x: torch.Tensor, baseline: torch.Tensor, index: int, steps: int,
+    model: ConvLensModel, x: torch.Tensor, baseline: torch.Tensor, indices: list[int], steps: int,
     method: str = "gausslegendre", batch_size: int = 16, progress: Progress = no_progress,
-) -> tuple[torch.Tensor, float]:
-    """(attributions (1, 3, H, W), convergence delta) for class ``index``."""
+) -> list[tuple[torch.Tensor, float]]:
+    """(attributions (1, 3, H, W), convergence delta) of each picture (row) of ``x`` for its class, its path
+    from its row of ``baseline``; the path points of all pictures run ``batch_size`` at a time."""
     net = folded(model)
     alphas, weights = quadrature(method, steps)
     alphas_t = torch.tensor(alphas, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
     weights_t = torch.tensor(weights, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-    total = torch.zeros_like(x)
-    for start in range(0, steps, batch_size):
-        a = alphas_t[start : start + batch_size]
-        grad, _, _ = class_gradient(net, baseline + a * (x - baseline), index)
-        total += (grad * weights_t[start : start + batch_size]).sum(0, keepdim=True)
-        progress(min(steps, start + batch_size), steps)
-    attributions = (x - baseline) * total
+    paths = [baseline[p : p + 1] + alphas_t * (x[p : p + 1] - baseline[p : p + 1]) for p in range(len(x))]
+    totals = pooled_gradients(net, paths, indices, batch_size, [weights_t] * len(x), progress=progress)
     with torch.inference_mode():
-        ends = net(torch.cat([x, baseline]))[:, index]
-    delta = float(attributions.sum() - (ends[0] - ends[1]))
-    return attributions, delta
+        ends = net(torch.cat([x, baseline]))
+    answers = []
+    for p, total in enumerate(totals):
+        attributions = (x[p : p + 1] - baseline[p : p + 1]) * total
+        answers.append((attributions, float(attributions.sum() - (ends[p, indices[p]] - ends[len(x) + p, indices[p]]))))
+    return answers
 
 
 def integrated_gradients_cost(model: ModelProfile, params: IntegratedGradientsParams, images: int) -> Cost:
@@ -90,6 +89,37 @@ def integrated_gradients_cost(model: ModelProfile, params: IntegratedGradientsPa
     height, width = model.input_size
     memory = saved_for_backward(model) * min(params.batch_size, params.steps)
     return Cost(2 * params.steps + 3, 4 * height * width, memory, "lower steps or internal_batch_size")
+
+
+def integrated_gradients_batch(model: ConvLensModel, calls: list[tuple[dict, IntegratedGradientsParams]], progress: Progress = no_progress) -> list[Result]:
+    """Integrated gradients of several pictures (same path params), their path points sharing passes, each with its class."""
+    first = calls[0][1]
+    images = [model.fit_input(inputs["image"], params.fit) for inputs, params in calls]
+    x = torch.cat([to_tensor(image, model.device) for image in images])
+    baseline = torch.cat([baseline_picture(model, x[p : p + 1], first.baseline, first.blur_sigma) for p in range(len(x))])
+    clock = Stopwatch()
+    with torch.inference_mode():
+        logits = model(x)
+    indices = [pick_class(logits[p : p + 1], requested_class(model, params.target_class)) for p, (_inputs, params) in enumerate(calls)]
+    answers = integrated_gradients(model, x, baseline, indices, first.steps, first.quadrature, first.batch_size, progress)
+    clock.lap("attribution_ms")
+    results = []
+    for p, ((attributions, delta), image, (_inputs, params)) in enumerate(zip(answers, images, calls)):
+        summed = attributions[0].sum(0)
+        values = {"all": summed, "positive": summed.clamp(min=0), "absolute": summed.abs()}[params.sign]
+        results.append(attribution_result(
+            model, "integrated_gradients", image, values.cpu().numpy(), params,
+            class_target(model, logits[p : p + 1], indices[p]), params.sign, clock.laps,
+            images={"baseline": to_image(baseline[p : p + 1])},
+            arrays={"attributions": attributions[0].cpu().numpy()},
+            data={"convergence_delta": delta, "baseline": params.baseline, "steps": params.steps, "quadrature": params.quadrature},
+        ))
+    return results
+
+
+def path_key(params: IntegratedGradientsParams) -> tuple:
+    """Calls share passes when their paths are alike (points, rule, baseline) and their batches the same size."""
+    return (params.baseline, params.blur_sigma, params.steps, params.quadrature, params.batch_size)
 
 
 @method(
@@ -100,26 +130,7 @@ def integrated_gradients_cost(model: ModelProfile, params: IntegratedGradientsPa
     params=IntegratedGradientsParams,
     requires=(CLASSIFIER,),
     cost=integrated_gradients_cost,
+    batching=Batching(key=path_key, run=integrated_gradients_batch),
 )
 def run(model: ConvLensModel, inputs, params: IntegratedGradientsParams, progress) -> Result:
-    index = requested_class(model, params.target_class)
-    image = model.fit_input(inputs["image"], params.fit)
-    x = to_tensor(image, model.device)
-    baseline = baseline_picture(model, x, params.baseline, params.blur_sigma)
-    clock = Stopwatch()
-    with torch.inference_mode():
-        logits = model(x)
-    index = pick_class(logits, index)
-    attributions, delta = integrated_gradients(
-        model, x, baseline, index, params.steps, params.quadrature, params.batch_size, progress
-    )
-    clock.lap("attribution_ms")
-    summed = attributions[0].sum(0)
-    values = {"all": summed, "positive": summed.clamp(min=0), "absolute": summed.abs()}[params.sign]
-    return attribution_result(
-        model, "integrated_gradients", image, values.cpu().numpy(), params,
-        class_target(model, logits, index), params.sign, clock.laps,
-        images={"baseline": to_image(baseline)},
-        arrays={"attributions": attributions[0].cpu().numpy()},
-        data={"convergence_delta": delta, "baseline": params.baseline, "steps": params.steps, "quadrature": params.quadrature},
-    )
+    return integrated_gradients_batch(model, [(inputs, params)], progress)[0]

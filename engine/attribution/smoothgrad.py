@@ -12,7 +12,7 @@ from pydantic import Field
 
 from engine.capabilities import CLASSIFIER
 from engine.models.folding import folded
-from engine.attribution.gradients import class_gradient
+from engine.attribution.gradients import pooled_gradients
 from engine import params as p
 from engine.attribution.params import AttributionParams
 from engine.params import Seeded
@@ -24,7 +24,7 @@ from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
 from engine.progress import Progress, no_progress
-from engine.registry import method
+from engine.registry import Batching, method
 from engine.result import Result
 
 
@@ -35,20 +35,39 @@ class SmoothGradParams(AttributionParams, Seeded):
     batch_size: int = p.batch_size(8, 100, "noisy copies per backward pass")
 
 
-def smoothgrad_gradient(
-    model: ConvLensModel, x: torch.Tensor, index: int, noise_level: float, samples: int,
-    squared: bool = False, batch_size: int = 8, seed: int = 0, progress: Progress = no_progress,
-) -> torch.Tensor:
-    """Mean gradient (or squared gradient) over noisy copies, shape (1, 3, H, W)."""
+def noisy_copies(x: torch.Tensor, noise_level: float, samples: int, seed: int) -> torch.Tensor:
+    """``samples`` copies of the picture ``x`` (1, 3, H, W) with Gaussian noise of std ``noise_level`` times its value range."""
     std = noise_level * float(x.max() - x.min())
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    noise = torch.normal(0.0, torch.full((samples, *x.shape[1:]), std, device=x.device), generator=generator)
-    total = torch.zeros_like(x)
-    for start in range(0, samples, batch_size):
-        grad, _, _ = class_gradient(folded(model), x + noise[start : start + batch_size], index)
-        total += (grad * grad if squared else grad).sum(0, keepdim=True)
-        progress(min(samples, start + batch_size), samples)
-    return total / samples
+    return x + torch.normal(0.0, torch.full((samples, *x.shape[1:]), std, device=x.device), generator=generator)
+
+
+def smoothgrad_batch(model: ConvLensModel, calls: list[tuple[dict, SmoothGradParams]], progress: Progress = no_progress) -> list[Result]:
+    """SmoothGrad of several pictures (same noise level, samples and batch size; each its seed), their noisy
+    copies sharing passes, each with its class: the mean (squared) gradient over the copies."""
+    first = calls[0][1]
+    images = [model.fit_input(inputs["image"], params.fit) for inputs, params in calls]
+    x = torch.cat([to_tensor(image, model.device) for image in images])
+    clock = Stopwatch()
+    with torch.inference_mode():
+        logits = model(x)
+    indices = [pick_class(logits[p : p + 1], requested_class(model, params.target_class)) for p, (_inputs, params) in enumerate(calls)]
+    copies = [noisy_copies(x[p : p + 1], params.noise_level, params.samples, params.seed) for p, (_inputs, params) in enumerate(calls)]
+    totals = pooled_gradients(folded(model), copies, indices, first.batch_size, squared=first.squared, progress=progress)
+    clock.lap("attribution_ms")
+    return [
+        attribution_result(
+            model, "smoothgrad", image, max_abs_over_channels(total / params.samples), params,
+            class_target(model, logits[p : p + 1], indices[p]), "absolute", clock.laps,
+            data={"squared": params.squared, "samples": params.samples, "noise_level": params.noise_level},
+        )
+        for p, (total, image, (_inputs, params)) in enumerate(zip(totals, images, calls))
+    ]
+
+
+def noise_key(params: SmoothGradParams) -> tuple:
+    """Calls share passes when their copies are alike in number and kind and their batches the same size."""
+    return (params.noise_level, params.samples, params.squared, params.batch_size)
 
 
 def smoothgrad_cost(model: ModelProfile, params: SmoothGradParams, images: int) -> Cost:
@@ -67,19 +86,7 @@ def smoothgrad_cost(model: ModelProfile, params: SmoothGradParams, images: int) 
     params=SmoothGradParams,
     requires=(CLASSIFIER,),
     cost=smoothgrad_cost,
+    batching=Batching(key=noise_key, run=smoothgrad_batch),
 )
 def smoothgrad(model: ConvLensModel, inputs, params: SmoothGradParams, progress) -> Result:
-    index = requested_class(model, params.target_class)
-    image = model.fit_input(inputs["image"], params.fit)
-    x = to_tensor(image, model.device)
-    clock = Stopwatch()
-    with torch.inference_mode():
-        logits = model(x)
-    index = pick_class(logits, index)
-    grad = smoothgrad_gradient(model, x, index, params.noise_level, params.samples, params.squared, params.batch_size, params.seed, progress)
-    clock.lap("attribution_ms")
-    return attribution_result(
-        model, "smoothgrad", image, max_abs_over_channels(grad), params,
-        class_target(model, logits, index), "absolute", clock.laps,
-        data={"squared": params.squared, "samples": params.samples, "noise_level": params.noise_level},
-    )
+    return smoothgrad_batch(model, [(inputs, params)], progress)[0]

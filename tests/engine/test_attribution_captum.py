@@ -6,12 +6,13 @@ import torch
 from captum.attr import Deconvolution, GuidedBackprop, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
 from engine.attribution.gradcam import gradcam_maps
-from engine.attribution.gradients import class_gradient
+from engine.attribution.gradients import class_gradient, pooled_gradients
 from engine.attribution.guided_backprop import relu_rule_gradient
 from engine.attribution.integrated_gradients import integrated_gradients
 from engine.attribution.occlusion import occlusion_drops
-from engine.attribution.smoothgrad import smoothgrad_gradient
+from engine.attribution.smoothgrad import noisy_copies
 from engine.imaging import fit_image, to_tensor
+from engine.models.folding import folded
 from engine.run import run_method
 from tests.engine.tiny_nets import ModuleReLUNet, seeded, wrap
 
@@ -80,7 +81,7 @@ def test_occlusion_matches_captum_on_tiny_relu_net(tiny, picture):
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])
 def test_integrated_gradients_match_captum(tiny, picture, method):
     baseline = torch.full_like(picture, 0.2)
-    ours, delta = integrated_gradients(tiny, picture, baseline, 4, 20, method, batch_size=6)
+    ((ours, delta),) = integrated_gradients(tiny, picture, baseline, [4], 20, method, batch_size=6)
     theirs, their_delta = IntegratedGradients(tiny).attribute(
         picture, baselines=baseline, target=4, n_steps=20, method=method, internal_batch_size=7,
         return_convergence_delta=True,
@@ -92,7 +93,8 @@ def test_integrated_gradients_match_captum(tiny, picture, method):
 @pytest.mark.parametrize("squared", [False, True])
 def test_smoothgrad_matches_captum_noise_tunnel_with_the_same_seed(tiny, picture, squared):
     std = 0.2 * float(picture.max() - picture.min())
-    ours = smoothgrad_gradient(tiny, picture, 1, 0.2, samples=6, squared=squared, batch_size=4, seed=7)
+    (total,) = pooled_gradients(folded(tiny), [noisy_copies(picture, 0.2, samples=6, seed=7)], [1], batch_size=4, squared=squared)
+    ours = total / 6
     torch.manual_seed(7)
     theirs = NoiseTunnel(Saliency(tiny)).attribute(
         picture, nt_type="smoothgrad_sq" if squared else "smoothgrad", nt_samples=6, stdevs=std, target=1, abs=False

@@ -15,6 +15,10 @@ BATCHED = {
     "gradcam": [{"target_class": "tabby"}, {}, {"target_class": 9}],
     "guided_backprop": [{}, {"target_class": "espresso"}, {"target_class": 404, "sign": "positive"}],
     "deconvnet": [{"target_class": 281}, {}, {}],
+    "integrated_gradients": [{"steps": 8, "batch_size": 5}, {"steps": 8, "batch_size": 5, "target_class": "espresso"},
+                             {"steps": 8, "batch_size": 5, "target_class": 1, "sign": "absolute"}],
+    "smoothgrad": [{"samples": 4, "batch_size": 3, "seed": 1}, {"samples": 4, "batch_size": 3, "target_class": "espresso", "seed": 2},
+                   {"samples": 4, "batch_size": 3, "seed": 3}],
 }
 
 
@@ -45,6 +49,8 @@ def test_a_batch_answers_each_call_as_it_is_answered_alone(efficientnet, picture
         else:
             assert together.data["target"]["index"] == alone.data["target"]["index"]
             assert together.data["target"]["probability"] == pytest.approx(alone.data["target"]["probability"], rel=1e-5)
+        if name == "integrated_gradients":
+            assert together.data["convergence_delta"] == pytest.approx(alone.data["convergence_delta"], rel=1e-3, abs=1e-4)
 
 
 def test_the_classes_differ_within_one_batch(efficientnet, pictures):
