@@ -22,10 +22,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.problems import Problem, invalid_request
-from api.picture_refs import CollectionRef, ImageResolver, Picture, picture_bytes, slot_pictures
+from api.picture_refs import CollectionRef, ImageResolver, Picture, decode_picture, slot_pictures
 from api.schemas import DEFAULT_MODEL, Envelope
-from engine.decoding import decode_image
-from engine.picture_names import named
 from engine.registry import Inputs, InputSlot, Method
 
 CollectionResolver = Callable[[str], list[tuple[str, str]]]  # collection id -> [(image name, image id)]
@@ -181,6 +179,6 @@ def decode_inputs(request: InlineRequest, max_pixels: int, resolve: ImageResolve
     """Every upload -> a safe RGB picture, shaped as the method's slots expect."""
     inputs: Inputs = {}
     for name, uploads in request.uploads.items():
-        images = [named(decode_image(picture_bytes(up, resolve), max_pixels, up.label), up.image_id, up.name) for up in uploads]
+        images = [decode_picture(up, max_pixels, resolve) for up in uploads]
         inputs[name] = images if name in request.many else images[0]
     return inputs

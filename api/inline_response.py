@@ -103,7 +103,12 @@ def _record_encode_time(result: Result, start: float) -> None:
 
 
 def _json(result: Result, embed: frozenset[str] | None, keep: Callable[[Result], str] | None) -> bytes:
-    return json.dumps(result_body(result, embed, keep), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return answer_json(result_body(result, embed, keep))
+
+
+def answer_json(body: dict) -> bytes:
+    """An inline answer's compact JSON (results are checked finite before: a NaN here is a bug, not null)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def result_body(result: Result, embed: frozenset[str] | None, keep: Callable[[Result], str] | None) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from api.inline_progress import InlineProgress
+from api.inline_response import answer_json
 from api.problems import Problem
 from api.routes.inline import Caller, run_inline
 from api.settings import Settings
@@ -193,7 +194,7 @@ def answer(verb: Verb, name: str, body: bytes, settings: Settings, caller: Calle
                 explanations.append({**explanation(result), **instance.echo})
     start = time.perf_counter()
     answered = {**({"predictions": predictions} if classify else {}), **({"explanations": explanations} if explain else {})}
-    content = json.dumps(answered, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    content = answer_json(answered)
     timings = {"total_ms": round(engine_ms, 3), "decode_ms": decode_ms, "encode_ms": round((time.perf_counter() - start) * 1000, 3)}
     return content, calls[-1].method.name, timings
 

@@ -11,10 +11,12 @@ models below document them in the OpenAPI schema.
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
+from PIL import Image
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from api.problems import Problem
-from engine.decoding import decode_base64
+from engine.decoding import decode_base64, decode_image
+from engine.picture_names import named
 
 ImageResolver = Callable[[str], bytes]  # image id -> the stored file's bytes
 FORMS = '"<image id>", {"image_id": "<image id>"} or {"base64": "<the file in base64>"}'
@@ -85,6 +87,11 @@ def picture_bytes(given: Picture, resolve: ImageResolver) -> bytes:
     if given.base64 is not None:
         return decode_base64(given.base64, given.label)
     return resolve(given.image_id)
+
+
+def decode_picture(given: Picture, max_pixels: int, resolve: ImageResolver) -> Image.Image:
+    """The picture, safely decoded (engine.decoding), carrying its id and name (engine.picture_names)."""
+    return named(decode_image(picture_bytes(given, resolve), max_pixels, given.label), given.image_id, given.name)
 
 
 def _shown(value: Any) -> str:

@@ -5,7 +5,6 @@ route, its typed request schema and its documentation with no code here.
 """
 
 import asyncio
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,14 +21,12 @@ from api.inline_batcher import InlineBatcher
 from api.inline_links import parse_embed
 from api.inline_progress import ClientGone, InlineProgress, InlineTimeLimit, until_done_or_gone
 from api.inline_request import CollectionResolver, Form, InlineRequest, decode_inputs, parse, receive
-from api.picture_refs import ImageResolver, picture_bytes
-from api.inline_response import JSON, Wanted, negotiate, render, result_body
+from api.picture_refs import ImageResolver, decode_picture
+from api.inline_response import JSON, Wanted, answer_json, negotiate, render, result_body
 from api.problems import PROBLEM_JSON, Problem, picture_problem, problem_body
 from api.schemas import InlineResult, InlineResults, ProblemDetails, json_request_model, multipart_schema
-from engine.decoding import decode_image
 from engine.encoding import NPY, PNG
 from engine.errors import EngineError
-from engine.picture_names import named
 from engine.inspect.collection import FeatureCache
 from engine.registry import Inputs, Method, all_methods, get_method
 from engine.result import Result
@@ -198,8 +195,7 @@ def answer_each(
     readable = []
     for position, given in enumerate(pictures):
         try:
-            image = decode_image(picture_bytes(given, resolve), settings.max_image_pixels, given.label)
-            readable.append((position, named(image, given.image_id, given.name)))
+            readable.append((position, decode_picture(given, settings.max_image_pixels, resolve)))
         except (Problem, EngineError, UnknownImage) as problem:
             answers[position] = problem
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
@@ -220,7 +216,7 @@ def answer_each(
             results.append({"picture": picture, "problem": problem_body(problem.status, problem.code, problem.detail, **problem.extra)})
     body = {"method": method.name, "model": call.spec.name, "results": results}
     timings = {"decode_ms": decode_ms, "total_ms": round((time.perf_counter() - start) * 1000, 3)}
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8"), JSON, timings
+    return answer_json(body), JSON, timings
 
 
 def run_inline(call: Call, inputs: Inputs, progress: InlineProgress, settings: Settings, cache: FeatureCache | None = None,

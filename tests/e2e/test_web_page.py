@@ -141,6 +141,18 @@ def test_style_job_progress_reaches_100_percent_and_its_result_shows(browser, li
     browser.save_screenshot(str(artifacts / "style_job.png"))
 
 
+def classify_on_page_and_by_api(browser, live, photo: Path) -> list[dict]:
+    """Run the chosen classify on ``photo`` in the page (until its bars are drawn) and POST it with no params: the API's top list."""
+    browser.find_element("id", "slot-image").send_keys(str(photo))
+    browser.find_element("id", "run").click()
+    wait(browser, lambda b: b.find_elements("css selector", "#readable .bar"))
+    with open(photo, "rb") as picture:
+        answer = httpx.post(live.url + "/v1/classify", data={"model": "efficientnet_lite0"},
+                            files={"image": (photo.name, picture, "image/png")}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["top"]
+
+
 def shown_bars(browser) -> list[dict]:
     """The classify bars as the page shows them: label text, probability, and the number written beside the bar."""
     rows = browser.find_elements("css selector", "#readable .bar")
@@ -152,14 +164,7 @@ def shown_bars(browser) -> list[dict]:
 def test_classify_shows_labelled_bars_equal_to_the_api(browser, live, photos, artifacts):
     open_page(browser, live)
     choose(browser, "method", "classify")
-    browser.find_element("id", "slot-image").send_keys(str(photos / "square_chelsea.png"))
-    browser.find_element("id", "run").click()
-    wait(browser, lambda b: b.find_elements("css selector", "#readable .bar"))
-    with open(photos / "square_chelsea.png", "rb") as picture:
-        answer = httpx.post(live.url + "/v1/classify", data={"model": "efficientnet_lite0"},
-                            files={"image": ("square_chelsea.png", picture, "image/png")}, timeout=60)
-    assert answer.status_code == 200, answer.text
-    top = answer.json()["data"]["top"]
+    top = classify_on_page_and_by_api(browser, live, photos / "square_chelsea.png")
     shown = shown_bars(browser)
     assert [(bar["label"], bar["index"], bar["probability"]) for bar in shown] == [(t["label"], t["index"], t["probability"]) for t in top]
     assert [bar["shown"] for bar in shown] == [f"{t['probability']:.3f}" for t in top]
@@ -224,14 +229,7 @@ def test_page_sends_only_what_the_user_changed_so_classify_equals_curl(browser, 
     open_page(browser, live)
     choose(browser, "method", "classify")
     assert browser.execute_script("return params()") == {}
-    browser.find_element("id", "slot-image").send_keys(str(photos / "chelsea.png"))
-    browser.find_element("id", "run").click()
-    wait(browser, lambda b: b.find_elements("css selector", "#readable .bar"))
-    with open(photos / "chelsea.png", "rb") as picture:
-        answer = httpx.post(live.url + "/v1/classify", data={"model": "efficientnet_lite0"},
-                            files={"image": ("chelsea.png", picture, "image/png")}, timeout=60)
-    assert answer.status_code == 200, answer.text
-    top = answer.json()["data"]["top"]
+    top = classify_on_page_and_by_api(browser, live, photos / "chelsea.png")
     assert [(bar["label"], bar["probability"]) for bar in shown_bars(browser)] == [(t["label"], t["probability"]) for t in top]
     set_field(browser, "top_k", 3)
     set_field(browser, "fit", "stretch")
