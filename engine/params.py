@@ -6,14 +6,25 @@ takes its field from here, a base class for those that never vary (``seed``,
 range does (``steps``, ``step_size``, ``batch_size``...).
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.imaging import Fit
 
 SEED_MAX = 2**31 - 1
+# Where a setting is shown (the schema's "group"; unmarked: the method's own settings): what the call explains or
+# shows, the picture the network sees, quality against speed, or folded away as rarely changed.
+Group = Literal["target", "picture", "quality", "advanced"]
 GREY_LEVELS = "8-bit grey levels (1/255 of the [0, 1] pixel range)"
+
+
+def group(name: Group) -> dict:
+    """The schema extra filing a field under ``name`` (``Field(..., json_schema_extra=group("picture"))``)."""
+    return {"group": name}
+
+
+RARE = group("advanced")  # a setting few calls change: folded away on the web page
 
 
 class Params(BaseModel):
@@ -45,24 +56,27 @@ class AspectKept(Params):
 
 
 class Seeded(Params):
-    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed: the same seed gives the same answer")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed: the same seed gives the same answer",
+                      json_schema_extra=RARE)
 
 
 class Fitted(Params):
     fit: Fit | None = Field(
         None, description="how a picture is fitted to the square the network sees: stretch, crop (centre) or pad (letterbox in "
         "the model's mean color); default: the model's own evaluation (eval_fit in GET /v1/models/{name})",
+        json_schema_extra=group("picture"),
     )
 
 
 class ClassTargeted(Params):
     target_class: int | str | None = Field(
         None, description="the class, as an index or a label (case-insensitive); default: the model's top-1 class for the picture",
+        json_schema_extra=group("target"),
     )
 
 
 def steps(default: int, low: int = 1, high: int = 2000, what: str = "optimizer steps") -> Any:
-    return Field(default, ge=low, le=high, description=what)
+    return Field(default, ge=low, le=high, description=what, json_schema_extra=group("quality"))
 
 
 def step_size(default: float, what: str = "change of a pixel per step") -> Any:
@@ -74,24 +88,29 @@ def eps(default: int) -> Any:
 
 
 def lr(default: float, what: str) -> Any:
-    return Field(default, gt=0, le=10.0, description=f"learning rate of the optimizer on {what} (not pixels)")
+    return Field(default, gt=0, le=10.0, description=f"learning rate of the optimizer on {what} (not pixels)",
+                 json_schema_extra=RARE)
 
 
 def batch_size(default: int, high: int = 256, what: str = "pictures per pass") -> Any:
-    return Field(default, ge=1, le=high, description=f"{what} (speed and memory only; never changes the answer)")
+    return Field(default, ge=1, le=high, description=f"{what} (speed and memory only; never changes the answer)",
+                 json_schema_extra=RARE)
 
 
 def preview_every(default: int) -> Any:
-    return Field(default, ge=0, le=100_000, description="steps between two previews of a running job (0: none)")
+    return Field(default, ge=0, le=100_000, description="steps between two previews of a running job (0: none)",
+                 json_schema_extra=RARE)
 
 
 def size(default: int | None, low: int = 32, high: int = 1024, what: str = "") -> Any:
     fallback = "; default: the model's input size" if default is None else ""
-    return Field(default, ge=low, le=high, description=f"side, in pixels, of the square the network sees{what}{fallback}")
+    return Field(default, ge=low, le=high, description=f"side, in pixels, of the square the network sees{what}{fallback}",
+                 json_schema_extra=group("picture"))
 
 
 def max_side(default: int, low: int = 32, high: int = 1024, what: str = "the picture") -> Any:
-    return Field(default, ge=low, le=high, description=f"longer side of {what} in pixels (its aspect is kept)")
+    return Field(default, ge=low, le=high, description=f"longer side of {what} in pixels (its aspect is kept)",
+                 json_schema_extra=group("picture"))
 
 
 def top_k(default: int | None, high: int, what: str) -> Any:

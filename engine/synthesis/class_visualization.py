@@ -104,6 +104,7 @@ class ClassVisualizationParams(Sized, Seeded):
         max_length=8,
         description="weighted terms to maximise together; default: the class 'flamingo' on an ImageNet classifier, "
         "another classifier's first class, a network without classes its dream layer (deepdream)",
+        json_schema_extra=p.group("target"),
     )
     parameterization: Parameterization = Field(
         "fourier",
@@ -111,53 +112,65 @@ class ClassVisualizationParams(Sized, Seeded):
         "spectrum in decorrelated colour (Olah et al. 2017); maco: phase only, natural amplitude (Fel et al. 2023); "
         "pixels: the pixels themselves with Yosinski et al.'s regularisers",
     )
-    decorrelate: bool = Field(True, description="optimise in a decorrelated colour space (fourier and maco)")
+    decorrelate: bool = Field(True, description="optimise in a decorrelated colour space (fourier and maco)",
+                              json_schema_extra=p.RARE)
     spectrum_decay: float | None = Field(
         None, ge=0.5, le=3, description="fourier: each frequency's amplitude scales as 1/f^decay (1: Lucid's); default 1.5 "
         "(chosen by the judge measurement: smoother pictures the judge recognises more often), 1 when starting from a "
-        "picture (a photo to accentuate, or example images)",
+        "picture (a photo to accentuate, or example images)", json_schema_extra=p.RARE,
     )
     size: int = p.size(224, high=512, what=" (the image made)")
     steps: int = p.steps(200)
     lr: float = p.lr(0.05, "the image's parameters (Fourier or MaCo coefficients; pixels in [0, 1] for the pixel parameterization)")
     facets: int = Field(1, ge=1, le=8, description="render this many images at once, pushed apart by the diversity term")
     diversity: float | None = Field(None, ge=0, le=100, description="weight of the diversity term when facets > 1; default 3 "
-                                    "on efficientnet_lite0 (measured), 1 elsewhere")
+                                    "on efficientnet_lite0 (measured), 1 elsewhere", json_schema_extra=p.RARE)
     diversity_layer: str | None = Field(None, description="layer whose Gram matrices must differ; default: blocks.6 on "
-                                        "efficientnet_lite0, block4_conv1 on vgg19, a registered model's next-to-last stage (its layer_roles)")
+                                        "efficientnet_lite0, block4_conv1 on vgg19, a registered model's next-to-last stage (its layer_roles)",
+                                        json_schema_extra=p.RARE)
     natural_statistics: float | None = Field(
         None, ge=0, le=1000, description="weight of the prior keeping every batch norm's input distributed as in "
         "training (Yin et al. 2020's DeepInversion, per image); default 100 for fourier from scratch (with the default "
         "average it raised the judge's mean probability over ten classes from 0.53 to 0.75, three seeds; "
         "bench/README.md), 0 for maco, pixels and any start from a picture; networks without batch norms (vgg19, "
         "registered models whose norms were folded) go without it, and the result reports the weight applied",
+        json_schema_extra=p.RARE,
     )
     average: float | None = Field(
         None, ge=0, lt=1, description="return the exponential moving average of the image parameters over the steps, "
         "with this decay per step (Polyak averaging; 0: the last step's picture); default 0.95 for fourier and maco from "
         "scratch (the judge ranked the target first for 38 of 40 classes over four seeds against 36 without, at no cost "
-        "per step; bench/README.md), 0 for pixels and for any start from a picture",
+        "per step; bench/README.md), 0 for pixels and for any start from a picture", json_schema_extra=p.RARE,
     )
     center_bias: bool = Field(False, description="the target must show in random centered crops (after Nguyen et al. 2016)")
     transforms: Literal["strong", "standard", "custom"] | None = Field(
         None, description="standard: Lucid's pad/jitter/scale/rotate set; strong: the same at twice the strength; custom: "
         "the jitter, pad, scale and rotate params below; default: strong for fourier and maco, custom for pixels",
+        json_schema_extra=p.RARE,
     )
     init: Start = Field("mean", description="pixels only: start from black (zeros), the dataset-mean colour, or mean plus noise "
-                        "(several facets always start from independent noise)")
+                        "(several facets always start from independent noise)", json_schema_extra=p.RARE)
     l2: float | None = Field(None, ge=0, le=100, description="weight of the penalty on mean squared distance from the mean colour "
-                             "(or from the photo when accentuating); default 2 for pixels, 0 otherwise (1 when accentuating)")
-    jitter: int = Field(8, ge=0, le=64, description="custom transforms: random shift (pixels, each direction) every step")
-    pad: int = Field(8, ge=0, le=64, description="custom transforms: reflect-pad by this many pixels first")
-    scale: float = Field(0.1, ge=0, le=0.5, description="custom transforms: random rescaling by up to this fraction (0: off)")
-    rotate: float = Field(5.0, ge=0, le=45, description="custom transforms: random rotation by up to this many degrees (0: off)")
-    blur_every: int | None = Field(None, ge=0, le=100, description="pixels only: Gaussian-blur every k steps (0: off); default 4")
-    blur_sigma: float = Field(0.5, ge=0.1, le=5, description="blur standard deviation, in pixels")
-    clip_norm_percentile: float = Field(0.0, ge=0, le=100, description="pixels only: reset pixels whose norm is below this percentile to the mean colour (0: off)")
+                             "(or from the photo when accentuating); default 2 for pixels, 0 otherwise (1 when accentuating)",
+                             json_schema_extra=p.RARE)
+    jitter: int = Field(8, ge=0, le=64, description="custom transforms: random shift (pixels, each direction) every step",
+                        json_schema_extra=p.RARE)
+    pad: int = Field(8, ge=0, le=64, description="custom transforms: reflect-pad by this many pixels first",
+                     json_schema_extra=p.RARE)
+    scale: float = Field(0.1, ge=0, le=0.5, description="custom transforms: random rescaling by up to this fraction (0: off)",
+                         json_schema_extra=p.RARE)
+    rotate: float = Field(5.0, ge=0, le=45, description="custom transforms: random rotation by up to this many degrees (0: off)",
+                          json_schema_extra=p.RARE)
+    blur_every: int | None = Field(None, ge=0, le=100, description="pixels only: Gaussian-blur every k steps (0: off); default 4",
+                                   json_schema_extra=p.RARE)
+    blur_sigma: float = Field(0.5, ge=0.1, le=5, description="blur standard deviation, in pixels", json_schema_extra=p.RARE)
+    clip_norm_percentile: float = Field(0.0, ge=0, le=100, description="pixels only: reset pixels whose norm is below this percentile to the mean colour (0: off)",
+                                        json_schema_extra=p.RARE)
     clip_contribution_percentile: float = Field(
-        0.0, ge=0, le=100, description="pixels only: reset pixels whose contribution |x * grad| is below this percentile (0: off)"
+        0.0, ge=0, le=100, description="pixels only: reset pixels whose contribution |x * grad| is below this percentile (0: off)",
+        json_schema_extra=p.RARE
     )
-    judge: bool = Field(True, description="score class targets with the independent judge network")
+    judge: bool = Field(True, description="score class targets with the independent judge network", json_schema_extra=p.RARE)
     preview_every: int = p.preview_every(10)
 
     @model_validator(mode="after")
