@@ -18,12 +18,23 @@ function number(value) {
   return value === 0 ? "0" : Math.abs(value) >= 0.01 && Math.abs(value) < 1000 ? value.toPrecision(3) : value.toExponential(2);
 }
 
-// The colour bar of one attribution map, from its result data: its colormap and the raw values shown at the two ends
-// (display_range). Signed maps (sign "all") are drawn symmetric about zero, so the middle of the bar is 0: red is
-// evidence for the class (a positive attribution, or a drop of the score when occluded), blue against it. Unsigned maps show their own low..high.
-function colorbar(data) {
+const SIGNED_MEANING = "signed: red is evidence for the class, blue against it, the centre colour is 0";
+
+// The numbers at the low end, middle and high end of a map's colour scale: its display_range (the raw values drawn at
+// the two ends). A signed map (sign "all") is drawn symmetric about zero, so its middle is 0.
+function scaleLabels(data, words) {
   const [low, high] = data.display_range;
-  const signed = data.sign === "all";
+  const middle = data.sign === "all" && low === -high ? 0 : (low + high) / 2;
+  const labels = Object.assign(document.createElement("div"), { className: "colorbar-labels" });
+  const values = words || [low, middle, high].map(number);
+  for (const [index, name] of ["low", "middle", "high"].entries()) {
+    labels.append(Object.assign(document.createElement("span"), { className: `colorbar-${name}`, textContent: values[index] }));
+  }
+  return labels;
+}
+
+// A colour bar: the ramp of the map's colormap, the values at its ends (or ``words`` for them) and what the colours mean.
+function colorbar(data, words, meaning) {
   const bar = document.createElement("div");
   bar.className = "colorbar";
   bar.dataset.colormap = data.colormap;
@@ -31,20 +42,8 @@ function colorbar(data) {
   bar.dataset.range = JSON.stringify(data.display_range);
   const ramp = Object.assign(document.createElement("div"), { className: "colorbar-ramp" });
   ramp.style.background = `linear-gradient(to right, ${RAMPS[data.colormap] || RAMPS.gray})`;
-  const middle = signed && low === -high ? 0 : (low + high) / 2;
-  const labels = document.createElement("div");
-  labels.className = "colorbar-labels";
-  for (const [name, value] of [["low", low], ["middle", middle], ["high", high]]) {
-    labels.append(Object.assign(document.createElement("span"), { className: `colorbar-${name}`, textContent: number(value) }));
-  }
-  bar.append(ramp, labels);
-  if (signed) {
-    bar.append(Object.assign(document.createElement("p"), { className: "colorbar-meaning",
-      textContent: "signed: red is evidence for the class, blue against it, the centre colour is 0" }));
-  } else {
-    bar.append(Object.assign(document.createElement("p"), { className: "colorbar-meaning",
-      textContent: `${data.sign || "unsigned"} map, ${data.normalization} scale` }));
-  }
+  bar.append(ramp, scaleLabels(data, words), Object.assign(document.createElement("p"), { className: "colorbar-meaning",
+    textContent: meaning || (data.sign === "all" ? SIGNED_MEANING : `${data.sign || "unsigned"} map, ${data.normalization} scale`) }));
   return bar;
 }
 
@@ -133,20 +132,48 @@ function renderMethod() {
     label.append(input);
     slots.append(label);
   }
-  const fields = $("params");
-  fields.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Params" }));
+  const groups = settingGroups(method);
   for (const [name, schema] of Object.entries(method.params_schema.properties || {})) {
     const input = CLASS_PARAMS[name] ? classPicker(name, schema, CLASS_PARAMS[name]) : paramInput(name, schema);
-    if (!input) continue;
-    const label = document.createElement("label");
-    label.title = schema.description || "";
-    label.append(document.createTextNode(CLASS_PARAMS[name] === "many" ? "classes (objectives)" : name), input);
-    if (input.type === "checkbox") label.className = "check";
-    fields.append(label);
+    if (input) groups[GROUPS[schema.group] ? schema.group : "method"].append(setting(name, schema, input));
   }
+  $("params").replaceChildren(...Object.values(groups).filter((box) => box.querySelector("[data-param]")).map((box) => box.closest(".group")));
+  const rare = $("params").querySelector("details.group");
+  if (rare) rare.querySelector("summary").textContent = `Advanced: ${rare.querySelectorAll("[data-param]").length} settings rarely changed (each explained)`;
   if (!method.inline && $("model").value === "efficientnet_lite0" && method.category === "synthesize" && method.name !== "class_visualization") {
     $("model").value = "vgg19";
   }
+}
+
+// The groups settings are shown in, in order: a field's schema "group" (engine/params.py) files it; unmarked fields are the
+// method's own settings; "advanced" ones are folded away.
+const GROUPS = { target: "What to explain", picture: "Picture", method: "Method settings", quality: "Quality and speed", advanced: "Advanced" };
+
+// One empty box of fields per group (the advanced one inside a closed <details>), keyed by group.
+function settingGroups(method) {
+  const boxes = {};
+  for (const [key, title] of Object.entries(GROUPS)) {
+    const group = document.createElement(key === "advanced" ? "details" : "fieldset");
+    group.className = "group";
+    group.dataset.group = key;
+    const heading = key === "target" && method.category !== "attribute" ? "What to show" : title;
+    group.append(Object.assign(document.createElement(key === "advanced" ? "summary" : "legend"), { textContent: heading }));
+    boxes[key] = group.appendChild(Object.assign(document.createElement("div"), { className: "fields" }));
+  }
+  return boxes;
+}
+
+// A setting as a person reads it: its title in words, the input, and the schema's description in plain words under it
+// (the API name in the tooltip).
+function setting(name, schema, input) {
+  const label = document.createElement("label");
+  label.className = input.type === "checkbox" ? "setting check" : "setting";
+  label.title = `${name} in the API`;
+  const title = CLASS_PARAMS[name] === "many" ? "Classes to visualise" : CLASS_PARAMS[name] ? "Class" : schema.title || name;
+  const words = title.charAt(0) + title.slice(1).toLowerCase();
+  label.append(Object.assign(document.createElement("span"), { className: "setting-name", textContent: words }), input);
+  if (schema.description) label.append(Object.assign(document.createElement("small"), { className: "help", textContent: schema.description }));
+  return label;
 }
 
 // The choices of a string param: its enum, or the enums and constants of its anyOf branches (e.g. a colour map or "auto").
@@ -329,6 +356,17 @@ function bars(top) {
   return box;
 }
 
+// The judge's verdict on a synthesised picture of ``label``: does an independent network see it (its rank of the class)?
+function verdict(label, judged) {
+  const seen = judged.rank === 1 ? "recognised, its top class" : judged.rank <= 5 ? `in its top 5 (rank ${judged.rank})`
+    : `not recognised (rank ${judged.rank})`;
+  const text = `the judge (${judged.network}): ${seen}, probability ${judged.probability.toFixed(3)}` +
+    (judged.top1 === label ? "" : `, its top class "${judged.top1}"`);
+  const span = Object.assign(document.createElement("span"), { className: "verdict", textContent: text });
+  Object.assign(span.dataset, { rank: judged.rank, network: judged.network, top1: judged.top1 });
+  return span;
+}
+
 // A result's data: readable parts first (top classes as bars), the whole JSON folded below them.
 function showData(data) {
   const readable = $("readable");
@@ -346,17 +384,20 @@ function showData(data) {
   if (data.target_probabilities) {  // class visualisation: each target class, the network's and the judge's word on it
     const list = Object.assign(document.createElement("ul"), { id: "targets", className: "targets" });
     for (const [label, probability] of Object.entries(data.target_probabilities)) {
-      const verdict = data.judge && data.judge[label];
       const item = document.createElement("li");
       item.dataset.label = label;
-      item.textContent = `${label}: ${Number(probability).toFixed(3)} for the network` + (verdict
-        ? `; the judge (${verdict.network}) gives ${verdict.probability.toFixed(3)}, rank ${verdict.rank}, top-1 "${verdict.top1}"` : "");
+      item.textContent = `"${label}": probability ${Number(probability).toFixed(3)} on ${data.model}`;
+      if (data.judge && data.judge[label]) item.append("; ", verdict(label, data.judge[label]));
       list.append(item);
     }
     readable.append(Object.assign(document.createElement("h3"), { textContent: "Target classes" }), list);
+  } else if (!data.target && Array.isArray(data.top) && data.top.length) {  // e.g. classify: what the network sees
+    const best = data.top[0];
+    readable.append(Object.assign(document.createElement("p"), { id: "headline", className: "explained",
+      textContent: `${data.model} sees "${best.label}" (class ${best.index}), probability ${best.probability.toFixed(3)}` }));
   }
   if (Array.isArray(data.top) && data.top.length) {
-    readable.append(Object.assign(document.createElement("h3"), { textContent: "Top classes" }), bars(data.top));
+    readable.append(Object.assign(document.createElement("h3"), { textContent: `Top classes on ${data.model}` }), bars(data.top));
   }
   $("raw").open = !readable.children.length;
 }
@@ -468,12 +509,61 @@ function follow(job) {
 
 // ---- comparison -------------------------------------------------------------------------------
 
+// A grid cell: a fixed square holding a state line until its picture comes (never an empty <img>: no broken icons).
+function gridCell(caption) {
+  const cell = document.createElement("figure");
+  cell.className = "cell pending";
+  const frame = Object.assign(document.createElement("div"), { className: "frame" });
+  frame.append(Object.assign(document.createElement("span"), { className: "cell-state", textContent: "waiting" }));
+  cell.append(frame, Object.assign(document.createElement("figcaption"), { textContent: caption }));
+  return cell;
+}
+
+// A cell's state: "waiting", "running" (with its seconds), "done" (with its picture) or "failed" (with the reason).
+function setCell(cell, state, text, src) {
+  cell.classList.toggle("pending", state === "waiting" || state === "running");
+  for (const name of ["done", "failed"]) cell.classList.toggle(name, state === name);
+  cell.dataset.state = state;
+  const frame = cell.querySelector(".frame");
+  if (src) {
+    const img = Object.assign(document.createElement("img"), { src, alt: cell.dataset.method || "input" });
+    img.dataset.artifact = cell.dataset.method || "input";
+    frame.replaceChildren(img);
+  } else if (text !== undefined) {
+    frame.replaceChildren(Object.assign(document.createElement("span"), { className: "cell-state", textContent: text }));
+  }
+}
+
+// Pictures a colour bar reads: the coloured map alone or over the picture (not guided backprop's RGB gradient, not a mask).
+const COLOURED = ["heatmap", "overlay"];
+
+// The grid's colour bars, one per colour map and sign in it: each map is scaled on its own (its normalisation), so a
+// bar carries its numbers only when every map under it has the same range; else its ends are words and each map writes
+// its own numbers under it.
+function gridScale(cells) {
+  const kinds = new Map();
+  for (const cell of cells.filter((c) => c.scale)) {
+    const key = `${cell.scale.colormap} ${cell.scale.sign === "all"}`;
+    kinds.set(key, [...(kinds.get(key) || []), cell]);
+  }
+  return [...kinds.values()].map((same) => {
+    const data = same[0].scale;
+    const shared = same.every((c) => JSON.stringify(c.scale.display_range) === JSON.stringify(data.display_range));
+    const words = shared ? null : data.sign === "all" ? ["-max", "0", "+max"] : ["low", "", "high"];
+    const names = same.map((c) => c.dataset.method).join(", ");
+    const how = shared ? "one range for all" : `each map scaled on its own (${data.normalization}${data.normalization === "percentile"
+      ? ": its largest values clipped" : ""}), its own values at the ends written under it`;
+    return colorbar(data, words, `${names}: ${data.sign === "all" ? SIGNED_MEANING : "unsigned, low to high"}; ${how}`);
+  });
+}
+
 async function compare(event) {
   event.preventDefault();
   const file = $("compare-image").files[0];
   const chosen = [...document.querySelectorAll("input[name=compare]:checked")].map((input) => input.value);
   const grid = $("compare-grid");
   grid.replaceChildren();
+  $("compare-scale").replaceChildren();
   if (!file || !chosen.length) return;
   const colormap = $("compare-colormap").value;
   const shared = {};  // only the settings changed from the API's defaults
@@ -481,32 +571,46 @@ async function compare(event) {
     if (value !== (state.compareDefaults || {})[name]) shared[name] = value;
   }
   $("compare-run").disabled = true;
-  grid.append(figure(URL.createObjectURL(file), "input"));
+  const input = gridCell("input, as the network sees it");  // the fitted picture the first map comes with
+  input.id = "compare-input";
+  grid.append(input);
   const cells = chosen.map((name) => {
-    const cell = figure("", name);
+    const cell = gridCell(name);
     cell.dataset.method = name;
-    cell.classList.add("pending");
     grid.append(cell);
     return cell;
   });
   for (const cell of cells) {  // one at a time: the inline pool is shared with everyone else
     const name = cell.dataset.method;
+    const started = performance.now();
+    setCell(cell, "running", "running...");
+    const ticker = setInterval(() => setCell(cell, "running", `running... ${((performance.now() - started) / 1000).toFixed(1)} s`), 200);
     const form = new FormData();
     form.append("model", $("compare-model").value);
     form.append("params", JSON.stringify(name === "occlusion" ? { ...shared, window: 32, stride: 16 } : shared));
     form.append("image", file);
     try {
       const result = await api(`/v1/${name}?embed=none`, { method: "POST", body: form });
-      const heatmap = result.artifacts.find((a) => a.name === "heatmap") || result.artifacts.find((a) => a.name === result.main);
-      cell.querySelector("img").src = heatmap.url;
-      cell.querySelector("figcaption").textContent = `${name} (${Math.round(result.data.timings.total_ms)} ms)`;
-      if (Array.isArray(result.data.display_range)) cell.append(colorbar(result.data));
-      cell.classList.replace("pending", "done");
+      const main = result.artifacts.find((a) => a.name === result.main);
+      const fitted = result.artifacts.find((a) => a.name === "input");
+      if (fitted && input.dataset.state !== "done") setCell(input, "done", undefined, fitted.url);
+      clearInterval(ticker);
+      setCell(cell, "done", undefined, main.url);
+      cell.querySelector("figcaption").textContent = `${name} ${result.main}, ${Math.round(result.data.timings.total_ms)} ms`;
+      if (COLOURED.includes(result.main) && Array.isArray(result.data.display_range)) {
+        cell.scale = result.data;
+        const numbers = Object.assign(document.createElement("div"), { className: "scale" });
+        Object.assign(numbers.dataset, { colormap: result.data.colormap, sign: result.data.sign, range: JSON.stringify(result.data.display_range) });
+        numbers.append(scaleLabels(result.data));
+        cell.append(numbers);
+        $("compare-scale").replaceChildren(...gridScale(cells));
+      }
     } catch (error) {
-      cell.querySelector("figcaption").textContent = `${name}: ${error.message}`;
-      cell.classList.replace("pending", "failed");
+      clearInterval(ticker);
+      setCell(cell, "failed", `failed: ${error.message}`);
     }
   }
+  if (input.dataset.state !== "done") setCell(input, "failed", "no map came back with the fitted picture");
   $("compare-run").disabled = false;
 }
 
