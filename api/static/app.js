@@ -513,6 +513,7 @@ function follow(job) {
 function gridCell(caption) {
   const cell = document.createElement("figure");
   cell.className = "cell pending";
+  cell.dataset.state = "waiting";
   const frame = Object.assign(document.createElement("div"), { className: "frame" });
   frame.append(Object.assign(document.createElement("span"), { className: "cell-state", textContent: "waiting" }));
   cell.append(frame, Object.assign(document.createElement("figcaption"), { textContent: caption }));
