@@ -118,4 +118,4 @@ def top_k(default: int | None, high: int, what: str) -> Any:
 
 
 def tile_size(default: int, low: int = 1, high: int = 256, what: str = "each drawn tile") -> Any:
-    return Field(default, ge=low, le=high, description=f"side of {what}, in pixels")
+    return Field(default, ge=low, le=high, description=f"side of {what}, in pixels", json_schema_extra=RARE)

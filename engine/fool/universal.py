@@ -43,12 +43,12 @@ SIGN_STEPS, DEEPFOOL_PASSES = 40, 3  # the default steps of each algorithm
 class UniversalParams(Fitted, Seeded):
     algorithm: Literal["deepfool", "sign"] = Field("sign", description="the paper's DeepFool-based construction, or projected sign-gradient steps")
     eps: int = p.eps(8)
-    holdout: float = Field(0.5, ge=0, le=0.9, description="fraction of the pictures kept out of fitting and used to judge the perturbation")
+    holdout: float = Field(0.5, ge=0, le=0.9, description="fraction of the pictures kept out of fitting and used to judge the perturbation", json_schema_extra=p.RARE)
     steps: int | None = p.steps(None, 1, 1000, f"sign: most gradient steps over the fitting pictures (default {SIGN_STEPS}); deepfool: "
                                 f"most passes over them (default {DEEPFOOL_PASSES})")
     step_size: float = p.step_size(1.0, "sign: change of a pixel per step")
-    candidates: int = Field(8, ge=2, le=50, description="deepfool: classes (top scores) whose boundaries are considered")
-    overshoot: float = Field(0.02, ge=0, le=1, description="deepfool: step this much past each boundary")
+    candidates: int = Field(8, ge=2, le=50, description="deepfool: classes (top scores) whose boundaries are considered", json_schema_extra=p.RARE)
+    overshoot: float = Field(0.02, ge=0, le=1, description="deepfool: step this much past each boundary", json_schema_extra=p.RARE)
     stop_at_rate: float | None = Field(0.9, gt=0, le=1, description="stop once this fraction of the fitting pictures is fooled (null: use every step or pass)")
     preview_every: int = p.preview_every(5)
 

@@ -28,7 +28,7 @@ class UntargetedParams(Fitted, Seeded):
     eps: int = p.eps(4)
     steps: int = p.steps(20, 1, 1000, "PGD: most steps (stops once the label flips)")
     step_size: float = p.step_size(1.0, "PGD: change of a pixel per step")
-    random_start: bool = Field(True, description="PGD: start from a random point of the eps ball")
+    random_start: bool = Field(True, description="PGD: start from a random point of the eps ball", json_schema_extra=p.RARE)
     preview_every: int = p.preview_every(5)
 
 

@@ -23,11 +23,11 @@ from engine.result import Result
 
 
 class ActivationsParams(Sized, Fitted):
-    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
+    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer", json_schema_extra=p.group("target"))
     size: int | None = p.size(None)
     channels: list[int] | None = Field(None, max_length=4096, description="channels to draw, in this order; default: all (up to max_channels)")
     top_k: int | None = p.top_k(None, 4096, "channels to draw (of those selected), those with the largest mean activation first; default: all")
-    max_channels: int = Field(2048, ge=1, le=4096, description="draw at most this many channels")
+    max_channels: int = Field(2048, ge=1, le=4096, description="draw at most this many channels", json_schema_extra=p.RARE)
     normalization: Literal["per_channel", "global"] = Field("per_channel", description="min-max scale each map on its own, or all drawn maps together")
     tile_size: int = p.tile_size(32, what="each drawn map at least (small maps are upscaled, nearest neighbor, by an integer factor)")
 

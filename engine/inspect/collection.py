@@ -74,7 +74,7 @@ Pooling = Literal["avg", "max", "flatten"]
 
 
 class FeatureParams(CollectionParams):
-    layer: str | None = Field(None, description="layer whose output is each image's feature vector; default: the model's penultimate layer")
+    layer: str | None = Field(None, description="layer whose output is each image's feature vector; default: the model's penultimate layer", json_schema_extra=p.group("target"))
     pooling: Pooling = Field("avg", description="how a feature map (C, H, W) becomes a vector: global average, global max, or flattened")
 
 

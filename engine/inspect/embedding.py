@@ -27,9 +27,9 @@ from engine.result import Result
 
 class EmbeddingParams(FeatureParams, Seeded):
     projection: Literal["pca", "tsne"] = Field("tsne", description="linear projection on the two main axes, or t-SNE")
-    perplexity: float = Field(30.0, ge=1.0, le=100.0, description="t-SNE: effective number of neighbors (lowered to n - 1 for small collections)")
+    perplexity: float = Field(30.0, ge=1.0, le=100.0, description="t-SNE: effective number of neighbors (lowered to n - 1 for small collections)", json_schema_extra=p.RARE)
     steps: int = p.steps(1000, 250, 5000, "t-SNE: optimization steps")
-    canvas: int = Field(800, ge=200, le=4096, description="side of the drawn map")
+    canvas: int = Field(800, ge=200, le=4096, description="side of the drawn map", json_schema_extra=p.RARE)
     tile_size: int = p.tile_size(48, 8, what="each thumbnail on the map")
 
 

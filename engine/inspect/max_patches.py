@@ -31,7 +31,7 @@ BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
 
 
 class MaxPatchesParams(CollectionParams):
-    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
+    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer", json_schema_extra=p.group("target"))
     channel: int = Field(0, ge=0, le=65535, description="channel of that layer")
     top_k: int = p.top_k(9, 64, "patches to return, the most excited first")
     per_image: int = Field(1, ge=1, le=64, description="at most this many positions from one image")
@@ -112,7 +112,7 @@ def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParam
 
 
 class OverviewParams(CollectionParams):
-    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer")
+    layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer", json_schema_extra=p.group("target"))
     top_k: int = p.top_k(16, 256, "channels to show, the most excited first")
     tile_size: int = p.tile_size(64, 16, what="each drawn patch")
 

@@ -34,13 +34,14 @@ MIN_OCTAVE_SIDE = 32
 class DeepDreamParams(AspectKept, Seeded):
     layer: str | None = Field(
         None, description="layer to amplify (default: a middle layer, block4_conv2 on vgg19, blocks.4 on efficientnet_lite0; "
-        "GET /v1/models/{name} lists a model's layer_roles)"
+        "GET /v1/models/{name} lists a model's layer_roles)",
+        json_schema_extra=p.group("target"),
     )
     octaves: int = Field(3, ge=1, le=8, description="how many scales to dream at")
-    octave_scale: float = Field(1.4, ge=1.1, le=2.0, description="size ratio between successive octaves")
+    octave_scale: float = Field(1.4, ge=1.1, le=2.0, description="size ratio between successive octaves", json_schema_extra=p.RARE)
     steps: int = p.steps(10, 1, 200, "gradient steps per octave")
     step_size: float = p.step_size(2.55, "how far pixels move per step (the gradient is normalized)")
-    jitter: int = Field(8, ge=0, le=64, description="random shift (pixels, each direction) before every step")
+    jitter: int = Field(8, ge=0, le=64, description="random shift (pixels, each direction) before every step", json_schema_extra=p.RARE)
     max_side: int = p.max_side(320, MIN_OCTAVE_SIDE)
     preview_every: int = p.preview_every(5)
 

@@ -196,16 +196,23 @@ class TrainStyleParams(Sized, Seeded):
     lr: float = p.lr(1e-3, "the style network's weights (Adam)")
     content_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the relative content (feature) loss")
     style_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the relative style (Gram) loss")
-    tv_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the total-variation smoothness loss (pixels in [0, 1])")
+    tv_weight: float = Field(10.0, ge=0, le=1e6, description="weight of the total-variation smoothness loss (pixels in [0, 1])",
+                             json_schema_extra=p.RARE)
     content_layer: str | None = Field(None, description="loss-network layer compared for content; default: the model's content "
-                                      "layer (block4_relu2 on vgg19; layer_roles in GET /v1/models/{name})")
+                                      "layer (block4_relu2 on vgg19; layer_roles in GET /v1/models/{name})",
+                                      json_schema_extra=p.RARE)
     style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="loss-network layers whose Gram matrices "
-                                           "carry the style; default: the model's style layers (the first ReLU of each block on vgg19)")
-    base_channels: int = Field(16, ge=4, le=64, description="channels of the style network's first layer (x2, x4 after each downsampling)")
-    residual_blocks: int = Field(3, ge=1, le=10, description="residual blocks in the transformer")
-    space_to_depth: bool = Field(True, description="fold 2x2 pixels into channels first (no full-resolution layer; residual blocks at 1/8 resolution); false: Johnson's layout")
-    outer_kernel: OuterKernel = Field(3, description="side of the transformer's first and last convolutions (Johnson's: 9)")
-    precision: Precision = Field("float32", description="bfloat16 runs the loss network under autocast; losses stay float32")
+                                           "carry the style; default: the model's style layers (the first ReLU of each block on vgg19)",
+                                           json_schema_extra=p.RARE)
+    base_channels: int = Field(16, ge=4, le=64, description="channels of the style network's first layer (x2, x4 after each downsampling)",
+                               json_schema_extra=p.RARE)
+    residual_blocks: int = Field(3, ge=1, le=10, description="residual blocks in the transformer", json_schema_extra=p.RARE)
+    space_to_depth: bool = Field(True, description="fold 2x2 pixels into channels first (no full-resolution layer; residual blocks at 1/8 resolution); false: Johnson's layout",
+                                 json_schema_extra=p.RARE)
+    outer_kernel: OuterKernel = Field(3, description="side of the transformer's first and last convolutions (Johnson's: 9)",
+                                      json_schema_extra=p.RARE)
+    precision: Precision = Field("float32", description="bfloat16 runs the loss network under autocast; losses stay float32",
+                                  json_schema_extra=p.RARE)
     style_names: list[str] | None = Field(None, max_length=MAX_STYLES, description="one name per style image; default style_0, style_1, ...")
     preview_every: int = p.preview_every(50)
 

@@ -25,7 +25,7 @@ from engine.synthesis.normalised_render import render_from_noise
 
 
 class FeatureInversionParams(AspectKept, PixelSearchParams):
-    layer: str | None = Field(None, description="layer whose features are matched; default: the model's default layer")
+    layer: str | None = Field(None, description="layer whose features are matched; default: the model's default layer", json_schema_extra=p.group("target"))
     max_side: int = p.max_side(224, what="the reconstruction (the photo's aspect)")
     tv_weight: float = Field(0.01, ge=0, le=1e3, description="weight of the TV^beta regularizer (pixels in [0, 1]) against the relative squared feature error")
 

@@ -30,10 +30,10 @@ class PixelSearchParams(Seeded):
     """What inversion, texture synthesis and style transfer share: pixels searched on the 0-255 scale."""
 
     steps: int = p.steps(200)
-    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the papers) or Adam")
+    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="L-BFGS (as in the papers) or Adam", json_schema_extra=p.RARE)
     step_size: float = p.step_size(1.0, "the optimizer's step on the pixels (1 suits both L-BFGS and Adam)")
     tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the total-variation regularizer TV^beta (pixels in [0, 1])")
-    tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regularizer")
+    tv_beta: float = Field(2.0, ge=1, le=4, description="exponent beta of the TV regularizer", json_schema_extra=p.RARE)
     preview_every: int = p.preview_every(10)
 
 

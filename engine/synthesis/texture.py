@@ -29,8 +29,8 @@ from engine.synthesis.normalised_render import render_from_noise
 
 
 class TextureSynthesisParams(PixelSearchParams):
-    layers: list[str] | None = Field(None, min_length=1, max_length=16, description="layers whose Gram matrices are matched; default block1..5_relu1 on vgg19")
-    layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per layer; default 1/C^2 for a layer with C channels")
+    layers: list[str] | None = Field(None, min_length=1, max_length=16, description="layers whose Gram matrices are matched; default block1..5_relu1 on vgg19", json_schema_extra=p.RARE)
+    layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per layer; default 1/C^2 for a layer with C channels", json_schema_extra=p.RARE)
     max_side: int = p.max_side(256, what="the texture photo")
     height: int = Field(256, ge=32, le=1024, description="output height in pixels")
     width: int = Field(256, ge=32, le=1024, description="output width in pixels")
