@@ -588,7 +588,7 @@ async function compare(event) {
     const ticker = setInterval(() => setCell(cell, "running", `running... ${((performance.now() - started) / 1000).toFixed(1)} s`), 200);
     const form = new FormData();
     form.append("model", $("compare-model").value);
-    form.append("params", JSON.stringify(name === "occlusion" ? { ...shared, window: 32, stride: 16 } : shared));
+    form.append("params", JSON.stringify(shared));
     form.append("image", file);
     try {
       const result = await api(`/v1/${name}?embed=none`, { method: "POST", body: form });
