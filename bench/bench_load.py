@@ -30,6 +30,21 @@ from bench.bench_jobs import _ready, poll, stack_env, start_api, submit, upload_
 from tests.e2e.servers import CeleryWorker, RedisServer, wait_for  # noqa: E402
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loaded(api_pid: int, base_url: str, body: bytes, clients: int, seconds: float) -> tuple[list[float], dict]:
+    """:func:`hammer`, with the CPU time the API and this client process spent per answered request."""
+    api_cpu, client_cpu = cpu_seconds(api_pid), time.process_time()
+    latencies, outcome = asyncio.run(hammer(base_url, body, clients, seconds))
+    served = max(1, len(latencies))
+    outcome["cpu"] = ((cpu_seconds(api_pid) - api_cpu) / served, (time.process_time() - client_cpu) / served)
+    return latencies, outcome
+
+
 def rss_kb(pid: int) -> int:
     """Resident memory of ``pid`` and its children (kB)."""
     total = 0
@@ -80,9 +95,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def report(name: str, latencies: list[float], outcome: dict) -> float:
     elapsed = outcome.pop("elapsed")
+    api_cpu, client_cpu = outcome.pop("cpu")
     rate = len(latencies) / elapsed
     print(f"{name:<24} {rate:6.2f} req/s  p50 {percentile(latencies, .5):8.1f} ms  p95 {percentile(latencies, .95):8.1f} ms"
-          f"  p99 {percentile(latencies, .99):8.1f} ms  ok {len(latencies)}  errors {sum(outcome.values())} {outcome or ''}")
+          f"  p99 {percentile(latencies, .99):8.1f} ms  CPU/request: API {api_cpu * 1000:5.1f} ms, client {client_cpu * 1000:4.1f} ms"
+          f"  ok {len(latencies)}  errors {sum(outcome.values())} {outcome or ''}  (load average {os.getloadavg()[0]:.1f})")
     return rate
 
 
@@ -123,8 +140,9 @@ def main() -> None:
                         wait_for(lambda: _ready(api), 180, "the API", interval=0.3)
                         api.post("/v1/saliency", content=body, headers={"content-type": "application/json"})  # warm-up
                     label = "no batching" if delay == 0 else f"batching, {delay:g} ms"
-                    single = report(f"1 client, {label}", *asyncio.run(hammer(base_url, body, 1, args.duration / 4)))
-                    rates[delay] = report(f"{args.concurrency} clients, {label}", *asyncio.run(hammer(base_url, body, args.concurrency, args.duration)))
+                    single = report(f"1 client, {label}", *loaded(api_process.pid, base_url, body, 1, args.duration / 4))
+                    rates[delay] = report(f"{args.concurrency} clients, {label}",
+                                          *loaded(api_process.pid, base_url, body, args.concurrency, args.duration))
                     print(f"{'throughput ratio':<36} {rates[delay] / single:6.2f}x the single-client rate")
                 finally:
                     api_process.terminate()
