@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.concurrency import use_intra_op_threads
 from engine.progress import Progress
 from engine.registry import Inputs
 from engine.result import Result
@@ -92,7 +93,7 @@ class InlineBatcher:
             thread.start()
 
     def _serve(self) -> None:
-        torch.set_num_threads(self.runner_threads)  # this thread's own intra-op threads: runners share the cores
+        use_intra_op_threads(self.runner_threads)  # runners share the cores
         while (batch := self._take()) is not None:
             self._run(batch)
 

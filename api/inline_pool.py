@@ -22,6 +22,8 @@ from typing import Callable, TypeVar
 
 import torch
 
+from engine.concurrency import use_intra_op_threads
+
 from api.inline_batcher import InlineBatcher
 from api.keys import ApiKey
 from api.problems import Problem
@@ -33,9 +35,9 @@ class InlinePool:
     def __init__(self, threads: int, backlog: int, per_key: int, retry_after_s: int = 1):
         self.threads, self.capacity, self.per_key, self.retry_after_s = threads, threads + backlog, per_key, retry_after_s
         self.batcher: InlineBatcher | None = None  # runs the calls that can share a pass together
-        # every thread sets torch's intra-op threads itself: the batcher's runners change the count new threads start with
+        # each thread takes torch's intra-op threads as they are now: the batcher's runners change the count new threads start with
         self._executor = ThreadPoolExecutor(max_workers=threads + backlog, thread_name_prefix="convlens-inline",
-                                            initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
+                                            initializer=use_intra_op_threads, initargs=(torch.get_num_threads(),))
         self._slots = threading.Semaphore(threads)  # calls working at once
         self._lock = threading.Lock()
         self._pending = 0  # submitted and not finished (running or waiting)
