@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI):
     pool = InlinePool(settings.inline_threads, settings.inline_backlog, settings.inline_per_key)
     pool.batcher = InlineBatcher(settings.inline_max_batch, settings.inline_batch_delay_ms / 1000, settings.device,
                                  lambda method, size: app.state.metrics.inline_batch.labels(method).observe(size),
-                                 crowded=lambda: pool.pending > 1)
+                                 crowded=lambda: pool.pending > 1, runners=settings.inline_batch_runners, lend=pool.lend_slot)
     app.state.inline_pool = pool
     try:
         for name in settings.warm_models:

@@ -25,7 +25,7 @@ NOTES = {  # settings declared without a description
     "s3_presign_seconds": "lifetime of presigned artifact URLs",
     "max_upload_bytes": "larger request bodies are refused with 413 before they are read",
     "max_image_pixels": "larger pictures are refused with 413 before they are decoded",
-    "inline_threads": "threads running inline calls",
+    "inline_threads": "inline calls working at once (a call waiting for its batch lets another work)",
     "inline_backlog": "inline calls that may wait for a thread; more are answered 429",
     "warm_models": "models loaded when the API starts (JSON list), others on first use",
     "device": "torch device; unset: CUDA when present, else CPU",

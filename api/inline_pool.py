@@ -1,7 +1,9 @@
 """The bounded thread pool that runs inline work off the event loop, shared fairly between keys.
 
 Decoding, the method itself and encoding all run here, so the event loop only
-moves bytes. ``threads`` calls run at once and at most ``backlog`` more wait;
+moves bytes. ``threads`` calls work at once and at most ``backlog`` more wait
+(each admitted call has a thread; a working slot lets it work, and a call
+waiting for its batch lends its slot to another, :meth:`InlinePool.lend_slot`);
 past that a call is refused with 429 + Retry-After instead of queueing
 without bound (a busy server answers quickly that it is busy). Each key may
 have at most its share of calls running or waiting (``per_key``, or the key's
@@ -13,8 +15,14 @@ and the other keys' calls keep their place.
 import asyncio
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable, TypeVar
+
+import torch
+
+from engine.concurrency import use_intra_op_threads
 
 from api.inline_batcher import InlineBatcher
 from api.keys import ApiKey
@@ -27,7 +35,10 @@ class InlinePool:
     def __init__(self, threads: int, backlog: int, per_key: int, retry_after_s: int = 1):
         self.threads, self.capacity, self.per_key, self.retry_after_s = threads, threads + backlog, per_key, retry_after_s
         self.batcher: InlineBatcher | None = None  # runs the calls that can share a pass together
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="convlens-inline")
+        # each thread takes torch's intra-op threads as they are now: the batcher's runners change the count new threads start with
+        self._executor = ThreadPoolExecutor(max_workers=threads + backlog, thread_name_prefix="convlens-inline",
+                                            initializer=use_intra_op_threads, initargs=(torch.get_num_threads(),))
+        self._slots = threading.Semaphore(threads)  # calls working at once
         self._lock = threading.Lock()
         self._pending = 0  # submitted and not finished (running or waiting)
         self._by_key: Counter[str] = Counter()  # the same, per key id
@@ -51,9 +62,22 @@ class InlinePool:
                 raise self._refusal("busy", f"{self._pending} inline calls are running or waiting; retry shortly or submit a job")
             self._pending += 1
             self._by_key[key.id] += 1
-        future = self._executor.submit(fn, *args)
+        future = self._executor.submit(self._in_slot, fn, *args)
         future.add_done_callback(lambda _future: self._finished(key.id))
         return await asyncio.wrap_future(future)
+
+    def _in_slot(self, fn: Callable[..., T], *args) -> T:
+        with self._slots:
+            return fn(*args)
+
+    @contextmanager
+    def lend_slot(self) -> Iterator[None]:
+        """Within a call of this pool: another call may work while this one waits (for its batch)."""
+        self._slots.release()
+        try:
+            yield
+        finally:
+            self._slots.acquire()
 
     def _refusal(self, code: str, detail: str) -> Problem:
         return Problem(429, code, detail, headers={"Retry-After": str(self.retry_after_s)})
@@ -67,3 +91,5 @@ class InlinePool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.batcher is not None:
+            self.batcher.close()

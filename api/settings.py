@@ -44,6 +44,8 @@ class Settings(WorkerSettings):
     inline_max_batch: int = Field(8, ge=1, le=256, description="calls or pictures that share a pass through the network")
     inline_batch_delay_ms: float = Field(5.0, ge=0, le=1000, description="how long an inline call that can share a pass waits for "
                                          "others of its method and model to arrive (0: never batch calls of separate requests)")
+    inline_batch_runners: int = Field(2, ge=1, le=64, description="threads that run batches of inline calls, each with its share of "
+                                      "torch's intra-op threads (on a GPU, 1 or 2)")
     inline_max_pictures: int = Field(64, ge=1, le=1024, description="pictures one inline request of a one-picture method may send")
 
     # inline artifacts and Prefer: wait

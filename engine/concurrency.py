@@ -6,12 +6,15 @@ require gradients, so any number of calls may run at once. torch.fx's tracer,
 though, patches ``nn.Module.__call__`` on the class while it traces, so a
 forward pass in another thread would be recorded into the trace (or break).
 Calls therefore hold :data:`GATE` shared, and the one-time builds of traced
-copies (:func:`build_once`) hold it alone.
+copies (:func:`build_once`) hold it alone. Threads that run calls side by side
+may each take their share of the cores (:func:`use_intra_op_threads`).
 """
 
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, MutableMapping, TypeVar
+
+import torch
 
 T = TypeVar("T")
 
@@ -81,3 +84,14 @@ def build_once(cache: MutableMapping, key, build: Callable[[], T]) -> T:
         if key not in cache:
             cache[key] = build()
         return cache[key]
+
+
+def use_intra_op_threads(count: int) -> None:
+    """The calling thread's torch intra-op threads from now on (OpenMP keeps a count per thread).
+
+    torch gives a thread the process-wide count at its first parallel op, which
+    another thread's ``set_num_threads`` may have changed meanwhile; that first
+    setting is made now, so it cannot undo ``count`` later.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(count)

@@ -1,7 +1,9 @@
 """Dynamic batching of inline calls: concurrent requests of one method on one model share a pass (the
-metrics count the batch), each answered exactly as alone, with its own class; a call that cannot share
-runs alone; a request whose own check fails in a batch does not touch the others."""
+metrics count the batch), each answered exactly as alone, with its own class; more calls than inline
+threads gather into one batch; a call that cannot share runs alone; a request whose own check fails in
+a batch, or while it waits for one, does not touch the others."""
 
+import asyncio
 import base64
 import io
 import threading
@@ -13,7 +15,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.inline_batcher import InlineBatcher
+from api.inline_pool import InlinePool
 from api.inline_progress import ClientGone
+from api.keys import ApiKey
 from engine.run import prepare
 from tests.api.conftest import make_settings
 from tests.pictures import encode
@@ -60,15 +64,59 @@ def test_concurrent_requests_share_a_pass_and_each_gets_its_own_answer(tmp_path,
 
 
 class Checks:
-    """A request's own checks (InlineProgress): this one's client has gone once the batch is done."""
+    """A request's own checks (InlineProgress): this one's client has gone once the batch is done, or
+    once it has joined the queue (its second check, when a runner takes it)."""
 
-    def __init__(self, gone_after_batch: bool):
-        self.gone_after_batch, self.calls = gone_after_batch, 0
+    def __init__(self, gone_after_batch: bool, gone_in_queue: bool = False):
+        self.gone_after_batch, self.gone_in_queue, self.calls = gone_after_batch, gone_in_queue, 0
 
     def __call__(self, step, total, preview=None, **info):
         self.calls += 1
-        if self.gone_after_batch and step == 1:
+        if (self.gone_after_batch and step == 1) or (self.gone_in_queue and self.calls == 2):
             raise ClientGone("the client disconnected")
+
+
+def test_more_calls_than_inline_threads_share_one_batch(efficientnet, chelsea, coffee, astronaut):
+    pool = InlinePool(threads=1, backlog=4, per_key=0)
+    sizes = []
+    pool.batcher = InlineBatcher(max_batch=3, delay_seconds=30.0, device="cpu", observe=lambda _m, size: sizes.append(size),
+                                 lend=pool.lend_slot)
+    call = prepare("saliency", "efficientnet_lite0", {}, {"image": 1})
+
+    async def ask_all():
+        key = ApiKey(id="k", tenant="t", scope="inline")
+        return await asyncio.gather(*(pool.run(pool.batcher.run, call, {"image": picture.resize((96, 96))}, Checks(False), key=key)
+                                      for picture in (chelsea, coffee, astronaut)))
+
+    try:
+        results = asyncio.run(ask_all())
+    finally:
+        pool.close()
+    assert sizes == [3]  # one inline thread, yet one full batch of three (no 30 s wait)
+    assert results[1].data["target"]["label"] == "espresso"
+
+
+def test_a_request_gone_while_queued_is_left_out_of_its_batch(efficientnet, chelsea, coffee):
+    sizes = []
+    batcher = InlineBatcher(max_batch=2, delay_seconds=5.0, device="cpu", observe=lambda _m, size: sizes.append(size))
+    call = prepare("saliency", "efficientnet_lite0", {}, {"image": 1})
+    outcomes = [None, None]
+
+    def ask(i, picture, checks):
+        try:
+            outcomes[i] = batcher.run(call, {"image": picture}, checks)
+        except ClientGone as gone:
+            outcomes[i] = gone
+
+    threads = [threading.Thread(target=ask, args=(0, chelsea, Checks(False, gone_in_queue=True))),
+               threading.Thread(target=ask, args=(1, coffee, Checks(False)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(outcomes[0], ClientGone)
+    assert outcomes[1].data["target"]["label"] == "espresso"
+    assert sizes == [1]  # the batch ran without the call that had gone
 
 
 def test_a_request_gone_during_its_batch_fails_alone(efficientnet, chelsea, coffee):

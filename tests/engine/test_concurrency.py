@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 
-from engine.concurrency import Gate
+from engine.concurrency import Gate, use_intra_op_threads
 from engine.hooks import hook_count
 from engine.models import load_model
 from engine.run import run_method
@@ -102,3 +103,26 @@ def test_a_builder_may_run_passes_while_it_builds_and_new_calls_wait_behind_a_wa
     builder.join(5)
     late.join(5)
     assert order == ["first call ends", "built", "late call"]  # the late call waited behind the builder
+
+
+def test_a_threads_intra_op_count_survives_another_thread_setting_the_process_wide_one():
+    seen, ready, go = [], threading.Event(), threading.Event()
+
+    def runner():
+        use_intra_op_threads(1)
+        ready.set()
+        go.wait()
+        torch.ones(64, 64) @ torch.ones(64, 64)  # torch's first parallel op in this thread
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    thread = threading.Thread(target=runner)
+    thread.start()
+    ready.wait()
+    other = threading.Thread(target=torch.set_num_threads, args=(before + 1,))  # as a new pool thread's initializer does
+    other.start()
+    other.join()
+    go.set()
+    thread.join()
+    torch.set_num_threads(before)
+    assert seen == [1]
