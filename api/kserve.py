@@ -8,9 +8,9 @@ answers ``{"predictions": [...]}``; ``:explain`` answers ``{"predictions": [...]
 the forms KServe's docs send pictures in are read here (:data:`FORMS`). Options travel in
 ``"parameters"``, the name the V2 protocol gives them (V1 names none).
 
-Every instance is one call of the one call path (:func:`engine.run.prepare`, then
-:func:`engine.run.run_call`), for the caller's tenant, in the inline pool; the request as a whole
-must fit the inline budget. Everything here runs in the pool, off the event loop.
+The method is prepared once on the one call path (:func:`engine.run.prepare`), for the caller's
+tenant, and the instances run through it in batches (:func:`engine.run.run_calls`, as a request with
+several pictures does) in the inline pool; the request as a whole must fit the inline budget. Everything here runs in the pool, off the event loop.
 """
 
 import json
@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from api.inline_progress import InlineProgress
 from api.inline_response import answer_json
 from api.problems import Problem
-from api.routes.inline import Caller, run_inline
+from api.routes.inline import Caller, run_in_batches
 from api.settings import Settings
 from engine.capabilities import CLASSIFIER
-from engine.cost import Budget, Cost
+from engine.cost import Cost
+from engine.errors import EngineError
 from engine.decoding import decode_base64, decode_image, decode_pixels
 from engine.registry import Method, all_methods
 from engine.result import Result
@@ -179,19 +180,20 @@ def answer(verb: Verb, name: str, body: bytes, settings: Settings, caller: Calle
     if explain is None or explain.spec.missing(CLASSIFIER) is None:  # a model with no classes has no predictions
         classify = prepare("classify", model, options.classify, ONE_PICTURE, caller.tenant, None, caller.models)
     calls = [call for call in (classify, explain) if call is not None]
-    check_budget(calls, len(request.instances), settings.inline_budget())
+    check_budget(calls, len(request.instances), settings)
     start = time.perf_counter()
     pictures = [decode(instance, options.max_pixel_value, settings.max_image_pixels) for instance in request.instances]
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    predictions, explanations, engine_ms = [], [], 0.0
-    for instance, picture in zip(request.instances, pictures):
-        for call in calls:
-            result = run_inline(call, {"image": picture}, progress, settings)
-            engine_ms += result.data["timings"]["total_ms"]
-            if call is classify:
-                predictions.append({**prediction(result), **instance.echo})
-            else:
-                explanations.append({**explanation(result), **instance.echo})
+    results = {}  # the call's name -> its result for each instance, in order
+    for call in calls:
+        outcomes = run_in_batches(call, "image", list(enumerate(pictures)), progress, settings)
+        failed = next((outcome for outcome in outcomes.values() if isinstance(outcome, EngineError)), None)
+        if failed is not None:
+            raise failed
+        results[call.method.name] = [outcomes[i] for i in range(len(pictures))]
+    engine_ms = sum(result.data["timings"]["total_ms"] for answered in results.values() for result in answered)
+    predictions = [{**prediction(r), **i.echo} for r, i in zip(results["classify"], request.instances)] if classify else []
+    explanations = [{**explanation(r), **i.echo} for r, i in zip(results[explain.method.name], request.instances)] if explain else []
     start = time.perf_counter()
     answered = {**({"predictions": predictions} if classify else {}), **({"explanations": explanations} if explain else {})}
     content = answer_json(answered)
@@ -199,12 +201,12 @@ def answer(verb: Verb, name: str, body: bytes, settings: Settings, caller: Calle
     return content, calls[-1].method.name, timings
 
 
-def check_budget(calls: list[Call], count: int, budget: Budget) -> None:
-    """The whole request against the inline budget, as one inline call: passes and output pixels add up over
-    the instances; memory is the largest single run's (instances run one after the other)."""
-    total = Cost(sum(call.cost.passes for call in calls) * count, sum(call.cost.pixels for call in calls) * count,
-                 max(call.cost.bytes for call in calls))
-    over = budget.excess(total)
+def check_budget(calls: list[Call], count: int, settings: Settings) -> None:
+    """The whole request against the inline budget, as one inline call: each call's cost for ``count`` pictures
+    (run ``inline_max_batch`` at a time) adds up in passes and output pixels; memory is the largest batch's."""
+    costs = [call.cost.for_pictures(count, settings.inline_max_batch) for call in calls]
+    total = Cost(sum(cost.passes for cost in costs), sum(cost.pixels for cost in costs), max(cost.bytes for cost in costs))
+    over = settings.inline_budget().excess(total)
     if over:
         method = calls[-1].method.name
         raise Problem(422, "over_inline_budget", f"{count} instance(s) of {method} would need {' and '.join(over)}, over the "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from PIL import Image
 from pydantic.json_schema import models_json_schema
 
 from api.deps import (
@@ -199,12 +200,7 @@ def answer_each(
         except (Problem, EngineError, UnknownImage) as problem:
             answers[position] = problem
     decode_ms = round((time.perf_counter() - start) * 1000, 3)
-    with inline_limits(method.name):
-        for first in range(0, len(readable), settings.inline_max_batch):
-            progress(first, len(readable))
-            chunk = readable[first : first + settings.inline_max_batch]
-            outcomes = run_calls([(call, {slot: image}) for _position, image in chunk], settings.device)
-            answers.update((position, outcome) for (position, _image), outcome in zip(chunk, outcomes))
+    answers.update(run_in_batches(call, slot, readable, progress, settings))
     results = []
     for position, given in enumerate(pictures):
         outcome = answers[position]
@@ -217,6 +213,20 @@ def answer_each(
     body = {"method": method.name, "model": call.spec.name, "results": results}
     timings = {"decode_ms": decode_ms, "total_ms": round((time.perf_counter() - start) * 1000, 3)}
     return answer_json(body), JSON, timings
+
+
+def run_in_batches(call: Call, slot: str, pictures: list[tuple[int, Image.Image]], progress: InlineProgress,
+                   settings: Settings) -> dict[int, Result | EngineError]:
+    """One prepared call on each of ``pictures`` (position, picture), ``inline_max_batch`` at a time
+    (:func:`engine.run.run_calls`): each position its own result or its own error."""
+    answers: dict[int, Result | EngineError] = {}
+    with inline_limits(call.method.name):
+        for first in range(0, len(pictures), settings.inline_max_batch):
+            progress(first, len(pictures))
+            chunk = pictures[first : first + settings.inline_max_batch]
+            outcomes = run_calls([(call, {slot: image}) for _position, image in chunk], settings.device)
+            answers.update((position, outcome) for (position, _image), outcome in zip(chunk, outcomes))
+    return answers
 
 
 def run_inline(call: Call, inputs: Inputs, progress: InlineProgress, settings: Settings, cache: FeatureCache | None = None,
