@@ -50,7 +50,7 @@ SCORES = ("probability", "logit")
 
 class OcclusionParams(AttributionParams):
     window: int = Field(32, ge=1, le=1024, description="side of the square occluding window, in pixels")
-    stride: int = Field(16, ge=1, le=1024, description="step between window positions, in pixels")
+    stride: int = Field(16, ge=1, le=1024, description="step between window positions, in pixels; at most window, so every pixel is covered")
     fill: Literal["mean"] | tuple[Channel, Channel, Channel] = Field(
         "mean", description="window colour: the dataset mean of the model's preprocessing, or an RGB 0-255 triple"
     )
@@ -81,6 +81,8 @@ def window_grid(height: int, width: int, window: int, stride: int) -> list[Windo
     """Window boxes (y0, y1, x0, x1), row by row, clipped at the bottom/right border."""
     if window > min(height, width):
         raise InvalidParams(f"window {window} is larger than the {height}x{width} picture")
+    if stride > window:
+        raise InvalidParams(f"stride {stride} is larger than window {window}: the pixels between windows would have no value")
     rows, cols = grid_shape(height, width, window, stride)
     return [(i * stride, min(i * stride + window, height), j * stride, min(j * stride + window, width))
             for i in range(rows) for j in range(cols)]

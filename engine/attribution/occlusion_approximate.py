@@ -84,11 +84,12 @@ def approximate_drops(exact_drops: Drops, rows: int, cols: int, how: Approximati
         exact = exact_drops(chosen, lambda done, _: progress(coarse_count + done, total))
         errors.append((drops[checked] - exact[drilled_count:]).abs())
         drops[chosen] = exact
-    errors = torch.cat(errors)
     interpolated = rows * cols - total
+    errors = torch.cat(errors) if interpolated else drops[:0]  # nothing left estimated: no deviation
     found = {"windows_computed": total, "windows_interpolated": interpolated, "deviation_samples": len(errors)}
     if not interpolated:
-        errors = torch.zeros_like(drops[:1])
-    found["max_deviation"] = errors.amax(0) if len(errors) else None
-    found["mean_deviation"] = errors.mean(0) if len(errors) else None
+        found["max_deviation"] = found["mean_deviation"] = torch.zeros_like(drops[0])
+    else:
+        found["max_deviation"] = errors.amax(0) if len(errors) else None
+        found["mean_deviation"] = errors.mean(0) if len(errors) else None
     return drops, found
