@@ -56,15 +56,19 @@ def onnx_copy(name: str) -> ConvLensModel:
 
 
 def rounds(contenders: dict, repeats: int, clock) -> tuple[dict, dict]:
-    outputs = {name: fn() for name, fn in contenders.items()}  # warm-up
+    """Each contender's times over ``repeats`` rounds (alternating order, after a warm-up; the GPU's queued
+    work included) and its last output."""
+    outputs = {name: fn() for name, fn in contenders.items()}  # warm-up (traces, caches, allocator)
     times = {name: [] for name in contenders}
     for i in range(repeats):
         order = list(contenders.items())
         for name, fn in order if i % 2 == 0 else order[::-1]:
             start = clock()
             outputs[name] = fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
             times[name].append(clock() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}, outputs
+    return times, outputs
 
 
 def main() -> None:
@@ -101,8 +105,9 @@ def main() -> None:
                     perturbations_per_eval=args.batch,
                 )[0, 0]
 
-        medians, out = rounds({"ours": lambda: ours("auto"), "brute": lambda: ours("brute_force"), "captum": captum},
-                              args.repeats, clock)
+        times, out = rounds({"ours": lambda: ours("auto"), "brute": lambda: ours("brute_force"), "captum": captum},
+                            args.repeats, clock)
+        medians = {contender: statistics.median(ts) for contender, ts in times.items()}
         for peer in ("brute", "captum"):  # probabilities: within 1e-5 of the scale 1
             assert torch.allclose(out["ours"], out[peer], atol=1e-5, rtol=0), float((out["ours"] - out[peer]).abs().max())
         ratio = medians["captum"] / medians["ours"]

@@ -52,6 +52,8 @@ def test_window_grid_covers_every_pixel_and_clips_at_the_border():
     assert len(windows) == 36 and windows[-1] == (30, 37, 30, 37)
     with pytest.raises(InvalidParams):
         window_grid(16, 16, 17, 4)
+    with pytest.raises(InvalidParams, match="stride 9 is larger than window 8"):
+        window_grid(16, 16, 8, 9)
 
 
 @pytest.mark.parametrize("strategy", ["auto", "brute_force"])

@@ -31,10 +31,12 @@ def test_activations_bytes_cover_the_array_returned_and_pixels_the_grid(chelsea)
     assert cost.bytes >= np.asarray(result.arrays["maps"]).nbytes
 
 
-def test_occlusion_passes_are_its_windows_plus_the_clean_pass(chelsea):
-    params = {"window": 64, "stride": 40}
+@pytest.mark.parametrize("strategy, computed", [("auto", "windows"), ("approximate", "windows_computed")])
+def test_occlusion_passes_are_its_windows_plus_the_clean_pass(chelsea, strategy, computed):
+    params = {"window": 64, "stride": 40, "strategy": strategy}
     result = run_method("occlusion", "efficientnet_lite0", {"image": chelsea}, params, device="cpu")
-    assert _cost("occlusion", "efficientnet_lite0", params).passes == result.data["windows"] + 1
+    assert _cost("occlusion", "efficientnet_lite0", params).passes == result.data[computed] + 1
+    assert result.data["strategy"] == ("receptive_field" if strategy == "auto" else "approximate")
 
 
 def test_gradient_methods_pay_a_forward_and_a_backward_pass_per_sample_or_step():
