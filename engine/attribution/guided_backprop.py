@@ -19,6 +19,7 @@ from engine.attribution.render import attribution_result, gradient_picture
 from engine.attribution.targets import UnitTarget, class_target, requested_class, row_scores
 from engine.attribution.timing import Stopwatch
 from engine.errors import UnsupportedModel
+from engine.params import RARE
 from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.registry import Batching, method
@@ -35,7 +36,7 @@ class ReluRuleParams(AttributionParams):
     neuron: tuple[int, int] | None = Field(
         None, description="(y, x) of a single neuron of the channel; default: the whole channel"
     )
-    reduce: Literal["mean", "max"] = Field("mean", description="how a whole channel becomes one score")
+    reduce: Literal["mean", "max"] = Field("mean", description="how a whole channel becomes one score", json_schema_extra=RARE)
     sign: Literal["absolute", "positive"] = Field(
         "absolute", description="map = max over RGB of |gradient| (absolute) or of its positive part"
     )

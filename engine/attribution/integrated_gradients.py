@@ -37,9 +37,9 @@ class IntegratedGradientsParams(AttributionParams):
     baseline: Literal["black", "mean", "blur"] = Field(
         "black", description="path start: black, the dataset mean color, or a Gaussian blur of the picture"
     )
-    blur_sigma: float = Field(10.0, gt=0.0, le=100.0, description="blur std in pixels for the blur baseline")
+    blur_sigma: float = Field(10.0, gt=0.0, le=100.0, description="blur std in pixels for the blur baseline", json_schema_extra=p.RARE)
     steps: int = p.steps(32, 2, 512, "points on the path")
-    quadrature: Quadrature = Field("gausslegendre", description="quadrature rule (as in Captum)")
+    quadrature: Quadrature = Field("gausslegendre", description="quadrature rule (as in Captum)", json_schema_extra=p.RARE)
     batch_size: int = p.batch_size(16, 512, "path points per backward pass")
     sign: Literal["all", "positive", "absolute"] = Field(
         "all", description="map = RGB-summed attribution: as is, its positive part, or its magnitude"

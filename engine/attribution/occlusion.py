@@ -55,7 +55,7 @@ class OcclusionParams(AttributionParams):
         "mean", description="window colour: the dataset mean of the model's preprocessing, or an RGB 0-255 triple"
     )
     score: Literal["probability", "logit"] = Field(
-        "probability", description="which drop becomes the map (both are returned as arrays)"
+        "probability", description="which drop becomes the map (both are returned as arrays)", json_schema_extra=p.RARE
     )
     batch_size: int = p.batch_size(32, 1024, "occluded pictures per forward pass")
     strategy: Literal["auto", "brute_force", "approximate"] = Field(
@@ -65,12 +65,12 @@ class OcclusionParams(AttributionParams):
         "compute a coarse grid of windows as auto does, interpolate the others' drops, compute the drill_down "
         "fraction and check_windows of them too, and report the estimated max_deviation and mean_deviation",
     )
-    coarse_step: int = Field(2, ge=2, le=16, description="approximate: windows computed on every coarse_step-th row and column of the window grid (and its last)")
+    coarse_step: int = Field(2, ge=2, le=16, description="approximate: windows computed on every coarse_step-th row and column of the window grid (and its last)", json_schema_extra=p.RARE)
     drill_down: float = Field(
-        0.0, ge=0.0, le=1.0, description="approximate: fraction of the interpolated windows computed after all, largest estimated probability drop first"
+        0.0, ge=0.0, le=1.0, description="approximate: fraction of the interpolated windows computed after all, largest estimated probability drop first", json_schema_extra=p.RARE
     )
     check_windows: int = Field(
-        4, ge=0, le=256, description="approximate: interpolated windows, spread over the picture, computed after all to measure the deviation"
+        4, ge=0, le=256, description="approximate: interpolated windows, spread over the picture, computed after all to measure the deviation", json_schema_extra=p.RARE
     )
 
     def approximation(self) -> Approximation:
