@@ -55,16 +55,16 @@ class StyleTransferParams(AspectKept, PixelSearchParams):
     max_side: int | None = p.max_side(None, what="the output (default 256 on a CPU, 512 on a GPU)")
     steps: int | None = p.steps(None, what="optimizer steps at the output size; default 30 on a CPU, 300 on a GPU")
     scales: int | None = Field(None, ge=1, le=4, description="coarse-to-fine: number of resolutions, each half the next (1: output "
-                               f"size only); default: as many as keep the coarsest one's longer side {COARSEST_SIDE} px or more")
-    coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution")
+                               f"size only); default: as many as keep the coarsest one's longer side {COARSEST_SIDE} px or more", json_schema_extra=p.RARE)
+    coarse_steps: int = Field(100, ge=1, le=2000, description="steps at each coarser resolution", json_schema_extra=p.RARE)
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="bfloat16 runs the network under autocast (faster where the hardware has bf16 units, slower "
-        "without them); losses stay float32"
+        "without them); losses stay float32", json_schema_extra=p.RARE
     )
-    init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise")
-    content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19")
-    style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="style layers; default block1..5_relu1 on vgg19")
-    style_layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per style layer; default 1/C^2 for a layer with C channels")
+    init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise", json_schema_extra=p.RARE)
+    content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19", json_schema_extra=p.RARE)
+    style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="style layers; default block1..5_relu1 on vgg19", json_schema_extra=p.RARE)
+    style_layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per style layer; default 1/C^2 for a layer with C channels", json_schema_extra=p.RARE)
     style_weights: list[float] | None = Field(None, max_length=4, description="one weight per style image (normalized to sum 1); default equal")
     content_weight: float = Field(0.05, ge=0, le=1e6, description="weight of the content loss (mean squared feature error), "
                                   "relative to the style pictures' own content loss")

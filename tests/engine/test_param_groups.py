@@ -22,3 +22,11 @@ def test_class_visualization_shows_a_handful_and_folds_its_regularisers():
     shown = sorted(name for name, field in properties.items() if field.get("group") != "advanced")
     assert shown == ["center_bias", "facets", "objectives", "parameterization", "size", "steps"]
     assert all(properties[name].get("group") == "advanced" for name in ("clip_contribution_percentile", "seed", "lr", "l2"))
+
+
+@pytest.mark.parametrize("method", all_methods(), ids=lambda m: m.name)
+def test_every_method_shows_at_most_eight_settings_and_folds_the_rest(method):
+    """The page shows what is not advanced: a handful a person reads at a glance, whatever the method."""
+    properties = method.params.model_json_schema().get("properties", {})
+    shown = [name for name, field in properties.items() if field.get("group") != "advanced"]
+    assert len(shown) <= 8, shown
