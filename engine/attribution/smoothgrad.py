@@ -4,7 +4,8 @@ The mean vanilla gradient over noisy copies of the picture (Gaussian noise
 whose std is ``noise_level`` times the picture's value range), or the mean
 squared gradient (``squared``); map = max over RGB of its magnitude. The
 noise comes from a generator seeded with ``seed`` and is drawn in one go,
-so ``batch_size`` never changes the map.
+so ``batch_size`` changes the map only through the rounding of the batch's
+shape (up to 1e-3 of its peak on some CPUs: gradients at noisy copies are sensitive).
 """
 
 import torch

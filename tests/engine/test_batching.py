@@ -20,6 +20,11 @@ BATCHED = {
     "smoothgrad": [{"samples": 4, "batch_size": 3, "seed": 1}, {"samples": 4, "batch_size": 3, "target_class": "espresso", "seed": 2},
                    {"samples": 4, "batch_size": 3, "seed": 3}],
 }
+# Relative error allowed between a batched answer and the call alone. SmoothGrad's gradients at its noisy copies
+# move with the rounding of the batch's shape on some CPUs: on this AVX2 machine kind the same call alone with
+# batch_size 1, 2 and 3 already differs by up to 9e-4 (coffee, 4 samples), so a batch is held to that method's
+# own batch-size floor, not to 1e-5 (which held on an AVX512 machine).
+TOLERANCE = {"smoothgrad": 2e-3}
 
 
 def relative_error(ours: np.ndarray, alone: np.ndarray) -> float:
@@ -42,7 +47,7 @@ def test_a_batch_answers_each_call_as_it_is_answered_alone(efficientnet, picture
         assert not isinstance(together, EngineError), together
         assert set(together.arrays) == set(alone.arrays) and set(together.images) == set(alone.images)
         for key, array in alone.arrays.items():
-            assert relative_error(together.arrays[key], array) <= 1e-5, (name, key)
+            assert relative_error(together.arrays[key], array) <= TOLERANCE.get(name, 1e-5), (name, key)
         if name == "classify":
             assert [e["index"] for e in together.data["top"]] == [e["index"] for e in alone.data["top"]]
             np.testing.assert_allclose([e["probability"] for e in together.data["top"]], [e["probability"] for e in alone.data["top"]], rtol=1e-5)
