@@ -104,21 +104,23 @@ def run_job_and_notify(task: JobTask, job_id: str) -> str:
 def run_job(task: JobTask, job_id: str) -> str:
     jobs, settings = task.jobs, task.settings
     worker = _worker_name()
-    action, deliveries = jobs.start(job_id, settings.max_deliveries, worker)
-    if action != "run":
-        log.info("job %s not run: %s", job_id, action, extra={"job_id": job_id})
-        return action
-    with Heartbeat(jobs, worker, settings.heartbeat_seconds):
-        try:
+    try:
+        action, deliveries = jobs.start(job_id, settings.max_deliveries, worker)
+        if action != "run":
+            log.info("job %s not run: %s", job_id, action, extra={"job_id": job_id})
+            return action
+        with Heartbeat(jobs, worker, settings.heartbeat_seconds):
             job = jobs.get(job_id)
             record_worker_memory(jobs.redis, worker)
             return _run(task, job, deliveries)
-        except REDIS_ERRORS as exc:
-            # The records are unreachable, so nothing can be recorded: requeue the
-            # message (or, with the broker down too, leave it unacknowledged to be
-            # redelivered; the reaper requeues it once the heartbeat expires); the
-            # delivery count still bounds the retries.
-            raise Reject(exc, requeue=True) from exc
+    except REDIS_ERRORS as exc:
+        # The records are unreachable, so nothing can be recorded: requeue the
+        # message (or, with the broker down too, leave it unacknowledged to be
+        # redelivered; the reaper requeues a running job once its heartbeat
+        # expires). Acknowledging it instead would strand a job that never
+        # started, queued until its message is resent an hour later. The
+        # delivery count still bounds the retries.
+        raise Reject(exc, requeue=True) from exc
 
 
 def _run(task: JobTask, job: Job, deliveries: int) -> str:

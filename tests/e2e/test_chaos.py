@@ -97,8 +97,9 @@ def test_jobs_survive_killed_workers_and_a_redis_restart(chaos, coffee):
     assert restarted and kills >= 4
     assert 500 not in statuses
     assert set(jobs) == set(ids), "a job was lost"
-    states = {job_id: job["state"] for job_id, job in jobs.items()}
-    assert all(job["state"] in {"succeeded", "failed"} for job in jobs.values()), states
+    unfinished = {job_id: job for job_id, job in jobs.items() if job["state"] not in {"succeeded", "failed"}}
+    logs = "\n".join(worker.log()[-2000:] for worker in workers)
+    assert not unfinished, f"{unfinished}\n{logs}"
     for job in jobs.values():
         if job["state"] == "failed":
             assert job["error"]["code"] == "poison_pill" and job["error"]["message"]
