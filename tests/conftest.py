@@ -1,5 +1,6 @@
 """Shared fixtures: real photos (scikit-image, scikit-learn) and real pretrained models."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,21 @@ def vgg19():
     from engine.models import load_model
 
     return load_model("vgg19", "cpu")
+
+
+# -- two test processes ---------------------------------------------------------------------------
+# scripts/test runs the suite with pytest-xdist (-n 2, a file's tests in one process): the end-to-end
+# tests mostly wait on their worker processes, so another file's tests use the core meanwhile. Each
+# process takes its share of the cores for torch; two processes of two threads each on 2 cores
+# would fight over them.
+
+
+def pytest_configure(config):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 # -- the fast tier ------------------------------------------------------------------------------

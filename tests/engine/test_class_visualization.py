@@ -183,7 +183,9 @@ def test_diverse_facets_differ_and_each_keeps_the_class(efficientnet):
     # facets grown from the same noise starts without the term (pair by pair the order depends on the CPU's float sums)
     assert min(distances(diverse)) > 0.4 and mean(distances(diverse)) > mean(distances(alike)) + 0.1
     kept = sorted(facet["target_probabilities"]["lemon"] for facet in diverse.data["facets"])
-    assert kept[0] > 0.005 and kept[1] > 0.5, kept  # at this cheap size one facet trades most of its score for difference
+    # at this cheap size one facet trades most of its score for difference, one stays near-certain, and one sits
+    # between lemon and Band Aid: 0.58 with two torch threads, 0.47 with one (the sums' order moves it)
+    assert kept[0] > 0.005 and kept[1] > 0.3 and kept[2] > 0.9, kept
     assert diverse.images["facets"].size == (3 * 65 + 1, 66)
     assert "diversity(blocks.4)" in diverse.data["objective"]
 
@@ -282,7 +284,10 @@ def test_default_recipe_is_recognised_by_the_independent_judge_and_beats_the_pix
     process: after the suite's end-to-end tests, the same steps took 40% longer in this one (318 s
     against 226 s; cause not found). The comparison over seeds is bench/class_vis_recipes.py's
     (recorded in bench/README.md)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+    # as many torch threads as this process has (one when the suite runs in two processes): two would fight the
+    # other test process for the cores, which took this test from 193 s to 675 s
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                             initargs=(torch.get_num_threads(),)) as fresh:
         found = fresh.submit(ten_classes_by_both_recipes).result()
     verdicts, pixel_verdicts = found["default"], found["pixel"]
     default_mean, pixel_mean = (mean(v["probability"] for v in vs) for vs in (verdicts, pixel_verdicts))
