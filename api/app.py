@@ -25,6 +25,7 @@ from api.routes.web import static_files
 from engine.models import load_model
 from api.settings import Settings, get_settings
 from engine.models.zoo import CACHE
+from worker.allocator import keep_freed_memory
 from worker.model_store import model_store_getter
 from worker.plugins import load_plugins
 from worker.samples import ensure_samples
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
     app.state.model_store = model_store_getter(app.state.settings)
     CACHE.resize(app.state.settings.model_cache_bytes)
+    if app.state.settings.malloc_keep_bytes:
+        keep_freed_memory(app.state.settings.malloc_keep_bytes)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
     app.add_middleware(

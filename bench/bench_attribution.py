@@ -16,9 +16,12 @@ the ratio of the fastest runs is printed too, as it is the least disturbed by
 other processes on a shared CPU) and the outputs are checked to agree.
 ``--clock cpu --threads 1`` times by the process's CPU time on one thread,
 which moves far less than wall time on a machine busy with other work.
+Both contenders run with the malloc tuning the service's processes use
+(``--malloc kept``, worker/allocator.py); ``--malloc default`` keeps glibc's
+own, under which brute force spends most of its time in page faults.
 
     PYTHONPATH=. .venv/bin/python bench/bench_attribution.py [--repeats 5] [--occlusion-repeats 3] [--batch 16] \
-        [--clock wall|cpu] [--threads N] [--coarse-steps 2 3] [--occlusion-only]
+        [--clock wall|cpu] [--threads N] [--coarse-steps 2 3] [--occlusion-only] [--malloc kept|default]
 """
 
 import argparse
@@ -40,6 +43,8 @@ from engine.attribution.occlusion import occlusion_drops
 from engine.attribution.occlusion_approximate import Approximation
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel, load_model
+from worker.allocator import keep_freed_memory
+from worker.settings import Settings
 
 CLASS = 285  # Egyptian cat
 
@@ -81,14 +86,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--coarse-steps", type=int, nargs="*", default=[2, 3], help="approximate occlusion's coarse_step, one contender each")
     parser.add_argument("--occlusion-only", action="store_true")
+    parser.add_argument("--malloc", choices=["kept", "default"], default="kept",
+                        help="kept: freed memory kept for the next tensors, as the service runs (worker/allocator.py); default: glibc's")
     args = parser.parse_args()
+    kept = args.malloc == "kept" and keep_freed_memory(Settings().malloc_keep_bytes)
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = CLOCKS[args.clock]
 
     model = load_model("efficientnet_lite0", args.device)
     x = to_tensor(fit_image(Image.fromarray(data.chelsea()), model.input_size), model.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, malloc {'kept' if kept else 'default'}, "
           f"load average {os.getloadavg()[0]:.2f}, efficientnet_lite0 224px, chelsea")
 
     def saliency_ours():
@@ -103,20 +111,21 @@ def main() -> None:
 
         def check(a, b):
             bound = tolerance * float(b.abs().max())
-            assert torch.allclose(a, b, atol=bound, rtol=1e-4), float((a - b).abs().max())
+            assert torch.allclose(a, b, atol=bound, rtol=1e-4), f"differs by {float((a - b).abs().max()) / float(b.abs().max()):.2e} of the peak"
 
         return check
 
     ratios, targets = {}, {"saliency": 1.0, "guided_backprop": 1.0, "occlusion": 6.0}
     if not args.occlusion_only:
-        ratios["saliency"] = compare("saliency", saliency_ours, saliency_captum, args.repeats, same(1e-5), clock)
+        # channels-last rounding flips a few ReLU6 gates on some pictures: up to 3.5e-4 of the peak on chelsea here (AVX2)
+        ratios["saliency"] = compare("saliency", saliency_ours, saliency_captum, args.repeats, same(1e-3), clock)
         relu_model = relu_copy(model)
         ratios["guided_backprop"] = compare(
             "guided_backprop",
             lambda: relu_rule_gradient(relu_model, x, "guided", index=CLASS)[0],
             lambda: GuidedBackprop(relu_model).attribute(x.clone(), target=CLASS),
             args.repeats,
-            same(1e-5),
+            same(1e-4),  # folded batch norms: a gate within rounding of its threshold may flip (engine/models/folding.py)
             clock,
         )
 

@@ -9,6 +9,7 @@ caches them per process), after the fork. The main process also runs the reaper 
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready, worker_shutdown
 
 from engine.registry import all_methods
+from worker.allocator import keep_freed_memory
 from worker.logs import use_json
 from engine.models.zoo import CACHE
 from worker.plugins import load_plugins
@@ -17,6 +18,8 @@ from worker.reaper import Reaper
 from worker.settings import get_settings
 
 settings = get_settings()
+if settings.malloc_keep_bytes:
+    keep_freed_memory(settings.malloc_keep_bytes)  # before the fork: the pool children inherit it
 CACHE.resize(settings.model_cache_bytes)  # registered models are looked up in the shared store per job, loaded lazily in the child
 load_plugins(settings)
 all_methods()

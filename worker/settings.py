@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     model_vetting_memory_bytes: int = Field(4 * 2**30, ge=2**26, description="address space the vetting child may use beyond its imports and the file (422 model_memory_limit past it)")
     model_vetting_concurrency: int = Field(2, ge=1, description="model files vetted at once (each in its own child process); more registrations wait")
     model_cache_bytes: int = Field(4 * 1024**3, ge=0, description="loaded models kept per process (parameters + buffers), least recently used out")
+    malloc_keep_bytes: int = Field(2**30, ge=0, le=2**31 - 1, description="freed memory each process keeps for its next tensors instead of handing it back to the kernel (glibc; 0: glibc's defaults); see worker/allocator.py")
 
     # webhooks (the API checks a job's webhook; the webhooks worker delivers it)
     webhook_secret: str | None = Field(

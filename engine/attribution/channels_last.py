@@ -2,7 +2,8 @@
 
 Convolutions on the CPU (oneDNN) and on GPUs run faster on NHWC tensors; the
 numbers are the same up to float rounding (about 1e-7 of a saliency map's
-peak). The copy holds its own weight tensors (made once per model; zoo
+peak; up to 4e-4 where the rounding flips a ReLU6 gate, as on chelsea
+stretched to 224 px on an AVX2 CPU). The copy holds its own weight tensors (made once per model; zoo
 weights never change) and nothing is written to the caller's model.
 """
 
