@@ -38,13 +38,11 @@ from torch import nn
 from engine.attribution.channels_last import channels_last_forward
 from engine.attribution.gradients import class_gradient
 from engine.attribution.guided_backprop import relu_rule_gradient
-from bench.bench_occlusion_architectures import CLOCKS, rounds
+from bench.bench_occlusion_architectures import CLOCKS, add_malloc_option, rounds, use_malloc
 from engine.attribution.occlusion import occlusion_drops
 from engine.attribution.occlusion_approximate import Approximation
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel, load_model
-from worker.allocator import keep_freed_memory
-from worker.settings import Settings
 
 CLASS = 285  # Egyptian cat
 
@@ -86,17 +84,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--coarse-steps", type=int, nargs="*", default=[2, 3], help="approximate occlusion's coarse_step, one contender each")
     parser.add_argument("--occlusion-only", action="store_true")
-    parser.add_argument("--malloc", choices=["kept", "default"], default="kept",
-                        help="kept: freed memory kept for the next tensors, as the service runs (worker/allocator.py); default: glibc's")
+    add_malloc_option(parser)
     args = parser.parse_args()
-    kept = args.malloc == "kept" and keep_freed_memory(Settings().malloc_keep_bytes)
+    malloc = use_malloc(args.malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = CLOCKS[args.clock]
 
     model = load_model("efficientnet_lite0", args.device)
     x = to_tensor(fit_image(Image.fromarray(data.chelsea()), model.input_size), model.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, malloc {'kept' if kept else 'default'}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, malloc {malloc}, "
           f"load average {os.getloadavg()[0]:.2f}, efficientnet_lite0 224px, chelsea")
 
     def saliency_ours():

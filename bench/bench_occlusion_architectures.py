@@ -11,9 +11,13 @@ random weights (speed only: never presented as pretrained), exported to ONNX
 Contenders alternate order each round after a warm-up; medians are compared
 (ratio > 1: ours is faster) and the maps checked to agree. ``--clock cpu
 --threads 1`` times by the process's CPU time on one thread, which moves far
-less than wall time on a machine busy with other work.
+less than wall time on a machine busy with other work. Every contender runs
+under the malloc tuning of the service's processes (``--malloc kept``,
+worker/allocator.py); ``--malloc default`` keeps glibc's own, under which brute
+force spends much of its time in page faults.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_occlusion_architectures.py [--repeats 3] [--batch 16] [--clock wall|cpu] [--threads N]
+    PYTHONPATH=. .venv/bin/python bench/bench_occlusion_architectures.py [--repeats 3] [--batch 16] [--clock wall|cpu] [--threads N] \
+        [--malloc kept|default]
 """
 
 import argparse
@@ -33,10 +37,22 @@ from engine.attribution.occlusion import occlusion_drops
 from engine.imaging import fit_image, to_tensor
 from engine.models import ConvLensModel, ModelSpec, Preprocessing
 from engine.models.formats import onnx_network
+from worker.allocator import keep_freed_memory
+from worker.settings import Settings
 
 SIZE = 224
 TARGETS = {"convnext_tiny": 2.0}  # Captum / ours, issue 24
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--malloc", choices=["kept", "default"], default="kept",
+                        help="kept: freed memory kept for the next tensors, as the service runs (worker/allocator.py); default: glibc's")
+
+
+def use_malloc(choice: str) -> str:
+    """Apply ``--malloc``; returns what this process runs with, for the header line."""
+    return "kept" if choice == "kept" and keep_freed_memory(Settings().malloc_keep_bytes) else "default"
 
 
 def onnx_copy(name: str) -> ConvLensModel:
@@ -78,14 +94,16 @@ def main() -> None:
     parser.add_argument("--architectures", nargs="+", default=["convnext_tiny", "shufflenet_v2_x0_5"])
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall time, or the process's CPU time")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    add_malloc_option(parser)
     args = parser.parse_args()
+    malloc = use_malloc(args.malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = CLOCKS[args.clock]
     x = to_tensor(fit_image(Image.fromarray(data.chelsea()), (SIZE, SIZE)))
     fill = (0.5, 0.5, 0.5)
     baseline = torch.tensor(fill).view(1, 3, 1, 1).expand_as(x).clone()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, malloc {malloc}, "
           f"load average {os.getloadavg()[0]:.2f}, {SIZE}px chelsea, window 32, stride 16, batch {args.batch}")
 
     for name in args.architectures:
