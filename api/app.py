@@ -76,8 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.inline_links = LinkedResults(app.state.settings.inline_link_seconds, app.state.settings.inline_link_max_results)
     app.state.model_store = model_store_getter(app.state.settings)
     CACHE.resize(app.state.settings.model_cache_bytes)
-    if app.state.settings.malloc_keep_bytes:
-        keep_freed_memory(app.state.settings.malloc_keep_bytes)
+    keep_freed_memory(app.state.settings.malloc_keep_bytes)
     load_plugins(app.state.settings)  # before the routes and the catalogue are made from the registry
     install_problem_handlers(app)
     app.add_middleware(

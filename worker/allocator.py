@@ -24,8 +24,9 @@ TOP_PAD = 256 * 2**20
 
 
 def keep_freed_memory(trim_bytes: int) -> bool:
-    """Tune this process's malloc (glibc on Linux; elsewhere nothing happens); True when it took."""
-    if not sys.platform.startswith("linux"):
+    """Tune this process's malloc (glibc on Linux; elsewhere, or with ``trim_bytes`` 0, glibc's defaults stay);
+    True when it took."""
+    if not trim_bytes or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -18,8 +18,7 @@ from worker.reaper import Reaper
 from worker.settings import get_settings
 
 settings = get_settings()
-if settings.malloc_keep_bytes:
-    keep_freed_memory(settings.malloc_keep_bytes)  # before the fork: the pool children inherit it
+keep_freed_memory(settings.malloc_keep_bytes)  # before the fork: the pool children inherit it
 CACHE.resize(settings.model_cache_bytes)  # registered models are looked up in the shared store per job, loaded lazily in the child
 load_plugins(settings)
 all_methods()

@@ -96,7 +96,7 @@ class _Field:
     extent: tuple[int, int]  # the map's height and width
 
     def then(self, kernel, stride, padding, dilation, extent) -> "_Field":
-        kernel, stride, dilation = _pair(kernel), _pair(stride or kernel), _pair(dilation)
+        kernel, stride, dilation = _pair(kernel), _pair(stride), _pair(dilation)
         padding = _padding(padding, kernel, dilation)
         return _Field(self.rows.then(kernel[0], stride[0], padding[0], dilation[0]),
                       self.cols.then(kernel[1], stride[1], padding[1], dilation[1]), extent)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.allocator import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 20 * 2**20
 
@@ -42,6 +44,7 @@ def faults(mode: str) -> tuple[str, int]:
 def test_kept_memory_spares_the_page_faults_of_every_pass():
     (default_took, default), (tuned_took, tuned) = faults("default"), faults("tuned")
     assert (default_took, tuned_took) == ("False", "True")
+    assert keep_freed_memory(0) is False  # CONVLENS_MALLOC_KEEP_BYTES=0: glibc's defaults are left alone
     pages = 10 * 4 * SIZE // 4096  # every pass's pages, 10 passes
     assert default > pages / 2, default  # glibc's defaults: 20 MB blocks are fresh mmaps, faulted in each pass
     assert tuned < pages / 20, tuned
