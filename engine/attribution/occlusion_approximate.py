@@ -10,8 +10,13 @@ windows still interpolated. The deviation reported is estimated from two
 samples of interpolation errors: the checked windows (their estimate against
 their exact drops), and the coarse windows themselves, each predicted from
 the coarse grid's own every-other row and column (twice the spacing, so
-errors larger than the real ones). A map pixel is the mean drop of the
-windows covering it, so its error is at most the largest of theirs.
+errors larger than the real ones). The mean deviation is the samples' mean.
+A handful of samples rarely holds the worst of a hundred interpolated
+windows, so the max deviation is the larger of the largest sample and the
+largest of as many errors as there are interpolated windows expected from an
+exponential law with the samples' mean (that mean times the harmonic number
+of their count). A map pixel is the mean drop of the windows covering it, so
+its error is at most the largest of theirs.
 """
 
 from dataclasses import dataclass
@@ -64,6 +69,13 @@ def _cross_validated(grid: torch.Tensor, at_rows: np.ndarray, at_cols: np.ndarra
     return (predicted - grid)[torch.as_tensor(held_out, device=grid.device)].abs()
 
 
+def expected_largest(errors: torch.Tensor, count: int) -> torch.Tensor:
+    """Per column of ``errors`` (samples, scores): the larger of its largest sample and the expected largest of
+    ``count`` errors drawn from an exponential law with its mean (that mean times the count-th harmonic number)."""
+    harmonic = sum(1.0 / k for k in range(1, count + 1))
+    return torch.maximum(errors.amax(0), errors.mean(0) * harmonic)
+
+
 def approximate_drops(exact_drops: Drops, rows: int, cols: int, how: Approximation, progress: Progress) -> tuple[torch.Tensor, dict]:
     """Every window's drops (row by row over a ``rows`` x ``cols`` grid, most of them estimated), and how many
     windows were computed with the estimated max and mean |estimate - exact| drop (None: nothing to estimate it)."""
@@ -90,6 +102,6 @@ def approximate_drops(exact_drops: Drops, rows: int, cols: int, how: Approximati
     if not interpolated:
         found["max_deviation"] = found["mean_deviation"] = torch.zeros_like(drops[0])
     else:
-        found["max_deviation"] = errors.amax(0) if len(errors) else None
+        found["max_deviation"] = expected_largest(errors, interpolated) if len(errors) else None
         found["mean_deviation"] = errors.mean(0) if len(errors) else None
     return drops, found
