@@ -1,9 +1,20 @@
-"""JSON of untyped bodies with non-finite floats (a method's NaN loss) written as null, as pydantic does."""
+"""JSON of untyped bodies: read from a client's text with the parser's limits, written with non-finite floats
+(a method's NaN loss) as null, as pydantic does."""
 
 from typing import Any
 
 import pydantic_core
 from fastapi.responses import JSONResponse
+
+
+def read_json(text: str | bytes) -> Any:
+    """A client's JSON text -> its value, parsed as the typed routes parse theirs (pydantic's parser).
+
+    Anything unreadable raises ValueError with the reason: bad syntax, nesting past the parser's
+    recursion limit (:func:`json.loads` raises RecursionError instead, or nests deeper than what
+    reads the value next can follow), a lone UTF-16 surrogate (a string no UTF-8 answer can echo).
+    """
+    return pydantic_core.from_json(text)
 
 
 def finite_json(content: Any) -> bytes:
