@@ -137,3 +137,10 @@ def test_pixels_over_the_limit_answer_413():
 def test_json_nested_too_deep_is_named(client, request_kwargs):
     body = client.post("/v1/classify", **request_kwargs).json()
     assert body["status"] == 400 and "not valid JSON" in body["detail"] and "recursion limit" in body["detail"]
+
+
+@pytest.mark.parametrize("method, inputs", [("activations", {"image": {"base64": B64}}), ("filters", {})])
+def test_an_empty_channel_list_is_refused(client, method, inputs):
+    response = client.post(f"/v1/{method}", json={"params": {"layer": "conv_stem", "channels": []}, "inputs": inputs})
+    assert_problem(response, 422, "invalid_params")
+    assert "channels" in response.json()["detail"]
