@@ -144,3 +144,11 @@ def test_an_empty_channel_list_is_refused(client, method, inputs):
     response = client.post(f"/v1/{method}", json={"params": {"layer": "conv_stem", "channels": []}, "inputs": inputs})
     assert_problem(response, 422, "invalid_params")
     assert "channels" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("encode_body", [lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16")],
+                         ids=["utf-8-with-bom", "utf-16"])
+def test_json_bodies_are_read_in_every_encoding_json_allows(client, encode_body):
+    text = '{"inputs": {"image": {"base64": "%s"}}}' % B64
+    response = client.post("/v1/classify", content=encode_body(text), headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
