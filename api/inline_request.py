@@ -12,7 +12,6 @@ Two forms share one route:
 and the picture counts are validated by :func:`engine.run.prepare`, as for jobs.
 """
 
-import json
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,6 +20,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from api.json_response import read_json
 from api.problems import Problem, invalid_request
 from api.picture_refs import CollectionRef, ImageResolver, Picture, decode_picture, slot_pictures
 from api.schemas import DEFAULT_MODEL, Envelope
@@ -122,7 +122,7 @@ def _form_params(text: str | None) -> dict:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = read_json(text)
     except ValueError as exc:
         raise Problem(400, "malformed_params", f"field 'params' is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -142,7 +142,7 @@ def _form_uploads(method: Method, form: Form) -> dict[str, list[Picture]]:
 
 def _envelope(body: bytes) -> Envelope:
     try:
-        document = json.loads(body)
+        document = read_json(body)
     except ValueError as exc:
         raise Problem(400, "malformed_json", f"the body is not valid JSON ({exc})") from None
     if not isinstance(document, dict):

@@ -14,7 +14,6 @@ several pictures does) in the inline pool; the request as a whole must fit the i
 Everything here runs in the pool, off the event loop.
 """
 
-import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from api.inline_progress import InlineProgress
 from api.inline_response import answer_json
+from api.json_response import read_json
 from api.problems import Problem
 from api.routes.inline import Caller, run_in_batches
 from api.settings import Settings
@@ -71,8 +71,8 @@ class KServeRequest:
 def read_request(body: bytes) -> KServeRequest:
     """The JSON body, whatever its Content-Type (KServe's server reads it so; its docs' curl examples send none)."""
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        document = read_json(body)
+    except ValueError as exc:
         raise Problem(400, "malformed_json", f"the body is not valid JSON ({exc})") from None
     if not isinstance(document, dict):
         raise Problem(422, "invalid_request", 'the body is a JSON object: {"instances": [...], "parameters": {...}}')

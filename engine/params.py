@@ -117,5 +117,10 @@ def top_k(default: int | None, high: int, what: str) -> Any:
     return Field(default, ge=1, le=high, description=f"how many {what}")
 
 
+def channels(high: int, what: str) -> Any:
+    """An optional list of channel indices: None draws the default ones, an empty list is refused (nothing to draw)."""
+    return Field(None, min_length=1, max_length=high, description=what)
+
+
 def tile_size(default: int, low: int = 1, high: int = 256, what: str = "each drawn tile") -> Any:
     return Field(default, ge=low, le=high, description=f"side of {what}, in pixels", json_schema_extra=RARE)

@@ -8,7 +8,8 @@ call takes the tenant: another tenant's id is simply not found. A new or
 grown collection is validated whole (count, bytes, pixels, every picture
 decodes) and its new pictures' bytes reserved in the tenant's stored-bytes
 quota (:mod:`worker.usage`) before anything is stored, so a refused upload
-leaves nothing behind. Its pictures live as long as it holds them
+leaves nothing behind; two changes of one collection are made one after the
+other, so neither is lost. Its pictures live as long as it holds them
 (:mod:`worker.image_holds`). The built-in ``samples`` collection is shared
 read-only by every tenant.
 """
@@ -16,6 +17,7 @@ read-only by every tenant.
 import hashlib
 import json
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -27,6 +29,7 @@ from worker.usage import StoredBytes
 from worker.zip_images import ZipLimits, ZipRejected, is_zip, read_zip
 
 BUILTIN = SHARED  # the owner of collections (and their images) every tenant can read
+LOCK_STRIPES = 64  # collections changed at once without waiting on each other (a fixed number of locks, however many collections)
 SAMPLES = "samples"
 
 
@@ -110,6 +113,7 @@ class CollectionStore:
         """``usage``: the tenants' stored-bytes counters (None: nothing is counted, as for the built-in samples)."""
         self.storage, self.limits, self.usage = storage, limits, usage
         self.index = TenantIndex(storage, "collections")
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     # -- reading ------------------------------------------------------------------------
 
@@ -138,17 +142,24 @@ class CollectionStore:
         return collection
 
     def add(self, tenant: str, collection_id: str, files: list[tuple[str, bytes]], max_stored_bytes: int = 0) -> Collection:
-        collection = self._own(tenant, collection_id)
-        self._grow(collection, files, max_stored_bytes)
-        self.storage.put(self._key(tenant, collection.id), collection.to_json(), "application/json")
+        with self._changing(tenant, collection_id):
+            collection = self._own(tenant, collection_id)
+            self._grow(collection, files, max_stored_bytes)
+            self.storage.put(self._key(tenant, collection.id), collection.to_json(), "application/json")
         return collection
 
     def delete(self, tenant: str, collection_id: str) -> Collection:
         """Removes the record and returns it; its images are the caller's to let go (:func:`worker.image_holds.ImageHolds.let_go`)."""
-        collection = self._own(tenant, collection_id)
-        self.storage.delete(self._key(tenant, collection.id))
-        self.index.remove(tenant, collection.id)
+        with self._changing(tenant, collection_id):
+            collection = self._own(tenant, collection_id)
+            self.storage.delete(self._key(tenant, collection.id))
+            self.index.remove(tenant, collection.id)
         return collection
+
+    def _changing(self, tenant: str, collection_id: str) -> threading.Lock:
+        """The lock under which one collection's record is read, changed and written back, so that two adds (or an add
+        and a delete) at once do not lose each other's change; a process lock, as :class:`worker.tenancy.TenantIndex`'s."""
+        return self._locks[hash((tenant, collection_id)) % LOCK_STRIPES]
 
     def _own(self, tenant: str, collection_id: str) -> Collection:
         collection = self.get(tenant, collection_id)

@@ -1,6 +1,5 @@
 """Style models (trained by ``train_style_model`` jobs): list, read, delete, and apply inline (``POST /v1/stylize``)."""
 
-import json
 import time
 
 from fastapi import Depends, APIRouter, Request, Response
@@ -8,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.deps import InlinePoolDep, JobsDep, SettingsDep, StyleModelsDep, TenantDep, require_scope
+from api.json_response import read_json
 from api.problems import Problem, invalid_request
 from api.picture_refs import FORMS, Picture, PictureRef, picture, picture_bytes
 from engine.decoding import decode_image
@@ -82,7 +82,7 @@ async def _stylize_call(request: Request) -> tuple[StylizeRequest, Picture]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "application/json":
-            fields = json.loads(await request.body())
+            fields = read_json(await request.body())
             if not isinstance(fields, dict):
                 raise Problem(422, "invalid_request", "the body must be a JSON object")
             if fields.get("image") is None:
@@ -97,7 +97,7 @@ async def _stylize_call(request: Request) -> tuple[StylizeRequest, Picture]:
             fields = {k: v for k, v in form.items() if k != "image"}
             for name in ("style", "max_side", "style_weights"):
                 if name in fields:
-                    fields[name] = json.loads(fields[name])
+                    fields[name] = read_json(fields[name])
         else:
             raise Problem(415, "unsupported_media_type", "send application/json or multipart/form-data")
         call = StylizeRequest.model_validate(fields)

@@ -25,7 +25,7 @@ from engine.result import Result
 class ActivationsParams(Sized, Fitted):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer", json_schema_extra=p.group("target"))
     size: int | None = p.size(None)
-    channels: list[int] | None = Field(None, max_length=4096, description="channels to draw, in this order; default: all (up to max_channels)")
+    channels: list[int] | None = p.channels(4096, "channels to draw, in this order; default: all (up to max_channels)")
     top_k: int | None = p.top_k(None, 4096, "channels to draw (of those selected), those with the largest mean activation first; default: all")
     max_channels: int = Field(2048, ge=1, le=4096, description="draw at most this many channels", json_schema_extra=p.RARE)
     normalization: Literal["per_channel", "global"] = Field("per_channel", description="min-max scale each map on its own, or all drawn maps together")

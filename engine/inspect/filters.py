@@ -33,7 +33,7 @@ from engine.result import Result
 
 class FiltersParams(Params):
     layer: str | None = Field(None, description="a convolution layer; default: the model's first convolution", json_schema_extra=p.group("target"))
-    channels: list[int] | None = Field(None, max_length=1024, description="output channels (filters) to draw, in this order; default: the first max_filters")
+    channels: list[int] | None = p.channels(1024, "output channels (filters) to draw, in this order; default: the first max_filters")
     max_filters: int = Field(64, ge=1, le=1024, description="draw at most this many filters")
     max_input_channels: int = Field(32, ge=1, le=1024, description="deeper layers: grey tiles drawn per filter (its first input channels)", json_schema_extra=p.RARE)
     normalization: Literal["per_filter", "global"] = Field("per_filter", description="min-max scale each filter on its own, or all drawn filters together")

@@ -13,7 +13,6 @@ from pydantic import Field
 
 from engine import params as p
 from engine.capabilities import LAYERS, RESIZABLE
-from engine.errors import InvalidParams
 from engine.imaging import fit_image, to_image, to_tensor
 from engine.models import ConvLensModel
 from engine.optim.loop import Rendered, features_of, render
@@ -26,9 +25,8 @@ from engine.params import AspectKept, Seeded
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
+from engine.synthesis.feature_targets import MIN_SIDE, check_min_side
 from engine.result import Result
-
-MIN_OCTAVE_SIDE = 32
 
 
 class DeepDreamParams(AspectKept, Seeded):
@@ -42,7 +40,7 @@ class DeepDreamParams(AspectKept, Seeded):
     steps: int = p.steps(10, 1, 200, "gradient steps per octave")
     step_size: float = p.step_size(2.55, "how far pixels move per step (the gradient is normalized)")
     jitter: int = Field(8, ge=0, le=64, description="random shift (pixels, each direction) before every step", json_schema_extra=p.RARE)
-    max_side: int = p.max_side(320, MIN_OCTAVE_SIDE)
+    max_side: int = p.max_side(320, MIN_SIDE)
     preview_every: int = p.preview_every(5)
 
 
@@ -75,11 +73,7 @@ def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -
         (round(size[0] / params.octave_scale**k), round(size[1] / params.octave_scale**k))
         for k in reversed(range(params.octaves))
     ]
-    if min(sizes[0]) < MIN_OCTAVE_SIDE:
-        raise InvalidParams(
-            f"the smallest octave would be {sizes[0][1]}x{sizes[0][0]} px; use fewer octaves, a smaller octave_scale "
-            f"or a larger max_side (at least {MIN_OCTAVE_SIDE} px a side)"
-        )
+    check_min_side(sizes[0], "the smallest octave", "use fewer octaves, a smaller octave_scale, a larger max_side or a less elongated picture")
     original = to_tensor(fit_image(picture, size), model.device)
     objective = dream_objective(layer)
     generator = torch.Generator().manual_seed(params.seed)

@@ -14,6 +14,8 @@ from engine.optim.loop import features_of
 from engine.optim.objectives import Objective
 from engine.optim.style_losses import gram_matrix
 
+MIN_SIDE = 32  # the networks here halve a picture five times: a shorter side is gone before their deepest layers
+
 def content_layer_or_default(model: ConvLensModel, layer: str | None) -> str:
     return layer if layer is not None else role_layers(model, "content")[0]
 
@@ -69,6 +71,19 @@ def resize_longest(image: Image.Image, longest: int) -> Image.Image:
     w, h = image.size
     scale = longest / max(w, h)
     return image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def check_min_side(size: tuple[int, int], what: str, change: str) -> None:
+    """Refuse a picture of ``size`` (height, width) with a side under :data:`MIN_SIDE`, naming ``what`` and what to ``change``."""
+    if min(size) < MIN_SIDE:
+        raise InvalidParams(f"{what} would be {size[1]}x{size[0]} px, under {MIN_SIDE} px a side; {change}")
+
+
+def photo_at(image: Image.Image, max_side: int, what: str) -> Image.Image:
+    """``image`` resized so its longer side is ``max_side`` (:func:`resize_longest`), refused when too elongated for the network."""
+    resized = resize_longest(image, max_side)
+    check_min_side((resized.height, resized.width), f"{what} at max_side {max_side}", "send a less elongated picture or raise max_side")
+    return resized
 
 
 def resize_to_pixels(image: Image.Image, pixels: int) -> Image.Image:

@@ -20,7 +20,7 @@ from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
-from engine.synthesis.feature_targets import features, resize_longest
+from engine.synthesis.feature_targets import features, photo_at
 from engine.synthesis.normalised_render import render_from_noise
 
 
@@ -54,7 +54,7 @@ def inversion_cost(model: ModelProfile, params: FeatureInversionParams, images: 
 def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionParams, progress) -> Result:
     layer = params.layer or model.spec.default_layer
     model.layer_info(layer)  # raises UnknownLayer; feature maps and vectors both invert
-    photo = to_tensor(resize_longest(inputs["image"], params.max_side), model.device)
+    photo = to_tensor(photo_at(inputs["image"], params.max_side, "the photo"), model.device)
     target = features(model, photo, [layer])[layer]
     objective = relative_feature_loss(layer, target)
     if params.tv_weight > 0:

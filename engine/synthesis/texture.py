@@ -22,7 +22,7 @@ from engine.synthesis.feature_targets import (
     check_weights,
     gram_targets,
     layer_weights,
-    resize_longest,
+    photo_at,
     style_layers_or_default,
 )
 from engine.synthesis.normalised_render import render_from_noise
@@ -60,7 +60,7 @@ def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisPara
     channels = check_feature_layers(model, layers)
     weights = layer_weights(layers, params.layer_weights, [1.0 / channels[layer] ** 2 for layer in layers])
     check_weights("layer_weights", list(weights.values()))
-    texture = to_tensor(resize_longest(inputs["image"], params.max_side), model.device)
+    texture = to_tensor(photo_at(inputs["image"], params.max_side, "the texture photo"), model.device)
     objective = style_loss(weights, [gram_targets(model, texture, layers)])
     if params.tv_weight > 0:
         objective = objective + params.tv_weight * total_variation(params.tv_beta)

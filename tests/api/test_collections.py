@@ -161,3 +161,35 @@ def test_wrong_media_type_and_empty_form(client):
     assert client.post("/v1/collections", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
     answer = client.post("/v1/collections", data={"name": "x"}, files=[("other", ("a", b"b"))])
     assert answer.status_code == 400 and answer.json()["code"] == "missing_file"
+
+
+def test_concurrent_adds_keep_every_picture(client, photos, monkeypatch):
+    import threading
+
+    import worker.collections
+
+    made = post_files(client, [("cat.jpg", photos[0])])
+    assert made.status_code == 201, made.text
+    collection_id = made.json()["id"]
+    both_read = threading.Barrier(2)
+    decode = worker.collections.decode_image
+
+    def decode_once_both_have_read(*args):  # holds each add until the other has read the record too (unless it cannot)
+        try:
+            both_read.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass
+        return decode(*args)
+
+    monkeypatch.setattr(worker.collections, "decode_image", decode_once_both_have_read)
+    answers = []
+    adds = [threading.Thread(target=lambda name, data: answers.append(post_files(client, [(name, data)], path=f"/v1/collections/{collection_id}/images")),
+                             args=(name, data)) for name, data in (("coffee.jpg", photos[1]), ("astronaut.jpg", photos[2]))]
+    for add in adds:
+        add.start()
+    for add in adds:
+        add.join()
+
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    kept = {image["name"] for image in client.get(f"/v1/collections/{collection_id}").json()["images"]}
+    assert kept == {"cat.jpg", "coffee.jpg", "astronaut.jpg"}

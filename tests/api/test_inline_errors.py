@@ -13,6 +13,7 @@ from tests.pictures import encode, png_claiming
 PHOTO = encode(Image.new("RGB", (48, 32), (90, 140, 200)))
 B64 = base64.b64encode(PHOTO).decode()
 PPM = encode(Image.new("RGB", (8, 8)), "PPM")
+NESTED = b"[" * 5000 + b"]" * 5000  # well-formed JSON, nested past any parser's recursion limit
 
 
 def upload(data: bytes = PHOTO, field: str = "image"):
@@ -56,6 +57,10 @@ CLASSIFY_CASES = {
     "no-content-type": ({"content": PHOTO}, 415, "unsupported_media_type"),
     "broken-multipart": ({"content": b"no boundary here", "headers": {"content-type": "multipart/form-data"}}, 400, "malformed_multipart"),
     "not-acceptable": ({**upload(), "headers": {"accept": "text/html"}}, 406, "not_acceptable"),
+    "body-nested-too-deep": ({"content": b'{"params": {"fit": ' + NESTED + b"}}", "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
+    "params-nested-too-deep": ({**upload(), "data": {"params": '{"fit": ' + NESTED.decode() + "}"}}, 400, "malformed_params"),
+    "lone-surrogate-json": ({"content": b'{"model": "\\ud800", "inputs": {}}', "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
+    "lone-surrogate-key-json": ({"content": b'{"params": {"\\udcff": 1}, "inputs": {}}', "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
 }
 
 
@@ -123,3 +128,27 @@ def test_pixels_over_the_limit_answer_413():
         blank = encode(Image.new("RGB", (200, 200), "white"))
         assert_problem(client.post("/v1/classify", **upload(blank)), 413, "image_too_large")
         assert client.post("/v1/classify", **upload(encode(Image.new("RGB", (100, 100))))).status_code == 200
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"content": NESTED, "headers": {"content-type": "application/json"}},
+    {**upload(), "data": {"params": NESTED.decode()}},
+], ids=["body", "params-field"])
+def test_json_nested_too_deep_is_named(client, request_kwargs):
+    body = client.post("/v1/classify", **request_kwargs).json()
+    assert body["status"] == 400 and "not valid JSON" in body["detail"] and "recursion limit" in body["detail"]
+
+
+@pytest.mark.parametrize("method, inputs", [("activations", {"image": {"base64": B64}}), ("filters", {})])
+def test_an_empty_channel_list_is_refused(client, method, inputs):
+    response = client.post(f"/v1/{method}", json={"params": {"layer": "conv_stem", "channels": []}, "inputs": inputs})
+    assert_problem(response, 422, "invalid_params")
+    assert "channels" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("encode_body", [lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16")],
+                         ids=["utf-8-with-bom", "utf-16"])
+def test_json_bodies_are_read_in_every_encoding_json_allows(client, encode_body):
+    text = '{"inputs": {"image": {"base64": "%s"}}}' % B64
+    response = client.post("/v1/classify", content=encode_body(text), headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text

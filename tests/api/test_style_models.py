@@ -82,3 +82,13 @@ def test_unknown_model_and_bad_styles(client, stored, chelsea):
         assert answer.status_code == 422 and answer.json()["code"] == "invalid_params", fields
     assert client.post("/v1/stylize", json={"style_model": MODEL_ID}).status_code == 422
     assert client.post("/v1/stylize", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_json_nested_too_deep_is_a_400(client, stored, chelsea):
+    nested = "[" * 5000 + "]" * 5000  # well-formed JSON, nested past any parser's recursion limit
+    as_json = client.post("/v1/stylize", content=nested.encode(), headers={"content-type": "application/json"})
+    as_form = client.post("/v1/stylize", files={"image": ("photo", encode(chelsea.resize((32, 32))), "image/png")},
+                          data={"style_model": MODEL_ID, "style": nested})
+    for answer in (as_json, as_form):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["code"] == "malformed_json" and "recursion limit" in answer.json()["detail"]

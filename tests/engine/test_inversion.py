@@ -36,3 +36,9 @@ def test_unknown_layers_are_refused(vgg19, chelsea):
 def test_bad_params_are_invalid(chelsea, params):
     with pytest.raises(InvalidParams):
         run_method("feature_inversion", "vgg19", {"image": chelsea}, params)
+
+
+@pytest.mark.parametrize("side", [(4, 200), (200, 4)], ids=["tall", "wide"])
+def test_a_photo_too_elongated_for_the_network_is_refused(vgg19, chelsea, side):
+    with pytest.raises(InvalidParams, match="under 32 px a side; send a less elongated"):
+        run_method("feature_inversion", "vgg19", {"image": chelsea.resize(side)}, {"max_side": 64, "steps": 1})
