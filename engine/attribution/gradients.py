@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Callable
 
+import numpy as np
 import torch
 
 from engine.attribution.targets import pick_class, row_scores
@@ -43,6 +44,7 @@ def pooled_gradients(
     class ``indices[p]``, each row times its weight; shape (1, 3, H, W) per picture. Rows of all pictures
     run ``batch_size`` at a time, so the pictures of several calls share passes."""
     owners = [p for p, picture_rows in enumerate(rows) for _ in range(len(picture_rows))]
+    ends = np.cumsum([len(picture_rows) for picture_rows in rows])  # picture p's rows: flat[ends[p] - len(rows[p]) : ends[p]]
     flat = torch.cat(rows)
     scale = torch.cat(weights) if weights is not None else torch.ones(len(flat), 1, 1, 1, dtype=flat.dtype, device=flat.device)
     totals = [torch.zeros_like(picture_rows[:1]) for picture_rows in rows]
@@ -50,8 +52,8 @@ def pooled_gradients(
         stop = min(len(flat), start + batch_size)
         grad, _, _ = row_class_gradients(forward, flat[start:stop], [indices[p] for p in owners[start:stop]])
         grad = (grad * grad if squared else grad) * scale[start:stop]
-        for p in sorted(set(owners[start:stop])):
-            mine = torch.tensor([owner == p for owner in owners[start:stop]], device=grad.device)
-            totals[p] += grad[mine].sum(0, keepdim=True)
+        for p in sorted(set(owners[start:stop])):  # a slice of rows: a boolean mask would wait for the device
+            first, last = max(ends[p] - len(rows[p]), start), min(ends[p], stop)
+            totals[p] += grad[first - start : last - start].sum(0, keepdim=True)
         progress(stop, len(flat))
     return totals

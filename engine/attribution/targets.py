@@ -5,6 +5,7 @@ from typing import Literal
 
 import torch
 
+from engine.devices import on_device
 from engine.errors import InvalidParams, UnknownClass
 from engine.models import ConvLensModel
 
@@ -26,9 +27,10 @@ def pick_class(logits: torch.Tensor, index: int | None) -> int:
 def row_scores(logits: torch.Tensor, indices: list[int | None]) -> tuple[torch.Tensor, list[int]]:
     """Each row's class score summed (index None: that row's top-1 class), and the classes: one backward
     pass of the sum gives every row the gradient of its own score, rows being separate pictures."""
-    chosen = [int(logits[row].argmax()) if index is None else index for row, index in enumerate(indices)]
+    tops = logits.argmax(1).tolist() if None in indices else None  # read back once, not once per row
+    chosen = [tops[row] if index is None else index for row, index in enumerate(indices)]
     rows = torch.arange(len(chosen), device=logits.device)
-    return logits[rows, torch.tensor(chosen, device=logits.device)].sum(), chosen
+    return logits[rows, on_device(chosen, logits.device)].sum(), chosen
 
 
 def class_target(model: ConvLensModel, logits: torch.Tensor, index: int) -> dict:

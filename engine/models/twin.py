@@ -68,6 +68,7 @@ def ascent_twin(model: ConvLensModel) -> Twin | None:
         fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
         if not out_of_place(fast):
             return None
-        return Twin(ConvLensModel(model.spec, fast), MappingProxyType(dict(net.folded_norms)))
+        # a new wrapper makes its preprocessing buffers on the CPU: put them where the network is
+        return Twin(ConvLensModel(model.spec, fast).to(model.device), MappingProxyType(dict(net.folded_norms)))
 
     return build_once(_CACHE, model, build)

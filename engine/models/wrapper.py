@@ -237,4 +237,5 @@ class ConvLensModel(nn.Module):
 
     def top_classes(self, probabilities: torch.Tensor, k: int) -> list[dict]:
         """The ``k`` most probable classes of one picture's probabilities, most probable first."""
+        probabilities = probabilities.cpu()  # read back once: each entry reads its probability
         return [self.class_entry(i, probabilities) for i in probabilities.topk(min(k, probabilities.numel())).indices.tolist()]

@@ -95,3 +95,17 @@ def test_in_place_activations_are_rewritten_only_where_the_function_stays_the_sa
     if rewritten:
         assert not any(overwrites_input(node, graph) for node in graph.graph.nodes)
     torch.testing.assert_close(graph(x.clone()), expected)
+
+
+def test_the_twin_lives_on_the_models_device():
+    # a new ConvLensModel makes its preprocessing buffers on the CPU; on a CUDA model the twin's
+    # normalisation would then meet CUDA pictures. The meta device stands in for CUDA here.
+    from torch import nn
+
+    from tests.engine.tiny_nets import seeded, wrap
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    model = wrap(seeded(net)).to("meta")
+    twin = ascent_twin(model)
+    assert twin.model.device == model.device == torch.device("meta")
+    assert all(t.device == model.device for t in (*twin.model.parameters(), *twin.model.buffers()))
