@@ -22,9 +22,7 @@ Boxes have one size per node for all windows (the largest affected region,
 shifted inside the map at the borders), so windows batch together. Each
 occluded value is dropped after its last reader, as ``fx.Interpreter`` does: a
 graph whose activations are not in place (an ONNX copy's ``ReLU6``) would
-otherwise keep every batched activation alive to the end. The boxes of a batch
-are cut and pasted as one gather each (:mod:`engine.attribution.box_crops`), not
-one copy per window: on a GPU each copy is a kernel launch.
+otherwise keep every batched activation alive to the end.
 """
 
 from dataclasses import dataclass
@@ -37,7 +35,6 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from engine.fx_nodes import overwrites_input
-from engine.attribution.box_crops import crops, pasted, within
 from engine.attribution.occlusion_trace import Unsupported, traced
 from engine.attribution.spatial_layout import NCHW, RESHAPE, WINDOW, Layout, local_layout
 from engine.models.onnx_fixes import onnx_shape
@@ -303,11 +300,16 @@ class IncrementalOcclusion:
         raise RuntimeError(f"cannot run {node.format_node()}")
 
     def _occluded_source(self, box: _Box, chosen: np.ndarray, fill: torch.Tensor) -> torch.Tensor:
-        start = (box.start[0][chosen], box.start[1][chosen])
-        patch = crops(self.image, start, box.size).contiguous(memory_format=torch.channels_last)
-        y0, y1, x0, x1 = self.windows[chosen].T
-        window = within((y0 - start[0], x0 - start[1]), (y1 - start[0], x1 - start[1]), box.size, patch.dim(), patch.device)
-        return torch.where(window, fill, patch, out=patch)
+        (h, w), (sy, sx) = box.size, (box.start[0][chosen], box.start[1][chosen])
+        patch = torch.empty(
+            (len(chosen), self.image.shape[1], h, w), dtype=self.image.dtype, device=self.image.device,
+            memory_format=torch.channels_last,
+        )
+        for i, k in enumerate(chosen):
+            y0, y1, x0, x1 = self.windows[k]
+            patch[i] = self.image[0, :, sy[i] : sy[i] + h, sx[i] : sx[i] + w]
+            patch[i, :, y0 - sy[i] : y1 - sy[i], x0 - sx[i] : x1 - sx[i]] = fill[0]
+        return patch
 
     def _full(self, node: fx.Node, value, chosen: np.ndarray):
         """``node``'s occluded value as whole tensors (a box pasted into the clean value)."""
@@ -331,12 +333,18 @@ class IncrementalOcclusion:
         axes = step.layout.axes
         target, patch = target.movedim(axes, (-2, -1)), patch.movedim(axes, (-2, -1))  # views: writes reach target
         size, extent = step.box.size, target.shape[-2:]
-        offset = tuple(step.box.start[a][chosen] - origin[a] for a in range(2))  # the box's corner in target coordinates
-        if all((offset[a] == offset[a][0]).all() and 0 <= offset[a][0] <= extent[a] - size[a] for a in range(2)):
+        offset = [step.box.start[a][chosen] - origin[a] for a in range(2)]  # the box's corner in target coordinates
+        lo = [np.maximum(offset[a], 0) for a in range(2)]
+        hi = [np.minimum(offset[a] + size[a], extent[a]) for a in range(2)]
+        if all((offset[a] == offset[a][0]).all() and lo[a][0] == offset[a][0] and hi[a][0] == offset[a][0] + size[a] for a in range(2)):
             (y, x), (h, w) = (int(offset[0][0]), int(offset[1][0])), size  # one offset for the batch, all inside
             target[..., y : y + h, x : x + w] = patch
             return
-        pasted(target, patch, offset)
+        for i in range(len(chosen)):
+            (y0, x0), (y1, x1) = (int(lo[0][i]), int(lo[1][i])), (int(hi[0][i]), int(hi[1][i]))
+            if y1 > y0 and x1 > x0:
+                oy, ox = int(offset[0][i]), int(offset[1][i])
+                target[i, ..., y0:y1, x0:x1] = patch[i, ..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
     def _region(self, source: fx.Node, value, chosen, start, size, pad, pad_value) -> torch.Tensor:
         """Rows/cols [start, start + size) of local ``source``'s occluded value, padded with ``pad_value``
@@ -349,12 +357,15 @@ class IncrementalOcclusion:
         key = (source, pad, pad_value)
         if key not in self._padded:
             spatial_last = clean.movedim(axes, (-2, -1))
-            self._padded[key] = F.pad(spatial_last, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)
+            self._padded[key] = F.pad(spatial_last, (pad[1], pad[1], pad[0], pad[0]), value=pad_value)[0]
         padded = self._padded[key]
         shape = list(clean.shape)
         shape[0], shape[axes[0]], shape[axes[1]] = len(chosen), *size
         region = torch.empty(shape, dtype=clean.dtype, device=clean.device, memory_format=_format(clean))
-        crops(padded, (start[0] + pad[0], start[1] + pad[1]), size, out=region.movedim(axes, (-2, -1)))
+        spatial_last = region.movedim(axes, (-2, -1))
+        (h, w), rows, cols = size, start[0] + pad[0], start[1] + pad[1]
+        for i in range(len(chosen)):
+            spatial_last[i] = padded[..., rows[i] : rows[i] + h, cols[i] : cols[i] + w]
         self._paste(region, value, step, chosen, start)
         return region
 
