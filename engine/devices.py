@@ -1,4 +1,4 @@
-"""Small host values (class indices, window positions) sent to the model's device without stalling it."""
+"""Small host values (class indices) sent to the model's device without stalling it."""
 
 import torch
 
