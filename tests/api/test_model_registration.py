@@ -234,3 +234,20 @@ def test_metadata_must_be_json(registry_client, tiny_onnx):
     response = registry_client.post("/v1/models", files={"file": ("m", tiny_onnx, "application/octet-stream")}, data={"metadata": "{not json"})
     assert response.status_code == 422 and response.json()["code"] == "invalid_metadata"
     assert json.loads(response.text)["detail"].startswith("invalid model metadata")
+
+
+@pytest.mark.parametrize("preprocessing, field", [
+    ('{"mean": [NaN, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "preprocessing.mean.0"),
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, Infinity, 0.2]}', "preprocessing.std.1"),  # the channel ignored, its std shown as null
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 1e-300]}', "preprocessing.std.2"),  # 0 in float32: a division by zero
+    ('{"mean": [1e300, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "preprocessing.mean.0"),  # inf in float32
+])
+def test_preprocessing_must_be_finite_float32_numbers(registry_client, kept, tiny_onnx, small_chelsea, preprocessing, field):
+    """JSON parsers take NaN and Infinity; the network computes (pixel - mean) / std in float32. A value it cannot
+    compute with is the metadata's fault, named as such, and registers nothing."""
+    raw = json.dumps(metadata("odd-preprocessing", SIZE, LABELS)).replace(json.dumps(metadata("x", SIZE, LABELS)["preprocessing"]), preprocessing)
+    response = registry_client.post("/v1/models", files={"file": ("m", tiny_onnx, "application/octet-stream")}, data={"metadata": raw})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_metadata" and field in response.json()["detail"]
+    assert registry_client.get("/v1/models/odd-preprocessing").status_code == 404
+    assert_kept_intact(registry_client, kept, small_chelsea)
