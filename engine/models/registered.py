@@ -150,6 +150,8 @@ def _forward(model: ConvLensModel, batch: int, height: int, width: int) -> torch
         raise ModelRejected("model_failed", f"the model failed on a ({batch}, 3, {height}, {width}) input: {type(exc).__name__}: {exc}") from None
     if not isinstance(out, torch.Tensor) or out.dim() < 2:
         raise ModelRejected("model_failed", f"the model must return one tensor (batch, ...); it returned {type(out).__name__}")
+    if not out.is_floating_point():  # scores: softmax, gradients and every method's maps need them
+        raise ModelRejected("output_mismatch", f"the model must output floating-point scores or features; it outputs {str(out.dtype).removeprefix('torch.')}")
     return out.float()
 
 

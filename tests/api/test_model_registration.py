@@ -182,6 +182,18 @@ def unknown_operator_onnx() -> bytes:
     return model.SerializeToString()
 
 
+def non_float_output_onnx(to: int) -> bytes:
+    """A valid conv -> relu -> pool classifier of 4 classes whose scores are cast to ``to`` (an integer or bool type):
+    it runs, but no softmax or gradient can be taken of its output."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).random(12).tolist())
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Cast", ["f"], ["y"], to=to)]
+    graph = helper.make_graph(nodes, "cast", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, 64, 64])],
+                              [helper.make_tensor_value_info("y", to, ["b", 4])], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def bad_files(tiny_onnx: bytes) -> dict[str, tuple[bytes, dict, int, str]]:
     rng = np.random.default_rng(0)
     return {
@@ -191,10 +203,13 @@ def bad_files(tiny_onnx: bytes) -> dict[str, tuple[bytes, dict, int, str]]:
         "output_vs_labels": (tiny_onnx, metadata("bad-labels", SIZE, LABELS + ["emu"]), 422, "output_mismatch"),
         "unknown_layer": (tiny_onnx, metadata("bad-layer", SIZE, LABELS, gradcam_layer="no/such/layer"), 422, "invalid_metadata"),
         "bad_metadata": (tiny_onnx, metadata("Bad Name!", SIZE, LABELS), 422, "invalid_metadata"),
+        "integer_output": (non_float_output_onnx(TensorProto.INT64), metadata("bad-int-output", SIZE, LABELS), 422, "output_mismatch"),
+        "bool_output": (non_float_output_onnx(TensorProto.BOOL), metadata("bad-bool-output", SIZE, LABELS), 422, "output_mismatch"),
     }
 
 
-@pytest.mark.parametrize("case", ["random_bytes", "truncated_onnx", "unknown_operator", "output_vs_labels", "unknown_layer", "bad_metadata"])
+@pytest.mark.parametrize("case", ["random_bytes", "truncated_onnx", "unknown_operator", "output_vs_labels", "unknown_layer", "bad_metadata",
+                                  "integer_output", "bool_output"])
 def test_bad_model_files_are_refused_clearly(registry_client, kept, tiny_onnx, small_chelsea, case):
     data, meta, status, code = bad_files(tiny_onnx)[case]
     response = register(registry_client, meta["name"], data, meta)
@@ -206,6 +221,8 @@ def test_bad_model_files_are_refused_clearly(registry_client, kept, tiny_onnx, s
         assert "Hardmax" in body["detail"]
     if case == "output_vs_labels":
         assert "(1, 5)" in body["detail"] and "(1, 4)" in body["detail"]
+    if case in ("integer_output", "bool_output"):  # it used to register, and classify and the gradient methods answered 500
+        assert "floating-point" in body["detail"] and ("int64" in body["detail"] or "bool" in body["detail"])
     assert registry_client.get(f"/v1/models/{meta['name']}").status_code in (404, 422)
     assert_kept_intact(registry_client, kept, small_chelsea)
 
