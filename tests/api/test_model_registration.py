@@ -125,6 +125,32 @@ def test_two_registrations_of_one_name_race_to_one_winner(registry_client, tiny_
     assert [a.json()["code"] for a in answers if a.status_code == 409] == ["model_name_taken"]
 
 
+def test_a_file_registered_again_while_its_last_model_is_deleted_stays_stored(registry_client, small_chelsea, monkeypatch):
+    """Deleting a file's last model removes the file; a registration of the same file that claims its name in
+    between (after the delete counted the file unused, before it removed it) must not be left without a file."""
+    data, labels = onnx_bytes(tiny_net(3), SIZE), ["x", "y", "z"]
+    assert register(registry_client, "going", data, metadata("going", SIZE, labels)).status_code == 201
+    storage = registry_client.app.state.model_store().storage
+    remove, again, answers = storage.delete, [], []
+
+    def delete_while_registering(key):
+        if key.startswith("models/files/") and not again:
+            again.append(threading.Thread(target=lambda: answers.append(register(registry_client, "coming", data, metadata("coming", SIZE, labels)))))
+            again[0].start()
+            again[0].join(5)  # the registration runs to its end here, unless it waits for this delete
+        remove(key)
+
+    monkeypatch.setattr(storage, "delete", delete_while_registering)
+    assert registry_client.delete("/v1/models/going").status_code == 204
+    again[0].join(60)
+    monkeypatch.undo()
+    (registered,) = answers
+    assert registered.status_code == 201, registered.text
+    classified = registry_client.post("/v1/classify", files={"image": ("p.png", encode(small_chelsea, "PNG"), "image/png")}, data={"model": "coming"})
+    assert classified.status_code == 200, classified.text
+    assert (storage.root / "models" / "files" / registered.json()["sha256"]).is_file()
+
+
 # -- bad files: each a clear 4xx, every stored model intact ------------------------------------------
 
 
