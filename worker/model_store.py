@@ -43,6 +43,7 @@ from worker.storage import ObjectNotFound, Storage, make_storage
 PREFIX = "convlens:models"
 PUBLISHED = f"{PREFIX}:published"
 FILES = f"{PREFIX}:files"
+FILE_LOCK_SECONDS = 300  # storing the largest model file (to S3) fits in it
 log = logging.getLogger(__name__)
 
 # KEYS: the tenant's hash, the published hash, the file counts; ARGV: name, record, content hash
@@ -136,16 +137,13 @@ class ModelStore:
             bytes=len(data), parameters=vetted.parameters, registered_at=round(time.time(), 3),
             metadata=vetted.metadata, sizes=measured["sizes"], capabilities=measured["capabilities"], catalogue=measured["catalogue"],
         )
-        self._put_once(file_key, data)
-        if load_key != file_key:
-            self._put_once(load_key, translated)
-        with broker_errors():
+        with broker_errors(), self._file_lock(digest):  # no delete of the file's last model between storing it and counting this record
+            self._put_once(file_key, data)
+            if load_key != file_key:
+                self._put_once(load_key, translated)
             claimed = self._claim(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[meta.name, record.to_json(), digest])
         if not claimed:
             raise ModelNameTaken(f"you already have a model named {meta.name!r}")
-        self._put_once(file_key, data)  # a concurrent delete of a twin may have removed the shared file
-        if load_key != file_key:
-            self._put_once(load_key, translated)
         return record
 
     def _check_name_free(self, tenant: str, name: str) -> None:
@@ -206,16 +204,26 @@ class ModelStore:
     def delete(self, tenant: str, name: str) -> ModelRecord:
         """Remove the tenant's model ``name`` (UnknownModel if it has none), and its files once no record uses them."""
         with broker_errors():
-            found = self._remove(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[name, tenant])
-        if found is None:
+            raw = self.redis.hget(tenant_models(tenant), name)
+        if raw is None:
             raise UnknownModel(f"you have no registered model {name!r}")
-        raw, left = found
-        record = ModelRecord.from_json(raw)
+        with broker_errors(), self._file_lock(ModelRecord.from_json(raw).content_hash):  # no registration of the file counts itself before it is gone
+            found = self._remove(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[name, tenant])
+            if found is None:
+                raise UnknownModel(f"you have no registered model {name!r}")
+            raw, left = found
+            record = ModelRecord.from_json(raw)
+            if int(left) <= 0:
+                for key in {record.file_key, record.load_key}:
+                    self.storage.delete(key)
         forget_model(self.spec_of(record))
-        if int(left) <= 0:
-            for key in {record.file_key, record.load_key}:
-                self.storage.delete(key)
         return record
+
+    def _file_lock(self, digest: str):
+        """The lock (in Redis, so across API processes) under which a stored file's users are counted and it is
+        stored or removed: a file's last model deleted while a registration of the same file claims its name
+        would otherwise remove the file the new record needs."""
+        return self.redis.lock(f"{PREFIX}:file-lock:{digest}", timeout=FILE_LOCK_SECONDS, blocking_timeout=FILE_LOCK_SECONDS)
 
     # -- the model source of lookups (engine.models.zoo.find_spec) ---------------------------
 

@@ -10,8 +10,15 @@
 """
 
 import io
+import lzma
 import zipfile
+import zlib
 from dataclasses import dataclass
+
+
+# what reading a damaged entry raises: zipfile's own errors, and its decompressors' (a damaged deflate
+# stream is zlib.error, an LZMA one lzma.LZMAError; bz2 raises OSError), none of them zipfile.BadZipFile
+_UNREADABLE_ENTRY = (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 class ZipRejected(Exception):
@@ -58,7 +65,7 @@ def read_zip(data: bytes, limits: ZipLimits) -> list[tuple[str, bytes]]:
             try:
                 with archive.open(info) as member:
                     content = member.read(min(left, info.file_size) + 1)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
+            except _UNREADABLE_ENTRY as exc:
                 raise ZipRejected(400, "bad_zip", f"zip entry {info.filename!r} cannot be read ({exc})", info.filename) from None
             if len(content) > info.file_size or len(content) > left:
                 raise ZipRejected(413, "zip_too_large", f"zip entry {info.filename!r} inflates past its declared size or the limit", info.filename)

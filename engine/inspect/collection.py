@@ -94,8 +94,12 @@ class Features(BaseModel):
 
 
 def features_key(model: ConvLensModel, images: list[Image.Image], layer: str, pooling: Pooling) -> str:
-    """Content hash of what the vectors depend on: model, layer, pooling and every fitted picture's pixels."""
-    digest = hashlib.sha256(f"{model.spec.name}\n{layer}\n{pooling}\n".encode())
+    """Content hash of what the vectors depend on: model, layer, pooling and every fitted picture's pixels.
+
+    The model is its identity (a registered model's file and metadata), not its name: names are per tenant
+    and can be given to another file, and the cache is shared by every tenant.
+    """
+    digest = hashlib.sha256(f"{model.spec.identity}\n{layer}\n{pooling}\n".encode())
     for image in images:
         rgb = image.convert("RGB")
         digest.update(f"{rgb.width}x{rgb.height}\n".encode())

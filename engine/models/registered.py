@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from engine.errors import ModelRejected
@@ -32,13 +32,16 @@ if TYPE_CHECKING:
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Side = Annotated[int, Field(ge=16, le=1024)]
+# the network computes (pixel - mean) / std in float32: finite numbers, none that overflows it or divides by (almost) zero
+Mean = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+Std = Annotated[float, Field(allow_inf_nan=False, ge=1e-6, le=1e6)]
 
 
 class PreprocessingMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mean: tuple[float, float, float] = Field(description="per-channel mean, in the network's channel order and pixel range")
-    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(description="per-channel std, likewise")
+    mean: tuple[Mean, Mean, Mean] = Field(description="per-channel mean, in the network's channel order and pixel range")
+    std: tuple[Std, Std, Std] = Field(description="per-channel std, likewise")
     channel_order: Literal["RGB", "BGR"] = "RGB"
     pixel_range: Literal["0-1", "0-255"] = Field("0-1", description="the pixel values the network was trained on")
 
@@ -147,6 +150,8 @@ def _forward(model: ConvLensModel, batch: int, height: int, width: int) -> torch
         raise ModelRejected("model_failed", f"the model failed on a ({batch}, 3, {height}, {width}) input: {type(exc).__name__}: {exc}") from None
     if not isinstance(out, torch.Tensor) or out.dim() < 2:
         raise ModelRejected("model_failed", f"the model must return one tensor (batch, ...); it returned {type(out).__name__}")
+    if not out.is_floating_point():  # scores: softmax, gradients and every method's maps need them
+        raise ModelRejected("output_mismatch", f"the model must output floating-point scores or features; it outputs {str(out.dtype).removeprefix('torch.')}")
     return out.float()
 
 

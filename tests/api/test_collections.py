@@ -116,11 +116,21 @@ def lying_zip(photo: bytes) -> bytes:
     return bytes(data)
 
 
+def damaged_zip(photo: bytes) -> bytes:
+    """A zip whose second entry's deflate stream is damaged (bytes flipped after its local header): zlib, not zipfile, fails."""
+    data = bytearray(make_zip({"ok.jpg": photo, "b.jpg": photo[::-1]}))
+    start = data.index(b"PK\x03\x04", 4) + 30 + len("b.jpg")
+    for at in range(start + 2, start + 20):
+        data[at] ^= 0xA5
+    return bytes(data)
+
+
 BAD_ZIPS = {
     "traversal": (lambda p: make_zip({"ok.jpg": p[0], "../evil.jpg": p[1]}), 400, "unsafe_zip_entry"),
     "absolute": (lambda p: make_zip({"ok.jpg": p[0], "/etc/evil.jpg": p[1]}), 400, "unsafe_zip_entry"),
     "bomb": (lambda p: make_zip({"ok.jpg": p[0], "zeros.bin": b"\0" * 20_000_000}), 413, "zip_too_large"),
     "lying_header": (lambda p: lying_zip(p[0]), 400, "bad_zip"),
+    "damaged_stream": (lambda p: damaged_zip(p[0]), 400, "bad_zip"),
     "over_count": (lambda p: make_zip({f"{i}.jpg": encode(Image.new("RGB", (8, 8), (i, 0, 0)), "PNG") for i in range(5)}), 413, "too_many_images"),
     "not_an_image": (lambda p: make_zip({"ok.jpg": p[0], "notes/readme.txt": b"hello, not a picture"}), 400, "not_an_image"),
 }

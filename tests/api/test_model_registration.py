@@ -125,6 +125,32 @@ def test_two_registrations_of_one_name_race_to_one_winner(registry_client, tiny_
     assert [a.json()["code"] for a in answers if a.status_code == 409] == ["model_name_taken"]
 
 
+def test_a_file_registered_again_while_its_last_model_is_deleted_stays_stored(registry_client, small_chelsea, monkeypatch):
+    """Deleting a file's last model removes the file; a registration of the same file that claims its name in
+    between (after the delete counted the file unused, before it removed it) must not be left without a file."""
+    data, labels = onnx_bytes(tiny_net(3), SIZE), ["x", "y", "z"]
+    assert register(registry_client, "going", data, metadata("going", SIZE, labels)).status_code == 201
+    storage = registry_client.app.state.model_store().storage
+    remove, again, answers = storage.delete, [], []
+
+    def delete_while_registering(key):
+        if key.startswith("models/files/") and not again:
+            again.append(threading.Thread(target=lambda: answers.append(register(registry_client, "coming", data, metadata("coming", SIZE, labels)))))
+            again[0].start()
+            again[0].join(5)  # the registration runs to its end here, unless it waits for this delete
+        remove(key)
+
+    monkeypatch.setattr(storage, "delete", delete_while_registering)
+    assert registry_client.delete("/v1/models/going").status_code == 204
+    again[0].join(60)
+    monkeypatch.undo()
+    (registered,) = answers
+    assert registered.status_code == 201, registered.text
+    classified = registry_client.post("/v1/classify", files={"image": ("p.png", encode(small_chelsea, "PNG"), "image/png")}, data={"model": "coming"})
+    assert classified.status_code == 200, classified.text
+    assert (storage.root / "models" / "files" / registered.json()["sha256"]).is_file()
+
+
 # -- bad files: each a clear 4xx, every stored model intact ------------------------------------------
 
 
@@ -182,6 +208,18 @@ def unknown_operator_onnx() -> bytes:
     return model.SerializeToString()
 
 
+def non_float_output_onnx(to: int) -> bytes:
+    """A valid conv -> relu -> pool classifier of 4 classes whose scores are cast to ``to`` (an integer or bool type):
+    it runs, but no softmax or gradient can be taken of its output."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).random(12).tolist())
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Cast", ["f"], ["y"], to=to)]
+    graph = helper.make_graph(nodes, "cast", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, 64, 64])],
+                              [helper.make_tensor_value_info("y", to, ["b", 4])], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def bad_files(tiny_onnx: bytes) -> dict[str, tuple[bytes, dict, int, str]]:
     rng = np.random.default_rng(0)
     return {
@@ -191,10 +229,13 @@ def bad_files(tiny_onnx: bytes) -> dict[str, tuple[bytes, dict, int, str]]:
         "output_vs_labels": (tiny_onnx, metadata("bad-labels", SIZE, LABELS + ["emu"]), 422, "output_mismatch"),
         "unknown_layer": (tiny_onnx, metadata("bad-layer", SIZE, LABELS, gradcam_layer="no/such/layer"), 422, "invalid_metadata"),
         "bad_metadata": (tiny_onnx, metadata("Bad Name!", SIZE, LABELS), 422, "invalid_metadata"),
+        "integer_output": (non_float_output_onnx(TensorProto.INT64), metadata("bad-int-output", SIZE, LABELS), 422, "output_mismatch"),
+        "bool_output": (non_float_output_onnx(TensorProto.BOOL), metadata("bad-bool-output", SIZE, LABELS), 422, "output_mismatch"),
     }
 
 
-@pytest.mark.parametrize("case", ["random_bytes", "truncated_onnx", "unknown_operator", "output_vs_labels", "unknown_layer", "bad_metadata"])
+@pytest.mark.parametrize("case", ["random_bytes", "truncated_onnx", "unknown_operator", "output_vs_labels", "unknown_layer", "bad_metadata",
+                                  "integer_output", "bool_output"])
 def test_bad_model_files_are_refused_clearly(registry_client, kept, tiny_onnx, small_chelsea, case):
     data, meta, status, code = bad_files(tiny_onnx)[case]
     response = register(registry_client, meta["name"], data, meta)
@@ -206,6 +247,8 @@ def test_bad_model_files_are_refused_clearly(registry_client, kept, tiny_onnx, s
         assert "Hardmax" in body["detail"]
     if case == "output_vs_labels":
         assert "(1, 5)" in body["detail"] and "(1, 4)" in body["detail"]
+    if case in ("integer_output", "bool_output"):  # it used to register, and classify and the gradient methods answered 500
+        assert "floating-point" in body["detail"] and ("int64" in body["detail"] or "bool" in body["detail"])
     assert registry_client.get(f"/v1/models/{meta['name']}").status_code in (404, 422)
     assert_kept_intact(registry_client, kept, small_chelsea)
 
@@ -234,3 +277,20 @@ def test_metadata_must_be_json(registry_client, tiny_onnx):
     response = registry_client.post("/v1/models", files={"file": ("m", tiny_onnx, "application/octet-stream")}, data={"metadata": "{not json"})
     assert response.status_code == 422 and response.json()["code"] == "invalid_metadata"
     assert json.loads(response.text)["detail"].startswith("invalid model metadata")
+
+
+@pytest.mark.parametrize("preprocessing, field", [
+    ('{"mean": [NaN, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "preprocessing.mean.0"),
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, Infinity, 0.2]}', "preprocessing.std.1"),  # the channel ignored, its std shown as null
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 1e-300]}', "preprocessing.std.2"),  # 0 in float32: a division by zero
+    ('{"mean": [1e300, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "preprocessing.mean.0"),  # inf in float32
+])
+def test_preprocessing_must_be_finite_float32_numbers(registry_client, kept, tiny_onnx, small_chelsea, preprocessing, field):
+    """JSON parsers take NaN and Infinity; the network computes (pixel - mean) / std in float32. A value it cannot
+    compute with is the metadata's fault, named as such, and registers nothing."""
+    raw = json.dumps(metadata("odd-preprocessing", SIZE, LABELS)).replace(json.dumps(metadata("x", SIZE, LABELS)["preprocessing"]), preprocessing)
+    response = registry_client.post("/v1/models", files={"file": ("m", tiny_onnx, "application/octet-stream")}, data={"metadata": raw})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_metadata" and field in response.json()["detail"]
+    assert registry_client.get("/v1/models/odd-preprocessing").status_code == 404
+    assert_kept_intact(registry_client, kept, small_chelsea)

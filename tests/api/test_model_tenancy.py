@@ -12,13 +12,14 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from engine.registry import all_methods
 from tests.api.conftest import ADMIN_KEY, make_settings
 from tests.e2e.servers import RedisServer
-from tests.model_files import metadata, onnx_bytes, tiny_net
+from tests.model_files import TinyNet, metadata, onnx_bytes, tiny_net
 from tests.pictures import encode
 from worker import tasks
 from worker.jobs import Job, JobStore, connect, new_job_id
@@ -179,3 +180,23 @@ def test_models_scope_registers_without_managing_keys(service, tenants):
     assert client.post("/v1/keys", json={"scope": "read"}, headers=headers(modeller)).status_code == 403
     refused = register_as(client, submitter, "c-net-2", classes=2)
     assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+
+
+def test_one_tenants_cached_features_never_answer_for_anothers_model_of_the_same_name(service):
+    """The dataset methods cache a collection's feature vectors in storage, shared by every tenant (the key is a
+    content hash). Two tenants' models of one name and architecture, different weights, on the shared sample
+    collection: the second must compute its own vectors, not be served the first's (made by a model it cannot see)."""
+    client = service.client
+    erin, frank = key(client, "models", "erin"), key(client, "models", "frank")
+    for seed, made in ((1, erin), (2, frank)):
+        torch.manual_seed(seed)
+        meta = metadata("twin-net", SIZE, ["a", "b", "c", "d"])
+        answer = client.post("/v1/models", files={"file": ("twin-net", onnx_bytes(TinyNet(4).eval(), SIZE))},
+                             data={"metadata": json.dumps(meta)}, headers=headers(made))
+        assert answer.status_code == 201, answer.text
+    body = {"model": "twin-net", "params": {"projection": "pca"}, "inputs": {"images": {"collection": "samples"}}}
+    erins, franks = (client.post("/v1/embedding?embed=all", json=body, headers=headers(made)) for made in (erin, frank))
+    assert erins.status_code == franks.status_code == 200, (erins.text, franks.text)
+    assert erins.json()["data"]["features"]["cached"] is False
+    assert franks.json()["data"]["features"]["cached"] is False  # frank's network ran on the pictures
+    assert franks.json()["data"]["features"]["key"] != erins.json()["data"]["features"]["key"]
