@@ -8,6 +8,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import InlinePoolDep, JobsDep, SettingsDep, StyleModelsDep, TenantDep, require_scope
 from api.json_response import read_json
+from api.multipart import read_form
 from api.problems import Problem, invalid_request
 from api.picture_refs import FORMS, Picture, PictureRef, picture, picture_bytes
 from engine.decoding import decode_image
@@ -89,7 +90,7 @@ async def _stylize_call(request: Request) -> tuple[StylizeRequest, Picture]:
                 raise Problem(422, "missing_input", "stylize needs an image", input="image")
             given = picture(fields.pop("image"), "image", "image")
         elif content_type == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=6)
+            form = await read_form(request, max_files=1, max_fields=6)
             upload = form.get("image")
             if not isinstance(upload, UploadFile):
                 raise Problem(422, "missing_input", "send the picture as the file field 'image'", input="image")

@@ -74,3 +74,15 @@ def test_upload_over_the_limit_is_refused_and_not_stored(uploads):
     assert "content-length" not in chunked.request.headers
     assert_too_large(chunked)
     assert set(storage.glob("images/*")) == stored
+
+
+def test_more_files_or_fields_than_an_upload_takes_are_refused_by_their_limit(uploads, small_chelsea):
+    client, storage = uploads
+    stored = set(storage.glob("images/*"))
+    data = encode(small_chelsea.resize((16, 16)), "PNG")
+    two = client.post("/v1/images", files=[("file", ("a.png", data, "image/png")), ("file", ("b.png", data, "image/png"))])
+    assert two.status_code == 413 and two.headers["content-type"] == "application/problem+json", two.text
+    assert two.json()["code"] == "too_many_files" and "at most 1 file" in two.json()["detail"]
+    fields = client.post("/v1/images", files={"file": ("a.png", data, "image/png")}, data={f"x{i}": "1" for i in range(6)})
+    assert fields.status_code == 413 and fields.json()["code"] == "too_many_fields" and "at most 4" in fields.json()["detail"]
+    assert set(storage.glob("images/*")) == stored
