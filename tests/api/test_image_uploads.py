@@ -36,12 +36,15 @@ def test_upload_is_stored_once_and_reads_back(uploads, small_chelsea):
     (encode(Image.new("RGB", (8, 8)), "PPM"), 415, "unsupported_image_format"),
     (b"plain text, not a picture", 400, "not_an_image"),
     (encode(Image.effect_noise((64, 64), 40).convert("RGB"), "PNG")[:-300], 400, "bad_image"),
+    (encode(Image.new("F", (8, 8), float("nan")), "TIFF"), 400, "bad_image"),  # not made black
 ])
 def test_bad_pictures_are_refused_with_their_code(uploads, data, status, code):
     client, _ = uploads
     response = client.post("/v1/images", files={"file": ("x", data, "application/octet-stream")})
     assert response.status_code == status and response.json()["code"] == code
     assert response.headers["content-type"] == "application/problem+json"
+    if data.startswith(b"II*"):
+        assert "NaN or infinite" in response.json()["detail"]
 
 
 def test_missing_file_and_unknown_or_malformed_ids(uploads):
