@@ -17,10 +17,10 @@ from typing import Callable
 
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.json_response import read_json
+from api.multipart import read_form
 from api.problems import Problem, invalid_request
 from api.picture_refs import CollectionRef, ImageResolver, Picture, decode_picture, slot_pictures
 from api.schemas import DEFAULT_MODEL, Envelope
@@ -64,10 +64,7 @@ async def _read_form(request: Request, method: Method) -> Form:
     # Generous bounds (the body size is limited anyway) so that a few files too
     # many still reach the count check and its clearer answer.
     max_files = sum(slot.max_count if slot.many else 1 for slot in method.inputs) + 8
-    try:
-        form = await request.form(max_files=max_files, max_fields=8)
-    except HTTPException as exc:
-        raise Problem(400, "malformed_multipart", f"unreadable multipart body: {exc.detail}") from None
+    form = await read_form(request, max_files=max_files, max_fields=8)
     try:
         return await _form_contents(form, method, slots)
     finally:

@@ -11,7 +11,8 @@ and the stored inputs a worker reads back. Pure in-memory, no files.
   ``Image.MAX_IMAGE_PIXELS``, whose own bomb error also counts as too large;
 - decoding runs inside ``try`` so truncated or corrupt files are ``bad_image``;
 - EXIF orientation is applied; every mode (palette, greyscale, 16-bit, float,
-  CMYK, with or without alpha) becomes 8-bit RGB, transparency composited on white.
+  CMYK, with or without alpha) becomes 8-bit RGB, transparency composited on white;
+  float pixels that are NaN or infinite are ``bad_image`` (never made black or white).
 
 A picture may also come as pixel values (:func:`decode_pixels`: nested lists,
 as KServe's V1 protocol sends arrays), checked for shape, range and count
@@ -100,7 +101,9 @@ def decode_image(data: bytes, max_pixels: int, label: str = "image") -> Image.Im
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        return _to_rgb(image, label)
+    except ImageRejected:
+        raise
     except Image.DecompressionBombError:
         raise ImageRejected("image_too_large", f"{label}: too many pixels", label) from None
     except Exception as exc:  # any decoder failure on untrusted bytes is the client's bad file
@@ -138,12 +141,16 @@ def _identify(data: bytes) -> str | None:
         return None
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, label: str) -> Image.Image:
     if image.mode in SIXTEEN_BIT_MODES:
         levels = np.clip(np.asarray(image, dtype=np.float32), 0, 65535) / 257.0
         image = Image.fromarray(levels.round().astype(np.uint8), "L")
     elif image.mode == "F":
         values = np.asarray(image, dtype=np.float32)
+        finite = np.isfinite(values)
+        if not finite.all():
+            raise ImageRejected("bad_image", f"{label}: {values.size - int(finite.sum())} of the {values.size} float pixels are NaN or "
+                                "infinite; send finite values (in [0, 1] or [0, 255])", label)
         values = values * 255.0 if values.max(initial=0.0) <= 1.0 else values
         image = Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8), "L")
     if image.has_transparency_data:

@@ -6,11 +6,15 @@ takes its field from here, a base class for those that never vary (``seed``,
 range does (``steps``, ``step_size``, ``batch_size``...).
 """
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from engine.imaging import Fit
+
+if TYPE_CHECKING:
+    from engine.models.profile import ModelProfile
 
 SEED_MAX = 2**31 - 1
 # Where a setting is shown (the schema's "group"; unmarked: the method's own settings): what the call explains or
@@ -35,6 +39,10 @@ class Params(BaseModel):
     def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
         """The (height, width) the network runs at (the largest, for a method that runs at several)."""
         return native
+
+    def check_call(self, model: "ModelProfile", counts: Mapping[str, int]) -> None:
+        """Refuse (engine errors) what only the model or the pictures' count can tell is wrong, before anything runs:
+        a layer the model lacks, one weight per layer or per picture that counts wrong. Reads the model's profile only."""
 
 
 class Sized(Params):
@@ -124,3 +132,18 @@ def channels(high: int, what: str) -> Any:
 
 def tile_size(default: int, low: int = 1, high: int = 256, what: str = "each drawn tile") -> Any:
     return Field(default, ge=low, le=high, description=f"side of {what}, in pixels", json_schema_extra=RARE)
+
+
+def _not_all_zero(weights: list[float]) -> list[float]:
+    if not any(w > 0 for w in weights):
+        raise ValueError(f"at least one weight must be positive; got {weights}")
+    return weights
+
+
+# Relative weights (of layers, of pictures): finite, non-negative, at least one positive, at least one given.
+Weights = Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], AfterValidator(_not_all_zero)]
+
+
+def weights(high: int, what: str, **extra: Any) -> Any:
+    """An optional list of :data:`Weights`: None takes the method's default, an empty list is refused."""
+    return Field(None, min_length=1, max_length=high, description=what, **extra)

@@ -5,7 +5,9 @@ The API's inline routes, job submission and the worker all go through
 everywhere: the method and its typed params, how many pictures each input
 slot gets, the model as the calling tenant sees it (another tenant's model is
 unknown, as in :func:`engine.models.zoo.find_spec`), whether the model can
-run the method at the size the call needs, and the estimated cost against a
+run the method at the size the call needs, what only the model or the
+pictures' count can tell of the params (:meth:`engine.params.Params.check_call`:
+its layers, one weight per layer or picture), and the estimated cost against a
 budget. Preparing loads no network: the cost reads the model's profile.
 """
 
@@ -58,6 +60,7 @@ def prepare(
     spec = find_spec(model_name, owner, models)
     profile = model_profile(spec)
     check_supported(spec, method, parsed.run_size(spec.input_size))
+    parsed.check_call(profile, counts)
     cost = method.estimate(profile, parsed, sum(counts.values()))
     if budget is not None:
         budget.check(method.name, cost)

@@ -210,7 +210,7 @@ def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
 
 
 def deliver(settings: Settings, url: str, message_id: str, body: str) -> None:
-    """One attempt; raises unless the receiver answered 2xx."""
+    """One attempt; raises unless the receiver answered 2xx (its body unread)."""
     check_target(url, settings.webhook_allow_private)
     timestamp = int(time.time())
     data = body.encode()
@@ -220,8 +220,11 @@ def deliver(settings: Settings, url: str, message_id: str, body: str) -> None:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(settings.webhook_secret, message_id, timestamp, data),
     }
-    response = httpx.post(url, content=data, headers=headers, timeout=settings.webhook_timeout_seconds, follow_redirects=False)
-    response.raise_for_status()
+    # The status line is the answer: the body is never read, so a receiver sending a huge or endless one
+    # neither fills memory nor holds the attempt (each read's timeout alone never ends a slow drip).
+    with httpx.stream("POST", url, content=data, headers=headers, timeout=settings.webhook_timeout_seconds,
+                      follow_redirects=False) as response:
+        response.raise_for_status()
 
 
 def attempt(settings: Settings, entry: dict) -> dict | None:

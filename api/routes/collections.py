@@ -3,9 +3,9 @@
 from fastapi import Depends, APIRouter, Query, Request, Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from api.deps import CollectionsDep, ImageHoldsDep, JobsDep, KeyDep, SettingsDep, TenantDep, key_limit, require_scope
+from api.multipart import read_form
 from api.problems import Problem
 from worker.broker import broker_errors
 from api.schemas import BINARY, upload_body
@@ -100,12 +100,7 @@ async def _upload(request: Request, max_files: int) -> tuple[str | None, list[tu
         return None, [("upload.zip", await request.body())]
     if content_type != "multipart/form-data":
         raise Problem(415, "unsupported_media_type", "send multipart/form-data (field 'files', repeated) or an application/zip body")
-    try:
-        form = await request.form(max_files=max_files + 1, max_fields=4)
-    except HTTPException as exc:
-        status = 413 if "Too many files" in str(exc.detail) else 400
-        code = "too_many_images" if status == 413 else "malformed_multipart"
-        raise Problem(status, code, f"unreadable multipart body: {exc.detail}") from None
+    form = await read_form(request, max_files=max_files, max_fields=4, too_many_files="too_many_images")
     try:
         uploads = [value for value in form.getlist("files") if not isinstance(value, str)]
         if not uploads:

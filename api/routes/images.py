@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, require_scope
+from api.multipart import read_form
 from api.problems import Problem
 from api.image_uploads import store_upload
 from api.schemas import BINARY, upload_body
@@ -47,7 +48,7 @@ def get_image(image_id: str, service: JobsDep, tenant: TenantDep) -> Response:
 async def _upload_bytes(request: Request) -> bytes:
     """The uploaded file's bytes; the body-size middleware has already refused bodies over the limit."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=4)
+        form = await read_form(request, max_files=1, max_fields=4)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise Problem(400, "missing_file", "send the image in a multipart field named 'file'")

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ModelStoreDep, RegistrationAllowed, TenantDep, require_operator
+from api.multipart import read_form
 from api.problems import Problem
 from api.schemas import BINARY, upload_body
 from engine.errors import UnsupportedModel
@@ -134,7 +135,7 @@ def unpublish_model(name: str, store: ModelStoreDep, tenant: TenantDep) -> Respo
 async def _model_upload(request: Request) -> tuple[bytes, str]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise Problem(415, "multipart_required", "send the model as multipart/form-data with fields 'file' and 'metadata'")
-    form = await request.form(max_files=1, max_fields=4, max_part_size=MODEL_METADATA_BYTES)
+    form = await read_form(request, max_files=1, max_fields=4, max_part_size=MODEL_METADATA_BYTES)
     upload, metadata = form.get("file"), form.get("metadata")
     if upload is None or isinstance(upload, str):
         raise Problem(400, "missing_file", "send the model file in a multipart field named 'file'")

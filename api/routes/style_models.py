@@ -8,11 +8,13 @@ from starlette.datastructures import UploadFile
 
 from api.deps import InlinePoolDep, JobsDep, SettingsDep, StyleModelsDep, TenantDep, require_scope
 from api.json_response import read_json
+from api.multipart import read_form
 from api.problems import Problem, invalid_request
 from api.picture_refs import FORMS, Picture, PictureRef, picture, picture_bytes
 from engine.decoding import decode_image
 from engine.encoding import png_bytes
-from engine.synthesis.fast_style import style_mix, stylise
+from engine.params import Weights, weights
+from engine.synthesis.fast_style import MAX_STYLES, style_mix, stylise
 from worker.style_models import StyleModelStore, config_of
 from worker.uploads import image_bytes
 
@@ -44,7 +46,7 @@ class StylizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     style_model: str = Field(description="a style model id (GET /v1/style_models)")
     style: int | None = Field(None, ge=0, description="which style of a multi-style model (default 0)")
-    style_weights: list[float] | None = Field(None, description="mix the styles of a multi-style model by these weights (normalised to sum 1)")
+    style_weights: Weights | None = weights(MAX_STYLES, "mix the styles of a multi-style model by these weights (normalised to sum 1)")
     max_side: int = Field(1024, ge=16, le=4096, description="longer pictures are stylised at this side and resized back")
     image: PictureRef | None = Field(None, description=f"the picture (JSON form: {FORMS}; multipart sends it as file field 'image')")
 
@@ -89,7 +91,7 @@ async def _stylize_call(request: Request) -> tuple[StylizeRequest, Picture]:
                 raise Problem(422, "missing_input", "stylize needs an image", input="image")
             given = picture(fields.pop("image"), "image", "image")
         elif content_type == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=6)
+            form = await read_form(request, max_files=1, max_fields=6)
             upload = form.get("image")
             if not isinstance(upload, UploadFile):
                 raise Problem(422, "missing_input", "send the picture as the file field 'image'", input="image")

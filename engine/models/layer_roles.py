@@ -10,16 +10,21 @@ second activation of the fourth (VGG's ``relu4_2``), the dream and diversity
 layers the middle and the next-to-last stage.
 """
 
+from typing import TYPE_CHECKING
+
 from engine.errors import InvalidParams
 from engine.models.wrapper import ConvLensModel, LayerInfo
 from engine.models.zoo import ModelSpec
+
+if TYPE_CHECKING:
+    from engine.models.profile import ModelProfile
 
 ROLES = ("content", "style", "dream", "diversity")
 ACTIVATIONS = {"ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Hardswish", "Mish", "Hardtanh"}
 
 
-def role_layers(model: ConvLensModel, role: str) -> tuple[str, ...]:
-    """The default layers of ``role`` for ``model`` (InvalidParams when it has no feature maps to choose from)."""
+def role_layers(model: "ConvLensModel | ModelProfile", role: str) -> tuple[str, ...]:
+    """The default layers of ``role`` for ``model`` or its profile (InvalidParams when it has no feature maps to choose from)."""
     found = default_layers(model.spec, model.catalogue(), role)
     if not found:
         raise InvalidParams(f"model {model.spec.name!r} has no convolutional feature maps to pick a {role} layer from; name one")

@@ -10,21 +10,22 @@ from PIL import Image
 from engine.errors import InvalidParams, UnknownLayer
 from engine.models import ConvLensModel
 from engine.models.layer_roles import role_layers
+from engine.models.profile import ModelProfile
 from engine.optim.loop import features_of
 from engine.optim.objectives import Objective
 from engine.optim.style_losses import gram_matrix
 
 MIN_SIDE = 32  # the networks here halve a picture five times: a shorter side is gone before their deepest layers
 
-def content_layer_or_default(model: ConvLensModel, layer: str | None) -> str:
+def content_layer_or_default(model: ConvLensModel | ModelProfile, layer: str | None) -> str:
     return layer if layer is not None else role_layers(model, "content")[0]
 
 
-def style_layers_or_default(model: ConvLensModel, layers: Sequence[str] | None) -> tuple[str, ...]:
+def style_layers_or_default(model: ConvLensModel | ModelProfile, layers: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(layers) if layers else role_layers(model, "style")
 
 
-def check_feature_layers(model: ConvLensModel, layers: Sequence[str]) -> dict[str, int]:
+def check_feature_layers(model: ConvLensModel | ModelProfile, layers: Sequence[str]) -> dict[str, int]:
     """Layer -> channel count; raises UnknownLayer unless each layer outputs a feature map."""
     channels = {}
     for layer in layers:
@@ -35,19 +36,19 @@ def check_feature_layers(model: ConvLensModel, layers: Sequence[str]) -> dict[st
     return channels
 
 
-def layer_weights(layers: Sequence[str], weights: Sequence[float] | None, default: Sequence[float]) -> dict[str, float]:
-    """Pair layers with weights (``default`` when none given); raises InvalidParams on a bad list."""
-    weights = list(default if weights is None else weights)
-    if len(weights) != len(layers):
-        raise InvalidParams(f"{len(layers)} layers but {len(weights)} layer weights")
+def weighted_layers(model: ConvLensModel | ModelProfile, layers: Sequence[str], weights: Sequence[float] | None, name: str) -> dict[str, float]:
+    """Layer -> weight for feature-map ``layers``: the given ``weights`` (the param called ``name``), else 1/C^2 for a
+    layer of C channels. UnknownLayer for a layer without a feature map, InvalidParams for a layer listed twice or a
+    weight count unlike the layers'. Takes a loaded model or its profile (reads the catalogue only)."""
+    channels = check_feature_layers(model, layers)
     if len(set(layers)) != len(layers):
-        raise InvalidParams("a layer is listed twice")
+        twice = sorted({layer for layer in layers if list(layers).count(layer) > 1})
+        raise InvalidParams(f"layer {', '.join(map(repr, twice))} is listed twice")
+    if weights is None:
+        return {layer: 1.0 / channels[layer] ** 2 for layer in layers}
+    if len(weights) != len(layers):
+        raise InvalidParams(f"{name} takes one weight per layer: {len(layers)} layers ({', '.join(layers)}) but {len(weights)} weights")
     return dict(zip(layers, weights))
-
-
-def check_weights(name: str, weights: Sequence[float]) -> None:
-    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(w > 0 for w in weights):
-        raise InvalidParams(f"{name} must be finite, non-negative and not all zero; got {list(weights)}")
 
 
 def reading(layers: Sequence[str]) -> Objective:

@@ -8,6 +8,7 @@ of the Gram matrices at block1..5_relu1), each divided by its value at the
 other picture, so that one pair of weights keeps the photo at every size."""
 
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -33,14 +34,13 @@ from engine.result import Result
 from engine.synthesis import color
 from engine.synthesis.feature_targets import (
     check_feature_layers,
-    check_weights,
     content_layer_or_default,
     features,
     gram_targets,
-    layer_weights,
     resize_longest,
     resize_to_pixels,
     style_layers_or_default,
+    weighted_layers,
 )
 from engine.synthesis.normalised_render import render_normalised
 
@@ -64,8 +64,8 @@ class StyleTransferParams(AspectKept, PixelSearchParams):
     init: Literal["content", "noise"] = Field("content", description="start from the content photo or from noise", json_schema_extra=p.RARE)
     content_layer: str | None = Field(None, description="content layer; default block4_relu2 on vgg19", json_schema_extra=p.RARE)
     style_layers: list[str] | None = Field(None, min_length=1, max_length=16, description="style layers; default block1..5_relu1 on vgg19", json_schema_extra=p.RARE)
-    style_layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per style layer; default 1/C^2 for a layer with C channels", json_schema_extra=p.RARE)
-    style_weights: list[float] | None = Field(None, max_length=4, description="one weight per style image (normalized to sum 1); default equal")
+    style_layer_weights: p.Weights | None = p.weights(16, "one weight per style layer; default 1/C^2 for a layer with C channels", json_schema_extra=p.RARE)
+    style_weights: p.Weights | None = p.weights(4, "one weight per style image (normalized to sum 1); default equal")
     content_weight: float = Field(0.05, ge=0, le=1e6, description="weight of the content loss (mean squared feature error), "
                                   "relative to the style pictures' own content loss")
     style_weight: float = Field(1.0, ge=0, le=1e9, description="weight of the style loss (mean squared Gram error), relative to "
@@ -79,6 +79,14 @@ class StyleTransferParams(AspectKept, PixelSearchParams):
     def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
         side = self.for_device("gpu").max_side
         return side, side
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        content_layer = content_layer_or_default(model, self.content_layer)
+        check_feature_layers(model, (content_layer,))
+        weighted_layers(model, style_layers_or_default(model, self.style_layers), self.style_layer_weights, "style_layer_weights")
+        styles = counts.get("style", 0)
+        if self.style_weights is not None and len(self.style_weights) != styles:
+            raise InvalidParams(f"style_weights takes one weight per style image: {styles} style images but {len(self.style_weights)} weights")
 
     def for_device(self, kind: str) -> "StyleTransferParams":
         """These params with what was left out chosen for a ``kind`` ("cpu" or "gpu") device."""
@@ -99,9 +107,8 @@ def style_terms(
     of that at 512 px for skimage's astronaut)."""
     content_layer = content_layer_or_default(model, params.content_layer)
     style_layers = style_layers_or_default(model, params.style_layers)
-    channels = check_feature_layers(model, (content_layer, *style_layers))
-    weights = layer_weights(style_layers, params.style_layer_weights, [1.0 / channels[l] ** 2 for l in style_layers])
-    check_weights("style_layer_weights", list(weights.values()))
+    check_feature_layers(model, (content_layer,))
+    weights = weighted_layers(model, style_layers, params.style_layer_weights, "style_layer_weights")
     photo = features(model, content, [content_layer, *style_layers])
     content_term = content_loss(content_layer, photo[content_layer])
     style_term = style_loss(weights, [gram_targets(model, style, style_layers) for style in styles], style_weights)
@@ -142,10 +149,9 @@ def stylise(model: ConvLensModel, content, styles, params: StyleTransferParams, 
     "Controlling perceptual factors in neural style transfer", coarse-to-fine).
     """
     params = params.for_device(device_kind(content.device))
-    style_weights = params.style_weights or [1.0] * len(styles)
+    style_weights = [1.0] * len(styles) if params.style_weights is None else params.style_weights
     if len(style_weights) != len(styles):
         raise InvalidParams(f"{len(styles)} style images but {len(style_weights)} style_weights")
-    check_weights("style_weights", style_weights)
     style_weights = [w / sum(style_weights) for w in style_weights]
     sizes = scale_sizes(tuple(content.shape[-2:]), params.scales)
     plan = [params.coarse_steps] * (len(sizes) - 1) + [params.steps]

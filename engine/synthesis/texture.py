@@ -3,6 +3,7 @@ convolutional neural networks", NeurIPS): from noise, match the Gram matrices
 of a texture photo at several layers. Gram matrices are averages over
 positions, so the output may have any size."""
 
+from collections.abc import Mapping
 
 from pydantic import Field
 
@@ -18,25 +19,26 @@ from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis.feature_targets import (
-    check_feature_layers,
-    check_weights,
     gram_targets,
-    layer_weights,
     photo_at,
     style_layers_or_default,
+    weighted_layers,
 )
 from engine.synthesis.normalised_render import render_from_noise
 
 
 class TextureSynthesisParams(PixelSearchParams):
     layers: list[str] | None = Field(None, min_length=1, max_length=16, description="layers whose Gram matrices are matched; default block1..5_relu1 on vgg19", json_schema_extra=p.RARE)
-    layer_weights: list[float] | None = Field(None, max_length=16, description="one weight per layer; default 1/C^2 for a layer with C channels", json_schema_extra=p.RARE)
+    layer_weights: p.Weights | None = p.weights(16, "one weight per layer; default 1/C^2 for a layer with C channels", json_schema_extra=p.RARE)
     max_side: int = p.max_side(256, what="the texture photo")
     height: int = Field(256, ge=32, le=1024, description="output height in pixels")
     width: int = Field(256, ge=32, le=1024, description="output width in pixels")
 
     def run_size(self, native: tuple[int, int]) -> tuple[int, int]:
         return max(self.height, self.max_side), max(self.width, self.max_side)
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        weighted_layers(model, style_layers_or_default(model, self.layers), self.layer_weights, "layer_weights")
 
 
 def texture_cost(model: ModelProfile, params: TextureSynthesisParams, images: int) -> Cost:
@@ -57,9 +59,7 @@ def texture_cost(model: ModelProfile, params: TextureSynthesisParams, images: in
 )
 def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisParams, progress) -> Result:
     layers = style_layers_or_default(model, params.layers)
-    channels = check_feature_layers(model, layers)
-    weights = layer_weights(layers, params.layer_weights, [1.0 / channels[layer] ** 2 for layer in layers])
-    check_weights("layer_weights", list(weights.values()))
+    weights = weighted_layers(model, layers, params.layer_weights, "layer_weights")
     texture = to_tensor(photo_at(inputs["image"], params.max_side, "the texture photo"), model.device)
     objective = style_loss(weights, [gram_targets(model, texture, layers)])
     if params.tv_weight > 0:

@@ -36,12 +36,15 @@ def test_upload_is_stored_once_and_reads_back(uploads, small_chelsea):
     (encode(Image.new("RGB", (8, 8)), "PPM"), 415, "unsupported_image_format"),
     (b"plain text, not a picture", 400, "not_an_image"),
     (encode(Image.effect_noise((64, 64), 40).convert("RGB"), "PNG")[:-300], 400, "bad_image"),
+    (encode(Image.new("F", (8, 8), float("nan")), "TIFF"), 400, "bad_image"),  # not made black
 ])
 def test_bad_pictures_are_refused_with_their_code(uploads, data, status, code):
     client, _ = uploads
     response = client.post("/v1/images", files={"file": ("x", data, "application/octet-stream")})
     assert response.status_code == status and response.json()["code"] == code
     assert response.headers["content-type"] == "application/problem+json"
+    if data.startswith(b"II*"):
+        assert "NaN or infinite" in response.json()["detail"]
 
 
 def test_missing_file_and_unknown_or_malformed_ids(uploads):
@@ -73,4 +76,16 @@ def test_upload_over_the_limit_is_refused_and_not_stored(uploads):
     chunked = client.post("/v1/images", content=chunks(), headers={"content-type": "image/png"})
     assert "content-length" not in chunked.request.headers
     assert_too_large(chunked)
+    assert set(storage.glob("images/*")) == stored
+
+
+def test_more_files_or_fields_than_an_upload_takes_are_refused_by_their_limit(uploads, small_chelsea):
+    client, storage = uploads
+    stored = set(storage.glob("images/*"))
+    data = encode(small_chelsea.resize((16, 16)), "PNG")
+    two = client.post("/v1/images", files=[("file", ("a.png", data, "image/png")), ("file", ("b.png", data, "image/png"))])
+    assert two.status_code == 413 and two.headers["content-type"] == "application/problem+json", two.text
+    assert two.json()["code"] == "too_many_files" and "at most 1 file" in two.json()["detail"]
+    fields = client.post("/v1/images", files={"file": ("a.png", data, "image/png")}, data={f"x{i}": "1" for i in range(6)})
+    assert fields.status_code == 413 and fields.json()["code"] == "too_many_fields" and "at most 4" in fields.json()["detail"]
     assert set(storage.glob("images/*")) == stored

@@ -294,3 +294,13 @@ def test_preprocessing_must_be_finite_float32_numbers(registry_client, kept, tin
     assert response.json()["code"] == "invalid_metadata" and field in response.json()["detail"]
     assert registry_client.get("/v1/models/odd-preprocessing").status_code == 404
     assert_kept_intact(registry_client, kept, small_chelsea)
+
+
+def test_more_than_one_model_file_is_refused_by_the_limit(registry_client, kept, tiny_onnx, small_chelsea):
+    file = ("m.onnx", tiny_onnx, "application/octet-stream")
+    response = registry_client.post("/v1/models", files=[("file", file), ("file", file)],
+                                    data={"metadata": json.dumps(metadata("twice", SIZE, LABELS))})
+    assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json", response.text
+    assert response.json()["code"] == "too_many_files" and "at most 1 file" in response.json()["detail"]
+    assert registry_client.get("/v1/models/twice").status_code == 404
+    assert_kept_intact(registry_client, kept, small_chelsea)

@@ -92,3 +92,13 @@ def test_json_nested_too_deep_is_a_400(client, stored, chelsea):
     for answer in (as_json, as_form):
         assert answer.status_code == 400, answer.text
         assert answer.json()["code"] == "malformed_json" and "recursion limit" in answer.json()["detail"]
+
+
+def test_style_weights_that_are_not_numbers_are_refused(client, stored, chelsea):
+    """JSON's parser reads NaN and Infinity: they must not mix a picture of NaN."""
+    photo = base64.b64encode(encode(chelsea.resize((32, 32)))).decode()
+    for weights in ("[NaN, 1]", "[Infinity, 1]", "[]"):
+        body = f'{{"style_model": "{MODEL_ID}", "style_weights": {weights}, "image": {{"base64": "{photo}"}}}}'
+        answer = client.post("/v1/stylize", content=body.encode(), headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_request", (weights, answer.text[:300])
+        assert answer.json()["detail"].startswith("style_weights")

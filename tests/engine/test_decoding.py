@@ -73,6 +73,24 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped():
     assert [image.getpixel((x, 0)) for x in range(3)] == [(0, 0, 0), (100, 100, 100), (255, 255, 255)]
 
 
+def float_tiff(values: list[list[float]]) -> bytes:
+    return encode(Image.fromarray(np.array(values, dtype=np.float32), "F"), "TIFF")
+
+
+def test_float_greyscale_is_scaled_from_unit_or_byte_range():
+    assert decode_image(float_tiff([[0.0, 0.5, 1.0]]), LIMIT).getpixel((1, 0)) == (128, 128, 128)
+    assert decode_image(float_tiff([[0.0, 100.0, 255.0]]), LIMIT).getpixel((1, 0)) == (100, 100, 100)
+
+
+@pytest.mark.parametrize("values", [[[float("nan")] * 3] * 2, [[0.2, float("nan"), 0.4]], [[0.1, float("inf"), 0.9]],
+                                    [[0.1, float("-inf"), 0.9]]], ids=["all-nan", "one-nan", "inf", "minus-inf"])
+def test_float_pixels_that_are_not_numbers_are_refused_not_blackened(values):
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(float_tiff(values), LIMIT, "content")
+    assert caught.value.code == "bad_image" and caught.value.input == "content"
+    assert "NaN or infinite" in caught.value.message and "content" in caught.value.message
+
+
 def test_base64_and_data_urls():
     assert decode_base64("aGVsbG8=") == b"hello"
     assert decode_base64("data:image/png;base64,aGVsbG8=") == b"hello"

@@ -23,9 +23,9 @@ def test_layer_and_weight_errors(efficientnet, coffee):
         run_method("texture_synthesis", "efficientnet_lite0", {"image": coffee}, {"layers": ["classifier"], "steps": 1})
     with pytest.raises(UnknownLayer):
         run_method("texture_synthesis", "vgg19", {"image": coffee}, {"layers": ["block1_relu1", "nope"], "steps": 1})
-    with pytest.raises(InvalidParams, match="layer weights"):
+    with pytest.raises(InvalidParams, match="layer_weights takes one weight per layer"):
         run_method("texture_synthesis", "vgg19", {"image": coffee}, {"layers": ["block1_relu1"], "layer_weights": [1, 2], "steps": 1})
-    with pytest.raises(InvalidParams, match="non-negative"):
+    with pytest.raises(InvalidParams, match="layer_weights.0: Input should be greater than or equal to 0"):
         run_method("texture_synthesis", "vgg19", {"image": coffee}, {"layers": ["block1_relu1"], "layer_weights": [-1], "steps": 1})
     with pytest.raises(InvalidParams):
         run_method("texture_synthesis", "vgg19", {"image": coffee}, {"height": 2})

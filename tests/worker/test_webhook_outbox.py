@@ -118,3 +118,59 @@ def test_events_pushed_while_a_delivery_is_in_flight_wait_for_it_and_go_with_the
         assert outbox.head(JOB) is None
     finally:
         receiver.close()
+
+
+class DrippingReceiver:
+    """Answers 200 at once, then sends a body of ``length`` bytes one byte every ``every`` seconds (never ends in a test's time)."""
+
+    def __init__(self, length: int = 10**9, every: float = 0.2):
+        import socket
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.length, self.every, self.closed = length, every, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+
+    def _serve(self):
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection):
+        with connection:
+            connection.recv(65536)
+            try:
+                connection.sendall(f"HTTP/1.1 200 OK\r\ncontent-length: {self.length}\r\n\r\n".encode())
+                while not self.closed.is_set():
+                    connection.sendall(b"x")
+                    time.sleep(self.every)
+            except OSError:
+                return  # the client hung up: what a delivery that does not read the body does
+
+    def close(self):
+        self.closed.set()
+        self.server.close()
+
+
+def test_a_receiver_answering_2xx_with_an_endless_body_is_delivered_without_reading_it(settings):
+    """The status line is the answer: a body that drips (or is huge) never holds the attempt past its lock or fills memory."""
+    from worker.webhooks import attempt
+
+    receiver = DrippingReceiver()
+    quick = settings.model_copy(update={"webhook_timeout_seconds": 1.0})
+    outcome = []
+    try:
+        worker = threading.Thread(target=lambda: outcome.append(attempt(quick, new_entry("msg_drip", receiver.url, "{}"))), daemon=True)
+        started = time.monotonic()
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), "the attempt was still reading the receiver's body after 10 s"
+        assert outcome == [None] and time.monotonic() - started < 3  # delivered: not retried
+    finally:
+        receiver.close()
