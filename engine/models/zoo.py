@@ -82,10 +82,12 @@ class ModelSpec:
 
     @property
     def identity(self) -> str:
-        """What the loaded network depends on: the built-in's name, or the file's hash with its metadata."""
+        """What a result depends on: the built-in's name, or the file's hash with its metadata (the defaults
+        that params left out take included: a name registered again with another default layer is another model)."""
         if self.builtin:
             return f"builtin:{self.name}"
-        described = f"{self.content_hash}\n{self.preprocessing}\n{self.input_size}\n{self.labels}"
+        defaults = f"{self.first_conv}\n{self.penultimate}\n{self.default_layer}\n{self.eval_fit}"
+        described = f"{self.content_hash}\n{self.preprocessing}\n{self.input_size}\n{self.labels}\n{defaults}"
         return hashlib.sha256(described.encode()).hexdigest()
 
     def missing(self, capability: str) -> str | None:

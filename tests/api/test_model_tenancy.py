@@ -200,3 +200,28 @@ def test_one_tenants_cached_features_never_answer_for_anothers_model_of_the_same
     assert erins.json()["data"]["features"]["cached"] is False
     assert franks.json()["data"]["features"]["cached"] is False  # frank's network ran on the pictures
     assert franks.json()["data"]["features"]["key"] != erins.json()["data"]["features"]["key"]
+
+
+def test_a_model_registered_again_with_other_default_layers_never_reuses_the_old_ones_jobs(service):
+    """A job's twin (same method, model, params and pictures) answers with the earlier job. A name registered
+    again for the same file with another default layer computes with that layer, so it is not the twin."""
+    client = service.client
+    gina = headers(key(client, "models", "gina"))
+    data = onnx_bytes(tiny_net(), SIZE)
+
+    def register(layer: str | None) -> list[str]:
+        meta = metadata("layered-net", SIZE, ["a", "b", "c", "d"], **({"gradcam_layer": layer} if layer else {}))
+        answer = client.post("/v1/models", files={"file": ("layered-net", data)}, data={"metadata": json.dumps(meta)}, headers=gina)
+        assert answer.status_code == 201, answer.text
+        return [layer["name"] for layer in client.get("/v1/models/layered-net", headers=gina).json()["layers"] if len(layer["shape"]) == 3 and layer["type"] == "Conv2d"]
+
+    first, *_, last = register(None)
+    assert client.delete("/v1/models/layered-net", headers=gina).status_code == 204
+    register(first)
+    image = client.post("/v1/images", files={"file": ("a.png", base64.b64decode(PICTURE["base64"]))}, headers=gina).json()["id"]
+    job = {"method": "gradcam", "model": "layered-net", "params": {}, "inputs": {"image": image}}
+    before = client.post("/v1/jobs", json=job, headers=gina).json()["id"]
+    assert client.post("/v1/jobs", json=job, headers=gina).json()["id"] == before  # its twin, as long as nothing changed
+    assert client.delete("/v1/models/layered-net", headers=gina).status_code == 204
+    register(last)
+    assert client.post("/v1/jobs", json=job, headers=gina).json()["id"] != before
