@@ -53,10 +53,11 @@ redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 return 1
 """
 
-# KEYS as _CLAIM; ARGV: name, owner. Returns the record and how many records still use its file.
+# KEYS as _CLAIM; ARGV: name, owner, the record expected. Returns the record and how many records still use its
+# file, or nothing where the name holds no record or another one.
 _REMOVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return false end
+if raw ~= ARGV[3] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
 local digest = cjson.decode(raw)['content_hash']
@@ -203,21 +204,22 @@ class ModelStore:
 
     def delete(self, tenant: str, name: str) -> ModelRecord:
         """Remove the tenant's model ``name`` (UnknownModel if it has none), and its files once no record uses them."""
-        with broker_errors():
-            raw = self.redis.hget(tenant_models(tenant), name)
-        if raw is None:
-            raise UnknownModel(f"you have no registered model {name!r}")
-        with broker_errors(), self._file_lock(ModelRecord.from_json(raw).content_hash):  # no registration of the file counts itself before it is gone
-            found = self._remove(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[name, tenant])
-            if found is None:
+        while True:
+            with broker_errors():
+                raw = self.redis.hget(tenant_models(tenant), name)
+            if raw is None:
                 raise UnknownModel(f"you have no registered model {name!r}")
-            raw, left = found
-            record = ModelRecord.from_json(raw)
-            if int(left) <= 0:
-                for key in {record.file_key, record.load_key}:
-                    self.storage.delete(key)
-        forget_model(self.spec_of(record))
-        return record
+            with broker_errors(), self._file_lock(ModelRecord.from_json(raw).content_hash):  # no registration of the file counts itself before it is gone
+                found = self._remove(keys=[tenant_models(tenant), PUBLISHED, FILES], args=[name, tenant, raw])
+                if found is None:
+                    continue  # deleted (and maybe registered again for another file) meanwhile: look again
+                raw, left = found
+                record = ModelRecord.from_json(raw)
+                if int(left) <= 0:
+                    for key in {record.file_key, record.load_key}:
+                        self.storage.delete(key)
+            forget_model(self.spec_of(record))
+            return record
 
     def _file_lock(self, digest: str):
         """The lock (in Redis, so across API processes) under which a stored file's users are counted and it is
