@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from engine.imaging import Fit
+from engine.models.units import naming
 
 if TYPE_CHECKING:
     from engine.models.profile import ModelProfile
@@ -81,6 +82,12 @@ class ClassTargeted(Params):
         None, description="the class, as an index or a label (case-insensitive); default: the model's top-1 class for the picture",
         json_schema_extra=group("target"),
     )
+
+    def check_call(self, model: "ModelProfile", counts: Mapping[str, int]) -> None:
+        super().check_call(model, counts)
+        if self.target_class is not None:
+            with naming("target_class"):
+                model.class_index(self.target_class)
 
 
 def steps(default: int, low: int = 1, high: int = 2000, what: str = "optimizer steps") -> Any:

@@ -5,6 +5,8 @@ score's gradient there, sum, keep the positive part, and upsample (bilinear)
 to the input size. ``arrays["cam"]`` keeps the map at the layer's resolution.
 """
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -20,12 +22,25 @@ from engine.imaging import to_tensor
 from engine.models import ConvLensModel
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
+from engine.models.units import feature_map_info, naming
 from engine.registry import Batching, method
 from engine.result import Result
 
 
 class GradCamParams(AttributionParams):
     layer: str | None = Field(None, description="conv layer to explain; default: the model's default layer")
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        super().check_call(model, counts)
+        cam_layer(model, self.layer)
+
+
+def cam_layer(model: ConvLensModel | ModelProfile, layer: str | None) -> str:
+    """The layer Grad-CAM explains (``layer``, else the model's default), refused unless it outputs feature maps."""
+    layer = layer or model.spec.default_layer
+    with naming("layer"):
+        feature_map_info(model.layer_info(layer))
+    return layer
 
 
 def gradcam_maps(model: ConvLensModel, x: torch.Tensor, layer: str, indices: list[int | None]):
@@ -51,8 +66,7 @@ def gradcam_batch(model: ConvLensModel, calls: list[tuple[dict, GradCamParams]])
     layers = {params.layer or model.spec.default_layer for _inputs, params in calls}
     if len(layers) != 1:
         raise ValueError(f"one Grad-CAM batch explains one layer, not {sorted(layers)}")
-    (layer,) = layers
-    model.layer(layer)
+    layer = cam_layer(model, layers.pop())
     indices = [requested_class(model, params.target_class) for _inputs, params in calls]
     images = [model.fit_input(inputs["image"], params.fit) for inputs, params in calls]
     clock = Stopwatch()

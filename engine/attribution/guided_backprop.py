@@ -8,6 +8,7 @@ one unit of any layer: a channel (its mean or max over positions) or a single
 neuron at (y, x). Layer targets need no classifier, so they work on vgg19.
 """
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -48,6 +49,11 @@ class ReluRuleParams(AttributionParams):
         if self.layer is None and (self.channel is not None or self.neuron is not None):
             raise ValueError("channel and neuron need a layer")
         return self
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        super().check_call(model, counts)
+        if self.layer is not None:
+            UnitTarget.checked(model, self.layer, self.channel, self.neuron, self.reduce, model.input_size)
 
 
 def relu_rule_gradient(

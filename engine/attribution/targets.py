@@ -8,6 +8,8 @@ import torch
 from engine.devices import on_device
 from engine.errors import InvalidParams, UnknownClass
 from engine.models import ConvLensModel
+from engine.models.profile import ModelProfile
+from engine.models.units import check_channel, check_neuron, naming
 
 
 def requested_class(model: ConvLensModel, target: int | str | None) -> int | None:
@@ -49,18 +51,17 @@ class UnitTarget:
     reduce: Literal["mean", "max"] = "mean"
 
     @classmethod
-    def checked(cls, model: ConvLensModel, layer: str, channel: int | None, neuron, reduce, size) -> "UnitTarget":
+    def checked(cls, model: ConvLensModel | ModelProfile, layer: str, channel: int | None, neuron, reduce, size) -> "UnitTarget":
+        """The unit, after checking (loaded model or its profile, the params' names in the errors) that the layer has a
+        map or vector, the channel exists and the neuron lies inside the map at ``size`` (the native size: a profile's)."""
         if channel is None:
-            raise InvalidParams("a layer target needs a channel")
-        info = model.layer_info(layer, size)
-        model.check_channel(layer, channel, size)
-        if neuron is not None:
-            if len(info.shape) != 3:
-                raise InvalidParams(f"layer {layer!r} outputs a vector; a neuron (y, x) needs a feature map")
-            y, x = neuron
-            if not (0 <= y < info.shape[1] and 0 <= x < info.shape[2]):
-                raise InvalidParams(f"neuron {tuple(neuron)} is outside layer {layer!r}'s {info.shape[1]}x{info.shape[2]} map")
-            neuron = (int(y), int(x))
+            raise InvalidParams("params.channel: a layer target needs a channel")
+        with naming("layer"):
+            info = model.layer_info(layer, size)
+        with naming("channel"):
+            check_channel(info, channel)
+        with naming("neuron"):
+            neuron = check_neuron(info, neuron)
         return cls(layer, channel, neuron, reduce)
 
     def score(self, activation: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ https://arxiv.org/abs/1706.06083). Every step is judged on the 8-bit image, so
 the returned PNG still fools the model after it is saved and loaded again.
 """
 
+from collections.abc import Mapping
+
 from pydantic import Field
 
 from engine import params as p
@@ -17,6 +19,7 @@ from engine.optim.objectives import class_log_prob
 from engine.params import Fitted
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
+from engine.models.units import naming
 from engine.registry import InputSlot, method
 from engine.result import Result
 
@@ -31,6 +34,10 @@ class FoolingImageParams(Fitted):
     steps: int = p.steps(200, 1, 2000, "most gradient steps to take")
     confidence: float = Field(0.5, ge=0, lt=1, description="stop once the target is the top class with at least this probability")
     preview_every: int = p.preview_every(10)
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        with naming("target_class"):
+            model.class_index(self.target_class)
 
 
 def fooling_image_cost(model: ModelProfile, params: FoolingImageParams, images: int) -> Cost:

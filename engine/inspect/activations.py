@@ -3,6 +3,7 @@ grid of grey tiles (Yosinski et al. 2015, "Understanding Neural Networks
 Through Deep Visualization", https://arxiv.org/abs/1506.06579), with each
 channel's mean, max and fraction of exact zeros (dead after a ReLU)."""
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -17,6 +18,7 @@ from engine.imaging import tile_grid, to_tensor
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
+from engine.models.units import feature_map_info, naming
 from engine.params import Fitted, Sized
 from engine.registry import method
 from engine.result import Result
@@ -30,6 +32,12 @@ class ActivationsParams(Sized, Fitted):
     max_channels: int = Field(2048, ge=1, le=4096, description="draw at most this many channels", json_schema_extra=p.RARE)
     normalization: Literal["per_channel", "global"] = Field("per_channel", description="min-max scale each map on its own, or all drawn maps together")
     tile_size: int = p.tile_size(32, what="each drawn map at least (small maps are upscaled, nearest neighbor, by an integer factor)")
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        with naming("layer"):
+            info = feature_map_info(model.layer_info(self.layer or model.spec.default_layer or model.spec.first_conv))
+        with naming("channels"):
+            pick_channels(self.channels, info.channels, info.channels)
 
 
 def feature_map(model: ConvLensModel, image: torch.Tensor, layer: str) -> torch.Tensor:

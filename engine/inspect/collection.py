@@ -13,7 +13,8 @@ collection (another picture, another size or fit) gets a new key.
 """
 
 import hashlib
-from typing import Callable, Literal, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
 import numpy as np
 import torch
@@ -26,7 +27,11 @@ from engine import params as p
 from engine.imaging import Fit, to_tensor
 from engine.models import ConvLensModel
 from engine.params import Fitted, Sized
+from engine.models.units import named_layer
 from engine.progress import Progress
+
+if TYPE_CHECKING:
+    from engine.models.profile import ModelProfile
 
 MAX_IMAGES = 256  # largest collection a method accepts
 
@@ -76,6 +81,10 @@ Pooling = Literal["avg", "max", "flatten"]
 class FeatureParams(CollectionParams):
     layer: str | None = Field(None, description="layer whose output is each image's feature vector; default: the model's penultimate layer", json_schema_extra=p.group("target"))
     pooling: Pooling = Field("avg", description="how a feature map (C, H, W) becomes a vector: global average, global max, or flattened")
+
+    def check_call(self, model: "ModelProfile", counts: Mapping[str, int]) -> None:
+        if self.layer is not None:
+            named_layer(model, self.layer)
 
 
 class FeatureCache(Protocol):

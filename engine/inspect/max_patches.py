@@ -8,6 +8,8 @@ channels this collection excites most (mean over images of each channel's
 peak), each drawn with its best patch.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from PIL import Image
@@ -15,12 +17,12 @@ from pydantic import Field
 
 from engine import params as p
 from engine.capabilities import LAYERS
-from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, layer_outputs
 from engine.inspect.display import captioned
 from engine.inspect.receptive_field import receptive_field
-from engine.models import ConvLensModel
+from engine.models import ConvLensModel, LayerInfo
+from engine.models.units import check_channel, feature_map_info, naming
 from engine.picture_names import caption, picture_ref
 from engine.cost import Cost, forward_cost
 from engine.models.profile import ModelProfile
@@ -30,12 +32,25 @@ from engine.result import Result
 BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
 
 
+def drawn_layer(model: ConvLensModel | ModelProfile, layer: str | None, size: tuple[int, int] | None = None) -> tuple[str, LayerInfo]:
+    """The layer a patch method draws (``layer``, else the model's default or first convolution) and its info, refused
+    (params.layer named) unless it outputs feature maps."""
+    layer = layer or model.spec.default_layer or model.spec.first_conv
+    with naming("layer"):
+        return layer, feature_map_info(model.layer_info(layer, size))
+
+
 class MaxPatchesParams(CollectionParams):
     layer: str | None = Field(None, description="layer with a feature-map output; default: the model's default layer", json_schema_extra=p.group("target"))
     channel: int = Field(0, ge=0, le=65535, description="channel of that layer")
     top_k: int = p.top_k(9, 64, "patches to return, the most excited first")
     per_image: int = Field(1, ge=1, le=64, description="at most this many positions from one image")
     tile_size: int = p.tile_size(64, 16, what="each drawn patch")
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        _layer, info = drawn_layer(model, self.layer)
+        with naming("channel"):
+            check_channel(info, self.channel)
 
 
 def patch(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[Image.Image, list[int]]:
@@ -76,12 +91,10 @@ def patches_cost(model: ModelProfile, params: CollectionParams, images: int) -> 
     inline=False,
 )
 def max_activating_patches(model: ConvLensModel, inputs, params: MaxPatchesParams, progress) -> Result:
-    layer = params.layer or model.spec.default_layer or model.spec.first_conv
     size = params.shape(model)
-    info = model.layer_info(layer, size)
-    if len(info.shape) != 3:
-        raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
-    model.check_channel(layer, params.channel, size)
+    layer, info = drawn_layer(model, params.layer, size)
+    with naming("channel"):
+        check_channel(info, params.channel)
     field = receptive_field(model, layer, size)
     images = fit_all(model, inputs["images"], size, params.fit)
     maps = layer_outputs(model, images, layer, params.batch_size, progress, lambda x: x[:, params.channel]).numpy()
@@ -116,7 +129,8 @@ class OverviewParams(CollectionParams):
     top_k: int = p.top_k(16, 256, "channels to show, the most excited first")
     tile_size: int = p.tile_size(64, 16, what="each drawn patch")
 
-
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        drawn_layer(model, self.layer)
 
 
 @method(
@@ -129,11 +143,8 @@ class OverviewParams(CollectionParams):
     inputs=(InputSlot("images", "the collection", many=True, min_count=1, max_count=MAX_IMAGES),),
 )
 def channel_overview(model: ConvLensModel, inputs, params: OverviewParams, progress) -> Result:
-    layer = params.layer or model.spec.default_layer or model.spec.first_conv
     size = params.shape(model)
-    info = model.layer_info(layer, size)
-    if len(info.shape) != 3:
-        raise InvalidParams(f"layer {layer!r} outputs a vector {info.shape}, not feature maps; pick a convolutional layer")
+    layer, info = drawn_layer(model, params.layer, size)
     field = receptive_field(model, layer, size)
     images = fit_all(model, inputs["images"], size, params.fit)
     width = info.shape[2]

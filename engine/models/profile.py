@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.errors import UnknownLayer
+from engine.models import units
 from engine.models.wrapper import ConvLensModel, LayerInfo
 from engine.models.zoo import ModelSpec, load_model
 
@@ -24,10 +25,23 @@ class ModelProfile:
     def input_size(self) -> tuple[int, int]:
         return self.spec.input_size
 
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        return self.spec.labels
+
+    def class_index(self, target: int | str) -> int:
+        """As :meth:`ConvLensModel.class_index` (:func:`engine.models.units.class_index`)."""
+        return units.class_index(self.spec.name, self.labels, target)
+
+    def check_channel(self, layer: str, channel: int, size: tuple[int, int] | None = None) -> None:
+        units.check_channel(self.layer_info(layer), channel)
+
     def catalogue(self) -> tuple[LayerInfo, ...]:
         return self.layers
 
-    def layer_info(self, name: str) -> LayerInfo:
+    def layer_info(self, name: str, size: tuple[int, int] | None = None) -> LayerInfo:
+        """The layer's kind and shape at the native size, whatever ``size``: its channels and kind hold at every size,
+        its height and width only at the native one (see :func:`engine.models.units.check_neuron`)."""
         for info in self.layers:
             if info.name == name:
                 return info

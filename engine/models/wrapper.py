@@ -19,7 +19,8 @@ from PIL import Image
 from torch import nn
 
 from engine.concurrency import GATE
-from engine.errors import UnknownChannel, UnknownClass, UnknownLayer
+from engine.errors import UnknownLayer
+from engine.models import units
 from engine.hooks import this_thread_only
 from engine.imaging import Fit, fit_image
 
@@ -203,9 +204,7 @@ class ConvLensModel(nn.Module):
         raise UnknownLayer(f"layer {name!r} of model {self.spec.name!r} outputs no feature map or vector")
 
     def check_channel(self, layer: str, channel: int, size: tuple[int, int] | None = None) -> None:
-        channels = self.layer_info(layer, size).channels
-        if not 0 <= channel < channels:
-            raise UnknownChannel(f"layer {layer!r} has {channels} channels (0..{channels - 1}); got {channel}")
+        units.check_channel(self.layer_info(layer, size), channel)
 
     def first_conv(self) -> str:
         return self.spec.first_conv
@@ -213,22 +212,8 @@ class ConvLensModel(nn.Module):
     # -- classes --------------------------------------------------------------------------
 
     def class_index(self, target: int | str) -> int:
-        """Resolve a class given as an index or an (exact, case-insensitive) label."""
-        labels = self.labels
-        if labels is None:
-            raise UnknownClass(f"model {self.spec.name!r} has no classifier head, so it has no classes")
-        if isinstance(target, bool):
-            raise UnknownClass(f"class must be an index or a label, not {target!r}")
-        if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
-            index = int(target)
-            if not 0 <= index < len(labels):
-                raise UnknownClass(f"class index {index} is out of range 0..{len(labels) - 1}")
-            return index
-        wanted = str(target).strip().lower()
-        for index, label in enumerate(labels):
-            if label.lower() == wanted:
-                return index
-        raise UnknownClass(f"model {self.spec.name!r} has no class labelled {target!r}")
+        """Resolve a class given as an index or an (exact, case-insensitive) label (:func:`engine.models.units.class_index`)."""
+        return units.class_index(self.spec.name, self.labels, target)
 
     def class_entry(self, index: int, probabilities: torch.Tensor, logits: torch.Tensor | None = None) -> dict:
         """How every answer names a class: index, label and probability (and the logit, as score, when given)."""

@@ -21,6 +21,7 @@ close to it). Every class result is scored by an independent judge network
 (:mod:`engine.models.judge`).
 """
 
+from collections.abc import Mapping
 from typing import Annotated, Callable, Literal
 
 import numpy as np
@@ -34,6 +35,7 @@ from engine.capabilities import RESIZABLE
 from engine.errors import InvalidParams, UnsupportedModel
 from engine.models import ConvLensModel
 from engine.models.layer_roles import role_layers
+from engine.models.units import check_channel, check_neuron, feature_map_info, named_layer, naming
 from engine.registry import InputSlot
 from engine.optim import objectives as obj
 from engine.optim.loop import ImageParam, Rendered, StepHook, render
@@ -181,6 +183,13 @@ class ClassVisualizationParams(Sized, Seeded):
             raise ValueError("blur and pixel clipping apply to the pixels parameterisation only")
         return self
 
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        size = (self.size, self.size)
+        for position, term in enumerate(self.objectives or ()):
+            check_term(model, term, position, size)
+        if self.diversity_layer is not None:
+            diversity_layer(model, self, size)
+
 
 def default_objectives(model: ConvLensModel) -> list[ObjectiveTerm]:
     """What to visualise when the call names nothing: a class the model knows, else its dream layer."""
@@ -190,27 +199,48 @@ def default_objectives(model: ConvLensModel) -> list[ObjectiveTerm]:
     return [ObjectiveTerm(kind="class", target_class="flamingo" if "flamingo" in labels else 0)]
 
 
-def term_objective(model: ConvLensModel, term: ObjectiveTerm, size: tuple[int, int]) -> obj.Objective:
-    """The objective one term asks for, after checking its class, layer, channel and position exist."""
+def check_term(model: ConvLensModel | ModelProfile, term: ObjectiveTerm, position: int, size: tuple[int, int]) -> int | None:
+    """Check that the class, layer, channel and position the ``position``-th term names exist (errors name
+    ``objectives[i].<field>``); returns its class index (None for a layer term). On a profile, whose maps are
+    at the native size, a neuron's position is checked only when ``size`` is the native one."""
+    field = f"objectives[{position}]"
     if term.kind == "class":
         if model.labels is None:
-            raise UnsupportedModel(f"model {model.spec.name!r} has no classifier head; use layer, channel or neuron objectives")
-        return obj.class_logit(model.class_index(term.target_class))
-    info = model.layer_info(term.layer, size)
+            raise UnsupportedModel(f"{field}: model {model.spec.name!r} has no classifier head; use layer, channel or neuron objectives")
+        with naming(f"{field}.target_class"):
+            return model.class_index(term.target_class)
+    info = named_layer(model, term.layer, f"{field}.layer", size)
+    if term.kind in ("channel", "neuron"):
+        with naming(f"{field}.channel"):
+            check_channel(info, term.channel)
+    if term.kind == "neuron":
+        with naming(f"{field}.layer"):
+            feature_map_info(info)
+        with naming(f"{field}.neuron"):
+            check_neuron(info, term.neuron, spatial=isinstance(model, ConvLensModel) or tuple(size) == tuple(model.input_size))
+    return None
+
+
+def term_objective(model: ConvLensModel, term: ObjectiveTerm, position: int, size: tuple[int, int]) -> obj.Objective:
+    """The objective the ``position``-th term asks for, after :func:`check_term`."""
+    index = check_term(model, term, position, size)
+    if term.kind == "class":
+        return obj.class_logit(index)
     if term.kind == "layer":
         return obj.layer_mean(term.layer)
     if term.kind == "deepdream":
         return obj.deepdream(term.layer)
-    model.check_channel(term.layer, term.channel, size)
     if term.kind == "channel":
         return obj.channel(term.layer, term.channel)
-    if len(info.shape) != 3:
-        raise InvalidParams(f"layer {term.layer!r} outputs a vector; use kind 'channel' for its units")
-    height, width = info.shape[1:]
     y, x = term.neuron or (None, None)
-    if (y is not None and y >= height) or (x is not None and x >= width):
-        raise InvalidParams(f"layer {term.layer!r} is {height}x{width} at this size; neuron [{y}, {x}] is outside")
     return obj.neuron(term.layer, term.channel, y, x)
+
+
+def diversity_layer(model: ConvLensModel | ModelProfile, params: "ClassVisualizationParams", size: tuple[int, int]) -> str:
+    """The layer whose Gram matrices the facets push apart (``diversity_layer``, else the model's diversity role)."""
+    layer = params.diversity_layer or role_layers(model, "diversity")[0]
+    named_layer(model, layer, "diversity_layer", size)
+    return layer
 
 
 def yosinski_regularizers(params: ClassVisualizationParams, mean: torch.Tensor, blur_every: int):
@@ -392,7 +422,7 @@ def class_visualization_cost(model: ModelProfile, params: ClassVisualizationPara
 def class_visualization(model: ConvLensModel, inputs, params: ClassVisualizationParams, progress) -> Result:
     """Synthesise (or accentuate) the image maximising the weighted objectives (Olah et al. 2017; Simonyan et al. 2014)."""
     size = (params.size, params.size)
-    terms = [(term, term_objective(model, term, size)) for term in params.objectives or default_objectives(model)]
+    terms = [(term, term_objective(model, term, k, size)) for k, term in enumerate(params.objectives or default_objectives(model))]
     photo = to_tensor(fit_image(inputs["image"], size, "stretch"), model.device) if inputs.get("image") is not None else None
     examples = inputs.get("examples")
     if photo is not None and examples:
@@ -403,8 +433,7 @@ def class_visualization(model: ConvLensModel, inputs, params: ClassVisualization
     objective = sum((term.weight * objective for term, objective in terms), obj.l2(model.mean_colour()) * (0.0 if photo is not None else l2))
     weight = params.diversity if params.diversity is not None else DIVERSITY_WEIGHT.get(model.spec.name, 1.0)
     if params.facets > 1 and weight > 0:
-        layer = params.diversity_layer or role_layers(model, "diversity")[0]
-        model.layer_info(layer, size)
+        layer = diversity_layer(model, params, size)
         objective = objective + weight * obj.diversity(layer)
     rendered = visualize(model, params, objective, start, progress, closeness=l2 if photo is not None else 0.0)
     data = {"objective": objective.name, "parameterization": params.parameterization, "accentuated": photo is not None,

@@ -7,8 +7,11 @@ smallest first, and the detail added at one scale is carried up to the next.
 Pixels stay in [0, 1] throughout.
 """
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
+
 from pydantic import Field
 
 from engine import params as p
@@ -24,6 +27,7 @@ from engine.models.layer_roles import role_layers
 from engine.params import AspectKept, Seeded
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
+from engine.models.units import named_layer
 from engine.registry import InputSlot, method
 from engine.synthesis.feature_targets import MIN_SIDE, check_min_side
 from engine.result import Result
@@ -43,6 +47,9 @@ class DeepDreamParams(AspectKept, Seeded):
     max_side: int = p.max_side(320, MIN_SIDE)
     preview_every: int = p.preview_every(5)
 
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        dream_layer(model, self.layer)
+
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -51,6 +58,13 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def deepdream_cost(model: ModelProfile, params: DeepDreamParams, images: int) -> Cost:
     """A forward and a backward pass per step and octave (the largest at max_side), and the layer's response before and after."""
     return gradient_cost(model, params.run_size(model.input_size), 2 * params.steps * params.octaves + 2, 1, "lower steps, octaves or max_side")
+
+def dream_layer(model: ConvLensModel | ModelProfile, layer: str | None) -> str:
+    """The layer to dream (``layer``, else the model's dream role), known to the model."""
+    layer = layer or role_layers(model, "dream")[0]
+    named_layer(model, layer)
+    return layer
+
 
 @method(
     "deepdream",
@@ -64,8 +78,7 @@ def deepdream_cost(model: ModelProfile, params: DeepDreamParams, images: int) ->
 )
 def deepdream(model: ConvLensModel, inputs, params: DeepDreamParams, progress) -> Result:
     """Dream ``params.layer`` into the picture over several octaves (Mordvintsev et al. 2015)."""
-    layer = params.layer or role_layers(model, "dream")[0]
-    model.layer(layer)
+    layer = dream_layer(model, params.layer)
     picture = inputs["image"]
     scale = params.max_side / max(picture.size)
     size = (max(1, round(picture.height * scale)), max(1, round(picture.width * scale)))

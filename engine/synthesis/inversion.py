@@ -5,7 +5,10 @@ regularised by total variation TV^beta, and report the relative feature
 error ||f(x) - f(x0)|| / ||f(x0)||."""
 
 
+from collections.abc import Mapping
+
 import torch
+
 from pydantic import Field
 
 from engine import params as p
@@ -18,6 +21,7 @@ from engine.params import AspectKept
 from engine.synthesis.normalised_render import PixelSearchParams
 from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
+from engine.models.units import named_layer
 from engine.registry import InputSlot, method
 from engine.result import Result
 from engine.synthesis.feature_targets import features, photo_at
@@ -28,6 +32,17 @@ class FeatureInversionParams(AspectKept, PixelSearchParams):
     layer: str | None = Field(None, description="layer whose features are matched; default: the model's default layer", json_schema_extra=p.group("target"))
     max_side: int = p.max_side(224, what="the reconstruction (the photo's aspect)")
     tv_weight: float = Field(0.01, ge=0, le=1e3, description="weight of the TV^beta regularizer (pixels in [0, 1]) against the relative squared feature error")
+
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        inverted_layer(model, self.layer)
+
+
+def inverted_layer(model: ConvLensModel | ModelProfile, layer: str | None) -> str:
+    """The layer whose features are matched (``layer``, else the model's default), known to the model (feature maps
+    and vectors both invert)."""
+    layer = layer or model.spec.default_layer
+    named_layer(model, layer)
+    return layer
 
 
 def relative_error(model: ConvLensModel, layer: str, image: torch.Tensor, target: torch.Tensor) -> float:
@@ -52,8 +67,7 @@ def inversion_cost(model: ModelProfile, params: FeatureInversionParams, images: 
     inline=False,
 )
 def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionParams, progress) -> Result:
-    layer = params.layer or model.spec.default_layer
-    model.layer_info(layer)  # raises UnknownLayer; feature maps and vectors both invert
+    layer = inverted_layer(model, params.layer)
     photo = to_tensor(photo_at(inputs["image"], params.max_side, "the photo"), model.device)
     target = features(model, photo, [layer])[layer]
     objective = relative_feature_loss(layer, target)

@@ -48,3 +48,66 @@ def test_good_synthesis_weights_pass_to_the_image_lookup(client, method_inputs, 
     (method, inputs) = method_inputs
     answer = client.post("/v1/jobs", json={"method": method, "model": "vgg19", "inputs": inputs, "params": {"steps": 1, **params}})
     assert_problem(answer, 404, "unknown_image")
+
+
+ONE = {"image": UNKNOWN}
+MANY = {"images": [UNKNOWN, UNKNOWN]}
+# (method, model, inputs, params, status, code, the param the detail names)
+BAD_TARGETS = {
+    "inversion layer": ("feature_inversion", "vgg19", ONE, {"layer": "nope"}, 404, "unknown_layer", "params.layer"),
+    "deepdream layer": ("deepdream", "vgg19", ONE, {"layer": "nope"}, 404, "unknown_layer", "params.layer"),
+    "class vis channel": ("class_visualization", "vgg19", {}, {"objectives": [{"kind": "channel", "layer": "block1_conv1", "channel": 64}]},
+                          404, "unknown_channel", "params.objectives[0].channel"),
+    "class vis layer": ("class_visualization", "vgg19", {}, {"objectives": [{"kind": "layer", "layer": "nope"}]},
+                        404, "unknown_layer", "params.objectives[0].layer"),
+    "class vis neuron": ("class_visualization", "vgg19", {}, {"objectives": [{"kind": "neuron", "layer": "block1_conv1", "channel": 0,
+                         "neuron": [224, 0]}]}, 422, "invalid_params", "params.objectives[0].neuron"),
+    "class vis class": ("class_visualization", "efficientnet_lite0", {}, {"objectives": [{"kind": "layer", "layer": "blocks.4"},
+                        {"kind": "class", "target_class": 1000}]}, 404, "unknown_class", "params.objectives[1].target_class"),
+    "class vis diversity layer": ("class_visualization", "vgg19", {}, {"facets": 2, "diversity_layer": "nope"}, 404, "unknown_layer",
+                                  "params.diversity_layer"),
+    "patches channel": ("max_activating_patches", "vgg19", MANY, {"layer": "block1_conv1", "channel": 64}, 404, "unknown_channel",
+                        "params.channel"),
+    "patches vector layer": ("max_activating_patches", "efficientnet_lite0", MANY, {"layer": "classifier"}, 422, "invalid_params",
+                             "params.layer"),
+    "overview layer": ("channel_overview", "vgg19", MANY, {"layer": "nope"}, 404, "unknown_layer", "params.layer"),
+    "activations channels": ("activations", "vgg19", ONE, {"layer": "block1_conv1", "channels": [0, 64]}, 404, "unknown_channel",
+                             "params.channels"),
+    "embedding layer": ("embedding", "vgg19", {"images": [UNKNOWN] * 3}, {"layer": "nope"}, 404, "unknown_layer", "params.layer"),
+    "fooling class": ("fooling_image", "efficientnet_lite0", ONE, {"target_class": 1000}, 404, "unknown_class", "params.target_class"),
+    "fooling label": ("fooling_image", "efficientnet_lite0", ONE, {"target_class": "no such thing"}, 404, "unknown_class",
+                      "params.target_class"),
+    "evaluation class": ("evaluate_attribution", "efficientnet_lite0", MANY, {"target_class": "no such thing"}, 404, "unknown_class",
+                         "params.target_class"),
+    "gradcam class": ("gradcam", "efficientnet_lite0", ONE, {"target_class": 1000}, 404, "unknown_class", "params.target_class"),
+    "gradcam vector layer": ("gradcam", "efficientnet_lite0", ONE, {"layer": "classifier"}, 422, "invalid_params", "params.layer"),
+    "guided backprop channel": ("guided_backprop", "vgg19", ONE, {"layer": "block1_conv1", "channel": 64}, 404, "unknown_channel",
+                                "params.channel"),
+    "deconvnet neuron": ("deconvnet", "vgg19", ONE, {"layer": "block1_conv1", "channel": 0, "neuron": [0, 224]}, 422, "invalid_params",
+                         "params.neuron"),
+}
+
+
+@pytest.mark.parametrize("method, model, inputs, params, status, code, named", BAD_TARGETS.values(), ids=BAD_TARGETS.keys())
+def test_unknown_targets_are_refused_at_submission(client, method, model, inputs, params, status, code, named):
+    answer = client.post("/v1/jobs", json={"method": method, "model": model, "inputs": inputs, "params": params})
+    assert_problem(answer, status, code)
+    assert named in answer.json()["detail"]
+
+
+GOOD_TARGETS = {
+    "inversion layer": ("feature_inversion", "vgg19", ONE, {"layer": "block3_relu1"}),
+    "class vis terms": ("class_visualization", "efficientnet_lite0", {"image": UNKNOWN}, {"objectives": [
+        {"kind": "neuron", "layer": "blocks.4", "channel": 0, "neuron": [13, 13]}, {"kind": "class", "target_class": "Flamingo"}]}),
+    "class vis neuron at another size": ("class_visualization", "vgg19", {"image": UNKNOWN}, {"size": 256, "objectives": [
+        {"kind": "neuron", "layer": "block1_conv1", "channel": 63, "neuron": [250, 250]}]}),
+    "patches channel": ("max_activating_patches", "vgg19", MANY, {"layer": "block1_conv1", "channel": 63}),
+    "fooling class": ("fooling_image", "efficientnet_lite0", ONE, {"target_class": 999}),
+    "guided backprop neuron": ("guided_backprop", "vgg19", ONE, {"layer": "block1_conv1", "channel": 63, "neuron": [223, 223]}),
+}
+
+
+@pytest.mark.parametrize("method, model, inputs, params", GOOD_TARGETS.values(), ids=GOOD_TARGETS.keys())
+def test_known_targets_pass_to_the_image_lookup(client, method, model, inputs, params):
+    answer = client.post("/v1/jobs", json={"method": method, "model": model, "inputs": inputs, "params": params})
+    assert_problem(answer, 404, "unknown_image")
