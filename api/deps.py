@@ -19,6 +19,7 @@ import redis
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.event_streams import EventStreams
 from api.inline_links import LinkedResults
 from api.inline_pool import InlinePool
 from api.inline_request import CollectionResolver
@@ -52,6 +53,12 @@ def inline_pool(request: Request) -> InlinePool:
     if pool is None:
         raise RuntimeError("the inline pool is created in the app's lifespan; start the app with it")
     return pool
+
+
+def event_streams(request: Request) -> EventStreams:
+    """The app's count of each tenant's open event streams."""
+    settings = request.app.state.settings
+    return _once(request.app, "event_streams", lambda: EventStreams(settings.max_event_streams, settings.quota_retry_after_seconds))
 
 
 def _once(app, name: str, make: Callable[[], T]) -> T:
@@ -253,6 +260,7 @@ def feature_cache(request: Request) -> StoredFeatures:
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 InlinePoolDep = Annotated[InlinePool, Depends(inline_pool)]
+EventStreamsDep = Annotated[EventStreams, Depends(event_streams)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 StorageDep = Annotated[Storage, Depends(storage)]
 ImageResolverDep = Annotated[ImageResolver, Depends(image_resolver)]

@@ -14,7 +14,6 @@ and the other keys' calls keep their place.
 
 import asyncio
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import torch
 
 from engine.concurrency import use_intra_op_threads
 
+from api.concurrent_counts import ConcurrentCounts
 from api.inline_batcher import InlineBatcher
 from api.keys import ApiKey
 from api.problems import Problem
@@ -41,7 +41,7 @@ class InlinePool:
         self._slots = threading.Semaphore(threads)  # calls working at once
         self._lock = threading.Lock()
         self._pending = 0  # submitted and not finished (running or waiting)
-        self._by_key: Counter[str] = Counter()  # the same, per key id
+        self._by_key = ConcurrentCounts()  # the same, per key id
 
     @property
     def pending(self) -> int:
@@ -55,13 +55,13 @@ class InlinePool:
         """
         share = self.per_key if key.inline_per_key is None else key.inline_per_key
         with self._lock:
-            if 0 < share <= self._by_key[key.id]:
+            if not self._by_key.take(key.id, share):
                 raise self._refusal("inline_per_key_limit", f"this key has {share} inline calls running or waiting, its most "
                                     "at once; retry when one has finished, or submit a job")
             if self._pending >= self.capacity:
+                self._by_key.give_back(key.id)
                 raise self._refusal("busy", f"{self._pending} inline calls are running or waiting; retry shortly or submit a job")
             self._pending += 1
-            self._by_key[key.id] += 1
         future = self._executor.submit(self._in_slot, fn, *args)
         future.add_done_callback(lambda _future: self._finished(key.id))
         return await asyncio.wrap_future(future)
@@ -85,9 +85,7 @@ class InlinePool:
     def _finished(self, key_id: str) -> None:
         with self._lock:
             self._pending -= 1
-            self._by_key[key_id] -= 1
-            if not self._by_key[key_id]:
-                del self._by_key[key_id]
+            self._by_key.give_back(key_id)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -71,7 +71,7 @@ def _document_problems(operation: dict) -> None:
     if operation.get("security"):
         responses.setdefault("401", _problem("missing or unknown API key", _CHALLENGE))
         responses.setdefault("403", _problem("the API key lacks the scope this needs"))
-        responses.setdefault("429", _problem("rate limit, job or storage quota, or a full inline pool", _RETRY_AFTER))
+        responses.setdefault("429", _problem("rate limit, job, storage or event-stream quota, or a full inline pool", _RETRY_AFTER))
 
 
 def openapi_text(app: FastAPI) -> str:

@@ -65,7 +65,11 @@ class Settings(WorkerSettings):
     rate_per_minute: int = Field(600, ge=0, description="requests per minute per key")
     max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
     max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="bytes kept stored per tenant: uploaded images, collections' images (inflated), style models")
-    quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job or storage quota")
+    max_event_streams: int = Field(
+        32, ge=0, description="event streams (GET /v1/jobs/{id}/events) one tenant may hold open at once in each API process; "
+        "more are answered 429 too_many_streams (0: no cap)"
+    )
+    quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job, storage or event-stream quota")
 
     def inline_budget(self) -> Budget:
         return Budget("inline", self.inline_max_passes, self.inline_max_pixels, self.inline_max_bytes)

@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = Field(
         False, description="let webhooks target loopback, private and link-local addresses (SSRF risk: tests and closed networks only)"
     )
-    webhook_timeout_seconds: float = Field(5.0, gt=0, description="per delivery attempt")
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, description="deadline of one delivery attempt, all of it (connect, send, status line and headers); past it the attempt failed and is retried"
+    )
     webhook_max_attempts: int = Field(6, ge=1, description="deliveries tried this often before giving up")
     webhook_retry_base_seconds: float = Field(2.0, ge=0, description="backoff: attempt n waits base * 2**(n-1) seconds")
     webhook_progress_interval_seconds: float = Field(1.0, ge=0, description="minimum time between progress deliveries")

@@ -23,6 +23,7 @@ non-global addresses are refused unless ``webhook_allow_private`` is set, so a
 caller cannot make the service probe its own network (SSRF).
 """
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -210,7 +211,7 @@ def enqueue(celery, jobs: JobStore, job: Job | None, event: str) -> None:
 
 
 def deliver(settings: Settings, url: str, message_id: str, body: str) -> None:
-    """One attempt; raises unless the receiver answered 2xx (its body unread)."""
+    """One attempt, over within ``webhook_timeout_seconds``; raises unless the receiver answered 2xx (its body unread)."""
     check_target(url, settings.webhook_allow_private)
     timestamp = int(time.time())
     data = body.encode()
@@ -220,11 +221,23 @@ def deliver(settings: Settings, url: str, message_id: str, body: str) -> None:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(settings.webhook_secret, message_id, timestamp, data),
     }
-    # The status line is the answer: the body is never read, so a receiver sending a huge or endless one
-    # neither fills memory nor holds the attempt (each read's timeout alone never ends a slow drip).
-    with httpx.stream("POST", url, content=data, headers=headers, timeout=settings.webhook_timeout_seconds,
-                      follow_redirects=False) as response:
-        response.raise_for_status()
+    seconds = settings.webhook_timeout_seconds
+    try:
+        asyncio.run(_post(url, data, headers, seconds))
+    except TimeoutError:  # the deadline struck (httpx's own timeouts are httpx.TimeoutException)
+        raise httpx.TimeoutException(f"no answer within {seconds:g} s") from None
+
+
+async def _post(url: str, data: bytes, headers: dict, seconds: float) -> None:
+    """POST and check the status, all of it (connect, TLS, send, status line, headers) within ``seconds``.
+
+    httpx's timeouts are per connect, write or read, so a receiver dripping its headers a byte at a time would hold
+    the attempt, and the job's lock, forever; cancelling the task at the deadline closes the connection wherever it is.
+    The status line is the answer: the body is never read, so a huge or endless one neither fills memory nor holds on.
+    """
+    async with asyncio.timeout(seconds), httpx.AsyncClient(timeout=seconds, follow_redirects=False) as client:
+        async with client.stream("POST", url, content=data, headers=headers) as response:
+            response.raise_for_status()
 
 
 def attempt(settings: Settings, entry: dict) -> dict | None:
@@ -248,7 +261,7 @@ def attempt(settings: Settings, entry: dict) -> dict | None:
 
 
 def lock_seconds(settings: Settings) -> float:
-    """How long a job's lock lasts unrefreshed: one attempt (connect, write and read, each up to the timeout) and then some."""
+    """How long a job's lock lasts unrefreshed: one attempt (its name resolved, then the POST within the timeout) and then some."""
     return 3 * settings.webhook_timeout_seconds + 5
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CollectionsDep, JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
+from api.deps import CollectionsDep, EventStreamsDep, JobsDep, KeyDep, QuotasDep, SettingsDep, TenantDep, key_limit, require_scope
 from api.image_uploads import store_upload
 from api.job_schemas import JobRequest
 from api.picture_refs import CollectionRef, slot_pictures
@@ -273,9 +273,11 @@ def get_preview(job_id: str, service: JobsDep, tenant: TenantDep) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def job_events(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep) -> StreamingResponse:
+async def job_events(job_id: str, service: JobsDep, settings: SettingsDep, tenant: TenantDep,
+                     streams: EventStreamsDep) -> StreamingResponse:
     _found(await run_in_threadpool(service.get, job_id, tenant), job_id)
-    return StreamingResponse(
+    return streams.response(
+        tenant,
         _events(job_id, service, settings.sse_heartbeat_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -121,13 +121,14 @@ def test_events_pushed_while_a_delivery_is_in_flight_wait_for_it_and_go_with_the
 
 
 class DrippingReceiver:
-    """Answers 200 at once, then sends a body of ``length`` bytes one byte every ``every`` seconds (never ends in a test's time)."""
+    """A loopback receiver that drips, one byte every ``every`` seconds: its body after an at-once 200 (``head=False``),
+    or its status line and headers themselves (``head=True``). Neither ends in a test's time."""
 
-    def __init__(self, length: int = 10**9, every: float = 0.2):
+    def __init__(self, length: int = 10**9, every: float = 0.2, head: bool = False):
         import socket
 
         self.server = socket.create_server(("127.0.0.1", 0))
-        self.length, self.every, self.closed = length, every, threading.Event()
+        self.length, self.every, self.head, self.closed = length, every, head, threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     @property
@@ -145,10 +146,16 @@ class DrippingReceiver:
     def _drip(self, connection):
         with connection:
             connection.recv(65536)
+            if self.head:  # the status line a byte at a time, then a header line that never ends
+                at_once, dripped = b"", b"HTTP/1.1 200 OK\r\nx-padding: "
+            else:
+                at_once, dripped = f"HTTP/1.1 200 OK\r\ncontent-length: {self.length}\r\n\r\n".encode(), b""
             try:
-                connection.sendall(f"HTTP/1.1 200 OK\r\ncontent-length: {self.length}\r\n\r\n".encode())
+                connection.sendall(at_once)
+                sent = 0
                 while not self.closed.is_set():
-                    connection.sendall(b"x")
+                    connection.sendall(dripped[sent : sent + 1] or b"x")
+                    sent += 1
                     time.sleep(self.every)
             except OSError:
                 return  # the client hung up: what a delivery that does not read the body does
@@ -158,19 +165,41 @@ class DrippingReceiver:
         self.server.close()
 
 
-def test_a_receiver_answering_2xx_with_an_endless_body_is_delivered_without_reading_it(settings):
-    """The status line is the answer: a body that drips (or is huge) never holds the attempt past its lock or fills memory."""
+def attempt_in_thread(settings: Settings, url: str) -> tuple[list, float]:
+    """``attempt`` run in a thread joined for at most 10 s: its outcome (empty if still running) and how long it took."""
     from worker.webhooks import attempt
 
-    receiver = DrippingReceiver()
-    quick = settings.model_copy(update={"webhook_timeout_seconds": 1.0})
     outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(attempt(settings, new_entry("msg_drip", url, "{}"))), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the attempt was still talking to the receiver after 10 s"
+    return outcome, time.monotonic() - started
+
+
+def test_a_receiver_answering_2xx_with_an_endless_body_is_delivered_without_reading_it(settings):
+    """The status line is the answer: a body that drips (or is huge) never holds the attempt past its lock or fills memory."""
+    receiver = DrippingReceiver()
     try:
-        worker = threading.Thread(target=lambda: outcome.append(attempt(quick, new_entry("msg_drip", receiver.url, "{}"))), daemon=True)
-        started = time.monotonic()
-        worker.start()
-        worker.join(timeout=10)
-        assert not worker.is_alive(), "the attempt was still reading the receiver's body after 10 s"
-        assert outcome == [None] and time.monotonic() - started < 3  # delivered: not retried
+        outcome, took = attempt_in_thread(settings.model_copy(update={"webhook_timeout_seconds": 1.0}), receiver.url)
+        assert outcome == [None] and took < 3  # delivered: not retried
     finally:
+        receiver.close()
+
+
+def test_a_receiver_dripping_its_status_line_and_headers_fails_the_attempt_at_its_deadline_and_is_retried(settings):
+    """Each read's timeout alone never ends a receiver that sends a byte every 0.2 s: the whole attempt has
+    ``webhook_timeout_seconds``, then it counts as failed (backoff, same id) and a normal receiver still gets its delivery."""
+    dripping, receiver = DrippingReceiver(every=0.2, head=True), Receiver()
+    quick = settings.model_copy(update={"webhook_timeout_seconds": 1.0})
+    try:
+        outcome, took = attempt_in_thread(quick, dripping.url)
+        assert 1.0 <= took < 2.0
+        [retry] = outcome
+        assert (retry["id"], retry["attempts"]) == ("msg_drip", 1) and retry["not_before"] > time.time()
+        assert attempt_in_thread(quick, receiver.url)[0] == [None]
+        assert [(d.headers["webhook-id"], d.answered) for d in receiver.deliveries] == [("msg_drip", 204)]
+    finally:
+        dripping.close()
         receiver.close()
