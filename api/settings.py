@@ -66,8 +66,9 @@ class Settings(WorkerSettings):
     max_active_jobs: int = Field(16, ge=0, description="queued + running jobs per tenant")
     max_stored_bytes: int = Field(5 * 1024**3, ge=0, description="bytes kept stored per tenant: uploaded images, collections' images (inflated), style models")
     max_event_streams: int = Field(
-        32, ge=0, description="event streams (GET /v1/jobs/{id}/events) one tenant may hold open at once in each API process; "
-        "more are answered 429 too_many_streams (0: no cap)"
+        32, ge=0, description="event streams (GET /v1/jobs/{id}/events) and `Prefer: wait` submissions one tenant may hold "
+        "open at once in each API process; one more stream is answered 429 too_many_streams, one more wait is skipped "
+        "(the job answered at once as it stands, 202 while unfinished) (0: no cap)"
     )
     quota_retry_after_seconds: int = Field(60, ge=1, description="Retry-After of a 429 for a full job, storage or event-stream quota")
 

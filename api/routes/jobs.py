@@ -97,7 +97,9 @@ def _found(job: Job | None, job_id: str) -> Job:
     description="The body names the method and carries its inputs (uploaded image ids, or `{\"collection\": id}` "
     "for all of a collection's images) and params; "
     "its schema is one per method, told apart by `method`. `Prefer: wait=N` holds the request up to N seconds "
-    "(at most `max_wait_seconds`) and answers 200 with the finished job if it finished in time, else 202 as usual. "
+    "(at most `max_wait_seconds`) and answers 200 with the finished job if it finished in time, else 202 as usual; "
+    "a wait takes one of the tenant's `max_event_streams` places, and when they are all held it is skipped "
+    "(no `Preference-Applied`) and the job answered at once. "
     "`deadline_seconds`: a job not started that long after submission ends `aborted`. `webhook`: its events "
     "are POSTed to a URL, signed (Standard Webhooks).",
     response_model=None,
@@ -115,6 +117,7 @@ async def submit_job(
     collections: CollectionsDep,
     quotas: QuotasDep,
     key: KeyDep,
+    streams: EventStreamsDep,
     response: Response,
     prefer: Annotated[str | None, Header(description="`wait=N`: hold the answer up to N seconds for the job to finish")] = None,
 ) -> dict:
@@ -122,8 +125,12 @@ async def submit_job(
     job, _created = await run_in_threadpool(_submit, service, settings, collections, quotas, key, body, getattr(request.state, "request_id", None))
     wait = preferred_wait(prefer, settings.max_wait_seconds)
     if wait is not None:
-        job = await wait_finished(service, job, wait)
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
+        # a wait holds a Redis subscription as a stream does, so it takes a place of the tenant's
+        # streams; past the cap the preference is ignored (RFC 7240) and the job answered as it stands
+        with streams.place(key.tenant) as held:
+            if held:
+                job = await wait_finished(service, job, wait)
+                response.headers["Preference-Applied"] = f"wait={wait:g}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.finished:
         response.status_code = 200

@@ -1,6 +1,8 @@
 """Each tenant holds at most ``max_event_streams`` job event streams open at once: a real uvicorn, a real Redis, real queued jobs."""
 
+import concurrent.futures
 import contextlib
+import time
 
 import httpx
 import pytest
@@ -66,3 +68,40 @@ def test_a_tenant_past_its_open_streams_gets_429_until_one_ends_and_other_tenant
 
         assert client.delete(f"/v1/jobs/{alice_job}", headers=alice).status_code in (200, 202)  # its streams end with it
         wait_for(lambda: app.state.event_streams.open["alice"] == 0, 10, "the ended streams to be given back")
+
+
+@pytest.fixture
+def live_cap_2(keyed_settings):
+    app = create_app(keyed_settings.model_copy(update={"max_event_streams": 2}))
+    api = LiveAPI(app).start()
+    yield api.url, app
+    api.stop()
+
+
+def test_a_prefer_wait_takes_a_stream_place_and_past_the_cap_answers_the_job_at_once(live_cap_2):
+    url, app = live_cap_2
+    alice, job_id = tenant_with_a_job(url, tenant="alice")
+    with httpx.Client(base_url=url, timeout=30) as client, contextlib.ExitStack() as held:
+        first = held.enter_context(contextlib.ExitStack())
+        assert [open_stream(first, client, job_id, alice).status_code, open_stream(held, client, job_id, alice).status_code] == [200, 200]
+        submitted = client.get(f"/v1/jobs/{job_id}", headers=alice).json()
+        again = {name: submitted[name] for name in ("method", "model", "inputs", "params")}
+
+        started = time.monotonic()
+        answer = client.post("/v1/jobs", json=again, headers={**alice, "Prefer": "wait=5"})
+        assert time.monotonic() - started < 2.5, "past the cap the wait is skipped, not served"
+        assert answer.status_code == 202 and answer.json()["state"] == "queued", answer.text
+        assert "Preference-Applied" not in answer.headers and answer.headers["Location"] == f"/v1/jobs/{answer.json()['id']}"
+        assert app.state.event_streams.open["alice"] == 2
+
+        first.close()  # a place comes free: the next wait takes it, holds it while waiting and gives it back
+        wait_for(lambda: app.state.event_streams.open["alice"] == 1, 10, "the closed stream to be given back")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            waiting = pool.submit(client.post, "/v1/jobs", json=again, headers={**alice, "Prefer": "wait=2"})
+            wait_for(lambda: app.state.event_streams.open["alice"] == 2, 10, "the wait to take a place")
+            assert_problem(open_stream(held, client, job_id, alice), 429, "too_many_streams")  # the wait holds that place
+            answer = waiting.result()
+        assert time.monotonic() - started >= 1.9
+        assert answer.status_code == 202 and answer.json()["state"] == "queued" and answer.headers["Preference-Applied"] == "wait=2"
+        wait_for(lambda: app.state.event_streams.open["alice"] == 1, 10, "the wait's place to be given back")
