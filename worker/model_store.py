@@ -31,7 +31,7 @@ from typing import Callable
 from engine.errors import UnknownModel
 from engine.models import ModelSpec
 from engine.models.formats import FILE_FORMATS, ModelFormat, onnx_network
-from engine.models.registered import ModelMetadata, spec_from_metadata
+from engine.models.registered import ModelMetadata, StoredMetadata, spec_from_metadata
 from engine.models.vetted import Vetted
 from engine.models.zoo import MODELS, forget_model
 from worker.broker import broker_errors
@@ -235,7 +235,7 @@ class ModelStore:
         return self.spec_of(found) if found is not None else None
 
     def spec_of(self, found: ModelRecord) -> ModelSpec:
-        meta = ModelMetadata.model_validate(found.metadata)
+        meta = StoredMetadata.model_validate(found.metadata)  # validated when registered: no bounds added since
         measured = Vetted.from_record(asdict(found), b"")
         return spec_from_metadata(meta, found.format, self._builder(found), found.owner, found.content_hash, measured)
 

@@ -81,6 +81,23 @@ class ModelMetadata(BaseModel):
         return tuple(self.labels) if self.labels is not None else None
 
 
+class StoredPreprocessing(PreprocessingMetadata):
+    """Preprocessing as a stored record holds it: checked when it was registered, by the rules of that day."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+class StoredMetadata(ModelMetadata):
+    """A stored record's metadata, read without the bounds registration has added since (see :class:`PreprocessingMetadata`).
+
+    A record is validated when it is registered; reading it again by newer rules would make a model registered under
+    the older ones break its tenant's listing and its own deletion. Loosen here any bound added to registration later.
+    """
+
+    preprocessing: StoredPreprocessing
+
+
 @dataclass(frozen=True)
 class RegistrationLimits:
     max_parameters: int
