@@ -11,6 +11,7 @@ filter. Tiles are min-max normalised per filter or over all drawn filters and
 upscaled with nearest neighbour so a 3x3 kernel stays visible.
 """
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -20,11 +21,11 @@ from torch import nn
 
 from engine.capabilities import LAYERS
 from engine.cost import Cost
-from engine.errors import InvalidParams
 from engine.imaging import tile_grid
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
+from engine.models.units import conv_info, naming
 from engine import params as p
 from engine.params import Params
 from engine.registry import method
@@ -39,13 +40,16 @@ class FiltersParams(Params):
     normalization: Literal["per_filter", "global"] = Field("per_filter", description="min-max scale each filter on its own, or all drawn filters together")
     tile_size: int = p.tile_size(32, what="each drawn tile at least (tiles are upscaled, nearest neighbor, by an integer factor)")
 
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        filters = conv_info(model, self.layer or model.spec.first_conv).weight[0]
+        with naming("channels"):
+            pick_channels(self.channels, filters, filters)
+
 
 def conv_layer(model: ConvLensModel, name: str) -> nn.Conv2d:
-    module = model.layer(name)
-    if not isinstance(module, nn.Conv2d):
-        convs = [n for n, m in model.layers.items() if isinstance(m, nn.Conv2d)]
-        raise InvalidParams(f"layer {name!r} is a {type(module).__name__}, not a convolution; e.g. {', '.join(convs[:6])}")
-    return module
+    """The convolution module ``name`` (the param ``layer``), checked as at submission."""
+    conv_info(model, name)
+    return model.layer(name)
 
 
 def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarray:
@@ -61,11 +65,7 @@ def pixel_space_kernels(model: ConvLensModel, weight: torch.Tensor) -> np.ndarra
 def filters_cost(model: ModelProfile, params: FiltersParams, images: int) -> Cost:
     """No pass; the upscaled tiles and the grid they are copied into, one byte per grey (three per RGB) pixel."""
     layer = params.layer or model.spec.first_conv
-    weight = model.layer_info(layer).weight
-    if weight is None:
-        convs = [info.name for info in model.catalogue() if info.weight]
-        raise InvalidParams(f"layer {layer!r} is not a convolution; e.g. {', '.join(convs[:6])}")
-    count, inputs, *kernel = weight
+    count, inputs, *kernel = conv_info(model, layer).weight
     drawn = min(len(set(params.channels)) if params.channels is not None else count, params.max_filters)
     rgb = layer == model.spec.first_conv and inputs == 3
     side = max(kernel) * zoom_for(max(kernel), params.tile_size) + 1

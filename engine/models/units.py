@@ -39,6 +39,17 @@ def named_layer(model, layer: str, field: str = "layer", size: tuple[int, int] |
         return model.layer_info(layer, size)
 
 
+def conv_info(model, layer: str, field: str = "layer") -> "LayerInfo":
+    """The info of convolution ``layer`` (the param ``field``) of a loaded model or a profile: UnknownLayer for a layer
+    the model lacks, InvalidParams (naming a few convolutions) for one that is not a convolution."""
+    info = named_layer(model, layer, field)
+    if info.weight is None:
+        convs = [each.name for each in model.catalogue() if each.weight]
+        with naming(field):
+            raise InvalidParams(f"layer {layer!r} is a {info.type}, not a convolution; e.g. {', '.join(convs[:6])}")
+    return info
+
+
 def check_channel(info: "LayerInfo", channel: int) -> None:
     """UnknownChannel unless ``channel`` is one of the layer's channels."""
     if not 0 <= channel < info.channels:

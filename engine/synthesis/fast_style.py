@@ -15,6 +15,7 @@ for any loss network's feature scale. The trained weights come back as
 :func:`stylise` applies one in a single forward pass.
 """
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -38,7 +39,8 @@ from engine.cost import Cost, gradient_cost
 from engine.models.profile import ModelProfile
 from engine.registry import InputSlot, method
 from engine.result import Result
-from engine.synthesis.feature_targets import content_layer_or_default, features, style_layers_or_default
+from engine.models.units import named_layer
+from engine.synthesis.feature_targets import check_feature_layers, content_layer_or_default, features, style_layers_or_default
 
 MAX_STYLES = 16
 OuterKernel = Literal[3, 5, 9]  # sides of the first and last convolutions
@@ -216,6 +218,19 @@ class TrainStyleParams(Sized, Seeded):
     style_names: list[str] | None = Field(None, max_length=MAX_STYLES, description="one name per style image; default style_0, style_1, ...")
     preview_every: int = p.preview_every(50)
 
+    def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
+        loss_layers(model, self)
+
+
+def loss_layers(model: ConvLensModel | ModelProfile, params: TrainStyleParams) -> tuple[str, tuple[str, ...]]:
+    """The content layer (one the model has) and the style layers (each with feature maps: their Gram matrices
+    carry the style), the defaults where the params name none."""
+    content_layer = content_layer_or_default(model, params.content_layer)
+    named_layer(model, content_layer, "content_layer")
+    style_layers = style_layers_or_default(model, params.style_layers)
+    check_feature_layers(model, style_layers, "style_layers")
+    return content_layer, style_layers
+
 
 def random_crops(images: list[Image.Image], side: int, count: int, rng: np.random.Generator) -> torch.Tensor:
     """``count`` random square crops (shorter side scaled to 1-1.5x ``side``), each flipped half the time."""
@@ -255,10 +270,7 @@ def train_style_model(model: ConvLensModel, inputs, params: TrainStyleParams, pr
     names = params.style_names or [f"style_{i}" for i in range(len(styles))]
     if len(names) != len(styles):
         raise InvalidParams(f"style_names has {len(names)} names for {len(styles)} style images")
-    content_layer = content_layer_or_default(model, params.content_layer)
-    style_layers = style_layers_or_default(model, params.style_layers)
-    for name in dict.fromkeys([content_layer, *style_layers]):
-        model.layer(name)
+    content_layer, style_layers = loss_layers(model, params)
     losses = [PerceptualLoss(model, to_tensor(fit_image(s, square, "crop"), device), content_layer, style_layers) for s in styles]
     contents = [image.convert("RGB") for image in inputs["content"]]
     config = StyleModelConfig(width=params.base_channels, blocks=params.residual_blocks, styles=len(styles), style_names=names,

@@ -7,10 +7,11 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from engine.errors import InvalidParams, UnknownLayer
+from engine.errors import InvalidParams
 from engine.models import ConvLensModel
 from engine.models.layer_roles import role_layers
 from engine.models.profile import ModelProfile
+from engine.models.units import feature_map_info, named_layer, naming
 from engine.optim.loop import features_of
 from engine.optim.objectives import Objective
 from engine.optim.style_losses import gram_matrix
@@ -25,22 +26,23 @@ def style_layers_or_default(model: ConvLensModel | ModelProfile, layers: Sequenc
     return tuple(layers) if layers else role_layers(model, "style")
 
 
-def check_feature_layers(model: ConvLensModel | ModelProfile, layers: Sequence[str]) -> dict[str, int]:
-    """Layer -> channel count; raises UnknownLayer unless each layer outputs a feature map."""
+def check_feature_layers(model: ConvLensModel | ModelProfile, layers: Sequence[str], field: str) -> dict[str, int]:
+    """Layer -> channel count of ``layers`` (the param ``field``): UnknownLayer for a layer the model lacks,
+    InvalidParams for one that outputs a vector, not feature maps (the checks of :mod:`engine.models.units`)."""
     channels = {}
     for layer in layers:
-        info = model.layer_info(layer)
-        if len(info.shape) != 3:
-            raise UnknownLayer(f"layer {layer!r} outputs a vector, not a feature map; pick a convolutional layer")
-        channels[layer] = info.channels
+        info = named_layer(model, layer, field)
+        with naming(field):
+            channels[layer] = feature_map_info(info).channels
     return channels
 
 
-def weighted_layers(model: ConvLensModel | ModelProfile, layers: Sequence[str], weights: Sequence[float] | None, name: str) -> dict[str, float]:
-    """Layer -> weight for feature-map ``layers``: the given ``weights`` (the param called ``name``), else 1/C^2 for a
-    layer of C channels. UnknownLayer for a layer without a feature map, InvalidParams for a layer listed twice or a
-    weight count unlike the layers'. Takes a loaded model or its profile (reads the catalogue only)."""
-    channels = check_feature_layers(model, layers)
+def weighted_layers(model: ConvLensModel | ModelProfile, layers: Sequence[str], field: str, weights: Sequence[float] | None,
+                    name: str) -> dict[str, float]:
+    """Layer -> weight for feature-map ``layers`` (the param ``field``): the given ``weights`` (the param called
+    ``name``), else 1/C^2 for a layer of C channels. The errors of :func:`check_feature_layers`, and InvalidParams for
+    a layer listed twice or a weight count unlike the layers'. Takes a loaded model or its profile (reads the catalogue only)."""
+    channels = check_feature_layers(model, layers, field)
     if len(set(layers)) != len(layers):
         twice = sorted({layer for layer in layers if list(layers).count(layer) > 1})
         raise InvalidParams(f"layer {', '.join(map(repr, twice))} is listed twice")

@@ -82,8 +82,8 @@ class StyleTransferParams(AspectKept, PixelSearchParams):
 
     def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
         content_layer = content_layer_or_default(model, self.content_layer)
-        check_feature_layers(model, (content_layer,))
-        weighted_layers(model, style_layers_or_default(model, self.style_layers), self.style_layer_weights, "style_layer_weights")
+        check_feature_layers(model, (content_layer,), "content_layer")
+        weighted_layers(model, style_layers_or_default(model, self.style_layers), "style_layers", self.style_layer_weights, "style_layer_weights")
         styles = counts.get("style", 0)
         if self.style_weights is not None and len(self.style_weights) != styles:
             raise InvalidParams(f"style_weights takes one weight per style image: {styles} style images but {len(self.style_weights)} weights")
@@ -107,8 +107,8 @@ def style_terms(
     of that at 512 px for skimage's astronaut)."""
     content_layer = content_layer_or_default(model, params.content_layer)
     style_layers = style_layers_or_default(model, params.style_layers)
-    check_feature_layers(model, (content_layer,))
-    weights = weighted_layers(model, style_layers, params.style_layer_weights, "style_layer_weights")
+    check_feature_layers(model, (content_layer,), "content_layer")
+    weights = weighted_layers(model, style_layers, "style_layers", params.style_layer_weights, "style_layer_weights")
     photo = features(model, content, [content_layer, *style_layers])
     content_term = content_loss(content_layer, photo[content_layer])
     style_term = style_loss(weights, [gram_targets(model, style, style_layers) for style in styles], style_weights)

@@ -38,7 +38,7 @@ class TextureSynthesisParams(PixelSearchParams):
         return max(self.height, self.max_side), max(self.width, self.max_side)
 
     def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
-        weighted_layers(model, style_layers_or_default(model, self.layers), self.layer_weights, "layer_weights")
+        weighted_layers(model, style_layers_or_default(model, self.layers), "layers", self.layer_weights, "layer_weights")
 
 
 def texture_cost(model: ModelProfile, params: TextureSynthesisParams, images: int) -> Cost:
@@ -59,7 +59,7 @@ def texture_cost(model: ModelProfile, params: TextureSynthesisParams, images: in
 )
 def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisParams, progress) -> Result:
     layers = style_layers_or_default(model, params.layers)
-    weights = weighted_layers(model, layers, params.layer_weights, "layer_weights")
+    weights = weighted_layers(model, layers, "layers", params.layer_weights, "layer_weights")
     texture = to_tensor(photo_at(inputs["image"], params.max_side, "the texture photo"), model.device)
     objective = style_loss(weights, [gram_targets(model, texture, layers)])
     if params.tv_weight > 0:

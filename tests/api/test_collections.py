@@ -128,6 +128,7 @@ def damaged_zip(photo: bytes) -> bytes:
 BAD_ZIPS = {
     "traversal": (lambda p: make_zip({"ok.jpg": p[0], "../evil.jpg": p[1]}), 400, "unsafe_zip_entry"),
     "absolute": (lambda p: make_zip({"ok.jpg": p[0], "/etc/evil.jpg": p[1]}), 400, "unsafe_zip_entry"),
+    "long_file_name": (lambda p: make_zip({"ok.jpg": p[0], "pets/" + "c" * 252 + ".jpg": p[1]}), 400, "unsafe_zip_entry"),
     "bomb": (lambda p: make_zip({"ok.jpg": p[0], "zeros.bin": b"\0" * 20_000_000}), 413, "zip_too_large"),
     "lying_header": (lambda p: lying_zip(p[0]), 400, "bad_zip"),
     "damaged_stream": (lambda p: damaged_zip(p[0]), 400, "bad_zip"),
@@ -150,6 +151,33 @@ def test_bad_zip_is_refused_whole(client, photos, case):
         assert "notes/readme.txt" in problem["detail"]
     assert ids(client) == before
     assert client.get(f"/v1/images/{image_id(fresh[0])}").status_code == 404  # the good entry was not stored either
+
+
+def test_a_zip_entry_name_past_255_characters_is_refused_and_shown_short(client, photos):
+    """A zip's name field holds up to 64 KB; a file name (without its path) over 255 characters is refused before
+    anything is stored, and the answer names the member by its first characters only."""
+    huge = "pets/" + "c" * 65_000 + ".jpg"
+    before = ids(client)
+    answer = post_files(client, [("upload.zip", make_zip({"ok.jpg": photos[0], huge: photos[1]}))])
+    assert_problem_code(answer, 400, "unsafe_zip_entry")
+    problem = answer.json()
+    assert "pets/ccc" in problem["detail"] and "65004 characters" in problem["detail"] and "255" in problem["detail"]
+    assert len(answer.content) < 2_000 and problem["entry"].startswith("pets/ccc") and len(problem["entry"]) < 100
+    assert ids(client) == before
+
+
+def test_a_zip_entry_file_name_of_255_characters_is_kept(client, photos):
+    name = "long/" + "d" * 251 + ".jpg"
+    data = make_zip({name: encode(Image.open(io.BytesIO(photos[2])).rotate(180), "JPEG")})
+    made = client.post("/v1/collections?name=long", content=data, headers={"content-type": "application/zip"})
+    assert made.status_code == 201, made.text
+    assert [i["name"] for i in made.json()["images"]] == [f"upload.zip/{name}"]
+
+
+def assert_problem_code(answer, status: int, code: str) -> None:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == code
 
 
 def test_over_count_across_adds_changes_nothing(client, photos):

@@ -52,6 +52,7 @@ def test_good_synthesis_weights_pass_to_the_image_lookup(client, method_inputs, 
 
 ONE = {"image": UNKNOWN}
 MANY = {"images": [UNKNOWN, UNKNOWN]}
+FAST_STYLE = {"content": {"collection": "samples"}, "style": [UNKNOWN]}
 # (method, model, inputs, params, status, code, the param the detail names)
 BAD_TARGETS = {
     "inversion layer": ("feature_inversion", "vgg19", ONE, {"layer": "nope"}, 404, "unknown_layer", "params.layer"),
@@ -81,6 +82,21 @@ BAD_TARGETS = {
                          "params.target_class"),
     "gradcam class": ("gradcam", "efficientnet_lite0", ONE, {"target_class": 1000}, 404, "unknown_class", "params.target_class"),
     "gradcam vector layer": ("gradcam", "efficientnet_lite0", ONE, {"layer": "classifier"}, 422, "invalid_params", "params.layer"),
+    "texture vector layer": ("texture_synthesis", "efficientnet_lite0", ONE, {"layers": ["blocks.4", "classifier"]}, 422,
+                             "invalid_params", "params.layers"),
+    "style vector style layer": ("style_transfer", "efficientnet_lite0", {"content": UNKNOWN, "style": [UNKNOWN]},
+                                 {"style_layers": ["classifier"]}, 422, "invalid_params", "params.style_layers"),
+    "style vector content layer": ("style_transfer", "efficientnet_lite0", {"content": UNKNOWN, "style": [UNKNOWN]},
+                                   {"content_layer": "classifier"}, 422, "invalid_params", "params.content_layer"),
+    "filters layer": ("filters", "vgg19", {}, {"layer": "nope"}, 404, "unknown_layer", "params.layer"),
+    "filters non-conv layer": ("filters", "vgg19", {}, {"layer": "block1_relu1"}, 422, "invalid_params", "params.layer"),
+    "filters channel": ("filters", "vgg19", {}, {"layer": "block1_conv1", "channels": [0, 64]}, 404, "unknown_channel", "params.channels"),
+    "fast style content layer": ("train_style_model", "vgg19", FAST_STYLE, {"content_layer": "nope"}, 404, "unknown_layer",
+                                 "params.content_layer"),
+    "fast style style layer": ("train_style_model", "vgg19", FAST_STYLE, {"style_layers": ["block1_relu1", "nope"]}, 404, "unknown_layer",
+                               "params.style_layers"),
+    "fast style vector style layer": ("train_style_model", "efficientnet_lite0", FAST_STYLE, {"style_layers": ["classifier"]}, 422,
+                                      "invalid_params", "params.style_layers"),
     "guided backprop channel": ("guided_backprop", "vgg19", ONE, {"layer": "block1_conv1", "channel": 64}, 404, "unknown_channel",
                                 "params.channel"),
     "deconvnet neuron": ("deconvnet", "vgg19", ONE, {"layer": "block1_conv1", "channel": 0, "neuron": [0, 224]}, 422, "invalid_params",
@@ -103,6 +119,7 @@ GOOD_TARGETS = {
         {"kind": "neuron", "layer": "block1_conv1", "channel": 63, "neuron": [250, 250]}]}),
     "patches channel": ("max_activating_patches", "vgg19", MANY, {"layer": "block1_conv1", "channel": 63}),
     "fooling class": ("fooling_image", "efficientnet_lite0", ONE, {"target_class": 999}),
+    "fast style layers": ("train_style_model", "vgg19", FAST_STYLE, {"content_layer": "block3_relu1", "style_layers": ["block1_relu1"]}),
     "guided backprop neuron": ("guided_backprop", "vgg19", ONE, {"layer": "block1_conv1", "channel": 63, "neuron": [223, 223]}),
 }
 
