@@ -76,16 +76,26 @@ def resize_longest(image: Image.Image, longest: int) -> Image.Image:
     return image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
-def check_min_side(size: tuple[int, int], what: str, change: str) -> None:
-    """Refuse a picture of ``size`` (height, width) with a side under :data:`MIN_SIDE`, naming ``what`` and what to ``change``."""
-    if min(size) < MIN_SIDE:
-        raise InvalidParams(f"{what} would be {size[1]}x{size[0]} px, under {MIN_SIDE} px a side; {change}")
+def check_min_side(size: tuple[int, int], what: str, change: str, minimum: int = MIN_SIDE) -> None:
+    """Refuse a picture of ``size`` (height, width) with a side under ``minimum``, naming ``what`` and what to ``change``."""
+    if min(size) < minimum:
+        raise InvalidParams(f"{what} would be {size[1]}x{size[0]} px, under {minimum} px a side; {change}")
 
 
-def photo_at(image: Image.Image, max_side: int, what: str) -> Image.Image:
-    """``image`` resized so its longer side is ``max_side`` (:func:`resize_longest`), refused when too elongated for the network."""
+def shrink_before(model: ConvLensModel, layers: Sequence[str]) -> int:
+    """How many times the network shrinks a picture before the deepest of ``layers`` (measured at its native size):
+    a side shorter than that leaves that layer no pixel."""
+    native = model.spec.input_size
+    shapes = [model.layer_info(layer).shape for layer in layers]
+    return max([math.ceil(native[a] / shape[1 + a]) for shape in shapes if len(shape) == 3 for a in range(2)], default=1)
+
+
+def photo_at(model: ConvLensModel, image: Image.Image, max_side: int, what: str, layers: Sequence[str]) -> Image.Image:
+    """``image`` resized so its longer side is ``max_side`` (:func:`resize_longest`), refused when too elongated
+    for ``layers`` to see any of it."""
     resized = resize_longest(image, max_side)
-    check_min_side((resized.height, resized.width), f"{what} at max_side {max_side}", "send a less elongated picture or raise max_side")
+    check_min_side((resized.height, resized.width), f"{what} at max_side {max_side}", "send a less elongated picture or raise max_side",
+                   shrink_before(model, layers))
     return resized
 
 

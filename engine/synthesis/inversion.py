@@ -68,7 +68,7 @@ def inversion_cost(model: ModelProfile, params: FeatureInversionParams, images: 
 )
 def feature_inversion(model: ConvLensModel, inputs, params: FeatureInversionParams, progress) -> Result:
     layer = inverted_layer(model, params.layer)
-    photo = to_tensor(photo_at(inputs["image"], params.max_side, "the photo"), model.device)
+    photo = to_tensor(photo_at(model, inputs["image"], params.max_side, "the photo", [layer]), model.device)
     target = features(model, photo, [layer])[layer]
     objective = relative_feature_loss(layer, target)
     if params.tv_weight > 0:

@@ -60,7 +60,7 @@ def texture_cost(model: ModelProfile, params: TextureSynthesisParams, images: in
 def texture_synthesis(model: ConvLensModel, inputs, params: TextureSynthesisParams, progress) -> Result:
     layers = style_layers_or_default(model, params.layers)
     weights = weighted_layers(model, layers, "layers", params.layer_weights, "layer_weights")
-    texture = to_tensor(photo_at(inputs["image"], params.max_side, "the texture photo"), model.device)
+    texture = to_tensor(photo_at(model, inputs["image"], params.max_side, "the texture photo", layers), model.device)
     objective = style_loss(weights, [gram_targets(model, texture, layers)])
     if params.tv_weight > 0:
         objective = objective + params.tv_weight * total_variation(params.tv_beta)

@@ -116,7 +116,8 @@ def live(redis_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     env = stack_env(redis_server.url.replace("/0", "/5"), "filesystem", tmp, None, webhook_secret=WEBHOOK_SECRET,
                     webhook_allow_private="true", webhook_retry_base_seconds="0.2",
-                    webhook_progress_interval_seconds="1", inline_threads="2", max_upload_bytes="3000000")
+                    webhook_progress_interval_seconds="1", inline_threads="2", max_upload_bytes="3000000",
+                    max_event_streams="64")  # test_fifty_waiting_requests_hold_no_threads holds 50 waits at once
     redis.Redis.from_url(env["CONVLENS_REDIS_URL"]).flushdb()
     worker = CeleryWorker(env, tmp / "worker.log").start()
     hooks = CeleryWorker(env, tmp / "hooks.log", queues="webhooks", pool="threads", concurrency=4).start()

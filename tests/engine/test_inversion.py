@@ -40,5 +40,5 @@ def test_bad_params_are_invalid(chelsea, params):
 
 @pytest.mark.parametrize("side", [(4, 200), (200, 4)], ids=["tall", "wide"])
 def test_a_photo_too_elongated_for_the_network_is_refused(vgg19, chelsea, side):
-    with pytest.raises(InvalidParams, match="under 32 px a side; send a less elongated"):
+    with pytest.raises(InvalidParams, match="under 16 px a side; send a less elongated"):
         run_method("feature_inversion", "vgg19", {"image": chelsea.resize(side)}, {"max_side": 64, "steps": 1})

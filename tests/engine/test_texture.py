@@ -34,5 +34,5 @@ def test_layer_and_weight_errors(efficientnet, coffee):
 @pytest.mark.parametrize("side", [(4, 200), (200, 4)], ids=["tall", "wide"])
 def test_a_photo_too_elongated_for_the_network_is_refused(vgg19, coffee, side):
     photo = coffee.resize(side)  # at max_side 64: 1 px across, gone before the deepest layers
-    with pytest.raises(InvalidParams, match="under 32 px a side; send a less elongated"):
+    with pytest.raises(InvalidParams, match="under 16 px a side; send a less elongated"):
         run_method("texture_synthesis", "vgg19", {"image": photo}, {"max_side": 64, "height": 32, "width": 32, "steps": 1})
