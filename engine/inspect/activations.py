@@ -18,7 +18,7 @@ from engine.imaging import tile_grid, to_tensor
 from engine.inspect.display import normalise_tiles, pick_channels, to_uint8, upscale, zoom_for
 from engine.models import ConvLensModel
 from engine.models.profile import ModelProfile
-from engine.models.units import feature_map_info, naming
+from engine.models.units import drawn_layer, naming
 from engine.params import Fitted, Sized
 from engine.registry import method
 from engine.result import Result
@@ -34,8 +34,7 @@ class ActivationsParams(Sized, Fitted):
     tile_size: int = p.tile_size(32, what="each drawn map at least (small maps are upscaled, nearest neighbor, by an integer factor)")
 
     def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
-        with naming("layer"):
-            info = feature_map_info(model.layer_info(self.layer or model.spec.default_layer or model.spec.first_conv))
+        _layer, info = drawn_layer(model, self.layer)
         with naming("channels"):
             pick_channels(self.channels, info.channels, info.channels)
 

@@ -21,8 +21,8 @@ from engine.imaging import tile_grid
 from engine.inspect.collection import MAX_IMAGES, CollectionParams, fit_all, layer_outputs
 from engine.inspect.display import captioned
 from engine.inspect.receptive_field import receptive_field
-from engine.models import ConvLensModel, LayerInfo
-from engine.models.units import check_channel, feature_map_info, naming
+from engine.models import ConvLensModel
+from engine.models.units import check_channel, drawn_layer, naming
 from engine.picture_names import caption, picture_ref
 from engine.cost import Cost, forward_cost
 from engine.models.profile import ModelProfile
@@ -30,14 +30,6 @@ from engine.registry import InputSlot, method
 from engine.result import Result
 
 BORDER = (124, 116, 104)  # the ImageNet mean colour, for field beyond the image
-
-
-def drawn_layer(model: ConvLensModel | ModelProfile, layer: str | None, size: tuple[int, int] | None = None) -> tuple[str, LayerInfo]:
-    """The layer a patch method draws (``layer``, else the model's default or first convolution) and its info, refused
-    (params.layer named) unless it outputs feature maps."""
-    layer = layer or model.spec.default_layer or model.spec.first_conv
-    with naming("layer"):
-        return layer, feature_map_info(model.layer_info(layer, size))
 
 
 class MaxPatchesParams(CollectionParams):

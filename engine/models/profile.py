@@ -33,9 +33,6 @@ class ModelProfile:
         """As :meth:`ConvLensModel.class_index` (:func:`engine.models.units.class_index`)."""
         return units.class_index(self.spec.name, self.labels, target)
 
-    def check_channel(self, layer: str, channel: int, size: tuple[int, int] | None = None) -> None:
-        units.check_channel(self.layer_info(layer), channel)
-
     def catalogue(self) -> tuple[LayerInfo, ...]:
         return self.layers
 

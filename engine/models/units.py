@@ -50,6 +50,14 @@ def conv_info(model, layer: str, field: str = "layer") -> "LayerInfo":
     return info
 
 
+def drawn_layer(model, layer: str | None, size: tuple[int, int] | None = None) -> tuple[str, "LayerInfo"]:
+    """The layer a method draws the maps of (``layer``, else the model's default layer or first convolution) and its
+    info, refused (params.layer named) unless it outputs feature maps."""
+    layer = layer or model.spec.default_layer or model.spec.first_conv
+    with naming("layer"):
+        return layer, feature_map_info(model.layer_info(layer, size))
+
+
 def check_channel(info: "LayerInfo", channel: int) -> None:
     """UnknownChannel unless ``channel`` is one of the layer's channels."""
     if not 0 <= channel < info.channels:

@@ -59,6 +59,7 @@ def deepdream_cost(model: ModelProfile, params: DeepDreamParams, images: int) ->
     """A forward and a backward pass per step and octave (the largest at max_side), and the layer's response before and after."""
     return gradient_cost(model, params.run_size(model.input_size), 2 * params.steps * params.octaves + 2, 1, "lower steps, octaves or max_side")
 
+
 def dream_layer(model: ConvLensModel | ModelProfile, layer: str | None) -> str:
     """The layer to dream (``layer``, else the model's dream role), known to the model."""
     layer = layer or role_layers(model, "dream")[0]

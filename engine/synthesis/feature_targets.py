@@ -18,6 +18,7 @@ from engine.optim.style_losses import gram_matrix
 
 MIN_SIDE = 32  # the networks here halve a picture five times: a shorter side is gone before their deepest layers
 
+
 def content_layer_or_default(model: ConvLensModel | ModelProfile, layer: str | None) -> str:
     return layer if layer is not None else role_layers(model, "content")[0]
 

@@ -81,9 +81,7 @@ class StyleTransferParams(AspectKept, PixelSearchParams):
         return side, side
 
     def check_call(self, model: ModelProfile, counts: Mapping[str, int]) -> None:
-        content_layer = content_layer_or_default(model, self.content_layer)
-        check_feature_layers(model, (content_layer,), "content_layer")
-        weighted_layers(model, style_layers_or_default(model, self.style_layers), "style_layers", self.style_layer_weights, "style_layer_weights")
+        loss_layers(model, self)
         styles = counts.get("style", 0)
         if self.style_weights is not None and len(self.style_weights) != styles:
             raise InvalidParams(f"style_weights takes one weight per style image: {styles} style images but {len(self.style_weights)} weights")
@@ -97,6 +95,15 @@ class StyleTransferParams(AspectKept, PixelSearchParams):
         return self.model_copy(update=chosen)
 
 
+def loss_layers(model: ConvLensModel | ModelProfile, params: StyleTransferParams) -> tuple[str, dict[str, float]]:
+    """The content layer and each style layer's weight (the defaults where the params name none), after checking that
+    each has feature maps and that the weights count right."""
+    content_layer = content_layer_or_default(model, params.content_layer)
+    check_feature_layers(model, (content_layer,), "content_layer")
+    style_layers = style_layers_or_default(model, params.style_layers)
+    return content_layer, weighted_layers(model, style_layers, "style_layers", params.style_layer_weights, "style_layer_weights")
+
+
 def style_terms(
     model: ConvLensModel, content: torch.Tensor, styles: list[torch.Tensor], params: StyleTransferParams, style_weights: list[float]
 ) -> tuple[Objective, float, Objective, float]:
@@ -105,10 +112,8 @@ def style_terms(
     every size. VGG19's deep features grow as a picture shrinks, and the Gram term grows with their square, so with
     fixed weights the style wins at small sizes (the photo's content loss against its style loss at 192 px is a third
     of that at 512 px for skimage's astronaut)."""
-    content_layer = content_layer_or_default(model, params.content_layer)
-    style_layers = style_layers_or_default(model, params.style_layers)
-    check_feature_layers(model, (content_layer,), "content_layer")
-    weights = weighted_layers(model, style_layers, "style_layers", params.style_layer_weights, "style_layer_weights")
+    content_layer, weights = loss_layers(model, params)
+    style_layers = tuple(weights)
     photo = features(model, content, [content_layer, *style_layers])
     content_term = content_loss(content_layer, photo[content_layer])
     style_term = style_loss(weights, [gram_targets(model, style, style_layers) for style in styles], style_weights)
